@@ -1,0 +1,55 @@
+#pragma once
+// Bearer-token authentication. Only SHA-256 hashes of token secrets are stored; a principal is cached
+// briefly so long polls and bursts do not each hit the database.
+#include <pqxx/pqxx>
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "api/http.h"
+#include "engine/db.h"
+
+namespace platform::api {
+
+struct Principal {
+  std::string user_id;
+  std::string user_name;
+  std::string token_id;
+  std::string org_restriction;    // non-empty: this token may only act in this org
+  std::vector<std::string> orgs;  // orgs the user belongs to
+};
+
+class Authenticator {
+ public:
+  explicit Authenticator(db::Pool& pool, std::chrono::milliseconds ttl = std::chrono::seconds(5));
+  // Throws PlatformError(unauthenticated) for a missing, malformed, unknown or revoked token.
+  Principal authenticate(const Request& request);
+  // True when the principal may act in the org; re-reads memberships once on a miss.
+  bool can_access_org(Principal& principal, const std::string& org_id);
+
+ private:
+  struct Entry {
+    Principal principal;
+    std::chrono::steady_clock::time_point expires;
+  };
+  db::Pool& pool_;
+  std::chrono::milliseconds ttl_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> cache_;  // by token hash
+};
+
+struct IssuedToken {
+  std::string token_id;
+  std::string secret;  // shown once; "plt_<hex>"
+};
+
+// Creates the user when missing (appending UserCreated) and returns its id.
+std::string ensure_user(pqxx::work& tx, const std::string& name);
+// Issues a token for the user (appending TokenIssued, without the secret).
+IssuedToken issue_token(pqxx::work& tx, const std::string& user_id, const std::string& org_restriction,
+                        const std::string& description);
+
+}  // namespace platform::api

@@ -1,0 +1,107 @@
+#include "api/client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+
+namespace platform::api {
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+
+std::string url_encode(const std::string& s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+Client::Client(std::string base_url, std::string token) : base_url_(std::move(base_url)), token_(std::move(token)) {
+  auto u = boost::urls::parse_absolute_uri(base_url_);
+  if (!u || u->scheme() != "http")
+    throw PlatformError(ErrorCode::invalid_request, "API URL \"" + base_url_ + "\" is not an http:// URL",
+                        "Use e.g. http://127.0.0.1:7070 (platform login --url URL).");
+  host_ = std::string(u->host());
+  if (host_.size() > 2 && host_.front() == '[') host_ = host_.substr(1, host_.size() - 2);
+  port_ = u->has_port() ? std::string(u->port()) : "80";
+}
+
+ClientResponse Client::request(const std::string& method, const std::string& target, const std::string& body,
+                               const std::map<std::string, std::string>& headers,
+                               std::chrono::milliseconds timeout) const {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  try {
+    asio::ip::tcp::resolver resolver(io);
+    stream.expires_after(timeout);
+    stream.connect(resolver.resolve(host_, port_));
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    req.set(http::field::host, host_);
+    req.set(http::field::user_agent, "platform-cli");
+    if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
+    for (const auto& [k, v] : headers) req.set(k, v);
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+    }
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    http::read(stream, buffer, parser);
+    auto& res = parser.get();
+    ClientResponse out;
+    out.status = static_cast<int>(res.result_int());
+    out.body = std::move(res.body());
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(f.value());
+    }
+    out.content_type = out.headers["content-type"];
+    beast::error_code ignore;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+    return out;
+  } catch (const boost::system::system_error& e) {
+    if (e.code() == beast::error::timeout)
+      throw PlatformError(ErrorCode::timed_out, "the API at " + base_url_ + " did not answer in time",
+                          "Retry; check the server with `curl " + base_url_ + "/healthz`.");
+    throw PlatformError(ErrorCode::unavailable, "cannot reach the API at " + base_url_ + ": " + e.code().message(),
+                        "Is platformd running? Start it with `platformd dev`, or check `platform context show`.");
+  }
+}
+
+Json Client::call(const std::string& method, const std::string& target, const std::optional<Json>& body,
+                  const std::string& idempotency_key, std::chrono::milliseconds timeout) const {
+  std::map<std::string, std::string> headers;
+  if (!idempotency_key.empty()) headers["Idempotency-Key"] = idempotency_key;
+  auto res = request(method, target, body ? body->dump() : std::string(), headers, timeout);
+  Json j;
+  try {
+    j = Json::parse(res.body.empty() ? std::string("{}") : res.body);
+  } catch (const std::exception&) {
+    throw PlatformError(ErrorCode::internal,
+                        "the API answered " + std::to_string(res.status) + " with a body that is not JSON", "");
+  }
+  if (res.status >= 400) {
+    auto code = error_code_from_string(j.value("code", "internal"));
+    auto hint = j.value("hint", "");
+    auto rid = j.value("request_id", "");
+    Error e{code, j.value("message", "HTTP " + std::to_string(res.status)), hint};
+    throw PlatformErrorWithRequest(std::move(e), rid);
+  }
+  return j;
+}
+
+}  // namespace platform::api

@@ -1,0 +1,42 @@
+#pragma once
+// A small blocking HTTP/1.1 client for the platform API (the CLI; later the agent and the edge).
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "engine/error.h"
+#include "engine/json.h"
+
+namespace platform::api {
+
+struct ClientResponse {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+};
+
+class Client {
+ public:
+  Client(std::string base_url, std::string token);
+
+  // One request on a fresh connection. Throws PlatformError(unavailable) when the server cannot be reached.
+  ClientResponse request(const std::string& method, const std::string& target, const std::string& body = {},
+                         const std::map<std::string, std::string>& headers = {},
+                         std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
+
+  // JSON in, JSON out; a problem+json answer becomes PlatformError with its code, message and hint
+  // (the request id is appended to the hint).
+  Json call(const std::string& method, const std::string& target, const std::optional<Json>& body = std::nullopt,
+            const std::string& idempotency_key = {}, std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
+
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  std::string base_url_, host_, port_, token_;
+};
+
+std::string url_encode(const std::string& s);
+
+}  // namespace platform::api

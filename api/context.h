@@ -1,0 +1,25 @@
+#pragma once
+// What every handler may use. Built once by the server; handlers hold no state of their own.
+#include <chrono>
+
+namespace platform::db {
+class Pool;
+}
+
+namespace platform::api {
+
+class Authenticator;
+class Hub;
+class Metrics;
+
+struct Context {
+  db::Pool& pool;
+  Hub& hub;
+  Authenticator& auth;
+  Metrics& metrics;
+  // A mutation waits this long for the projections to fold its events before answering, so that a
+  // script's next read sees its write. The receipt says whether they did ("succeeded") or not ("accepted").
+  std::chrono::milliseconds apply_wait{2000};
+};
+
+}  // namespace platform::api

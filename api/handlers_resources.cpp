@@ -1,0 +1,191 @@
+// Orgs, projects, apps and envs: list, create, describe and delete, nested by path, plus lookup by ID.
+#include <fmt/format.h>
+
+#include <span>
+
+#include "api/body.h"
+#include "api/metrics.h"
+#include "api/mutation.h"
+#include "api/resources.h"
+#include "api/routes.h"
+#include "engine/db.h"
+
+namespace platform::api {
+namespace {
+
+constexpr std::array<std::string_view, 4> kChainArray = {"org", "project", "app", "env"};
+constexpr std::span<const std::string_view> kChain{kChainArray};
+
+std::string not_found_hint(std::string_view kind) {
+  return fmt::format("List what exists with `platform {} list`.", kind);
+}
+
+// Resolves every "{kind}" path parameter from the org down, checking the caller may see the org.
+// Another org's resource is "not found", never "forbidden".
+std::vector<Resolved> resolve_path(Context& ctx, Principal& principal, const Params& params) {
+  std::vector<Resolved> chain;
+  auto org = params.find("org");
+  if (org == params.end()) return chain;
+  auto org_not_found = [&] {
+    return PlatformError(ErrorCode::not_found, fmt::format("org \"{}\" not found", org->second.substr(0, 100)),
+                         not_found_hint("org"));
+  };
+  try {
+    chain.push_back(ctx.pool.read([&](pqxx::transaction_base& tx) { return resolve(tx, *kind_by_name("org"), "", org->second); }));
+  } catch (const PlatformError& e) {
+    if (e.error().code == ErrorCode::not_found) throw org_not_found();
+    throw;
+  }
+  // Checked before looking further, so nothing about another org's contents leaks.
+  if (!ctx.auth.can_access_org(principal, chain.front().id)) throw org_not_found();
+  ctx.pool.read([&](pqxx::transaction_base& tx) {
+    for (auto kind : kChain.subspan(1)) {
+      auto it = params.find(std::string(kind));
+      if (it == params.end()) break;
+      chain.push_back(resolve(tx, *kind_by_name(kind), chain.back().id, it->second));
+    }
+    return 0;
+  });
+  return chain;
+}
+
+std::string path_of(const std::vector<Resolved>& chain) {
+  std::string p;
+  for (const auto& r : chain) p += (p.empty() ? "" : "/") + r.kind + "/" + r.name;
+  return p;
+}
+
+Json registry_json(const Resolved& r) {
+  // Used only when the projection has not folded a just-created resource yet.
+  return {{"id", r.id}, {"kind", r.kind}, {"org_id", r.org_id}, {"parent_id", r.parent_id},
+          {"name", r.name}, {"state", r.deleted ? "deleted" : "active"}, {"projection", "pending"}};
+}
+
+Response list(const KindInfo& kind, Context& ctx, const Request& req, Principal& p, const Params& params) {
+  for (const auto& [k, v] : req.query)
+    if (k != "deleted")
+      throw PlatformError(ErrorCode::invalid_request, "unknown query parameter \"" + k + "\"",
+                          "This endpoint takes only ?deleted=true.");
+  bool deleted = req.param("deleted") == "true";
+  auto chain = resolve_path(ctx, p, params);
+  std::string parent = chain.empty() ? "" : chain.back().id;
+  auto items = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    std::vector<std::string> orgs;
+    if (chain.empty()) {
+      for (const auto& r : tx.exec_params("SELECT org_id FROM core.memberships WHERE user_id = $1", p.user_id))
+        if (p.org_restriction.empty() || p.org_restriction == r[0].as<std::string>())
+          orgs.push_back(r[0].as<std::string>());
+    } else {
+      orgs.push_back(chain.front().id);
+    }
+    return list_resources(tx, std::string(kind.kind), parent, orgs, deleted);
+  });
+  return json_response(200, {{"items", items}, {"count", items.size()}});
+}
+
+Response create(const KindInfo& kind, Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto body = parse_body(req.body, {{"name", FieldType::string, true},
+                                    {"description", FieldType::string},
+                                    {"labels", FieldType::object_of_strings}});
+  auto name = body["name"].get<std::string>();
+  validate_name(std::string(kind.kind), name);
+  auto description = body.value("description", std::string());
+  if (description.size() > 1000)
+    throw PlatformError(ErrorCode::invalid_request, "description is longer than 1000 characters", "Shorten it.");
+  auto labels = body.value("labels", Json::object());
+  auto chain = resolve_path(ctx, p, params);
+  if (kind.kind != "org" && !p.org_restriction.empty() && chain.front().id != p.org_restriction)
+    throw PlatformError(ErrorCode::not_found, "org not found", not_found_hint("org"));
+  if (kind.kind == "org" && !p.org_restriction.empty())
+    throw PlatformError(ErrorCode::precondition_failed, "this token is limited to one org and cannot create orgs",
+                        "Use a user token that is not limited to an org.");
+  ctx.metrics.mutations_total++;
+  const std::string org_id = chain.empty() ? "" : chain.front().id;
+  const std::string parent_id = chain.empty() ? "" : chain.back().id;
+  const std::string path = (chain.empty() ? "" : path_of(chain) + "/") + std::string(kind.kind) + "/" + name;
+  return run_mutation(ctx, req, p, std::string(kind.kind) + ".create", 201, [&](pqxx::work& tx, const Actor& actor) {
+    auto out = create_resource(tx, actor, kind, org_id, parent_id, name, description, labels);
+    CommandReceipt r;
+    r.last = out.last();
+    r.duplicate = out.duplicate;
+    r.receipt = {
+        {"resource", {{"kind", kind.kind}, {"id", out.resource_id}, {"name", name}, {"path", path},
+                      {"org_id", kind.kind == "org" ? out.resource_id : org_id}, {"parent_id", parent_id}}},
+        {"desired", {{"name", name}, {"description", description}, {"labels", labels}, {"state", "active"}}},
+        {"diff", Json::array({{{"action", "create"}, {"kind", kind.kind}, {"path", path},
+                               {"summary", fmt::format("create {} {}", kind.kind, path)}}})},
+        {"events", out.events_json(std::string(kind.kind) + "-" + out.resource_id)},
+        {"next", Json::array({fmt::format("platform {} describe {}", kind.kind, out.resource_id),
+                              fmt::format("platform events --resource {}", out.resource_id),
+                              fmt::format("platform wait {}", actor.operation_id)})}};
+    return r;
+  });
+}
+
+Response describe(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = resolve_path(ctx, p, params);
+  const auto& target = chain.back();
+  auto j = ctx.pool.read([&](pqxx::transaction_base& tx) { return read_resource(tx, target.id); });
+  Json out = j ? *j : registry_json(target);
+  out["path"] = path_of(chain);
+  return json_response(200, out);
+}
+
+Response remove(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto chain = resolve_path(ctx, p, params);
+  const auto target = chain.back();
+  if (!p.org_restriction.empty() && target.kind == "org")
+    throw PlatformError(ErrorCode::precondition_failed, "this token is limited to one org and cannot delete it",
+                        "Use a user token that is not limited to an org.");
+  ctx.metrics.mutations_total++;
+  const auto path = path_of(chain);
+  return run_mutation(ctx, req, p, target.kind + ".delete", 200, [&](pqxx::work& tx, const Actor& actor) {
+    auto out = delete_resource(tx, actor, target);
+    CommandReceipt r;
+    r.last = out.last();
+    r.duplicate = out.duplicate;
+    r.receipt = {
+        {"resource", {{"kind", target.kind}, {"id", target.id}, {"name", target.name}, {"path", path},
+                      {"org_id", target.org_id}, {"parent_id", target.parent_id}}},
+        {"desired", {{"state", "deleted"}}},
+        {"diff", Json::array({{{"action", "delete"}, {"kind", target.kind}, {"path", path},
+                               {"summary", fmt::format("delete {} {}", target.kind, path)}}})},
+        {"events", out.events_json(target.kind + "-" + target.id)},
+        {"next", Json::array({fmt::format("platform events --resource {}", target.id),
+                              fmt::format("platform wait {}", actor.operation_id)})}};
+    return r;
+  });
+}
+
+Response by_id(Context& ctx, const Request&, Principal& p, const Params& params) {
+  const auto& id = params.at("id");
+  auto found = ctx.pool.read([&](pqxx::transaction_base& tx) { return resolve_id(tx, id); });
+  if (!found || !ctx.auth.can_access_org(p, found->org_id))
+    throw PlatformError(ErrorCode::not_found, "resource \"" + id.substr(0, 100) + "\" not found",
+                        "Check the ID; `platform events --resource ID` shows a resource's history.");
+  auto j = ctx.pool.read([&](pqxx::transaction_base& tx) { return read_resource(tx, found->id); });
+  return json_response(200, j ? *j : registry_json(*found));
+}
+
+}  // namespace
+
+void add_resource_routes(std::vector<Route>& out) {
+  std::string prefix = "/v1";
+  for (auto kind_name : kChain) {
+    const auto& kind = *kind_by_name(kind_name);
+    std::string collection = prefix + "/" + std::string(kind.collection);
+    std::string item = collection + "/{" + std::string(kind.kind) + "}";
+    out.push_back({"GET", collection, fmt::format("List {}", kind.collection),
+                   [&kind](Context& c, const Request& r, Principal& p, const Params& ps) { return list(kind, c, r, p, ps); },
+                   {}, {}});
+    out.push_back({"POST", collection, fmt::format("Create a {}", kind.kind),
+                   [&kind](Context& c, const Request& r, Principal& p, const Params& ps) { return create(kind, c, r, p, ps); },
+                   {}, {}});
+    out.push_back({"GET", item, fmt::format("Describe a {}", kind.kind), describe, {}, {}});
+    out.push_back({"DELETE", item, fmt::format("Delete a {} (an event; the history stays)", kind.kind), remove, {}, {}});
+    prefix = item;
+  }
+  out.push_back({"GET", "/v1/resources/{id}", "Describe any resource by ID", by_id, {}, {}});
+}
+
+}  // namespace platform::api

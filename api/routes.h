@@ -1,0 +1,49 @@
+#pragma once
+// The route table: the single source for dispatch, for 405 answers and for the OpenAPI check.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "api/auth.h"
+#include "api/context.h"
+#include "api/http.h"
+#include "engine/event_store.h"
+
+namespace platform::api {
+
+// A long poll the session finishes asynchronously from the hub.
+struct WatchPlan {
+  events::Cursor after;
+  events::Filter filter;
+  int limit = 100;
+  std::chrono::milliseconds wait{0};
+};
+
+using Handler = std::function<Response(Context&, const Request&, Principal&, const Params&)>;
+using WatchHandler = std::function<WatchPlan(Context&, const Request&, Principal&, const Params&)>;
+using PublicHandler = std::function<Response(Context&, const Request&)>;
+
+struct Route {
+  std::string method;
+  std::string pattern;  // "/v1/orgs/{org}/projects"
+  std::string summary;
+  Handler handler;              // authenticated
+  WatchHandler watch;           // authenticated long poll
+  PublicHandler public_handler; // no authentication (/healthz, /metrics, the OpenAPI document)
+};
+
+const std::vector<Route>& routes();
+
+// Finds the route for method and path. When the path matches with another method, sets
+// *path_matched so the caller answers 405.
+const Route* match(const std::string& method, const std::string& path, Params& params, bool* path_matched);
+
+// Registration, one function per handler file.
+void add_resource_routes(std::vector<Route>& out);
+void add_event_routes(std::vector<Route>& out);
+void add_system_routes(std::vector<Route>& out);
+
+// The JSON answer to an events request (used by the session after a long poll).
+Json events_page_json(const std::vector<events::Recorded>& events, events::Cursor next);
+
+}  // namespace platform::api

@@ -1,0 +1,269 @@
+#include "api/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <thread>
+
+#include "api/auth.h"
+#include "api/hub.h"
+#include "api/metrics.h"
+#include "api/routes.h"
+#include "engine/db.h"
+#include "engine/ids.h"
+
+namespace platform::api {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+
+struct Server::Impl {
+  ServerOptions options;
+  std::string conninfo;
+  Signal& wake;
+  db::Pool pool;
+  Authenticator auth;
+  Hub hub;
+  Metrics metrics;
+  Context ctx;
+  asio::io_context io;
+  asio::thread_pool workers;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::uint16_t bound_port = 0;
+  std::atomic<bool> stopped{false};
+
+  Impl(ServerOptions o, std::string ci, Signal& w)
+      : options(std::move(o)),
+        conninfo(std::move(ci)),
+        wake(w),
+        pool(conninfo, options.db_pool_size, "platformd-api"),
+        auth(pool),
+        hub(conninfo),
+        ctx{pool, hub, auth, metrics, options.apply_wait},
+        io(options.io_threads),
+        workers(static_cast<std::size_t>(options.worker_threads)) {
+    metrics.add_gauge({"platform_db_pool_connections", "Open connections of the API's database pool.",
+                       [this] { return static_cast<double>(pool.open_connections()); }});
+    metrics.add_gauge({"platform_watch_waiters", "Long polls waiting for events.",
+                       [this] { return static_cast<double>(hub.waiters()); }});
+    metrics.add_gauge({"platform_watch_buffered_events", "Events held in the watch fan-out ring.",
+                       [this] { return static_cast<double>(hub.buffered()); }});
+  }
+
+  // Runs blocking work (database) on the worker pool and resumes on the caller's executor.
+  template <class F>
+  awaitable<Response> blocking(F fn) {
+    co_return co_await asio::co_spawn(workers, [fn = std::move(fn)]() -> awaitable<Response> { co_return fn(); },
+                                      use_awaitable);
+  }
+
+  static Request to_request(const http::request<http::string_body>& msg) {
+    Request r;
+    r.method = std::string(msg.method_string());
+    r.body = msg.body();
+    for (const auto& f : msg) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      r.headers[name] = std::string(f.value());
+    }
+    auto parsed = boost::urls::parse_origin_form(msg.target());
+    if (!parsed) throw PlatformError(ErrorCode::invalid_request, "malformed request target", "");
+    r.path = std::string(parsed->encoded_path());
+    for (auto p : parsed->params()) r.query[std::string(p.key)] = std::string(p.value);
+    r.path = std::string(parsed->path());
+    return r;
+  }
+
+  awaitable<Response> dispatch(Request& req) {
+    bool path_matched = false;
+    Params params;
+    const Route* route = match(req.method, req.path, params, &path_matched);
+    if (!route) {
+      if (path_matched)
+        co_return problem({ErrorCode::method_not_allowed, req.method + " is not allowed on " + req.path,
+                           "See /v1/openapi.json for the methods of each path."},
+                          req.request_id);
+      co_return problem({ErrorCode::not_found, "no such endpoint: " + req.path.substr(0, 200),
+                         "See /v1/openapi.json for every endpoint."},
+                        req.request_id);
+    }
+    if (route->public_handler) co_return co_await blocking([&] { return route->public_handler(ctx, req); });
+    if (route->handler)
+      co_return co_await blocking([&] {
+        auto principal = auth.authenticate(req);
+        return route->handler(ctx, req, principal, params);
+      });
+    // A long poll: prepared with the database, then served from the hub without one.
+    WatchPlan plan;
+    co_await blocking([&] {
+      auto principal = auth.authenticate(req);
+      plan = route->watch(ctx, req, principal, params);
+      return Response{};
+    });
+    auto deadline = std::chrono::steady_clock::now() + plan.wait;
+    for (;;) {
+      std::vector<events::Recorded> found;
+      events::Cursor next = plan.after;
+      if (auto mem = hub.from_memory(plan.after, plan.filter, plan.limit)) {
+        found = std::move(mem->events);
+        next = mem->next;
+      } else {
+        co_await blocking([&] {
+          auto page = pool.read([&](pqxx::transaction_base& tx) { return events::read_after(tx, plan.after, plan.filter, plan.limit); });
+          found = std::move(page.events);
+          next = page.next;
+          return Response{};
+        });
+      }
+      if (!found.empty() || std::chrono::steady_clock::now() >= deadline)
+        co_return json_response(200, events_page_json(found, next));
+      plan.after = next;
+      co_await hub.wait(plan.after, deadline);
+    }
+  }
+
+  template <class Stream>
+  awaitable<void> write(Stream& stream, const Response& resp, unsigned version, bool keep_alive) {
+    http::response<http::string_body> out{static_cast<http::status>(resp.status), version};
+    out.set(http::field::server, "platformd");
+    out.set(http::field::content_type, resp.content_type);
+    for (const auto& [k, v] : resp.headers) out.set(k, v);
+    out.keep_alive(keep_alive);
+    out.body() = resp.body;
+    out.prepare_payload();
+    metrics.responses_by_class[std::min(resp.status / 100, 5)]++;
+    stream.expires_after(std::chrono::seconds(30));
+    co_await http::async_write(stream, out, asio::as_tuple(use_awaitable));
+  }
+
+  awaitable<void> session(beast::tcp_stream stream) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(options.body_limit);
+      parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
+      stream.expires_after(options.request_timeout);
+      auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(use_awaitable));
+      const auto request_id = new_id("req");
+      if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+      if (ec) {
+        Error e{ErrorCode::invalid_request, "malformed HTTP request: " + ec.message(), "Send a valid HTTP/1.1 request."};
+        if (ec == http::error::body_limit)
+          e = {ErrorCode::payload_too_large, "request body exceeds " + std::to_string(options.body_limit) + " bytes",
+               "Send a smaller body."};
+        else if (ec == http::error::header_limit)
+          e = {ErrorCode::headers_too_large, "request headers exceed " + std::to_string(options.header_limit) + " bytes",
+               "Send fewer or shorter headers."};
+        else if (ec == beast::error::timeout)
+          e = {ErrorCode::request_timeout, "the request was not received within " +
+                                               std::to_string(options.request_timeout.count()) + " ms",
+               "Send the whole request promptly."};
+        metrics.requests_total++;
+        co_await write(stream, problem(e, request_id), 11, false);
+        break;
+      }
+      metrics.requests_total++;
+      auto& msg = parser.get();
+      bool keep_alive = msg.keep_alive();
+      Response resp;
+      try {
+        auto req = to_request(msg);
+        req.request_id = request_id;
+        stream.expires_never();  // a long poll may legitimately wait
+        resp = co_await dispatch(req);
+      } catch (const PlatformError& e) {
+        resp = problem(e.error(), request_id);
+      } catch (const std::exception& e) {
+        resp = problem(db::translate(e).error(), request_id);
+      }
+      resp.headers.emplace_back("X-Request-Id", request_id);
+      co_await write(stream, resp, msg.version(), keep_alive);
+      if (!keep_alive) break;
+    }
+    beast::error_code ignore;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignore);
+  }
+
+  awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor->async_accept(asio::make_strand(io), asio::as_tuple(use_awaitable));
+      if (ec) {
+        if (stopped || ec == asio::error::operation_aborted) co_return;
+        spdlog::warn("accept failed: {}", ec.message());
+        // Out of file descriptors: back off instead of spinning.
+        asio::steady_timer t(io, std::chrono::milliseconds(50));
+        co_await t.async_wait(asio::as_tuple(use_awaitable));
+        continue;
+      }
+      metrics.connections_total++;
+      if (static_cast<std::size_t>(metrics.connections_active.load()) >= options.max_connections) {
+        metrics.connections_refused++;
+        auto ex = socket.get_executor();
+        asio::co_spawn(ex, refuse(beast::tcp_stream(std::move(socket))), asio::detached);
+        continue;
+      }
+      metrics.connections_active++;
+      auto ex = socket.get_executor();
+      asio::co_spawn(ex, session(beast::tcp_stream(std::move(socket))), [this](std::exception_ptr) {
+        metrics.connections_active--;
+      });
+    }
+  }
+
+  awaitable<void> refuse(beast::tcp_stream stream) {
+    co_await write(stream,
+                   problem({ErrorCode::too_many_connections, "the server is at its connection limit",
+                            "Retry shortly."},
+                           new_id("req")),
+                   11, false);
+    beast::error_code ignore;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignore);
+  }
+};
+
+Server::Server(ServerOptions options, std::string conninfo, Signal& wake)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(conninfo), wake)) {}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+  auto& i = *impl_;
+  auto address = asio::ip::make_address(i.options.address);
+  tcp::endpoint ep(address, i.options.port);
+  i.acceptor.emplace(i.io);
+  i.acceptor->open(ep.protocol());
+  i.acceptor->set_option(asio::socket_base::reuse_address(true));
+  if (address.is_v6()) i.acceptor->set_option(asio::ip::v6_only(true));
+  i.acceptor->bind(ep);
+  i.acceptor->listen(asio::socket_base::max_listen_connections);
+  i.bound_port = i.acceptor->local_endpoint().port();
+  i.hub.start(i.wake);
+  asio::co_spawn(i.io, i.accept_loop(), asio::detached);
+  for (int t = 0; t < i.options.io_threads; ++t) i.threads.emplace_back([&i] { i.io.run(); });
+}
+
+void Server::stop() {
+  auto& i = *impl_;
+  if (i.stopped.exchange(true)) return;
+  asio::post(i.io, [&i] {
+    beast::error_code ignore;
+    if (i.acceptor) i.acceptor->close(ignore);
+  });
+  i.io.stop();
+  for (auto& t : i.threads) t.join();
+  i.threads.clear();
+  i.workers.join();
+  i.hub.stop();
+}
+
+std::uint16_t Server::port() const { return impl_->bound_port; }
+db::Pool& Server::pool() { return impl_->pool; }
+
+}  // namespace platform::api

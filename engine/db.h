@@ -1,0 +1,99 @@
+#pragma once
+// PostgreSQL access: a bounded connection pool over libpqxx and the SQLSTATE -> Error mapping.
+#include <pqxx/pqxx>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+
+namespace platform::db {
+
+// Opens a connection with the session settings every platform connection uses
+// (idle_in_transaction_session_timeout, application_name, UTC).
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& application_name);
+
+// Translates a database exception into the platform's error model (custom SQLSTATEs from sql/).
+PlatformError translate(const std::exception& e);
+
+class Pool {
+ public:
+  Pool(std::string conninfo, std::size_t max_size, std::string application_name = "platformd");
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  class Lease {
+   public:
+    Lease(Pool* pool, std::unique_ptr<pqxx::connection> c) : pool_(pool), conn_(std::move(c)) {}
+    Lease(Lease&&) = default;
+    ~Lease();
+    pqxx::connection& operator*() { return *conn_; }
+    pqxx::connection* operator->() { return conn_.get(); }
+
+   private:
+    Pool* pool_;
+    std::unique_ptr<pqxx::connection> conn_;
+  };
+
+  // Waits up to `timeout` for a free connection; throws PlatformError(unavailable) after that
+  // or when the database cannot be reached.
+  Lease acquire(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // Runs fn in a read-committed transaction and commits. Database errors become PlatformError.
+  template <class F>
+  auto transact(F&& fn) {
+    auto lease = acquire();
+    try {
+      pqxx::work tx(*lease);
+      if constexpr (std::is_void_v<decltype(fn(tx))>) {
+        fn(tx);
+        tx.commit();
+      } else {
+        auto result = fn(tx);
+        tx.commit();
+        return result;
+      }
+    } catch (const PlatformError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw translate(e);
+    }
+  }
+
+  // Runs fn in a read-only repeatable-read transaction (one snapshot for every statement).
+  template <class F>
+  auto read(F&& fn) {
+    auto lease = acquire();
+    try {
+      pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*lease);
+      return fn(tx);
+    } catch (const PlatformError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw translate(e);
+    }
+  }
+
+  std::size_t max_size() const { return max_size_; }
+  std::size_t open_connections() const;
+  const std::string& conninfo() const { return conninfo_; }
+
+ private:
+  void release(std::unique_ptr<pqxx::connection> c);
+
+  std::string conninfo_;
+  std::size_t max_size_;
+  std::string application_name_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;
+  std::size_t open_ = 0;
+};
+
+}  // namespace platform::db

@@ -1,0 +1,138 @@
+#include "engine/event_store.h"
+
+#include <charconv>
+
+namespace platform::events {
+
+std::string Cursor::encode() const { return std::to_string(tx) + "." + std::to_string(pos); }
+
+std::optional<Cursor> Cursor::decode(std::string_view s) {
+  auto dot = s.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  Cursor c;
+  auto a = s.substr(0, dot), b = s.substr(dot + 1);
+  auto r1 = std::from_chars(a.data(), a.data() + a.size(), c.tx);
+  auto r2 = std::from_chars(b.data(), b.data() + b.size(), c.pos);
+  if (r1.ec != std::errc{} || r1.ptr != a.data() + a.size() || r2.ec != std::errc{} ||
+      r2.ptr != b.data() + b.size() || a.empty() || b.empty() || c.pos < 0)
+    return std::nullopt;
+  return c;
+}
+
+Json Recorded::to_json() const {
+  return Json{{"cursor", cursor.encode()},  {"position", cursor.pos},        {"stream", stream},
+              {"category", category},       {"stream_version", stream_version}, {"event_id", event_id},
+              {"type", type},               {"schema_version", schema_version}, {"data", data},
+              {"metadata", metadata},       {"recorded_at", recorded_at}};
+}
+
+bool Filter::empty() const {
+  return org_id.empty() && type.empty() && resource_id.empty() && operation_id.empty() && since.empty();
+}
+
+bool Filter::matches(const Recorded& e) const {
+  auto meta = [&](const char* k) -> std::string {
+    auto it = e.metadata.find(k);
+    return it != e.metadata.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (!org_id.empty() && meta("org_id") != org_id) return false;
+  if (!type.empty()) {
+    if (type.back() == '*') {
+      if (e.type.compare(0, type.size() - 1, type, 0, type.size() - 1) != 0) return false;
+    } else if (e.type != type) {
+      return false;
+    }
+  }
+  if (!resource_id.empty() && meta("resource_id") != resource_id && meta("parent_id") != resource_id) return false;
+  if (!operation_id.empty() && meta("operation_id") != operation_id) return false;
+  if (!since.empty() && e.recorded_at < since) return false;  // both RFC 3339 UTC with the same precision
+  return true;
+}
+
+Json to_json(const std::vector<NewEvent>& events) {
+  Json arr = Json::array();
+  for (const auto& e : events)
+    arr.push_back({{"event_id", e.event_id},
+                   {"type", e.type},
+                   {"schema_version", e.schema_version},
+                   {"data", e.data},
+                   {"metadata", e.metadata}});
+  return arr;
+}
+
+std::vector<Appended> append(pqxx::transaction_base& tx, const std::string& stream,
+                             std::optional<std::int64_t> expected, const std::vector<NewEvent>& events) {
+  auto rows = expected ? tx.exec_params("SELECT * FROM append_events($1, $2, $3::jsonb)", stream, *expected,
+                                        to_json(events).dump())
+                       : tx.exec_params("SELECT * FROM append_events($1, NULL, $2::jsonb)", stream,
+                                        to_json(events).dump());
+  std::vector<Appended> out;
+  for (const auto& r : rows)
+    out.push_back({r[0].as<std::int64_t>(), r[1].as<std::uint64_t>(), r[2].as<std::int64_t>(),
+                   r[3].as<std::string>(), r[4].as<bool>()});
+  return out;
+}
+
+namespace {
+constexpr const char* kColumns =
+    "global_position, tx_id::text, stream_name, category, stream_version, event_id::text, type, "
+    "schema_version, data::text, metadata::text, "
+    "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+Recorded from_row(const pqxx::row& r) {
+  Recorded e;
+  e.cursor.pos = r[0].as<std::int64_t>();
+  e.cursor.tx = std::stoull(r[1].as<std::string>());
+  e.stream = r[2].as<std::string>();
+  e.category = r[3].as<std::string>();
+  e.stream_version = r[4].as<std::int64_t>();
+  e.event_id = r[5].as<std::string>();
+  e.type = r[6].as<std::string>();
+  e.schema_version = r[7].as<int>();
+  e.data = Json::parse(r[8].as<std::string>());
+  e.metadata = Json::parse(r[9].as<std::string>());
+  e.recorded_at = r[10].as<std::string>();
+  return e;
+}
+}  // namespace
+
+Cursor head(pqxx::transaction_base& tx) {
+  auto r = tx.exec(
+      "SELECT tx_id::text, global_position FROM events "
+      "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id DESC, global_position DESC LIMIT 1");
+  if (r.empty()) return {};
+  return {std::stoull(r[0][0].as<std::string>()), r[0][1].as<std::int64_t>()};
+}
+
+Page read_after(pqxx::transaction_base& tx, Cursor after, const Filter& f, int limit) {
+  // Filters are pushed into SQL (indexes on org and operation); Filter::matches stays the one definition
+  // used for the in-memory fan-out and is applied again here so both paths agree exactly.
+  std::string sql = std::string("SELECT ") + kColumns +
+                    " FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2::bigint)"
+                    " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+                    " AND ($3 = '' OR metadata->>'org_id' = $3)"
+                    " AND ($4 = '' OR metadata->>'operation_id' = $4)"
+                    " AND ($5 = '' OR metadata->>'resource_id' = $5 OR metadata->>'parent_id' = $5)"
+                    " AND ($6 = '' OR recorded_at >= $6::timestamptz)"
+                    " ORDER BY tx_id, global_position LIMIT $7";
+  auto rows = tx.exec_params(sql, std::to_string(after.tx), after.pos, f.org_id, f.operation_id, f.resource_id,
+                             f.since, limit);
+  Page page;
+  page.next = after;
+  for (const auto& r : rows) {
+    auto e = from_row(r);
+    page.next = e.cursor;
+    if (f.matches(e)) page.events.push_back(std::move(e));
+  }
+  if (static_cast<int>(rows.size()) < limit) {
+    if (!f.empty()) page.next = std::max(page.next, head(tx));
+    auto held = tx.exec_params(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot()) "
+        "AND (tx_id, global_position) > ($1::text::xid8, $2::bigint))",
+        std::to_string(page.next.tx), page.next.pos);
+    page.held_back = held[0][0].as<bool>();
+  }
+  return page;
+}
+
+}  // namespace platform::events

@@ -1,0 +1,31 @@
+#pragma once
+// One LISTEN connection per process, dispatching on Asio. A notification is only a wake-up: on every
+// notification, and after every (re)connect, `on_wake` is called and the owner catches up by cursor.
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace platform {
+
+class Listener {
+ public:
+  Listener(boost::asio::io_context& io, std::string conninfo, std::string channel, std::function<void()> on_wake);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  void start();
+  void stop();
+  bool connected() const;
+  std::uint64_t reconnects() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace platform

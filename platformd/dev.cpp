@@ -1,0 +1,190 @@
+#include "platformd/dev.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "api/auth.h"
+#include "api/client.h"
+#include "api/resources.h"
+#include "cli/context.h"
+#include "engine/db.h"
+#include "engine/ids.h"
+#include "engine/migrate.h"
+#include "platformd/local_postgres.h"
+
+namespace platform::daemon {
+namespace fs = std::filesystem;
+
+namespace {
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+struct Bootstrap {
+  std::string token;
+  std::string org = "dev";
+  bool created = false;
+};
+
+// Once per state folder: the admin user, the "dev" org and an admin token (kept in the state folder).
+Bootstrap bootstrap(const std::string& conninfo, const fs::path& state) {
+  Bootstrap b;
+  auto token_file = state / "admin-token";
+  db::Pool pool(conninfo, 1, "platformd-dev");
+  if (fs::exists(token_file)) {
+    std::ifstream(token_file) >> b.token;
+    return b;
+  }
+  pool.transact([&](pqxx::work& tx) {
+    auto user = api::ensure_user(tx, "admin");
+    api::Actor actor{user, new_id("req"), new_id("op"), "org.create"};
+    if (tx.exec("SELECT 1 FROM core.resources WHERE kind = 'org' AND name = 'dev' AND deleted_at IS NULL").empty())
+      api::create_resource(tx, actor, *api::kind_by_name("org"), "", "", "dev", "created by platformd dev", Json::object());
+    b.token = api::issue_token(tx, user, "", "platformd dev admin token").secret;
+  });
+  {
+    std::ofstream out(token_file, std::ios::trunc);
+    out << b.token << "\n";
+  }
+  fs::permissions(token_file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  b.created = true;
+  return b;
+}
+
+pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log) {
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(1);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    auto port = "127.0.0.1:" + std::to_string(api_port);
+    ::execl("/proc/self/exe", "platformd", "serve", "--database", conninfo.c_str(), "--listen", port.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+bool wait_healthy(const std::string& url, pid_t serve_pid, std::chrono::seconds timeout) {
+  api::Client client(url, "");
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline && !g_stop) {
+    int status = 0;
+    if (::waitpid(serve_pid, &status, WNOHANG) == serve_pid) return false;
+    try {
+      if (client.request("GET", "/healthz", {}, {}, std::chrono::seconds(2)).status == 200) return true;
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+void stop_child(pid_t& pid, int sig) {
+  if (pid <= 0) return;
+  ::kill(pid, sig);
+  for (int i = 0; i < 300; ++i) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  pid = -1;
+}
+}  // namespace
+
+int dev(const DevOptions& options) {
+  fs::path state = options.state_dir;
+  if (state.empty()) {
+    if (const char* s = std::getenv("PLATFORM_STATE"); s && *s) state = s;
+    else state = fs::path(std::getenv("HOME") ? std::getenv("HOME") : "/root") / ".local/share/platform/dev";
+  }
+  fs::create_directories(state);
+  state = fs::canonical(state);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  dev::LocalPostgres pg({(state / "postgres").string(), (state / "run").string(), options.pg_port, "platform",
+                         "platform", (state / "postgres.log").string()});
+  std::cerr << "platformd dev: state folder " << state << "\n";
+  std::cerr << "  postgres: " << (pg.initialized() ? "starting" : "initialising a new cluster") << "...\n";
+  pg.start();
+  const auto conninfo = pg.conninfo();
+  auto migrated = db::migrate(conninfo);
+  auto boot = bootstrap(conninfo, state);
+
+  const std::string url = "http://127.0.0.1:" + std::to_string(options.api_port);
+  auto cfg = cli::load_config();
+  auto& ctx = cfg.contexts[options.context_name];
+  ctx.url = url;
+  ctx.token = boot.token;
+  if (ctx.org.empty()) ctx.org = boot.org;
+  if (cfg.current.empty() || boot.created) cfg.current = options.context_name;
+  cli::save_config(cfg);
+
+  const auto serve_log = state / "platformd.log";
+  pid_t serve_pid = spawn_serve(conninfo, options.api_port, serve_log);
+  if (!wait_healthy(url, serve_pid, std::chrono::seconds(60))) {
+    std::cerr << "platformd dev: the control plane did not become healthy; see " << serve_log << "\n";
+    stop_child(serve_pid, SIGTERM);
+    pg.stop();
+    return 1;
+  }
+  std::cout << "platform is running (embedded dev mode)\n"
+            << "  postgres      pid " << pg.pid() << "  " << conninfo << "  (log " << (state / "postgres.log").string()
+            << ")\n"
+            << "  migrations    " << migrated.applied.size() << " applied now, " << migrated.present.size()
+            << " already present\n"
+            << "  control plane pid " << serve_pid << "  API " << url << "  (roles api,projections; log "
+            << serve_log.string() << ")\n"
+            << "  org           " << boot.org << (boot.created ? " (created)" : "") << "\n"
+            << "  admin token   " << (state / "admin-token").string() << "\n"
+            << "  CLI context   \"" << options.context_name << "\" in " << cli::config_path() << "\n"
+            << "Try: platform org list; platform project create web; platform events\n"
+            << "Stop with Ctrl-C (data stays in the state folder).\n"
+            << std::flush;
+
+  int restarts = 0;
+  while (!g_stop) {
+    if (!pg.alive()) {
+      std::cerr << "platformd dev: postgres exited unexpectedly; stopping (see " << (state / "postgres.log").string()
+                << ")\n";
+      stop_child(serve_pid, SIGTERM);
+      return 1;
+    }
+    int status = 0;
+    if (serve_pid > 0 && ::waitpid(serve_pid, &status, WNOHANG) == serve_pid) {
+      ++restarts;
+      std::cerr << "platformd dev: control plane exited (status " << status << "); restart #" << restarts << "\n";
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 * restarts)));
+      serve_pid = spawn_serve(conninfo, options.api_port, serve_log);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::cerr << "platformd dev: stopping control plane and postgres...\n";
+  stop_child(serve_pid, SIGTERM);
+  pg.stop();
+  std::cerr << "platformd dev: stopped\n";
+  return 0;
+}
+
+}  // namespace platform::daemon

@@ -1,0 +1,16 @@
+#pragma once
+// `platformd dev`: the whole platform on one machine, from a state folder.
+#include <string>
+
+namespace platform::daemon {
+
+struct DevOptions {
+  std::string state_dir;  // default: $PLATFORM_STATE or ~/.local/share/platform/dev
+  int api_port = 7070;
+  int pg_port = 54320;
+  std::string context_name = "dev";
+};
+
+int dev(const DevOptions& options);
+
+}  // namespace platform::daemon

@@ -1,0 +1,157 @@
+// platformd: the control plane (migrate, serve, projections, token, dev).
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "api/auth.h"
+#include "engine/db.h"
+#include "engine/migrate.h"
+#include "platformd/dev.h"
+#include "platformd/serve.h"
+#include "projections/runner.h"
+
+using namespace platform;
+
+namespace {
+std::string default_database() {
+  const char* d = std::getenv("PLATFORM_DATABASE");
+  return d ? d : "";
+}
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int fail(const PlatformError& e) {
+  std::cerr << "error: " << e.error().message << "\n";
+  if (!e.error().hint.empty()) std::cerr << "hint: " << e.error().hint << "\n";
+  return exit_code(e.error().code);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"platformd: the platform control plane"};
+  app.require_subcommand(1);
+  std::string database = default_database();
+
+  auto* migrate = app.add_subcommand("migrate", "Apply the SQL migrations (each once, checksummed)");
+  migrate->add_option("--database", database, "libpq connection string (env PLATFORM_DATABASE)")->required(database.empty());
+
+  daemon::ServeOptions serve_opts;
+  std::string listen = "127.0.0.1:7070", roles = "api,projections";
+  int pause_ms = 0;
+  auto* serve = app.add_subcommand("serve", "Run control-plane roles: api, projections");
+  serve->add_option("--database", database, "libpq connection string (env PLATFORM_DATABASE)")->required(database.empty());
+  serve->add_option("--listen", listen, "API address host:port")->capture_default_str();
+  serve->add_option("--roles", roles, "Comma-separated roles")->capture_default_str();
+  serve->add_option("--max-connections", serve_opts.api.max_connections, "Concurrent API connections")->capture_default_str();
+  serve->add_option("--projection-batch-pause-ms", pause_ms, "Fault injection for crash tests")->group("");
+
+  auto* proj = app.add_subcommand("projections", "Inspect and rebuild projections");
+  proj->require_subcommand(1);
+  std::string proj_name;
+  auto* rebuild = proj->add_subcommand("rebuild", "Rebuild a projection from event zero");
+  rebuild->add_option("name", proj_name, "Projection name")->required();
+  rebuild->add_option("--database", database, "libpq connection string")->required(database.empty());
+  auto* plist = proj->add_subcommand("list", "Projections, their checkpoints and lag");
+  plist->add_option("--database", database, "libpq connection string")->required(database.empty());
+
+  auto* token = app.add_subcommand("token", "Issue API tokens (operators)");
+  token->require_subcommand(1);
+  std::string user = "admin", token_org, token_desc;
+  auto* tcreate = token->add_subcommand("create", "Issue a token; the secret is printed once");
+  tcreate->add_option("--user", user, "User name (created if missing)")->capture_default_str();
+  tcreate->add_option("--org-id", token_org, "Limit the token to this org ID");
+  tcreate->add_option("--description", token_desc, "What the token is for");
+  tcreate->add_option("--database", database, "libpq connection string")->required(database.empty());
+
+  daemon::DevOptions dev_opts;
+  auto* dev = app.add_subcommand("dev", "Run everything on this machine from a state folder (embedded default)");
+  dev->add_option("--state", dev_opts.state_dir, "State folder (env PLATFORM_STATE; default ~/.local/share/platform/dev)");
+  dev->add_option("--api-port", dev_opts.api_port, "API port on 127.0.0.1")->capture_default_str();
+  dev->add_option("--pg-port", dev_opts.pg_port, "PostgreSQL port on 127.0.0.1")->capture_default_str();
+  dev->add_option("--context", dev_opts.context_name, "CLI context to write")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  try {
+    if (*migrate) {
+      auto r = db::migrate(database);
+      for (const auto& m : r.applied) std::cout << "applied " << m << "\n";
+      std::cout << r.applied.size() << " applied, " << r.present.size() << " already present\n";
+      return 0;
+    }
+    if (*serve) {
+      raise_fd_limit();
+      auto colon = listen.rfind(':');
+      if (colon == std::string::npos) throw PlatformError(ErrorCode::invalid_request, "--listen must be host:port", "");
+      serve_opts.api.address = listen.substr(0, colon);
+      if (serve_opts.api.address.size() > 2 && serve_opts.api.address.front() == '[')
+        serve_opts.api.address = serve_opts.api.address.substr(1, serve_opts.api.address.size() - 2);
+      serve_opts.api.port = static_cast<std::uint16_t>(std::stoi(listen.substr(colon + 1)));
+      serve_opts.conninfo = database;
+      serve_opts.roles.clear();
+      std::stringstream ss(roles);
+      for (std::string r; std::getline(ss, r, ',');) {
+        if (r != "api" && r != "projections")
+          throw PlatformError(ErrorCode::invalid_request, "unknown role \"" + r + "\"", "Roles: api, projections.");
+        serve_opts.roles.push_back(r);
+      }
+      serve_opts.projection_pause = std::chrono::milliseconds(pause_ms);
+      db::migrate(database);
+      return daemon::serve(serve_opts);
+    }
+    if (*rebuild) {
+      auto r = projections::rebuild(database, proj_name);
+      std::cout << "rebuilt " << proj_name << ": " << r.events << " events folded in " << r.took.count() << " ms ("
+                << (r.folded_here ? "by this command" : "by the running platformd") << ")\n";
+      return 0;
+    }
+    if (*plist) {
+      db::Pool pool(database, 1, "platformd-cli");
+      pool.read([&](pqxx::transaction_base& tx) {
+        auto head = events::head(tx);
+        std::cout << "NAME         CHECKPOINT            EVENTS    LAG  RUNNER\n";
+        for (const auto& name : projections::names()) {
+          auto c = projections::checkpoint(tx, name);
+          auto r = tx.exec_params("SELECT events, runner FROM projection.checkpoints WHERE name = $1", name);
+          auto lag = tx.exec_params(
+              "SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2::bigint)",
+              std::to_string(c.tx), c.pos)[0][0].as<long>();
+          std::printf("%-12s %-21s %-9s %-4ld %s\n", name.c_str(), c.encode().c_str(),
+                      r.empty() ? "-" : r[0][0].c_str(), lag, r.empty() ? "never ran" : r[0][1].c_str());
+        }
+        (void)head;
+        return 0;
+      });
+      return 0;
+    }
+    if (*tcreate) {
+      db::Pool pool(database, 1, "platformd-cli");
+      auto t = pool.transact([&](pqxx::work& tx) {
+        auto uid = api::ensure_user(tx, user);
+        return api::issue_token(tx, uid, token_org, token_desc);
+      });
+      std::cout << t.secret << "\n";
+      std::cerr << "token " << t.token_id << " for user " << user << " (shown once; only its hash is stored)\n";
+      return 0;
+    }
+    if (*dev) return daemon::dev(dev_opts);
+  } catch (const PlatformError& e) {
+    return fail(e);
+  } catch (const std::exception& e) {
+    return fail(db::translate(e));
+  }
+  return 0;
+}

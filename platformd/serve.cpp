@@ -1,0 +1,81 @@
+#include "platformd/serve.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <thread>
+
+#include "engine/listener.h"
+#include "engine/signal.h"
+#include "projections/runner.h"
+
+namespace platform::daemon {
+
+int serve(const ServeOptions& options) {
+  // Signals are taken by sigwait below, never by a worker thread.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  auto has = [&](const char* role) {
+    return std::find(options.roles.begin(), options.roles.end(), role) != options.roles.end();
+  };
+  Signal wake;
+  boost::asio::io_context io;
+  Listener listener(io, options.conninfo, "platform_events", [&wake] { wake.notify(); });
+  listener.start();
+  std::thread io_thread([&io] {
+    auto guard = boost::asio::make_work_guard(io);
+    io.run();
+  });
+
+  std::vector<std::unique_ptr<projections::Runner>> runners;
+  std::vector<std::thread> runner_threads;
+  if (has("projections")) {
+    for (auto& p : projections::all()) {
+      projections::RunnerOptions ro;
+      ro.conninfo = options.conninfo;
+      ro.runner_id = "platformd:" + std::to_string(::getpid());
+      ro.pause_before_commit = options.projection_pause;
+      runners.push_back(std::make_unique<projections::Runner>(std::move(p), ro, &wake));
+    }
+    for (auto& r : runners) runner_threads.emplace_back([&r] { r->run(); });
+  }
+
+  std::unique_ptr<api::Server> server;
+  if (has("api")) {
+    server = std::make_unique<api::Server>(options.api, options.conninfo, wake);
+    try {
+      server->start();
+    } catch (const std::exception& e) {
+      spdlog::error("cannot listen on {}:{}: {}", options.api.address, options.api.port, e.what());
+      for (auto& r : runners) r->stop();
+      for (auto& t : runner_threads) t.join();
+      listener.stop();
+      io.stop();
+      io_thread.join();
+      return 1;
+    }
+    spdlog::info("api listening on http://{}:{}", options.api.address, server->port());
+  }
+  std::string roles;
+  for (const auto& r : options.roles) roles += (roles.empty() ? "" : ",") + r;
+  spdlog::info("platformd serving (roles: {})", roles);
+
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (server) server->stop();
+  for (auto& r : runners) r->stop();
+  for (auto& t : runner_threads) t.join();
+  listener.stop();
+  io.stop();
+  io_thread.join();
+  return 0;
+}
+
+}  // namespace platform::daemon

@@ -1,0 +1,21 @@
+#pragma once
+// `platformd serve`: the control-plane roles of one process.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "api/server.h"
+
+namespace platform::daemon {
+
+struct ServeOptions {
+  std::string conninfo;
+  std::vector<std::string> roles = {"api", "projections"};
+  api::ServerOptions api;
+  std::chrono::milliseconds projection_pause{0};  // fault injection for crash tests (hidden flag)
+};
+
+// Runs until SIGINT or SIGTERM; returns the process exit code.
+int serve(const ServeOptions& options);
+
+}  // namespace platform::daemon
