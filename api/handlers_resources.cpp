@@ -131,8 +131,7 @@ Response describe(Context& ctx, const Request&, Principal& p, const Params& para
   return json_response(200, out);
 }
 
-Response remove(Context& ctx, const Request& req, Principal& p, const Params& params) {
-  auto chain = resolve_path(ctx, p, params);
+Response remove_resolved(Context& ctx, const Request& req, Principal& p, const std::vector<Resolved>& chain) {
   const auto target = chain.back();
   if (!p.org_restriction.empty() && target.kind == "org")
     throw PlatformError(ErrorCode::precondition_failed, "this token is limited to one org and cannot delete it",
@@ -157,14 +156,43 @@ Response remove(Context& ctx, const Request& req, Principal& p, const Params& pa
   });
 }
 
-Response by_id(Context& ctx, const Request&, Principal& p, const Params& params) {
-  const auto& id = params.at("id");
-  auto found = ctx.pool.read([&](pqxx::transaction_base& tx) { return resolve_id(tx, id); });
-  if (!found || !ctx.auth.can_access_org(p, found->org_id))
+Response remove(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  return remove_resolved(ctx, req, p, resolve_path(ctx, p, params));
+}
+
+// The resource and its ancestors, by ID; another org's (or an unknown) ID is "not found".
+std::vector<Resolved> chain_of_id(Context& ctx, Principal& p, const std::string& id) {
+  auto chain = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    std::vector<Resolved> out;
+    auto cur = resolve_id(tx, id);
+    while (cur) {
+      out.insert(out.begin(), *cur);
+      cur = cur->parent_id.empty() ? std::nullopt : resolve_id(tx, cur->parent_id);
+    }
+    return out;
+  });
+  if (chain.empty() || !ctx.auth.can_access_org(p, chain.back().org_id))
     throw PlatformError(ErrorCode::not_found, "resource \"" + id.substr(0, 100) + "\" not found",
                         "Check the ID; `platform events --resource ID` shows a resource's history.");
+  return chain;
+}
+
+Response remove_by_id(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto chain = chain_of_id(ctx, p, params.at("id"));
+  if (chain.back().deleted)
+    throw PlatformError(ErrorCode::not_found, chain.back().kind + " " + chain.back().id + " is already deleted",
+                        "`platform events --resource " + chain.back().id + "` shows when and by whom.");
+  return remove_resolved(ctx, req, p, chain);
+}
+
+Response by_id(Context& ctx, const Request&, Principal& p, const Params& params) {
+  const auto& id = params.at("id");
+  auto chain = chain_of_id(ctx, p, id);
+  const auto* found = &chain.back();
   auto j = ctx.pool.read([&](pqxx::transaction_base& tx) { return read_resource(tx, found->id); });
-  return json_response(200, j ? *j : registry_json(*found));
+  Json out = j ? *j : registry_json(*found);
+  out["path"] = path_of(chain);
+  return json_response(200, out);
 }
 
 }  // namespace
@@ -186,6 +214,7 @@ void add_resource_routes(std::vector<Route>& out) {
     prefix = item;
   }
   out.push_back({"GET", "/v1/resources/{id}", "Describe any resource by ID", by_id, {}, {}});
+  out.push_back({"DELETE", "/v1/resources/{id}", "Delete any resource by ID", remove_by_id, {}, {}});
 }
 
 }  // namespace platform::api

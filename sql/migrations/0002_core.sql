@@ -79,7 +79,7 @@ BEGIN
   BEGIN
     INSERT INTO core.resources (id, kind, org_id, parent_id, name) VALUES (p_id, p_kind, p_org, p_parent, p_name);
   EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'a % named "%" already exists here', p_kind, p_name
+    RAISE EXCEPTION '% "%" already exists here', p_kind, p_name
       USING ERRCODE = 'PN001',
             HINT = 'Choose another name, or describe the existing one.';
   END;

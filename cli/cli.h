@@ -1,0 +1,56 @@
+#pragma once
+// Shared pieces of the `platform` CLI: global flags, the active context, output in table/json/ndjson.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/client.h"
+#include "cli/context.h"
+#include "engine/json.h"
+
+namespace CLI {
+class App;
+}
+
+namespace platform::cli {
+
+enum class Format { table, json, ndjson };
+
+struct Globals {
+  std::string context, org, project, app, env;
+  std::string output = "table";
+  bool quiet = false;
+  bool no_color = false;
+  Format format() const;
+};
+
+// The effective settings: flags over environment (PLATFORM_URL, PLATFORM_TOKEN) over the context.
+struct Session {
+  std::string context_name;
+  ContextEntry ctx;
+  api::Client client() const;
+  // Throws a usage error (exit 2) naming the flag to pass when the value is missing.
+  std::string need_org() const;
+  std::string need_project() const;
+  std::string need_app() const;
+};
+
+Session open_session(const Globals& g);
+
+// Output helpers. Tables go to stdout; progress and notes to stderr (silenced by --quiet).
+void print_json(const Json& j);
+void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows);
+void note(const Globals& g, const std::string& line);
+// A mutation's receipt: one JSON document, or a short human summary with the next commands.
+void print_receipt(const Globals& g, const Json& receipt);
+
+// Registration of each command group.
+void add_context_commands(CLI::App& app, Globals& g);
+void add_resource_commands(CLI::App& app, Globals& g);
+void add_event_commands(CLI::App& app, Globals& g);
+void add_help_commands(CLI::App& app, Globals& g);
+
+// Set by the SIGINT handler; long-running commands check it and exit 130.
+bool interrupted();
+
+}  // namespace platform::cli

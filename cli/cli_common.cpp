@@ -1,0 +1,112 @@
+#include <csignal>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "engine/error.h"
+
+namespace platform::cli {
+
+Format Globals::format() const {
+  if (output == "json") return Format::json;
+  if (output == "ndjson") return Format::ndjson;
+  return Format::table;
+}
+
+Session open_session(const Globals& g) {
+  auto cfg = load_config();
+  Session s;
+  s.context_name = !g.context.empty() ? g.context : (std::getenv("PLATFORM_CONTEXT") ? std::getenv("PLATFORM_CONTEXT") : cfg.current);
+  if (!s.context_name.empty()) {
+    auto it = cfg.contexts.find(s.context_name);
+    if (it == cfg.contexts.end())
+      throw PlatformError(ErrorCode::invalid_request, "no context named \"" + s.context_name + "\"",
+                          "List contexts with `platform context list`.");
+    s.ctx = it->second;
+  }
+  if (const char* u = std::getenv("PLATFORM_URL"); u && *u) s.ctx.url = u;
+  if (const char* t = std::getenv("PLATFORM_TOKEN"); t && *t) s.ctx.token = t;
+  if (!g.org.empty()) s.ctx.org = g.org;
+  if (!g.project.empty()) s.ctx.project = g.project;
+  if (!g.app.empty()) s.ctx.app = g.app;
+  if (!g.env.empty()) s.ctx.env = g.env;
+  if (s.ctx.url.empty() || s.ctx.token.empty())
+    throw PlatformError(ErrorCode::unauthenticated, "not logged in: no API URL and token",
+                        "Run `platformd dev` (it writes a context) or `platform login --url URL --token TOKEN`.");
+  return s;
+}
+
+api::Client Session::client() const { return api::Client(ctx.url, ctx.token); }
+
+std::string Session::need_org() const {
+  if (ctx.org.empty())
+    throw PlatformError(ErrorCode::invalid_request, "no org selected", "Pass --org NAME or set it in the context.");
+  return ctx.org;
+}
+std::string Session::need_project() const {
+  if (ctx.project.empty())
+    throw PlatformError(ErrorCode::invalid_request, "no project selected",
+                        "Pass --project NAME, or `platform context use " + context_name + " --project NAME`.");
+  return ctx.project;
+}
+std::string Session::need_app() const {
+  if (ctx.app.empty())
+    throw PlatformError(ErrorCode::invalid_request, "no app selected",
+                        "Pass --app NAME, or `platform context use " + context_name + " --app NAME`.");
+  return ctx.app;
+}
+
+void print_json(const Json& j) { std::cout << j.dump(2) << "\n" << std::flush; }
+
+void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(headers.size());
+  for (std::size_t i = 0; i < headers.size(); ++i) width[i] = headers[i].size();
+  for (const auto& r : rows)
+    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      out += cells[i];
+      if (i + 1 < cells.size()) out += std::string(width[i] - cells[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  line(headers);
+  for (const auto& r : rows) line(r);
+  std::cout << std::flush;
+}
+
+void note(const Globals& g, const std::string& line) {
+  if (!g.quiet) std::cerr << line << "\n";
+}
+
+void print_receipt(const Globals& g, const Json& r) {
+  if (g.format() != Format::table) {
+    if (g.format() == Format::ndjson) std::cout << r.dump() << "\n" << std::flush;
+    else print_json(r);
+    return;
+  }
+  const auto& res = r.value("resource", Json::object());
+  std::cout << r.value("kind", "operation") << ": " << res.value("kind", "") << " " << res.value("path", "") << " ("
+            << res.value("id", "") << ")" << (r.value("duplicate", false) ? " [already done: nothing changed]" : "")
+            << "\n";
+  std::cout << "  operation  " << r.value("operation_id", "") << "  " << r.value("status", "") << "\n";
+  for (const auto& d : r.value("diff", Json::array()))
+    std::cout << "  diff       " << (d.value("action", "") == "create" ? "+ " : d.value("action", "") == "delete" ? "- " : "~ ")
+              << d.value("summary", "") << "\n";
+  for (const auto& e : r.value("events", Json::array()))
+    std::cout << "  event      #" << e.value("position", 0) << " " << e.value("stream", "") << " v"
+              << e.value("stream_version", 0) << "\n";
+  if (!g.quiet && r.contains("next")) {
+    std::cout << "next:\n";
+    for (const auto& n : r["next"]) std::cout << "  " << n.get<std::string>() << "\n";
+  }
+  std::cout << std::flush;
+}
+
+namespace {
+volatile std::sig_atomic_t g_interrupted = 0;
+}
+bool interrupted() { return g_interrupted != 0; }
+extern "C" void platform_cli_on_sigint(int) { g_interrupted = 1; }
+
+}  // namespace platform::cli

@@ -1,0 +1,237 @@
+// platform events, platform operation describe|list, platform wait
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <thread>
+
+#include "cli/cli.h"
+#include "engine/duration.h"
+#include "engine/error.h"
+#include "engine/ids.h"
+
+namespace platform::cli {
+namespace {
+
+struct EventArgs {
+  bool follow = false;
+  std::string since, type, resource, operation;
+};
+
+std::string events_query(const EventArgs& a, const std::string& after, const std::string& wait) {
+  std::string q = "?limit=1000";
+  if (!after.empty()) q += "&after=" + api::url_encode(after);
+  if (!wait.empty()) q += "&wait=" + wait;
+  if (!a.since.empty()) q += "&since=" + api::url_encode(a.since);
+  if (!a.type.empty()) q += "&type=" + api::url_encode(a.type);
+  if (!a.resource.empty()) q += "&resource=" + api::url_encode(a.resource);
+  if (!a.operation.empty()) q += "&operation=" + api::url_encode(a.operation);
+  return q;
+}
+
+std::vector<std::string> event_row(const Json& e) {
+  const auto& m = e["metadata"];
+  std::string res = m.value("resource_kind", "") + " " + e["data"].value("name", "");
+  return {e.value("recorded_at", "").substr(0, 23), std::to_string(e.value("position", 0)), e.value("type", ""), res,
+          m.value("resource_id", ""), m.value("actor", ""), m.value("operation_id", "")};
+}
+
+const std::vector<std::string> kEventHeaders = {"TIME", "POS", "TYPE", "RESOURCE", "ID", "ACTOR", "OPERATION"};
+
+void run_events(const Globals& g, const EventArgs& a) {
+  auto s = open_session(g);
+  auto client = s.client();
+  const auto base = "/v1/orgs/" + api::url_encode(s.need_org()) + "/events";
+  if (!a.since.empty() && !parse_duration(a.since) && a.since.size() != 20)
+    throw PlatformError(ErrorCode::invalid_request, "--since \"" + a.since + "\" is neither a duration nor a UTC time",
+                        "Use e.g. --since 10m or --since 2026-11-21T09:30:00Z.");
+  // History first, page by page.
+  std::string after;
+  Json all = Json::array();
+  std::vector<std::vector<std::string>> rows;
+  bool streaming = a.follow || g.format() == Format::ndjson;
+  for (;;) {
+    auto page = client.call("GET", base + events_query(a, after, ""));
+    for (const auto& e : page["events"]) {
+      if (g.format() == Format::table) {
+        rows.push_back(event_row(e));
+      } else if (streaming) {
+        std::cout << e.dump() << "\n";
+      } else {
+        all.push_back(e);
+      }
+    }
+    after = page.value("next_cursor", after);
+    if (page.value("count", 0) < 1000) break;
+  }
+  if (g.format() == Format::table) print_table(kEventHeaders, rows);
+  if (g.format() == Format::json && !a.follow) {
+    print_json({{"events", all}, {"next_cursor", after}, {"count", all.size()}});
+    return;
+  }
+  std::cout << std::flush;
+  if (!a.follow) return;
+  // Then follow with long polls; the cursor guarantees nothing is skipped or repeated.
+  while (!interrupted()) {
+    Json page;
+    try {
+      page = client.call("GET", base + events_query(a, after, "25s"), std::nullopt, "", std::chrono::seconds(40));
+    } catch (const PlatformError& e) {
+      if (e.error().code != ErrorCode::unavailable && e.error().code != ErrorCode::timed_out) throw;
+      note(g, "events: " + e.error().message + "; retrying");
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    for (const auto& e : page["events"]) {
+      if (g.format() == Format::table) {
+        auto r = event_row(e);
+        std::string line;
+        for (const auto& c : r) line += c + "  ";
+        std::cout << line << "\n";
+      } else {
+        std::cout << e.dump() << "\n";
+      }
+    }
+    std::cout << std::flush;
+    after = page.value("next_cursor", after);
+  }
+  throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+}
+
+void print_operation(const Globals& g, const Json& op) {
+  if (g.format() != Format::table) return print_json(op);
+  std::cout << "Operation:  " << op.value("id", "") << "\n"
+            << "Kind:       " << op.value("kind", "") << "\n"
+            << "Status:     " << op.value("status", "") << "\n"
+            << "Actor:      " << op.value("actor", "") << "\n"
+            << "Request:    " << op.value("request_id", "") << "\n"
+            << "Started:    " << op.value("started_at", "") << "\n";
+  if (!op.value("pending", Json::array()).empty()) std::cout << "Pending:    " << op["pending"].dump() << " (projections still folding)\n";
+  std::cout << "Resources:\n";
+  for (const auto& r : op.value("resources", Json::array()))
+    std::cout << "  " << r.value("kind", "") << " " << r.value("name", "") << " (" << r.value("id", "") << ")\n";
+  std::cout << "Events:\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : op.value("events", Json::array())) rows.push_back(event_row(e));
+  print_table(kEventHeaders, rows);
+}
+
+struct WaitArgs {
+  std::string target, for_state = "exists", timeout = "60s";
+};
+
+// Waits for an operation to succeed, or for a resource (ID or KIND/NAME) to exist or be deleted,
+// including ones that do not exist yet. Sleeps between checks on a long poll of the org's events.
+void run_wait(const Globals& g, const WaitArgs& a) {
+  auto s = open_session(g);
+  auto client = s.client();
+  auto timeout = parse_duration(a.timeout);
+  if (!timeout) throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + a.timeout + "\" is not a duration", "e.g. 60s");
+  if (a.for_state != "exists" && a.for_state != "deleted")
+    throw PlatformError(ErrorCode::invalid_request, "--for must be exists or deleted", "");
+  std::string prefix, path, what;
+  if (looks_like_id(a.target, &prefix) && prefix == "op") {
+    path = "/v1/operations/" + a.target;
+    what = "operation " + a.target;
+  } else if (looks_like_id(a.target, &prefix)) {
+    path = "/v1/resources/" + a.target;
+    what = a.target;
+  } else if (auto slash = a.target.find('/'); slash != std::string::npos) {
+    auto kind = a.target.substr(0, slash), name = a.target.substr(slash + 1);
+    what = kind + " " + name;
+    if (kind == "org") path = "/v1/orgs/" + api::url_encode(name);
+    else if (kind == "project") path = "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(name);
+    else if (kind == "app")
+      path = "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(s.need_project()) + "/apps/" + api::url_encode(name);
+    else if (kind == "env")
+      path = "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(s.need_project()) + "/apps/" +
+             api::url_encode(s.need_app()) + "/envs/" + api::url_encode(name);
+    else throw PlatformError(ErrorCode::invalid_request, "unknown kind \"" + kind + "\"", "Use org/NAME, project/NAME, app/NAME or env/NAME, an ID, or an operation ID.");
+  } else {
+    throw PlatformError(ErrorCode::invalid_request, "cannot tell what \"" + a.target + "\" is",
+                        "Wait on an operation ID (op_...), a resource ID, or KIND/NAME such as app/web.");
+  }
+  const bool is_op = path.rfind("/v1/operations/", 0) == 0;
+  auto deadline = std::chrono::steady_clock::now() + *timeout;
+  std::string after = "now";
+  Json last;
+  while (!interrupted()) {
+    bool done = false;
+    try {
+      last = client.call("GET", path);
+      if (is_op) done = last.value("status", "") == "succeeded";
+      else done = (a.for_state == "exists") == (last.value("state", "") == "active");
+    } catch (const PlatformError& e) {
+      if (e.error().code != ErrorCode::not_found) throw;
+      done = !is_op && a.for_state == "deleted";
+      last = Json::object();
+    }
+    if (done) {
+      if (g.format() != Format::table) print_json(last.empty() ? Json{{"target", a.target}, {"state", "deleted"}} : last);
+      else std::cout << what << ": " << (is_op ? "succeeded" : a.for_state == "exists" ? "exists" : "deleted") << "\n";
+      return;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      throw PlatformError(ErrorCode::timed_out,
+                          what + (is_op ? " did not succeed" : a.for_state == "exists" ? " did not exist" : " was not deleted") +
+                              " within " + a.timeout,
+                          is_op ? "See `platform operation describe " + a.target + "` for what is pending."
+                                : "See `platform events` for what happened.");
+    // Sleep until something happens in the org (or at most a second, for targets outside it).
+    auto wait_ms = std::min<long>(left.count(), 1000);
+    try {
+      auto page = client.call("GET", "/v1/orgs/" + api::url_encode(s.need_org()) + "/events?limit=1&after=" + after +
+                                         "&wait=" + std::to_string(std::max<long>(wait_ms, 1)) + "ms");
+      after = page.value("next_cursor", after);
+    } catch (const PlatformError&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+    }
+  }
+  throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+}
+
+}  // namespace
+
+void add_event_commands(CLI::App& app, Globals& g) {
+  auto ea = std::make_shared<EventArgs>();
+  auto* events = app.add_subcommand("events", "Show the org's events (the audit trail); --follow to stream");
+  events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
+  events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
+  events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
+  events->add_option("--resource", ea->resource, "Resource ID");
+  events->add_option("--operation", ea->operation, "Operation ID");
+  events->callback([&g, ea] { run_events(g, *ea); });
+
+  auto* op = app.add_subcommand("operation", "Operations: what a mutation did and whether it has converged");
+  op->require_subcommand(1);
+  auto op_id = std::make_shared<std::string>();
+  auto* describe = op->add_subcommand("describe", "Show an operation, its status and its events");
+  describe->add_option("id", *op_id, "Operation ID (op_...)")->required();
+  describe->callback([&g, op_id] {
+    auto s = open_session(g);
+    print_operation(g, s.client().call("GET", "/v1/operations/" + api::url_encode(*op_id)));
+  });
+  auto* list = op->add_subcommand("list", "Recent operations of the org");
+  list->callback([&g] {
+    auto s = open_session(g);
+    auto r = s.client().call("GET", "/v1/orgs/" + api::url_encode(s.need_org()) + "/operations");
+    if (g.format() == Format::json) return print_json(r);
+    if (g.format() == Format::ndjson) {
+      for (const auto& i : r["items"]) std::cout << i.dump() << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& i : r["items"])
+      rows.push_back({i.value("started_at", "").substr(0, 19), i.value("id", ""), i.value("kind", ""),
+                      i.value("resource_id", ""), i.value("actor", "")});
+    print_table({"STARTED", "OPERATION", "KIND", "RESOURCE", "ACTOR"}, rows);
+  });
+
+  auto wa = std::make_shared<WaitArgs>();
+  auto* wait = app.add_subcommand("wait", "Wait for an operation to succeed or a resource to exist / be deleted");
+  wait->add_option("target", wa->target, "op_... | resource ID | KIND/NAME (e.g. app/web)")->required();
+  wait->add_option("--for", wa->for_state, "exists | deleted (resources)")->capture_default_str();
+  wait->add_option("--timeout", wa->timeout, "Give up after this long (exit 4)")->capture_default_str();
+  wait->callback([&g, wa] { run_wait(g, *wa); });
+}
+
+}  // namespace platform::cli

@@ -1,0 +1,142 @@
+// platform org|project|app|env create|list|describe|delete
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "engine/error.h"
+#include "engine/ids.h"
+
+namespace platform::cli {
+namespace {
+
+struct KindSpec {
+  const char* kind;
+  const char* collection;
+  const char* prefix;
+  const char* parent;  // flag naming the parent, "" for org
+};
+constexpr KindSpec kKinds[] = {{"org", "orgs", "org", ""},
+                               {"project", "projects", "prj", "org"},
+                               {"app", "apps", "app", "project"},
+                               {"env", "envs", "env", "app"}};
+
+// "/v1/orgs/<org>/projects/<project>/..." down to (not including) `kind`'s collection.
+std::string parent_path(const Session& s, const std::string& kind) {
+  std::string path = "/v1";
+  if (kind == "org") return path;
+  path += "/orgs/" + api::url_encode(s.need_org());
+  if (kind == "project") return path;
+  path += "/projects/" + api::url_encode(s.need_project());
+  if (kind == "app") return path;
+  return path + "/apps/" + api::url_encode(s.need_app());
+}
+
+std::string item_path(const Session& s, const KindSpec& k, const std::string& ref) {
+  std::string prefix;
+  if (looks_like_id(ref, &prefix) && prefix == k.prefix) return "/v1/resources/" + ref;
+  return parent_path(s, k.kind) + "/" + k.collection + "/" + api::url_encode(ref);
+}
+
+std::vector<std::string> row_of(const Json& r) {
+  return {r.value("name", ""), r.value("id", ""), r.value("state", ""), r.value("created_at", "").substr(0, 19),
+          r.value("created_by", "")};
+}
+
+void print_resource(const Globals& g, const Json& r) {
+  if (g.format() != Format::table) {
+    if (g.format() == Format::ndjson) std::cout << r.dump() << "\n";
+    else print_json(r);
+    return;
+  }
+  auto field = [](const char* k, const std::string& v) { std::cout << k << std::string(14 - std::string(k).size(), ' ') << v << "\n"; };
+  field("Name:", r.value("name", ""));
+  field("ID:", r.value("id", ""));
+  field("Kind:", r.value("kind", ""));
+  if (r.contains("path")) field("Path:", r.value("path", ""));
+  field("State:", r.value("state", ""));
+  field("Org:", r.value("org_id", ""));
+  if (!r.value("parent_id", "").empty()) field("Parent:", r.value("parent_id", ""));
+  if (!r.value("description", "").empty()) field("Description:", r.value("description", ""));
+  if (r.contains("labels") && !r["labels"].empty()) field("Labels:", r["labels"].dump());
+  field("Created:", r.value("created_at", "") + " by " + r.value("created_by", ""));
+  if (r.contains("deleted_at")) field("Deleted:", r.value("deleted_at", "") + " by " + r.value("deleted_by", ""));
+  field("Version:", std::to_string(r.value("version", 0)));
+  field("Last op:", r.value("last_operation", ""));
+  std::cout << "\nHistory: platform events --resource " << r.value("id", "") << "\n" << std::flush;
+}
+
+void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
+  auto* cmd = app.add_subcommand(k.kind, std::string("Manage ") + k.collection);
+  cmd->require_subcommand(1);
+
+  auto name = std::make_shared<std::string>();
+  auto description = std::make_shared<std::string>();
+  auto labels = std::make_shared<std::vector<std::string>>();
+  auto key = std::make_shared<std::string>();
+  auto* create = cmd->add_subcommand("create", std::string("Create a ") + k.kind + " (prints a receipt)");
+  create->add_option("name", *name, "Name: a-z, 0-9 and '-', starting with a letter")->required();
+  create->add_option("--description", *description, "Free text");
+  create->add_option("--label", *labels, "KEY=VALUE (repeatable)");
+  create->add_option("--idempotency-key", *key, "Retry-safe key: the same key returns the first receipt");
+  create->callback([&g, &k, name, description, labels, key] {
+    auto s = open_session(g);
+    Json body = {{"name", *name}};
+    if (!description->empty()) body["description"] = *description;
+    if (!labels->empty()) {
+      Json l = Json::object();
+      for (const auto& kv : *labels) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0)
+          throw PlatformError(ErrorCode::invalid_request, "--label \"" + kv + "\" is not KEY=VALUE", "");
+        l[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+      body["labels"] = l;
+    }
+    auto r = s.client().call("POST", parent_path(s, k.kind) + "/" + k.collection, body,
+                             key->empty() ? new_id("idem") : *key);
+    print_receipt(g, r);
+  });
+
+  auto deleted = std::make_shared<bool>(false);
+  auto* list = cmd->add_subcommand("list", std::string("List ") + k.collection);
+  list->add_flag("--deleted", *deleted, "Include deleted ones");
+  list->callback([&g, &k, deleted] {
+    auto s = open_session(g);
+    auto r = s.client().call("GET", parent_path(s, k.kind) + "/" + k.collection + (*deleted ? "?deleted=true" : ""));
+    if (g.format() == Format::json) return print_json(r);
+    if (g.format() == Format::ndjson) {
+      for (const auto& item : r["items"]) std::cout << item.dump() << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& item : r["items"]) rows.push_back(row_of(item));
+    print_table({"NAME", "ID", "STATE", "CREATED", "BY"}, rows);
+  });
+
+  auto ref = std::make_shared<std::string>();
+  auto* describe = cmd->add_subcommand("describe", std::string("Show a ") + k.kind + " by name or ID");
+  describe->add_option("ref", *ref, "Name or ID")->required();
+  describe->callback([&g, &k, ref] {
+    auto s = open_session(g);
+    print_resource(g, s.client().call("GET", item_path(s, k, *ref)));
+  });
+
+  auto dref = std::make_shared<std::string>();
+  auto dkey = std::make_shared<std::string>();
+  auto* del = cmd->add_subcommand("delete", std::string("Delete a ") + k.kind + " (recorded as an event; history stays)");
+  del->add_option("ref", *dref, "Name or ID")->required();
+  del->add_option("--idempotency-key", *dkey, "Retry-safe key");
+  del->callback([&g, &k, dref, dkey] {
+    auto s = open_session(g);
+    std::string path = item_path(s, k, *dref);
+    print_receipt(g, s.client().call("DELETE", path, std::nullopt, dkey->empty() ? new_id("idem") : *dkey));
+  });
+}
+
+}  // namespace
+
+void add_resource_commands(CLI::App& app, Globals& g) {
+  for (const auto& k : kKinds) add_kind(app, g, k);
+}
+
+}  // namespace platform::cli

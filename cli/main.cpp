@@ -1,0 +1,65 @@
+// platform: the CLI. `platform <noun> <verb>`, -o table|json|ndjson, stable exit codes
+// (`platform help exit-codes`).
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "engine/error.h"
+
+extern "C" void platform_cli_on_sigint(int);
+
+using namespace platform;
+
+int main(int argc, char** argv) {
+  std::signal(SIGINT, platform_cli_on_sigint);
+  cli::Globals g;
+  CLI::App app{"platform: deploy, inspect and operate services (see `platform help exit-codes`)"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--context", g.context, "CLI context to use (env PLATFORM_CONTEXT)");
+  app.add_option("--org", g.org, "Org name or ID");
+  app.add_option("--project", g.project, "Project name or ID");
+  app.add_option("--app", g.app, "App name or ID");
+  app.add_option("--env", g.env, "Env name or ID");
+  app.add_option("-o,--output", g.output, "table | json | ndjson")
+      ->check(CLI::IsMember({"table", "json", "ndjson"}))
+      ->capture_default_str();
+  app.add_flag("-q,--quiet", g.quiet, "Only the essential output");
+  app.add_flag("--no-color", g.no_color, "No colour (output is never coloured in this version)");
+  cli::add_context_commands(app, g);
+  cli::add_resource_commands(app, g);
+  cli::add_event_commands(app, g);
+  cli::add_help_commands(app, g);
+
+  auto report = [&](const Error& e, const std::string& request_id) {
+    if (g.format() != cli::Format::table) {
+      Json err = {{"code", std::string(to_string(e.code))}, {"message", e.message}, {"hint", e.hint},
+                  {"request_id", request_id}, {"exit_code", exit_code(e.code)}};
+      std::cout << Json{{"error", err}}.dump(g.format() == cli::Format::json ? 2 : -1) << "\n" << std::flush;
+    } else {
+      std::cerr << "error: " << e.message << "\n";
+      if (!e.hint.empty()) std::cerr << "hint: " << e.hint << "\n";
+      if (!request_id.empty()) std::cerr << "request id: " << request_id << "\n";
+    }
+    return exit_code(e.code);
+  };
+
+  try {
+    // Pre-scan -o so that usage errors are also reported in the requested format.
+    for (int i = 1; i + 1 < argc; ++i)
+      if (std::string(argv[i]) == "-o" || std::string(argv[i]) == "--output") g.output = argv[i + 1];
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return report({ErrorCode::invalid_request, e.what(), "See `platform --help` or `platform COMMAND --help`."}, "");
+  } catch (const PlatformError& e) {
+    return report(e.error(), e.request_id());
+  } catch (const std::exception& e) {
+    return report({ErrorCode::internal, e.what(), ""}, "");
+  }
+  return 0;
+}
