@@ -86,6 +86,11 @@ Json Client::call(const std::string& method, const std::string& target, const st
                   const std::string& idempotency_key, std::chrono::milliseconds timeout) const {
   std::map<std::string, std::string> headers;
   if (!idempotency_key.empty()) headers["Idempotency-Key"] = idempotency_key;
+  return call(method, target, body, headers, timeout);
+}
+
+Json Client::call(const std::string& method, const std::string& target, const std::optional<Json>& body,
+                  const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout) const {
   auto res = request(method, target, body ? body->dump() : std::string(), headers, timeout);
   Json j;
   try {

@@ -31,6 +31,10 @@ class Client {
   Json call(const std::string& method, const std::string& target, const std::optional<Json>& body = std::nullopt,
             const std::string& idempotency_key = {}, std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
 
+  Json call(const std::string& method, const std::string& target, const std::optional<Json>& body,
+            const std::map<std::string, std::string>& headers,
+            std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
+
   const std::string& base_url() const { return base_url_; }
 
  private:

@@ -136,10 +136,20 @@ Response remove_resolved(Context& ctx, const Request& req, Principal& p, const s
   if (!p.org_restriction.empty() && target.kind == "org")
     throw PlatformError(ErrorCode::precondition_failed, "this token is limited to one org and cannot delete it",
                         "Use a user token that is not limited to an org.");
+  std::optional<std::int64_t> expected;
+  if (auto m = req.header("if-match"); !m.empty()) {
+    if (!m.empty() && m.front() == '"' && m.back() == '"' && m.size() >= 2) m = m.substr(1, m.size() - 2);
+    char* end = nullptr;
+    long long v = std::strtoll(m.c_str(), &end, 10);
+    if (m.empty() || *end != '\0' || v < 0)
+      throw PlatformError(ErrorCode::invalid_request, "If-Match must be a resource version (an integer)",
+                          "Send the \"version\" of the resource you last read.");
+    expected = v;
+  }
   ctx.metrics.mutations_total++;
   const auto path = path_of(chain);
   return run_mutation(ctx, req, p, target.kind + ".delete", 200, [&](pqxx::work& tx, const Actor& actor) {
-    auto out = delete_resource(tx, actor, target);
+    auto out = delete_resource(tx, actor, target, expected);
     CommandReceipt r;
     r.last = out.last();
     r.duplicate = out.duplicate;

@@ -139,13 +139,17 @@ CommandOutcome create_resource(pqxx::work& tx, const Actor& actor, const KindInf
   return outcome_from(rows, id);
 }
 
-CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolved& target) {
+CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolved& target,
+                               std::optional<std::int64_t> expected_version) {
   const auto* kind = kind_by_name(target.kind);
   events::NewEvent e{uuid_to_string(new_uuid_v7()), std::string(kind->type) + "Deleted", 1,
                      {{"name", target.name}},
                      metadata(actor, target.org_id, target.kind, target.id, target.parent_id)};
-  auto rows = tx.exec_params("SELECT * FROM core.delete_resource($1, $2::jsonb)", target.id,
-                             events::to_json({e}).dump());
+  auto rows = expected_version
+                  ? tx.exec_params("SELECT * FROM core.delete_resource($1, $2::jsonb, $3)", target.id,
+                                   events::to_json({e}).dump(), *expected_version)
+                  : tx.exec_params("SELECT * FROM core.delete_resource($1, $2::jsonb)", target.id,
+                                   events::to_json({e}).dump());
   return outcome_from(rows, target.id);
 }
 

@@ -55,7 +55,9 @@ struct CommandOutcome {
 CommandOutcome create_resource(pqxx::work& tx, const Actor& actor, const KindInfo& kind, const std::string& org_id,
                                const std::string& parent_id, const std::string& name, const std::string& description,
                                const Json& labels);
-CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolved& target);
+// expected_version: the version the caller last saw (If-Match); a stale one fails with version_conflict.
+CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolved& target,
+                               std::optional<std::int64_t> expected_version = std::nullopt);
 
 // The read-model row as JSON; nullopt when the projection has not folded it (yet).
 std::optional<Json> read_resource(pqxx::transaction_base& tx, const std::string& id);

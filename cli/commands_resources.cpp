@@ -126,10 +126,14 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
   auto* del = cmd->add_subcommand("delete", std::string("Delete a ") + k.kind + " (recorded as an event; history stays)");
   del->add_option("ref", *dref, "Name or ID")->required();
   del->add_option("--idempotency-key", *dkey, "Retry-safe key");
-  del->callback([&g, &k, dref, dkey] {
+  auto ifv = std::make_shared<std::string>();
+  del->add_option("--if-version", *ifv, "Only if the resource is still at this version (else exit 6)");
+  del->callback([&g, &k, dref, dkey, ifv] {
     auto s = open_session(g);
     std::string path = item_path(s, k, *dref);
-    print_receipt(g, s.client().call("DELETE", path, std::nullopt, dkey->empty() ? new_id("idem") : *dkey));
+    std::map<std::string, std::string> headers = {{"Idempotency-Key", dkey->empty() ? new_id("idem") : *dkey}};
+    if (!ifv->empty()) headers["If-Match"] = *ifv;
+    print_receipt(g, s.client().call("DELETE", path, std::nullopt, headers));
   });
 }
 

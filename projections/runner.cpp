@@ -37,6 +37,9 @@ Runner::Runner(std::unique_ptr<Projection> projection, RunnerOptions options, Si
 BatchResult Runner::run_batch(pqxx::connection& conn) {
   BatchResult result;
   pqxx::work tx(conn);
+  // Lock the checkpoint row first: a second runner waits here and then sees the new checkpoint, so it
+  // never folds a batch twice. The fenced UPDATE below still catches a rebuild that reset it meanwhile.
+  tx.exec_params("SELECT 1 FROM projection.checkpoints WHERE name = $1 FOR UPDATE", name_);
   auto from = checkpoint(tx, name_);
   auto page = events::read_after(tx, from, {}, options_.batch_size);
   result.held_back = page.held_back;

@@ -90,8 +90,9 @@ BEGIN
 END $$;
 
 -- delete_resource: refuses while live children exist, frees the name, appends the Deleted event.
--- SQLSTATEs: PN003 not found, PN004 still has live children.
-CREATE FUNCTION core.delete_resource(p_id text, p_events jsonb)
+-- p_expected: the stream version the caller last saw (If-Match), or NULL.
+-- SQLSTATEs: PN003 not found, PN004 still has live children, PW001 stale expected version.
+CREATE FUNCTION core.delete_resource(p_id text, p_events jsonb, p_expected bigint DEFAULT NULL)
 RETURNS TABLE (global_position bigint, tx_id xid8, stream_version bigint, event_id uuid, duplicate boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -120,5 +121,5 @@ BEGIN
             HINT = 'Delete the children first.';
   END IF;
   UPDATE core.resources SET deleted_at = now() WHERE id = p_id;
-  RETURN QUERY SELECT * FROM append_events(v_kind || '-' || p_id, NULL, p_events);
+  RETURN QUERY SELECT * FROM append_events(v_kind || '-' || p_id, p_expected, p_events);
 END $$;

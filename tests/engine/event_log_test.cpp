@@ -1,0 +1,174 @@
+// The event log against a real PostgreSQL: idempotency, expected versions, concurrency, the horizon.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "engine/db.h"
+#include "engine/event_store.h"
+#include "engine/ids.h"
+#include "tests/support/pg.h"
+
+using namespace platform;
+
+namespace {
+events::NewEvent ev(const std::string& type, const std::string& id = uuid_to_string(new_uuid_v7())) {
+  return {id, type, 1, {{"n", 1}}, {{"actor", "test"}}};
+}
+}  // namespace
+
+TEST(EventLog, DuplicateEventIdsReturnTheOriginalResult) {
+  auto conninfo = harness::fresh_database();
+  pqxx::connection c(conninfo);
+  auto e1 = ev("Thing"), e2 = ev("Thing");
+  std::vector<events::Appended> first, again;
+  {
+    pqxx::work tx(c);
+    first = events::append(tx, "thing-1", -1, {e1, e2});
+    tx.commit();
+  }
+  {
+    pqxx::work tx(c);
+    again = events::append(tx, "thing-1", -1, {e1, e2});  // would fail the version check if not a duplicate
+    tx.commit();
+  }
+  ASSERT_EQ(again.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(again[i].duplicate);
+    EXPECT_FALSE(first[i].duplicate);
+    EXPECT_EQ(again[i].position, first[i].position);
+    EXPECT_EQ(again[i].stream_version, first[i].stream_version);
+  }
+  pqxx::work tx(c);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM events WHERE stream_name = 'thing-1'")[0][0].as<int>(), 2);
+}
+
+TEST(EventLog, PartialDuplicateIsRefused) {
+  auto conninfo = harness::fresh_database();
+  db::Pool pool(conninfo, 2);
+  auto e1 = ev("Thing");
+  pool.transact([&](pqxx::work& tx) { events::append(tx, "thing-2", std::nullopt, {e1}); });
+  try {
+    pool.transact([&](pqxx::work& tx) { events::append(tx, "thing-2", std::nullopt, {e1, ev("Thing")}); });
+    FAIL() << "expected idempotency_conflict";
+  } catch (const PlatformError& e) {
+    EXPECT_EQ(e.error().code, ErrorCode::idempotency_conflict);
+  }
+}
+
+TEST(EventLog, StaleExpectedVersionFailsWithItsOwnCode) {
+  auto conninfo = harness::fresh_database();
+  db::Pool pool(conninfo, 2);
+  pool.transact([&](pqxx::work& tx) { events::append(tx, "acct-1", -1, {ev("Opened")}); });
+  pool.transact([&](pqxx::work& tx) { events::append(tx, "acct-1", 0, {ev("Changed")}); });
+  try {
+    pool.transact([&](pqxx::work& tx) { events::append(tx, "acct-1", 0, {ev("Changed")}); });
+    FAIL() << "expected version_conflict";
+  } catch (const PlatformError& e) {
+    EXPECT_EQ(e.error().code, ErrorCode::version_conflict);
+    EXPECT_EQ(http_status(e.error().code), 409);
+    EXPECT_EQ(exit_code(e.error().code), 6);
+    EXPECT_NE(e.error().message.find("expected 0, stream is at 1"), std::string::npos) << e.error().message;
+  }
+}
+
+TEST(EventLog, ConcurrentAppendsToOneStreamLeaveNoGapAndNoDuplicate) {
+  auto conninfo = harness::fresh_database();
+  constexpr int kWriters = 8, kEach = 40;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWriters; ++w)
+    threads.emplace_back([&] {
+      try {
+        pqxx::connection c(conninfo);
+        for (int i = 0; i < kEach; ++i) {
+          pqxx::work tx(c);
+          events::append(tx, "hot-1", std::nullopt, {ev("Tick")});
+          tx.commit();
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+        failures++;
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failures, 0);
+  pqxx::connection c(conninfo);
+  pqxx::work tx(c);
+  auto r = tx.exec("SELECT count(*), count(DISTINCT stream_version), min(stream_version), max(stream_version)"
+                   " FROM events WHERE stream_name = 'hot-1'");
+  EXPECT_EQ(r[0][0].as<int>(), kWriters * kEach);
+  EXPECT_EQ(r[0][1].as<int>(), kWriters * kEach);
+  EXPECT_EQ(r[0][2].as<int>(), 0);
+  EXPECT_EQ(r[0][3].as<int>(), kWriters * kEach - 1);
+}
+
+TEST(EventLog, EventsAreAppendOnly) {
+  auto conninfo = harness::fresh_database();
+  pqxx::connection c(conninfo);
+  {
+    pqxx::work tx(c);
+    events::append(tx, "x-1", -1, {ev("A")});
+    tx.commit();
+  }
+  for (const char* sql : {"UPDATE events SET type = 'B'", "DELETE FROM events", "TRUNCATE events"}) {
+    pqxx::work tx(c);
+    try {
+      tx.exec(sql);
+      FAIL() << sql << " was allowed";
+    } catch (const pqxx::sql_error& e) {
+      EXPECT_EQ(std::string(e.sqlstate()), "PA001") << sql;
+    }
+  }
+}
+
+// A transaction that drew the lower position commits after a later one: a reader below the horizon
+// never returns the later event first, so advancing its cursor can never skip the earlier one.
+TEST(EventLog, HorizonHoldsBackLaterCommitsUntilEarlierOnesFinish) {
+  auto conninfo = harness::fresh_database();
+  pqxx::connection slow_conn(conninfo), fast_conn(conninfo), reader(conninfo);
+  pqxx::work slow(slow_conn);
+  auto a = events::append(slow, "slow-1", -1, {ev("Slow")});  // lower position, still open
+  {
+    pqxx::work fast(fast_conn);
+    events::append(fast, "fast-1", -1, {ev("Fast")});
+    fast.commit();
+  }
+  events::Cursor cursor;
+  std::vector<std::string> seen;
+  {
+    pqxx::work tx(reader);
+    auto page = events::read_after(tx, cursor, {}, 100);
+    EXPECT_TRUE(page.events.empty()) << "the committed later event must wait behind the open earlier one";
+    EXPECT_TRUE(page.held_back);
+    cursor = page.next;
+  }
+  slow.commit();
+  {
+    pqxx::work tx(reader);
+    auto page = events::read_after(tx, cursor, {}, 100);
+    for (const auto& e : page.events) seen.push_back(e.type);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"Slow", "Fast"}));
+  EXPECT_GT(a[0].position, 0);
+}
+
+TEST(Migrations, AppliedOnceAndEditedOnesAreRefused) {
+  auto conninfo = harness::fresh_database();
+  auto again = db::migrate(conninfo);
+  EXPECT_TRUE(again.applied.empty());
+  EXPECT_FALSE(again.present.empty());
+  {
+    pqxx::connection c(conninfo);
+    pqxx::work tx(c);
+    tx.exec("UPDATE schema_migrations SET checksum = 'edited' WHERE name = '0001_event_log.sql'");
+    tx.commit();
+  }
+  try {
+    db::migrate(conninfo);
+    FAIL() << "an edited migration was accepted";
+  } catch (const PlatformError& e) {
+    EXPECT_EQ(e.error().code, ErrorCode::precondition_failed);
+    EXPECT_NE(e.error().message.find("0001_event_log.sql"), std::string::npos);
+  }
+}
