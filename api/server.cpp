@@ -75,7 +75,6 @@ struct Server::Impl {
     }
     auto parsed = boost::urls::parse_origin_form(msg.target());
     if (!parsed) throw PlatformError(ErrorCode::invalid_request, "malformed request target", "");
-    r.path = std::string(parsed->encoded_path());
     for (auto p : parsed->params()) r.query[std::string(p.key)] = std::string(p.value);
     r.path = std::string(parsed->path());
     return r;

@@ -121,7 +121,6 @@ int main(int argc, char** argv) {
     if (*plist) {
       db::Pool pool(database, 1, "platformd-cli");
       pool.read([&](pqxx::transaction_base& tx) {
-        auto head = events::head(tx);
         std::cout << "NAME         CHECKPOINT            EVENTS    LAG  RUNNER\n";
         for (const auto& name : projections::names()) {
           auto c = projections::checkpoint(tx, name);
@@ -132,7 +131,6 @@ int main(int argc, char** argv) {
           std::printf("%-12s %-21s %-9s %-4ld %s\n", name.c_str(), c.encode().c_str(),
                       r.empty() ? "-" : r[0][0].c_str(), lag, r.empty() ? "never ran" : r[0][1].c_str());
         }
-        (void)head;
         return 0;
       });
       return 0;
