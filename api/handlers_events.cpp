@@ -98,7 +98,7 @@ Response operation(Context& ctx, const Request&, Principal& p, const Params& par
     std::vector<events::Recorded> out;
     auto page = tx.exec_params(
         "SELECT tx_id::text, global_position FROM events WHERE metadata->>'operation_id' = $1"
-        " ORDER BY tx_id, global_position LIMIT 1",
+        " ORDER BY events.tx_id, events.global_position LIMIT 1",
         id);
     if (page.empty()) return out;
     events::Cursor before{std::stoull(page[0][0].as<std::string>()), page[0][1].as<std::int64_t>() - 1};

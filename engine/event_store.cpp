@@ -99,7 +99,7 @@ Recorded from_row(const pqxx::row& r) {
 Cursor head(pqxx::transaction_base& tx) {
   auto r = tx.exec(
       "SELECT tx_id::text, global_position FROM events "
-      "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id DESC, global_position DESC LIMIT 1");
+      "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1");
   if (r.empty()) return {};
   return {std::stoull(r[0][0].as<std::string>()), r[0][1].as<std::int64_t>()};
 }
@@ -114,7 +114,7 @@ Page read_after(pqxx::transaction_base& tx, Cursor after, const Filter& f, int l
                     " AND ($4 = '' OR metadata->>'operation_id' = $4)"
                     " AND ($5 = '' OR metadata->>'resource_id' = $5 OR metadata->>'parent_id' = $5)"
                     " AND ($6 = '' OR recorded_at >= $6::timestamptz)"
-                    " ORDER BY tx_id, global_position LIMIT $7";
+                    " ORDER BY events.tx_id, events.global_position LIMIT $7";
   auto rows = tx.exec_params(sql, std::to_string(after.tx), after.pos, f.org_id, f.operation_id, f.resource_id,
                              f.since, limit);
   Page page;

@@ -153,6 +153,48 @@ TEST(EventLog, HorizonHoldsBackLaterCommitsUntilEarlierOnesFinish) {
   EXPECT_GT(a[0].position, 0);
 }
 
+// Cursors compare transaction ids as numbers. A reader that ordered them as text would put xid 1039
+// before 731 and skip events once the cluster's xids gain a digit; burn xids across that boundary.
+TEST(EventLog, CursorOrderIsNumericAcrossAnXidDigitBoundary) {
+  auto conninfo = harness::fresh_database();
+  pqxx::connection c(conninfo);
+  std::vector<events::Appended> before, after;
+  {
+    pqxx::work tx(c);
+    before = events::append(tx, "digits-1", -1, {ev("Before")});
+    tx.commit();
+  }
+  std::uint64_t boundary = 10;
+  while (boundary <= before[0].tx) boundary *= 10;
+  auto to_burn = boundary - before[0].tx;
+  if (to_burn > 300000) GTEST_SKIP() << "the next xid digit boundary is " << to_burn << " xids away";
+  {
+    // Each BEGIN ... EXCEPTION block is a subtransaction that takes its own xid when it writes.
+    pqxx::work tx(c);
+    tx.exec("CREATE TEMP TABLE burn (n int) ON COMMIT DROP");
+    tx.exec("DO $$ BEGIN FOR i IN 1.." + std::to_string(to_burn) +
+            " LOOP BEGIN INSERT INTO burn VALUES (i); EXCEPTION WHEN others THEN NULL; END; END LOOP; END $$");
+    tx.commit();
+  }
+  {
+    pqxx::work tx(c);
+    after = events::append(tx, "digits-1", 0, {ev("After")});
+    tx.commit();
+  }
+  ASSERT_GE(after[0].tx, boundary);
+  pqxx::work tx(c);
+  auto page = events::read_after(tx, {}, {}, 100);
+  std::vector<std::string> seen;
+  for (const auto& e : page.events) seen.push_back(e.type);
+  EXPECT_EQ(seen, (std::vector<std::string>{"Before", "After"}));
+  auto head = events::head(tx);
+  EXPECT_EQ(head.tx, after[0].tx);
+  EXPECT_EQ(head.pos, after[0].position);
+  auto rest = events::read_after(tx, events::Cursor{before[0].tx, before[0].position}, {}, 100);
+  ASSERT_EQ(rest.events.size(), 1u);
+  EXPECT_EQ(rest.events[0].type, "After");
+}
+
 TEST(Migrations, AppliedOnceAndEditedOnesAreRefused) {
   auto conninfo = harness::fresh_database();
   auto again = db::migrate(conninfo);

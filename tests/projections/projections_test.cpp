@@ -63,8 +63,7 @@ void fold_to_end(const std::string& conninfo, const std::string& name) {
 }
 }  // namespace
 
-// DISABLED: stops at about half the events when two lease-less runners race (under investigation, see issue 2 note).
-TEST(Projections, DISABLED_TwoRunnersWithoutLeaseStillFoldEveryEventExactlyOnce) {
+TEST(Projections, TwoRunnersWithoutLeaseStillFoldEveryEventExactlyOnce) {
   auto conninfo = harness::fresh_database();
   seed(conninfo, 600);
   Signal never;
@@ -110,8 +109,7 @@ TEST(Projections, RebuildEqualsTheLiveProjection) {
   EXPECT_THROW(projections::rebuild(conninfo, "nope"), PlatformError);
 }
 
-// DISABLED: intermittently a refold inserts a read-model row twice (23505) after the restart; see issue 2 note.
-TEST(Projections, DISABLED_KillNineMidBatchThenRestartEqualsRebuild) {
+TEST(Projections, KillNineMidBatchThenRestartEqualsRebuild) {
   auto conninfo = harness::fresh_database();
   seed(conninfo, 300);
   auto log = (harness::PgEnvironment::get().root() / "crash.log").string();
