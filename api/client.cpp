@@ -55,7 +55,12 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
       req.body() = body;
     }
     req.prepare_payload();
-    http::write(stream, req);
+    beast::error_code write_ec;
+    http::write(stream, req, write_ec);
+    // A server may answer early and stop reading (an oversized body gets 413): read that answer
+    // before reporting the broken write.
+    if (write_ec && write_ec != asio::error::broken_pipe && write_ec != asio::error::connection_reset)
+      throw boost::system::system_error(write_ec);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);

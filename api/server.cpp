@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
+
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <boost/url/parse.hpp>
@@ -142,6 +144,21 @@ struct Server::Impl {
     co_await http::async_write(stream, out, asio::as_tuple(use_awaitable));
   }
 
+  // After answering a request we stopped reading (too large, malformed), read and drop what the client
+  // is still sending for a short, bounded while: closing with unread data would reset the connection
+  // and could destroy the answer before the client reads it.
+  awaitable<void> drain(beast::tcp_stream& stream) {
+    beast::error_code ignore;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignore);
+    stream.expires_after(std::chrono::seconds(2));
+    std::array<char, 65536> sink;
+    for (std::size_t total = 0; total < (8u << 20);) {
+      auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), asio::as_tuple(use_awaitable));
+      if (ec) break;
+      total += n;
+    }
+  }
+
   awaitable<void> session(beast::tcp_stream stream) {
     beast::flat_buffer buffer;
     for (;;) {
@@ -166,6 +183,7 @@ struct Server::Impl {
                "Send the whole request promptly."};
         metrics.requests_total++;
         co_await write(stream, problem(e, request_id), 11, false);
+        co_await drain(stream);
         break;
       }
       metrics.requests_total++;

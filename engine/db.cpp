@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/doorbell.h"
+
 namespace platform::db {
 
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& application_name) {
@@ -40,9 +42,20 @@ PlatformError translate(const std::exception& e) {
 }
 
 Pool::Pool(std::string conninfo, std::size_t max_size, std::string application_name)
-    : conninfo_(std::move(conninfo)), max_size_(max_size), application_name_(std::move(application_name)) {}
+    : conninfo_(std::move(conninfo)),
+      max_size_(max_size),
+      application_name_(std::move(application_name)),
+      doorbell_(std::make_unique<Doorbell>(conninfo_)) {}
 
 Pool::~Pool() = default;
+
+void Pool::commit_and_wake(pqxx::work& tx) {
+  // On pool connections append_events leaves the NOTIFY to us. Read-only work goes through read(), so
+  // nearly every transact() appends; ringing after each one costs less than asking the server whether
+  // this one did (a round trip on every write), and a spare wake-up is harmless.
+  tx.commit();
+  doorbell_->ring();
+}
 
 Pool::Lease::~Lease() {
   if (conn_ && pool_) pool_->release(std::move(conn_));
@@ -61,7 +74,9 @@ Pool::Lease Pool::acquire(std::chrono::milliseconds timeout) {
       ++open_;
       lock.unlock();
       try {
-        return Lease(this, connect(conninfo_, application_name_));
+        auto c = connect(conninfo_, application_name_);
+        pqxx::nontransaction(*c).exec("SET platform.notify_after_commit = on");  // see commit_and_wake
+        return Lease(this, std::move(c));
       } catch (const std::exception& e) {
         std::lock_guard relock(mu_);
         --open_;

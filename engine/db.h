@@ -21,6 +21,8 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std
 // Translates a database exception into the platform's error model (custom SQLSTATEs from sql/).
 PlatformError translate(const std::exception& e);
 
+class Doorbell;
+
 class Pool {
  public:
   Pool(std::string conninfo, std::size_t max_size, std::string application_name = "platformd");
@@ -45,7 +47,8 @@ class Pool {
   // or when the database cannot be reached.
   Lease acquire(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-  // Runs fn in a read-committed transaction and commits. Database errors become PlatformError.
+  // Runs fn in a read-committed transaction, commits, then rings the doorbell so listeners wake up
+  // for the events it appended (see engine/doorbell.h). Database errors become PlatformError.
   template <class F>
   auto transact(F&& fn) {
     auto lease = acquire();
@@ -53,10 +56,10 @@ class Pool {
       pqxx::work tx(*lease);
       if constexpr (std::is_void_v<decltype(fn(tx))>) {
         fn(tx);
-        tx.commit();
+        commit_and_wake(tx);
       } else {
         auto result = fn(tx);
-        tx.commit();
+        commit_and_wake(tx);
         return result;
       }
     } catch (const PlatformError&) {
@@ -86,6 +89,7 @@ class Pool {
 
  private:
   void release(std::unique_ptr<pqxx::connection> c);
+  void commit_and_wake(pqxx::work& tx);
 
   std::string conninfo_;
   std::size_t max_size_;
@@ -94,6 +98,7 @@ class Pool {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;
   std::size_t open_ = 0;
+  std::unique_ptr<Doorbell> doorbell_;
 };
 
 }  // namespace platform::db

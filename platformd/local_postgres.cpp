@@ -1,6 +1,8 @@
 #include "platformd/local_postgres.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <pqxx/pqxx>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -19,6 +22,25 @@
 
 namespace platform::dev {
 namespace fs = std::filesystem;
+
+int free_loopback_port(int lo, int hi) {
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(lo, hi - 1);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int port = pick(rng);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  throw PlatformError(ErrorCode::unavailable, "no free TCP port on 127.0.0.1 between " + std::to_string(lo) + " and " +
+                                                  std::to_string(hi), "Stop some local servers and retry.");
+}
 
 std::string postgres_bindir() {
   for (const char* v : {"15", "16", "17", "14", "13"}) {

@@ -36,6 +36,10 @@ class LocalPostgres {
   pid_t pid_ = -1;
 };
 
+// A TCP port on 127.0.0.1 that nothing listens on right now, picked at random from [lo, hi). Tests and
+// benchmarks use 20000-32000, below Linux's ephemeral range, so client sockets never take it meanwhile.
+int free_loopback_port(int lo = 20000, int hi = 32000);
+
 // The directory holding initdb and postgres (PostgreSQL 15 preferred).
 std::string postgres_bindir();
 

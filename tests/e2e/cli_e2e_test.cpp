@@ -69,8 +69,8 @@ class DevPlatform {
 
  private:
   std::filesystem::path root_;
-  int api_port_ = 17000 + static_cast<int>(::getpid() % 1000);
-  int pg_port_ = 18000 + static_cast<int>(::getpid() % 1000);
+  int api_port_ = dev::free_loopback_port(20000, 26000);
+  int pg_port_ = dev::free_loopback_port(26000, 32000);
   std::unique_ptr<harness::Child> child_;
 };
 

@@ -195,6 +195,48 @@ TEST(EventLog, CursorOrderIsNumericAcrossAnXidDigitBoundary) {
   EXPECT_EQ(rest.events[0].type, "After");
 }
 
+namespace {
+struct Counter : pqxx::notification_receiver {
+  Counter(pqxx::connection_base& c) : pqxx::notification_receiver(c, "platform_events") {}
+  void operator()(const std::string&, int) override { ++count; }
+  int count = 0;
+};
+
+// Waits up to five seconds for at least one notification; returns how many arrived.
+int await_wakeups(pqxx::connection& c, Counter& n) {
+  for (int i = 0; i < 50 && n.count == 0; ++i) c.await_notification(0, 100000);
+  return n.count;
+}
+}  // namespace
+
+// A plain session (psql, a script) gets its NOTIFY from append_events; a pool transaction gets it from
+// the doorbell after commit. Both wake a listener, each once per transaction.
+TEST(EventLog, EveryWriterWakesListenersOncePerTransaction) {
+  auto conninfo = harness::fresh_database();
+  pqxx::connection listener(conninfo), plain(conninfo);
+  Counter n(listener);
+  {
+    pqxx::work tx(plain);
+    events::append(tx, "wake-1", std::nullopt, {ev("A")});
+    events::append(tx, "wake-2", std::nullopt, {ev("B")});
+    tx.commit();
+  }
+  EXPECT_EQ(await_wakeups(listener, n), 1);
+  n.count = 0;
+  db::Pool pool(conninfo, 2);
+  pool.transact([&](pqxx::work& tx) {
+    events::append(tx, "wake-1", std::nullopt, {ev("C")});
+    // On a pool connection append_events leaves the NOTIFY to the doorbell: none may be queued in
+    // the transaction itself (it would hold the global notify lock through the commit flush).
+    EXPECT_EQ(tx.exec("SELECT current_setting('platform.notify_after_commit', true)")[0][0].as<std::string>(), "on");
+  });
+  EXPECT_EQ(await_wakeups(listener, n), 1);
+  n.count = 0;
+  pool.read([&](pqxx::transaction_base& tx) { return tx.exec("SELECT count(*) FROM events"); });  // rings nothing
+  listener.await_notification(0, 300000);
+  EXPECT_EQ(n.count, 0);
+}
+
 TEST(Migrations, AppliedOnceAndEditedOnesAreRefused) {
   auto conninfo = harness::fresh_database();
   auto again = db::migrate(conninfo);

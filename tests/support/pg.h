@@ -22,10 +22,19 @@ class PgEnvironment : public ::testing::Environment {
     std::filesystem::remove_all(root_);
     std::filesystem::create_directories(root_);
     ::chmod(root_.c_str(), 0755);
-    pg_ = std::make_unique<dev::LocalPostgres>(dev::LocalPostgresOptions{
-        (root_ / "data").string(), (root_ / "run").string(), 40000 + static_cast<int>(::getpid() % 20000), "platform",
-        "platform", (root_ / "postgres.log").string()});
-    pg_->start();
+    // A port that is free now may be taken before PostgreSQL binds it: try a few.
+    for (int attempt = 1;; ++attempt) {
+      pg_ = std::make_unique<dev::LocalPostgres>(dev::LocalPostgresOptions{
+          (root_ / "data").string(), (root_ / "run").string(), dev::free_loopback_port(), "platform", "platform",
+          (root_ / "postgres.log").string()});
+      try {
+        pg_->start();
+        break;
+      } catch (const std::exception& e) {
+        pg_.reset();
+        if (attempt == 5 || std::string(e.what()).find("already in use") == std::string::npos) throw;
+      }
+    }
     instance_ = this;
   }
   void TearDown() override {
