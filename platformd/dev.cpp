@@ -143,12 +143,20 @@ int dev(const DevOptions& options) {
 
   const auto serve_log = state / "platformd.log";
   pid_t serve_pid = spawn_serve(conninfo, options.api_port, serve_log);
-  if (!wait_healthy(url, serve_pid, std::chrono::seconds(60))) {
+  if (!wait_healthy(url, serve_pid, std::chrono::seconds(60)) && !g_stop) {
     std::cerr << "platformd dev: the control plane did not become healthy; see " << serve_log << "\n";
     stop_child(serve_pid, SIGTERM);
     pg.stop();
     return 1;
   }
+  auto stop_all = [&] {
+    std::cerr << "platformd dev: stopping control plane and postgres...\n";
+    stop_child(serve_pid, SIGTERM);
+    pg.stop();
+    std::cerr << "platformd dev: stopped\n";
+    return 0;
+  };
+  if (g_stop) return stop_all();  // Ctrl-C or SIGTERM while starting: a requested stop, not a failure
   std::cout << "platform is running (embedded dev mode)\n"
             << "  postgres      pid " << pg.pid() << "  " << conninfo << "  (log " << (state / "postgres.log").string()
             << ")\n"
@@ -180,11 +188,7 @@ int dev(const DevOptions& options) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  std::cerr << "platformd dev: stopping control plane and postgres...\n";
-  stop_child(serve_pid, SIGTERM);
-  pg.stop();
-  std::cerr << "platformd dev: stopped\n";
-  return 0;
+  return stop_all();
 }
 
 }  // namespace platform::daemon

@@ -57,9 +57,8 @@ class DevPlatform {
     int status = child_->wait(std::chrono::seconds(60));
     auto pidfile = root_ / "state/postgres/postmaster.pid";
     if (status != 0) std::cerr << "platformd dev exited with status " << status << "; its log:\n" << run("tail -20 " + (root_ / "dev.log").string()).out;
-    // What must hold: platformd dev exits and leaves no postgres behind. (Its exit status is logged above:
-    // an intermittent status 1 on the second stop is still being investigated.)
-    return status != -1 && WIFEXITED(status) && !std::filesystem::exists(pidfile);
+    // platformd dev exits 0 (also when stopped while still starting) and leaves no postgres behind.
+    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !std::filesystem::exists(pidfile);
   }
   std::string psql(const std::string& sql) const {
     auto conninfo = "host=" + (root_ / "state/run").string() + " port=" + std::to_string(pg_port_) +
