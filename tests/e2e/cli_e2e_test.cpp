@@ -5,8 +5,12 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "engine/event_store.h"
+#include "engine/ids.h"
 #include "engine/json.h"
 #include "tests/support/pg.h"
 #include "tests/support/process.h"
@@ -60,11 +64,14 @@ class DevPlatform {
     // platformd dev exits 0 (also when stopped while still starting) and leaves no postgres behind.
     return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !std::filesystem::exists(pidfile);
   }
-  std::string psql(const std::string& sql) const {
-    auto conninfo = "host=" + (root_ / "state/run").string() + " port=" + std::to_string(pg_port_) +
-                    " user=platform dbname=platform";
-    return "psql '" + conninfo + "' -v ON_ERROR_STOP=1 -At -c \"" + sql + "\"";
+  std::string conninfo() const {
+    return "host=" + (root_ / "state/run").string() + " port=" + std::to_string(pg_port_) +
+           " user=platform dbname=platform";
   }
+  std::string psql(const std::string& sql) const {
+    return "psql '" + conninfo() + "' -v ON_ERROR_STOP=1 -At -c \"" + sql + "\"";
+  }
+  const std::filesystem::path& root() const { return root_; }
 
  private:
   std::filesystem::path root_;
@@ -148,5 +155,56 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   dev.start();
   auto apps = one_json(cli("-o json app list --org dev --project shop"));
   EXPECT_EQ(apps["count"], 2);
+  EXPECT_TRUE(dev.stop());
+}
+
+namespace {
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+// The horizon through the CLI: a transaction that drew the lower position commits after a later one;
+// `platform events --follow` must neither show the later event early nor ever skip the earlier one.
+TEST(EndToEnd, EventsFollowNeverSkipsAnEventThatCommitsLate) {
+  DevPlatform dev;
+  auto org = run(dev.psql("SELECT id FROM core.resources WHERE kind = 'org' AND name = 'dev'")).out;
+  ASSERT_FALSE(org.empty());
+  org.pop_back();  // newline
+  auto log = dev.root() / "follow.log";
+  harness::Child follow({PLATFORM_BIN, "-o", "ndjson", "events", "--follow", "--org", "dev"}, log.string());
+  for (int i = 0; i < 100 && slurp(log).find("OrgCreated") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_NE(slurp(log).find("OrgCreated"), std::string::npos) << slurp(log);
+
+  auto event = [&](const std::string& type) {
+    return events::NewEvent{uuid_to_string(new_uuid_v7()), type, 1, Json::object(),
+                            Json{{"actor", "usr_test"}, {"org_id", org}}};
+  };
+  pqxx::connection slow_conn(dev.conninfo()), fast_conn(dev.conninfo());
+  pqxx::work slow(slow_conn);
+  events::append(slow, "horizon-slow", std::nullopt, {event("HorizonSlow")});  // lower position, still open
+  {
+    pqxx::work fast(fast_conn);
+    events::append(fast, "horizon-fast", std::nullopt, {event("HorizonFast")});
+    fast.commit();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // longer than every reader's poll
+  EXPECT_EQ(slurp(log).find("HorizonFast"), std::string::npos) << "shown before the earlier transaction ended";
+  slow.commit();
+  for (int i = 0; i < 100 && slurp(log).find("HorizonFast") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto out = slurp(log);
+  auto s = out.find("HorizonSlow"), f = out.find("HorizonFast");
+  ASSERT_NE(s, std::string::npos) << out;
+  ASSERT_NE(f, std::string::npos) << out;
+  EXPECT_LT(s, f) << "the follower must show events in cursor order";
+  EXPECT_EQ(out.find("HorizonSlow", s + 1), std::string::npos) << "shown twice";
+  EXPECT_EQ(out.find("HorizonFast", f + 1), std::string::npos) << "shown twice";
+  follow.signal(SIGTERM);
+  follow.wait();
   EXPECT_TRUE(dev.stop());
 }
