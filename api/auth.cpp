@@ -3,6 +3,8 @@
 #include "engine/crypto.h"
 #include "engine/event_store.h"
 #include "engine/ids.h"
+#include "engine/payloads.h"
+#include "engine/typed_events.h"
 
 namespace platform::api {
 namespace {
@@ -71,8 +73,8 @@ std::string ensure_user(pqxx::work& tx, const std::string& name) {
   if (!r.empty()) return r[0][0].as<std::string>();
   auto id = new_id("usr");
   tx.exec_params("INSERT INTO core.users (id, name) VALUES ($1, $2)", id, name);
-  events::NewEvent e{uuid_to_string(new_uuid_v7()), "UserCreated", 1, {{"name", name}},
-                     {{"actor", "system"}, {"resource_kind", "user"}, {"resource_id", id}}};
+  auto e = events::encode("UserCreated", events::UserCreated{name},
+                          {{"actor", "system"}, {"resource_kind", "user"}, {"resource_id", id}});
   events::append(tx, "user-" + id, -1, {e});
   return id;
 }
@@ -85,8 +87,7 @@ IssuedToken issue_token(pqxx::work& tx, const std::string& user_id, const std::s
       t.token_id, user_id, org_restriction, description, sha256_hex(t.secret));
   Json meta = {{"actor", "system"}, {"resource_kind", "token"}, {"resource_id", t.token_id}};
   if (!org_restriction.empty()) meta["org_id"] = org_restriction;
-  events::NewEvent e{uuid_to_string(new_uuid_v7()), "TokenIssued", 1,
-                     {{"user_id", user_id}, {"org_id", org_restriction}, {"description", description}}, meta};
+  auto e = events::encode("TokenIssued", events::TokenIssued{user_id, org_restriction, description}, meta);
   events::append(tx, "token-" + t.token_id, -1, {e});
   return t;
 }

@@ -4,6 +4,8 @@
 
 #include "engine/error.h"
 #include "engine/ids.h"
+#include "engine/payloads.h"
+#include "engine/typed_events.h"
 
 namespace platform::api {
 namespace {
@@ -130,9 +132,8 @@ CommandOutcome create_resource(pqxx::work& tx, const Actor& actor, const KindInf
                                const Json& labels) {
   auto id = new_id(kind.prefix);
   auto org = kind.kind == "org" ? id : org_id;
-  events::NewEvent e{uuid_to_string(new_uuid_v7()), std::string(kind.type) + "Created", 1,
-                     {{"name", name}, {"description", description}, {"labels", labels}},
-                     metadata(actor, org, std::string(kind.kind), id, parent_id)};
+  auto e = events::encode(std::string(kind.type) + "Created", events::ResourceCreated{name, description, labels},
+                          metadata(actor, org, std::string(kind.kind), id, parent_id));
   auto rows = tx.exec_params("SELECT * FROM core.create_resource($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb)",
                              std::string(kind.kind), id, org, parent_id, name, actor.user_id,
                              events::to_json({e}).dump());
@@ -142,9 +143,8 @@ CommandOutcome create_resource(pqxx::work& tx, const Actor& actor, const KindInf
 CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolved& target,
                                std::optional<std::int64_t> expected_version) {
   const auto* kind = kind_by_name(target.kind);
-  events::NewEvent e{uuid_to_string(new_uuid_v7()), std::string(kind->type) + "Deleted", 1,
-                     {{"name", target.name}},
-                     metadata(actor, target.org_id, target.kind, target.id, target.parent_id)};
+  auto e = events::encode(std::string(kind->type) + "Deleted", events::ResourceDeleted{target.name},
+                          metadata(actor, target.org_id, target.kind, target.id, target.parent_id));
   auto rows = expected_version
                   ? tx.exec_params("SELECT * FROM core.delete_resource($1, $2::jsonb, $3)", target.id,
                                    events::to_json({e}).dump(), *expected_version)

@@ -1,4 +1,6 @@
 // read_model.resources: orgs, projects, apps and envs, folded from their Created/Deleted events.
+#include "engine/payloads.h"
+#include "engine/typed_events.h"
 #include "projections/projections_impl.h"
 
 namespace platform::projections {
@@ -16,14 +18,16 @@ class ResourcesProjection final : public Projection {
     const std::string actor = m.value("actor", "");
     const std::string op = m.value("operation_id", "");
     if (e.type.ends_with("Created")) {
+      auto p = events::decode<events::ResourceCreated>(e);
       tx.exec_params(
           "INSERT INTO read_model.resources (id, kind, org_id, parent_id, name, description, labels, created_at,"
           " created_by, updated_at, version, last_operation)"
           " VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb, $8::timestamptz, $9, $8::timestamptz, $10, $11)",
-          id, e.category, m.value("org_id", ""), m.value("parent_id", ""), e.data.value("name", ""),
-          e.data.value("description", ""), e.data.value("labels", Json::object()).dump(), e.recorded_at, actor,
+          id, e.category, m.value("org_id", ""), m.value("parent_id", ""), p.name, p.description, p.labels.dump(),
+          e.recorded_at, actor,
           e.stream_version, op);
     } else if (e.type.ends_with("Deleted")) {
+      events::decode<events::ResourceDeleted>(e);  // a payload this platformd cannot read stops the fold
       tx.exec_params(
           "UPDATE read_model.resources SET deleted_at = $2::timestamptz, deleted_by = $3, updated_at = $2::timestamptz,"
           " version = $4, last_operation = $5 WHERE id = $1",

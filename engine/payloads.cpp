@@ -1,0 +1,42 @@
+#include "engine/payloads.h"
+
+#include "engine/error.h"
+#include "engine/typed_events.h"
+
+namespace platform::events {
+
+void refuse_payload(const Recorded& e, int supported, const std::string& why) {
+  throw PlatformError(ErrorCode::internal,
+                      "cannot read event " + e.type + " (" + e.event_id + ", cursor " + e.cursor.encode() +
+                          ", schema version " + std::to_string(e.schema_version) + "): " + why,
+                      "This platformd reads " + e.type + " up to schema version " + std::to_string(supported) +
+                          ". If a newer platformd wrote it, upgrade this one; the reader stops here rather than "
+                          "skip the event.");
+}
+
+Json ResourceCreated::to_json() const { return {{"name", name}, {"description", description}, {"labels", labels}}; }
+
+ResourceCreated ResourceCreated::from_json(const Json& d, int) {
+  ResourceCreated p;
+  p.name = d.at("name").get<std::string>();
+  p.description = d.value("description", "");
+  p.labels = d.value("labels", Json::object());
+  if (!p.labels.is_object()) throw Json::type_error::create(302, "labels must be an object", &d);
+  return p;
+}
+
+Json ResourceDeleted::to_json() const { return {{"name", name}}; }
+
+ResourceDeleted ResourceDeleted::from_json(const Json& d, int) { return {d.at("name").get<std::string>()}; }
+
+Json UserCreated::to_json() const { return {{"name", name}}; }
+
+UserCreated UserCreated::from_json(const Json& d, int) { return {d.at("name").get<std::string>()}; }
+
+Json TokenIssued::to_json() const { return {{"user_id", user_id}, {"org_id", org_id}, {"description", description}}; }
+
+TokenIssued TokenIssued::from_json(const Json& d, int) {
+  return {d.at("user_id").get<std::string>(), d.value("org_id", ""), d.value("description", "")};
+}
+
+}  // namespace platform::events
