@@ -1,4 +1,4 @@
-// platform help exit-codes, platform completion bash
+// platform help exit-codes, platform completion bash|zsh
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <iostream>
@@ -27,15 +27,40 @@ constexpr ExitRow kExitCodes[] = {
     {130, "interrupted (Ctrl-C)"},
 };
 
+struct CommandPath {
+  std::string path;         // "org create"
+  std::string subcommands;  // words that extend the path
+  std::string words;        // everything that may follow: subcommands and --options
+};
+
 // Every command path with the words that may follow it, walked from the CLI11 tree.
-void collect(const CLI::App* app, const std::string& path, std::vector<std::pair<std::string, std::string>>& out) {
-  std::string words;
-  for (const auto* sub : app->get_subcommands([](const CLI::App*) { return true; })) words += sub->get_name() + " ";
+void collect(const CLI::App* app, const std::string& path, std::vector<CommandPath>& out) {
+  CommandPath cp{path, "", ""};
+  auto subs = app->get_subcommands([](const CLI::App*) { return true; });
+  for (const auto* sub : subs) cp.subcommands += sub->get_name() + " ";
+  cp.words = cp.subcommands;
   for (const auto* opt : app->get_options())
-    for (const auto& l : opt->get_lnames()) words += "--" + l + " ";
-  out.emplace_back(path, words);
-  for (const auto* sub : app->get_subcommands([](const CLI::App*) { return true; }))
-    collect(sub, path.empty() ? sub->get_name() : path + " " + sub->get_name(), out);
+    for (const auto& l : opt->get_lnames()) cp.words += "--" + l + " ";
+  out.push_back(cp);
+  for (const auto* sub : subs) collect(sub, path.empty() ? sub->get_name() : path + " " + sub->get_name(), out);
+}
+
+// Bash completion (zsh loads it through bashcompinit). Only words that name a subcommand of the path so
+// far extend it, so flag values (`--org dev`) do not derail completion.
+void print_completion(const std::vector<CommandPath>& paths, const std::string& shell) {
+  if (shell == "zsh")
+    std::cout << "# platform zsh completion: source <(platform completion zsh)\n"
+                 "autoload -U +X compinit && compinit\nautoload -U +X bashcompinit && bashcompinit\n";
+  else
+    std::cout << "# platform bash completion: source <(platform completion bash)\n";
+  std::cout << "_platform_subcommands() {\n  case \"$1\" in\n";
+  for (const auto& p : paths) std::cout << "    \"" << p.path << "\") echo \"" << p.subcommands << "\";;\n";
+  std::cout << "  esac\n}\n_platform() {\n  local cur path i w\n  cur=\"${COMP_WORDS[COMP_CWORD]}\"\n  path=\"\"\n"
+               "  for ((i=1; i<COMP_CWORD; i++)); do\n    for w in $(_platform_subcommands \"$path\"); do\n"
+               "      if [[ \"$w\" == \"${COMP_WORDS[i]}\" ]]; then path=\"${path:+$path }$w\"; break; fi\n"
+               "    done\n  done\n  local words=\"\"\n  case \"$path\" in\n";
+  for (const auto& p : paths) std::cout << "    \"" << p.path << "\") words=\"" << p.words << "\";;\n";
+  std::cout << "  esac\n  COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n}\ncomplete -F _platform platform\n";
 }
 
 }  // namespace
@@ -55,17 +80,12 @@ void add_help_commands(CLI::App& app, Globals& g) {
   });
 
   auto shell = std::make_shared<std::string>("bash");
-  auto* completion = app.add_subcommand("completion", "Print a shell completion script (bash)");
-  completion->add_option("shell", *shell, "bash")->check(CLI::IsMember({"bash"}));
-  completion->callback([&app] {
-    std::vector<std::pair<std::string, std::string>> paths;
+  auto* completion = app.add_subcommand("completion", "Print a shell completion script (bash or zsh)");
+  completion->add_option("shell", *shell, "bash or zsh")->check(CLI::IsMember({"bash", "zsh"}));
+  completion->callback([&app, shell] {
+    std::vector<CommandPath> paths;
     collect(&app, "", paths);
-    std::cout << "# platform bash completion: source <(platform completion bash)\n_platform() {\n"
-                 "  local cur path i\n  cur=\"${COMP_WORDS[COMP_CWORD]}\"\n  path=\"\"\n"
-                 "  for ((i=1; i<COMP_CWORD; i++)); do\n    case \"${COMP_WORDS[i]}\" in -*) ;; *) "
-                 "path=\"${path:+$path }${COMP_WORDS[i]}\";; esac\n  done\n  local words=\"\"\n  case \"$path\" in\n";
-    for (const auto& [p, w] : paths) std::cout << "    \"" << p << "\") words=\"" << w << "\";;\n";
-    std::cout << "  esac\n  COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n}\ncomplete -F _platform platform\n";
+    print_completion(paths, *shell);
   });
 }
 

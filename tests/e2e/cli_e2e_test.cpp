@@ -208,3 +208,19 @@ TEST(EndToEnd, EventsFollowNeverSkipsAnEventThatCommitsLate) {
   follow.wait();
   EXPECT_TRUE(dev.stop());
 }
+
+// Completion is generated from the command tree; flag values (`--context x`) do not derail it.
+TEST(EndToEnd, ShellCompletionFollowsTheCommandTree) {
+  auto complete = [](const std::string& words, int cword) {
+    return run(std::string("bash -c 'source <(") + PLATFORM_BIN + " completion bash); COMP_WORDS=(" + words +
+               "); COMP_CWORD=" + std::to_string(cword) + "; _platform; echo \"${COMPREPLY[@]}\"'")
+        .out;
+  };
+  EXPECT_EQ(complete("platform org des", 2), "describe\n");
+  EXPECT_EQ(complete("platform --context x project list --org dev --de", 7), "--deleted\n");
+  EXPECT_NE(complete("platform \"\"", 1).find("events"), std::string::npos);
+  auto zsh = cli("completion zsh");
+  EXPECT_EQ(zsh.exit, 0);
+  EXPECT_NE(zsh.out.find("bashcompinit"), std::string::npos);
+  EXPECT_EQ(cli("completion fish").exit, 2);
+}
