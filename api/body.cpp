@@ -58,7 +58,7 @@ Json parse_body(const std::string& body, std::initializer_list<FieldSpec> fields
   Json j;
   try {
     j = Json::parse(body.empty() ? std::string("{}") : body);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // syntax errors, and numbers out of range (1e999)
     throw PlatformError(ErrorCode::invalid_request,
                         "request body is not valid JSON: " + std::string(e.what()).substr(0, 200),
                         "Send a JSON object, e.g. {\"name\": \"web\"}.");

@@ -6,11 +6,10 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
 #include <thread>
 
 #include "api/auth.h"
+#include "api/beast_request.h"
 #include "api/hub.h"
 #include "api/metrics.h"
 #include "api/routes.h"
@@ -64,22 +63,6 @@ struct Server::Impl {
   awaitable<Response> blocking(F fn) {
     co_return co_await asio::co_spawn(workers, [fn = std::move(fn)]() -> awaitable<Response> { co_return fn(); },
                                       use_awaitable);
-  }
-
-  static Request to_request(const http::request<http::string_body>& msg) {
-    Request r;
-    r.method = std::string(msg.method_string());
-    r.body = msg.body();
-    for (const auto& f : msg) {
-      std::string name(f.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      r.headers[name] = std::string(f.value());
-    }
-    auto parsed = boost::urls::parse_origin_form(msg.target());
-    if (!parsed) throw PlatformError(ErrorCode::invalid_request, "malformed request target", "");
-    for (auto p : parsed->params()) r.query[std::string(p.key)] = std::string(p.value);
-    r.path = std::string(parsed->path());
-    return r;
   }
 
   awaitable<Response> dispatch(Request& req) {

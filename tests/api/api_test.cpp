@@ -150,6 +150,8 @@ TEST(Api, BadInputGetsItsStatusAndTheServerKeepsServing) {
   check("POST", "/v1/orgs", R"({"name":"x","colour":"red"})", 400, "invalid_request");
   check("POST", "/v1/orgs", R"({"name":"Bad Name"})", 400, "invalid_request");
   check("POST", "/v1/orgs", R"({"name":"acme"})", 409, "name_taken");
+  check("POST", "/v1/orgs", R"({"name": 1e999})", 400, "invalid_request");  // found by tests/fuzz
+  check("POST", "/v1/orgs", std::string(500000, '['), 400, "invalid_request");
   check("POST", "/v1/orgs", std::string(2 << 20, 'x'), 413, "payload_too_large");
   check("GET", "/v1/orgs", "", 431, "headers_too_large", {{"X-Big", std::string(20000, 'a')}});
   check("GET", "/v1/nothing-here", "", 404, "not_found");
