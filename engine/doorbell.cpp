@@ -46,9 +46,12 @@ void Doorbell::run() {
     lock.unlock();
     bool ok = false;
     try {
-      if (!conn || !conn->is_open()) conn = connect(conninfo_, "platform-doorbell");
+      if (!conn || !conn->is_open()) {
+        conn = connect(conninfo_, "platform-doorbell");
+        conn->prepare("platform_doorbell", "SELECT pg_notify($1, 'events')");
+      }
       pqxx::nontransaction tx(*conn);
-      tx.exec_params("SELECT pg_notify($1, 'events')", channel_);
+      tx.exec_prepared("platform_doorbell", channel_);
       ok = true;
       failures = 0;
     } catch (const std::exception& e) {

@@ -62,10 +62,13 @@ Json to_json(const std::vector<NewEvent>& events) {
 
 std::vector<Appended> append(pqxx::transaction_base& tx, const std::string& stream,
                              std::optional<std::int64_t> expected, const std::vector<NewEvent>& events) {
-  auto rows = expected ? tx.exec_params("SELECT * FROM append_events($1, $2, $3::jsonb)", stream, *expected,
-                                        to_json(events).dump())
-                       : tx.exec_params("SELECT * FROM append_events($1, NULL, $2::jsonb)", stream,
-                                        to_json(events).dump());
+  // Prepared once per connection (pqxx registers it on first use; defining it again is a no-op), so
+  // the server does not parse and plan the call on every append.
+  auto& conn = tx.conn();
+  conn.prepare("platform_append_expected", "SELECT * FROM append_events($1, $2, $3::jsonb)");
+  conn.prepare("platform_append_any", "SELECT * FROM append_events($1, NULL, $2::jsonb)");
+  auto rows = expected ? tx.exec_prepared("platform_append_expected", stream, *expected, to_json(events).dump())
+                       : tx.exec_prepared("platform_append_any", stream, to_json(events).dump());
   std::vector<Appended> out;
   for (const auto& r : rows)
     out.push_back({r[0].as<std::int64_t>(), r[1].as<std::uint64_t>(), r[2].as<std::int64_t>(),
