@@ -44,7 +44,8 @@ class Pool {
   };
 
   // Waits up to `timeout` for a free connection; throws PlatformError(unavailable) after that
-  // or when the database cannot be reached.
+  // or when the database cannot be reached. Pool connections leave the NOTIFY of their appends to
+  // the pool (platform.notify_after_commit): write through transact(), which rings after commit.
   Lease acquire(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // Runs fn in a read-committed transaction, commits, then rings the doorbell so listeners wake up
