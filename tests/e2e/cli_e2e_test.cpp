@@ -103,18 +103,20 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto env_id = one_json(envr)["resource"]["id"].get<std::string>();
 
   // Errors: one JSON document too, with the documented exit codes.
-  auto dup = cli("-o json app create api --org dev --project shop");
-  EXPECT_EQ(dup.exit, 6);
-  EXPECT_EQ(one_json(dup)["error"]["code"], "name_taken");
-  auto missing = cli("-o json app describe nope --org dev --project shop");
-  EXPECT_EQ(missing.exit, 7);
-  EXPECT_EQ(one_json(missing)["error"]["code"], "not_found");
-  auto usage = cli("-o json app create");
-  EXPECT_EQ(usage.exit, 2);
-  EXPECT_EQ(one_json(usage)["error"]["code"], "invalid_request");
-  auto stale = cli("-o json env delete prod --org dev --project shop --app api --if-version 5");
-  EXPECT_EQ(stale.exit, 6);
-  EXPECT_EQ(one_json(stale)["error"]["code"], "version_conflict");
+  struct Failing {
+    std::string args;
+    int exit;
+    std::string code;
+  };
+  for (const auto& f : std::vector<Failing>{
+           {"app create api --org dev --project shop", 6, "name_taken"},
+           {"app describe nope --org dev --project shop", 7, "not_found"},
+           {"app create", 2, "invalid_request"},
+           {"env delete prod --org dev --project shop --app api --if-version 5", 6, "version_conflict"}}) {
+    auto r = cli("-o json " + f.args);
+    EXPECT_EQ(r.exit, f.exit) << f.args;
+    EXPECT_EQ(one_json(r)["error"]["code"], f.code) << f.args;
+  }
   auto badtoken = run("PLATFORM_TOKEN=plt_" + std::string(64, 'f') + " " + PLATFORM_BIN + " -o json org list");
   EXPECT_EQ(badtoken.exit, 8);
 
