@@ -22,12 +22,14 @@ Doorbell::~Doorbell() {
 }
 
 void Doorbell::ring() {
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
+    wake = !pending_;  // a ring already pending has woken the sender; it will cover this one too
     pending_ = true;
     if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] { run(); });
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 std::uint64_t Doorbell::sent() const {
@@ -42,6 +44,10 @@ void Doorbell::run() {
   for (;;) {
     cv_.wait(lock, [&] { return pending_ || stopping_; });
     if (!pending_) return;  // stopping with nothing left to send
+    // A ring after a quiet spell is sent at once; under a stream of commits at most one NOTIFY goes out
+    // per kMinInterval, each covering every commit before it (a NOTIFY costs the server a round trip
+    // and a turn on its global notify lock, as much as a small append).
+    if (!stopping_) cv_.wait_until(lock, last_sent_ + kMinInterval, [&] { return stopping_; });
     pending_ = false;
     lock.unlock();
     bool ok = false;
@@ -61,6 +67,7 @@ void Doorbell::run() {
     lock.lock();
     if (ok) {
       ++sent_;
+      last_sent_ = std::chrono::steady_clock::now();
     } else if (!stopping_) {
       pending_ = true;  // try again shortly; the rings so far are still owed a NOTIFY
       cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });

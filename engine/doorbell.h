@@ -3,10 +3,12 @@
 // lock through the commit flush, so notifying writers commit one at a time. Pool connections instead
 // set `platform.notify_after_commit = on` (append_events then skips its NOTIFY) and ring this doorbell
 // once a write transaction has committed. One thread and one connection per doorbell send the NOTIFY;
-// rings that arrive while one is in flight coalesce into a single next NOTIFY.
+// rings that arrive while one is in flight coalesce into a single next NOTIFY, and under a stream of
+// commits NOTIFYs are at least kMinInterval apart (a ring after a quiet spell is sent at once).
 //
 // If the process dies between a commit and the NOTIFY, readers still find the events: every reader
 // also polls on a safety timer (about a second). NOTIFY is only ever a wake-up.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -22,6 +24,8 @@ class Doorbell {
   Doorbell(const Doorbell&) = delete;
   Doorbell& operator=(const Doorbell&) = delete;
 
+  static constexpr std::chrono::microseconds kMinInterval{1000};
+
   void ring();  // never blocks on the database; starts the sender thread on first use
   std::uint64_t sent() const;  // NOTIFYs sent so far
 
@@ -33,6 +37,7 @@ class Doorbell {
   std::condition_variable cv_;
   bool pending_ = false, stopping_ = false;
   std::uint64_t sent_ = 0;
+  std::chrono::steady_clock::time_point last_sent_{};
   std::thread thread_;
 };
 

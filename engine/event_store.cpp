@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "engine/error.h"
+
 namespace platform::events {
 
 std::string Cursor::encode() const { return std::to_string(tx) + "." + std::to_string(pos); }
@@ -60,20 +62,75 @@ Json to_json(const std::vector<NewEvent>& events) {
   return arr;
 }
 
+namespace {
+// The common append (one event, expected version given) as one prepared statement instead of a call
+// into append_events: the same steps, without a PL/pgSQL frame and the JSON array round trip. See
+// docs/decisions/0003-single-event-append.md.
+//   1. the per-stream advisory lock, as append_events takes it;
+//   2./3. nothing is written unless the expected version exists (or -1) and the event id is new; the
+//      unique (stream_name, stream_version) index refuses a stream that has moved past it;
+//   4. insert;
+//   5. a NOTIFY once per transaction unless the session sends it after commit (pool connections).
+// No row back means "not the simple case" (a duplicate id, or a stream behind the expected version):
+// the caller asks append_events, which answers exactly (nothing was written).
+constexpr const char* kAppendOne =
+    "WITH stream_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended('stream:' || $1::text, 0)))"
+    " INSERT INTO events (stream_name, category, stream_version, event_id, type, schema_version, data, metadata)"
+    " SELECT $1::text, split_part($1::text, '-', 1), $2::bigint + 1, $3::uuid, $4::text, $5::integer,"
+    "        $6::jsonb, $7::jsonb"
+    " FROM stream_lock"
+    " WHERE ($2::bigint = -1 OR EXISTS (SELECT 1 FROM events ev WHERE ev.stream_name = $1::text"
+    "                                     AND ev.stream_version = $2::bigint))"
+    "   AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.event_id = $3::uuid)"
+    " RETURNING events.global_position, events.tx_id, events.stream_version, events.event_id,"
+    "   CASE WHEN current_setting('platform.notify_after_commit', true) = 'on'"
+    "          OR current_setting('platform.notified', true) = 'yes' THEN false"
+    "        ELSE set_config('platform.notified', 'yes', true) IS NOT NULL"
+    "         AND pg_notify('platform_events', events.category) IS NULL END";
+
+Appended appended(const pqxx::row& r, bool duplicate) {
+  return {r[0].as<std::int64_t>(), r[1].as<std::uint64_t>(), r[2].as<std::int64_t>(), r[3].as<std::string>(),
+          duplicate};
+}
+}  // namespace
+
 std::vector<Appended> append(pqxx::transaction_base& tx, const std::string& stream,
                              std::optional<std::int64_t> expected, const std::vector<NewEvent>& events) {
   // Prepared once per connection (pqxx registers it on first use; defining it again is a no-op), so
   // the server does not parse and plan the call on every append.
   auto& conn = tx.conn();
-  conn.prepare("platform_append_expected", "SELECT * FROM append_events($1, $2, $3::jsonb)");
-  conn.prepare("platform_append_any", "SELECT * FROM append_events($1, NULL, $2::jsonb)");
-  auto rows = expected ? tx.exec_prepared("platform_append_expected", stream, *expected, to_json(events).dump())
-                       : tx.exec_prepared("platform_append_any", stream, to_json(events).dump());
-  std::vector<Appended> out;
-  for (const auto& r : rows)
-    out.push_back({r[0].as<std::int64_t>(), r[1].as<std::uint64_t>(), r[2].as<std::int64_t>(),
-                   r[3].as<std::string>(), r[4].as<bool>()});
-  return out;
+  try {
+    if (expected && *expected >= -1 && events.size() == 1 && !stream.empty()) {
+      const auto& e = events.front();
+      conn.prepare("platform_append_one", kAppendOne);
+      auto rows = tx.exec_prepared("platform_append_one", stream, *expected, e.event_id, e.type, e.schema_version,
+                                   e.data.dump(), e.metadata.dump());
+      if (rows.size() == 1) return {appended(rows[0], false)};
+    }
+    conn.prepare("platform_append_expected", "SELECT * FROM append_events($1, $2, $3::jsonb)");
+    conn.prepare("platform_append_any", "SELECT * FROM append_events($1, NULL, $2::jsonb)");
+    auto rows = expected ? tx.exec_prepared("platform_append_expected", stream, *expected, to_json(events).dump())
+                         : tx.exec_prepared("platform_append_any", stream, to_json(events).dump());
+    std::vector<Appended> out;
+    for (const auto& r : rows) out.push_back(appended(r, r[4].as<bool>()));
+    return out;
+  } catch (const pqxx::unique_violation& e) {
+    // A race the unique indexes settled: another transaction recorded the same stream version (the
+    // single-event path does not re-read the stream under its lock) or the same event id first.
+    const std::string what = e.what();
+    if (what.find("\"events_stream_name_stream_version_key\"") != std::string::npos)
+      throw PlatformError(ErrorCode::version_conflict,
+                          expected ? "wrong expected version for stream " + stream + ": expected " +
+                                         std::to_string(*expected) + ", but version " + std::to_string(*expected + 1) +
+                                         " was appended by another writer first"
+                                   : "another writer appended to stream " + stream + " at the same version first",
+                          "Re-read the resource and retry with its current version.");
+    if (what.find("\"events_event_id_key\"") != std::string::npos)
+      throw PlatformError(ErrorCode::idempotency_conflict,
+                          "an append with the same event id was recorded at the same moment",
+                          "Retry with exactly the same events to get the original result.");
+    throw;
+  }
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // The event log against a real PostgreSQL: idempotency, expected versions, concurrency, the horizon.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -14,6 +15,19 @@ using namespace platform;
 namespace {
 events::NewEvent ev(const std::string& type, const std::string& id = uuid_to_string(new_uuid_v7())) {
   return {id, type, 1, {{"n", 1}}, {{"actor", "test"}}};
+}
+
+// The stream holds exactly versions 0 .. n-1: no gap, no duplicate.
+void expect_dense_versions(const std::string& conninfo, const std::string& stream, int n) {
+  pqxx::connection c(conninfo);
+  pqxx::work tx(c);
+  auto r = tx.exec_params("SELECT count(*), count(DISTINCT stream_version), min(stream_version), max(stream_version)"
+                          " FROM events WHERE stream_name = $1",
+                          stream);
+  EXPECT_EQ(r[0][0].as<int>(), n) << stream;
+  EXPECT_EQ(r[0][1].as<int>(), n) << stream;
+  EXPECT_EQ(r[0][2].as<int>(), 0) << stream;
+  EXPECT_EQ(r[0][3].as<int>(), n - 1) << stream;
 }
 }  // namespace
 
@@ -68,8 +82,119 @@ TEST(EventLog, StaleExpectedVersionFailsWithItsOwnCode) {
     EXPECT_EQ(e.error().code, ErrorCode::version_conflict);
     EXPECT_EQ(http_status(e.error().code), 409);
     EXPECT_EQ(exit_code(e.error().code), 6);
-    EXPECT_NE(e.error().message.find("expected 0, stream is at 1"), std::string::npos) << e.error().message;
+    EXPECT_NE(e.error().message.find("acct-1: expected 0, but version 1 was appended"), std::string::npos)
+        << e.error().message;
   }
+  // An expected version ahead of the stream would leave a gap: refused, nothing written.
+  try {
+    pool.transact([&](pqxx::work& tx) { events::append(tx, "acct-1", 5, {ev("Changed")}); });
+    FAIL() << "expected version_conflict";
+  } catch (const PlatformError& e) {
+    EXPECT_EQ(e.error().code, ErrorCode::version_conflict);
+    EXPECT_NE(e.error().message.find("expected 5, stream is at 1"), std::string::npos) << e.error().message;
+  }
+  // A new stream with an expected version other than -1 likewise.
+  EXPECT_THROW(pool.transact([&](pqxx::work& tx) { events::append(tx, "acct-2", 0, {ev("Opened")}); }), PlatformError);
+  pqxx::connection c(conninfo);
+  pqxx::work tx(c);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM events WHERE stream_name IN ('acct-1', 'acct-2')")[0][0].as<int>(), 2);
+}
+
+// Writers that state an expected version (the single-event statement) race writers that append at any
+// version (append_events) on one stream: the unique indexes and the shared stream lock leave no gap and
+// no duplicate, an any-version append never fails, and an expected-version append fails only with
+// version_conflict (then re-reads and retries).
+TEST(EventLog, ExpectedAndAnyVersionWritersShareOneStreamSafely) {
+  auto conninfo = harness::fresh_database();
+  constexpr int kWriters = 6, kEach = 30;
+  std::atomic<int> failures{0}, conflicts{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w)
+    threads.emplace_back([&, w] {
+      try {
+        db::Pool pool(conninfo, 1);
+        for (int i = 0; i < kEach; ++i) {
+          if (w % 2 == 0) {
+            pool.transact([&](pqxx::work& tx) { events::append(tx, "mixed-1", std::nullopt, {ev("Any")}); });
+            continue;
+          }
+          for (int attempt = 0;; ++attempt) {
+            ASSERT_LT(attempt, 1000) << "an expected-version writer never got through";
+            auto at = pool.read([&](pqxx::transaction_base& tx) {
+              return tx.exec("SELECT coalesce(max(stream_version), -1) FROM events WHERE stream_name = 'mixed-1'")[0][0]
+                  .as<std::int64_t>();
+            });
+            try {
+              auto r = pool.transact([&](pqxx::work& tx) { return events::append(tx, "mixed-1", at, {ev("Expected")}); });
+              EXPECT_EQ(r.at(0).stream_version, at + 1);
+              break;
+            } catch (const PlatformError& e) {
+              ASSERT_EQ(e.error().code, ErrorCode::version_conflict) << e.error().message;
+              conflicts++;
+            }
+          }
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+        failures++;
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failures, 0);
+  expect_dense_versions(conninfo, "mixed-1", kWriters * kEach);
+  pqxx::connection c(conninfo);
+  pqxx::work tx(c);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM events WHERE stream_name = 'mixed-1' AND type = 'Expected'")[0][0].as<int>(),
+            kWriters / 2 * kEach);
+  std::printf("expected-version retries after a conflict: %d\n", conflicts.load());
+}
+
+// Two writers state the same expected version; the second waits on the stream lock while the first
+// is open, and once the first commits it is refused with version_conflict (not a raw unique violation).
+TEST(EventLog, TheSecondOfTwoRacingExpectedVersionWritersIsToldWhy) {
+  auto conninfo = harness::fresh_database();
+  db::Pool pool(conninfo, 2);
+  pool.transact([&](pqxx::work& tx) { events::append(tx, "race-1", -1, {ev("Opened")}); });
+  pqxx::connection first_conn(conninfo);
+  pqxx::work first(first_conn);
+  events::append(first, "race-1", 0, {ev("First")});
+  std::optional<Error> second_error;
+  std::thread second([&] {
+    try {
+      pool.transact([&](pqxx::work& tx) { events::append(tx, "race-1", 0, {ev("Second")}); });
+    } catch (const PlatformError& e) {
+      second_error = e.error();
+    }
+  });
+  // Wait until the second writer is blocked on the stream lock, then let the first commit.
+  pqxx::connection probe(conninfo);
+  for (int i = 0; i < 200; ++i) {
+    pqxx::nontransaction q(probe);
+    if (q.exec("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").size() == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  first.commit();
+  second.join();
+  ASSERT_TRUE(second_error.has_value());
+  EXPECT_EQ(second_error->code, ErrorCode::version_conflict);
+  EXPECT_NE(second_error->message.find("expected 0, but version 1 was appended by another writer first"),
+            std::string::npos)
+      << second_error->message;
+}
+
+// Replaying an expected-version append with the same event id returns the original row, whichever
+// version the caller now states.
+TEST(EventLog, SingleEventDuplicateReturnsTheOriginal) {
+  auto conninfo = harness::fresh_database();
+  db::Pool pool(conninfo, 1);
+  auto e = ev("Opened");
+  auto first = pool.transact([&](pqxx::work& tx) { return events::append(tx, "dup-1", -1, {e}); });
+  auto again = pool.transact([&](pqxx::work& tx) { return events::append(tx, "dup-1", -1, {e}); });
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_FALSE(first[0].duplicate);
+  EXPECT_TRUE(again[0].duplicate);
+  EXPECT_EQ(again[0].position, first[0].position);
+  EXPECT_EQ(again[0].tx, first[0].tx);
 }
 
 TEST(EventLog, ConcurrentAppendsToOneStreamLeaveNoGapAndNoDuplicate) {
@@ -93,14 +218,7 @@ TEST(EventLog, ConcurrentAppendsToOneStreamLeaveNoGapAndNoDuplicate) {
     });
   for (auto& t : threads) t.join();
   ASSERT_EQ(failures, 0);
-  pqxx::connection c(conninfo);
-  pqxx::work tx(c);
-  auto r = tx.exec("SELECT count(*), count(DISTINCT stream_version), min(stream_version), max(stream_version)"
-                   " FROM events WHERE stream_name = 'hot-1'");
-  EXPECT_EQ(r[0][0].as<int>(), kWriters * kEach);
-  EXPECT_EQ(r[0][1].as<int>(), kWriters * kEach);
-  EXPECT_EQ(r[0][2].as<int>(), 0);
-  EXPECT_EQ(r[0][3].as<int>(), kWriters * kEach - 1);
+  expect_dense_versions(conninfo, "hot-1", kWriters * kEach);
 }
 
 TEST(EventLog, EventsAreAppendOnly) {
@@ -222,6 +340,17 @@ TEST(EventLog, EveryWriterWakesListenersOncePerTransaction) {
     tx.commit();
   }
   EXPECT_EQ(await_wakeups(listener, n), 1);
+  n.count = 0;
+  {
+    pqxx::work tx(plain);  // the single-event statement (an expected version) notifies once, too
+    events::append(tx, "wake-3", -1, {ev("A")});
+    events::append(tx, "other-1", -1, {ev("B")});
+    events::append(tx, "wake-1", std::nullopt, {ev("C")});
+    tx.commit();
+  }
+  EXPECT_EQ(await_wakeups(listener, n), 1);
+  listener.await_notification(0, 300000);
+  EXPECT_EQ(n.count, 1);
   n.count = 0;
   db::Pool pool(conninfo, 2);
   pool.transact([&](pqxx::work& tx) {
