@@ -1,5 +1,8 @@
 #include "api/body.h"
 
+#include "engine/names.h"
+#include "engine/suggest.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -7,18 +10,6 @@
 
 namespace platform::api {
 namespace {
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 const char* type_name(FieldType t) {
   switch (t) {
     case FieldType::string: return "a string";
@@ -41,19 +32,6 @@ bool has_type(const Json& v, FieldType t) {
 }
 }  // namespace
 
-std::string did_you_mean(std::string_view word, std::initializer_list<std::string_view> candidates) {
-  std::string best;
-  std::size_t best_d = 3;
-  for (auto c : candidates) {
-    auto d = edit_distance(word, c);
-    if (d < best_d) {
-      best_d = d;
-      best = std::string(c);
-    }
-  }
-  return best;
-}
-
 Json parse_body(const std::string& body, std::initializer_list<FieldSpec> fields) {
   Json j;
   try {
@@ -71,12 +49,13 @@ Json parse_body(const std::string& body, std::initializer_list<FieldSpec> fields
     for (const auto& f : fields)
       if (f.name == it.key()) spec = &f;
     if (!spec) {
-      std::string known, best;
-      std::size_t best_d = 3;
+      std::string known;
+      std::vector<std::string_view> names;
       for (const auto& f : fields) {
         known += (known.empty() ? "" : ", ") + std::string(f.name);
-        if (auto d = edit_distance(it.key(), f.name); d < best_d) best_d = d, best = std::string(f.name);
+        names.push_back(f.name);
       }
+      auto best = did_you_mean(it.key(), names);
       throw PlatformError(ErrorCode::invalid_request,
                           "unknown field \"" + it.key() + "\"" + (best.empty() ? "" : " (did you mean \"" + best + "\"?)"),
                           "Known fields: " + known + ".");
@@ -95,11 +74,9 @@ Json parse_body(const std::string& body, std::initializer_list<FieldSpec> fields
 }
 
 void validate_name(const std::string& kind, const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 63 && name[0] >= 'a' && name[0] <= 'z' && name.back() != '-';
-  for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
-  if (!ok)
+  if (!valid_name(name))
     throw PlatformError(ErrorCode::invalid_request, "invalid " + kind + " name \"" + name.substr(0, 80) + "\"",
-                        "Use 1-63 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'.");
+                        std::string(kNameRule));
 }
 
 }  // namespace platform::api

@@ -23,7 +23,4 @@ Json parse_body(const std::string& body, std::initializer_list<FieldSpec> fields
 // Resource names: 1-63 chars of a-z, 0-9 and '-', starting with a letter, not ending with '-'.
 void validate_name(const std::string& kind, const std::string& name);
 
-// The closest candidate within edit distance 2, or "".
-std::string did_you_mean(std::string_view word, std::initializer_list<std::string_view> candidates);
-
 }  // namespace platform::api

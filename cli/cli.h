@@ -6,7 +6,9 @@
 
 #include "api/client.h"
 #include "cli/context.h"
+#include "engine/error.h"
 #include "engine/json.h"
+#include "engine/manifest/manifest.h"
 
 namespace CLI {
 class App;
@@ -44,11 +46,27 @@ void note(const Globals& g, const std::string& line);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);
 
+// An error that carries structured details: with -o json they appear as error.details; in a terminal
+// each detail's "text" is printed on its own line before the error (manifest diagnostics use this).
+class DetailedError : public PlatformError {
+ public:
+  DetailedError(Error e, Json details) : PlatformError(std::move(e)), details_(std::move(details)) {}
+  const Json& details() const { return details_; }
+
+ private:
+  Json details_;
+};
+
+// Reads and validates a platform.toml; a DetailedError lists every problem (exit 2, or 10 when each one
+// is a v1-deferred feature).
+manifest::Manifest load_manifest(const std::string& path);
+
 // Registration of each command group.
 void add_context_commands(CLI::App& app, Globals& g);
 void add_resource_commands(CLI::App& app, Globals& g);
 void add_event_commands(CLI::App& app, Globals& g);
 void add_help_commands(CLI::App& app, Globals& g);
+void add_manifest_commands(CLI::App& app, Globals& g);
 
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();

@@ -31,13 +31,17 @@ int main(int argc, char** argv) {
   cli::add_resource_commands(app, g);
   cli::add_event_commands(app, g);
   cli::add_help_commands(app, g);
+  cli::add_manifest_commands(app, g);
 
-  auto report = [&](const Error& e, const std::string& request_id) {
+  auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {
       Json err = {{"code", std::string(to_string(e.code))}, {"message", e.message}, {"hint", e.hint},
                   {"request_id", request_id}, {"exit_code", exit_code(e.code)}};
+      if (!details.is_null()) err["details"] = details;
       std::cout << Json{{"error", err}}.dump(g.format() == cli::Format::json ? 2 : -1) << "\n" << std::flush;
     } else {
+      if (details.is_array())
+        for (const auto& d : details) std::cerr << d.value("text", d.dump()) << "\n";
       std::cerr << "error: " << e.message << "\n";
       if (!e.hint.empty()) std::cerr << "hint: " << e.hint << "\n";
       if (!request_id.empty()) std::cerr << "request id: " << request_id << "\n";
@@ -56,6 +60,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     return report({ErrorCode::invalid_request, e.what(), "See `platform --help` or `platform COMMAND --help`."}, "");
+  } catch (const cli::DetailedError& e) {
+    return report(e.error(), e.request_id(), e.details());
   } catch (const PlatformError& e) {
     return report(e.error(), e.request_id());
   } catch (const std::exception& e) {

@@ -226,3 +226,35 @@ TEST(EndToEnd, ShellCompletionFollowsTheCommandTree) {
   EXPECT_NE(zsh.out.find("bashcompinit"), std::string::npos);
   EXPECT_EQ(cli("completion fish").exit, 2);
 }
+
+// The manifest commands work offline: exit codes 0, 2 and 10, one JSON document with -o json, and
+// explain's output is a manifest that validates again.
+TEST(EndToEnd, ManifestValidateAndExplainFromTheCli) {
+  const std::string corpus = MANIFEST_CORPUS;
+  auto ok = cli("manifest validate " + corpus + "/valid/full.toml -o json");
+  EXPECT_EQ(ok.exit, 0);
+  EXPECT_EQ(one_json(ok)["manifest"]["processes"]["web"]["memory"], "512MiB");
+
+  auto bad = cli("manifest validate " + corpus + "/invalid/unknown_keys.toml -o json");
+  EXPECT_EQ(bad.exit, 2);
+  auto err = one_json(bad)["error"];
+  EXPECT_EQ(err["code"], "invalid_request");
+  ASSERT_EQ(err["details"].size(), 6u);
+  EXPECT_EQ(err["details"][2]["line"], 9);
+  EXPECT_EQ(err["details"][2]["message"], "unknown key \"comand\" in [processes.web] (did you mean \"command\"?)");
+
+  auto deferred = cli("manifest validate " + corpus + "/invalid/deferred_only.toml -o json");
+  EXPECT_EQ(deferred.exit, 10);
+  EXPECT_EQ(one_json(deferred)["error"]["code"], "not_supported");
+
+  EXPECT_EQ(cli("manifest validate /nonexistent/platform.toml").exit, 2);
+
+  auto dir = harness::PgEnvironment::get().root() / "manifest-e2e";
+  std::filesystem::create_directories(dir);
+  auto explained = cli("manifest explain " + corpus + "/valid/checks_and_restarts.toml --env production");
+  ASSERT_EQ(explained.exit, 0);
+  std::ofstream(dir / "explained.toml") << explained.out;
+  auto again = cli("manifest validate " + (dir / "explained.toml").string() + " -o json");
+  ASSERT_EQ(again.exit, 0) << explained.out;
+  EXPECT_EQ(one_json(again)["manifest"]["processes"]["api"]["count"], 6);
+}

@@ -5,6 +5,7 @@
 
 #include "api/body.h"
 #include "engine/error.h"
+#include "engine/suggest.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace platform::api;
@@ -21,6 +22,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     validate_name("project", body);
   } catch (const platform::PlatformError&) {
   }
-  (void)did_you_mean(body, {"name", "description", "labels"});
+  (void)platform::did_you_mean(body, {"name", "description", "labels"});
   return 0;
 }
