@@ -1,4 +1,6 @@
 #pragma once
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -7,5 +9,11 @@ namespace platform {
 std::string sha256_hex(std::string_view data);
 // A URL-safe random secret of `bytes` random bytes (hex encoded).
 std::string random_secret(int bytes = 32);
+// `n` bytes from the OS-seeded CSPRNG.
+std::string random_bytes(std::size_t n);
+std::string hmac_sha256_hex(std::string_view key, std::string_view data);
+// Standard base64 with padding; decode refuses anything else (nullopt).
+std::string base64_encode(std::string_view data);
+std::optional<std::string> base64_decode(std::string_view text);
 
 }  // namespace platform
