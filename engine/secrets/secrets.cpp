@@ -161,8 +161,9 @@ std::map<std::string, std::string> decode_file(std::string_view file) {
     std::size_t len = 0;
     auto [p, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
     if (!valid_name(name)) throw fail(pos, "an invalid name");
-    if (ec != std::errc{} || p != len_text.data() + len_text.size() || len_text.empty())
-      throw fail(pos + sp + 1, "a length that is not a decimal number");
+    if (ec != std::errc{} || p != len_text.data() + len_text.size() || len_text.empty() ||
+        (len_text.size() > 1 && len_text[0] == '0'))
+      throw fail(pos + sp + 1, "a length that is not a decimal number (without leading zeros)");
     if (!last.empty() && name <= last) throw fail(pos, "names out of order or repeated");
     auto start = nl + 1;
     if (len > file.size() - start || start + len >= file.size() || file[start + len] != '\n')

@@ -1,5 +1,5 @@
 // The small parsers behind query parameters and path segments: cursors (after=), durations (wait=,
-// since=), resource IDs, error codes read back by the CLI.
+// since=), resource IDs, error codes read back by the CLI; and the delivered secrets file.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/event_store.h"
 #include "engine/ids.h"
+#include "engine/secrets/secrets.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view s(reinterpret_cast<const char*>(data), size);
@@ -20,5 +21,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string prefix;
   (void)platform::looks_like_id(s, &prefix);
   (void)platform::error_code_from_string(s);
+  try {
+    // A file that decodes is canonical: encoding what it holds gives the same bytes back.
+    if (platform::secrets::encode_file(platform::secrets::decode_file(s)) != s) __builtin_trap();
+  } catch (const platform::PlatformError&) {
+  }
   return 0;
 }

@@ -115,7 +115,7 @@ TEST(Secrets, MalformedFilesAreRefusedWithTheOffset) {
   for (const char* bad : {"", "platform-secrets 2\n", "platform-secrets 1\nA 5\nabc\n", "platform-secrets 1\nA\n",
                           "platform-secrets 1\nA x\n\n", "platform-secrets 1\n1A 1\nx\n",
                           "platform-secrets 1\nB 1\nx\nA 1\ny\n", "platform-secrets 1\nA 1\nx\nA 1\ny\n",
-                          "platform-secrets 1\nA 1\nxy", "platform-secrets 1\nA 18446744073709551615\nx\n"}) {
+                          "platform-secrets 1\nA 1\nxy", "platform-secrets 1\nA 01\nx\n", "platform-secrets 1\nA 18446744073709551615\nx\n"}) {
     try {
       secrets::decode_file(bad);
       FAIL() << "accepted: " << bad;
