@@ -14,6 +14,7 @@ const char* type_name(FieldType t) {
   switch (t) {
     case FieldType::string: return "a string";
     case FieldType::object_of_strings: return "an object of string values";
+    case FieldType::array_of_strings: return "an array of strings";
     case FieldType::boolean: return "a boolean";
     case FieldType::integer: return "an integer";
   }
@@ -25,6 +26,8 @@ bool has_type(const Json& v, FieldType t) {
     case FieldType::string: return v.is_string();
     case FieldType::boolean: return v.is_boolean();
     case FieldType::integer: return v.is_number_integer();
+    case FieldType::array_of_strings:
+      return v.is_array() && std::all_of(v.begin(), v.end(), [](const Json& x) { return x.is_string(); });
     case FieldType::object_of_strings:
       return v.is_object() && std::all_of(v.begin(), v.end(), [](const Json& x) { return x.is_string(); });
   }

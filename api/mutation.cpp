@@ -73,7 +73,9 @@ Response run_mutation(Context& ctx, const Request& request, const Principal& pri
     return {success_status, std::move(body), false, result.last};
   });
 
-  if (outcome.last.pos > 0) {
+  if (outcome.last.pos == 0) {
+    outcome.body["status"] = "succeeded";  // nothing was appended, so there is nothing to fold
+  } else if (outcome.last.pos > 0) {
     // Read-your-writes for scripts: give the projections a moment to fold this operation.
     auto deadline = std::chrono::steady_clock::now() + ctx.apply_wait;
     std::vector<std::string> pending;

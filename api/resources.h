@@ -44,6 +44,10 @@ struct Actor {
   std::string operation_kind;  // e.g. "app.create"
 };
 
+// The metadata every event of a command carries (actor, request, operation, org, resource).
+Json event_metadata(const Actor& actor, const std::string& org_id, const std::string& kind, const std::string& id,
+                    const std::string& parent_id);
+
 struct CommandOutcome {
   std::string resource_id;
   std::vector<events::Appended> appended;

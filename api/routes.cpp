@@ -41,6 +41,7 @@ const std::vector<Route>& routes() {
     add_system_routes(r);
     add_resource_routes(r);
     add_event_routes(r);
+    add_config_routes(r);
     return r;
   }();
   return all;

@@ -35,6 +35,9 @@ struct Session {
   std::string need_org() const;
   std::string need_project() const;
   std::string need_app() const;
+  std::string need_env() const;
+  // "/v1/orgs/<org>/projects/<project>/apps/<app>/envs/<env>", each part from flags or the context.
+  std::string env_path() const;
 };
 
 Session open_session(const Globals& g);
@@ -67,6 +70,7 @@ void add_resource_commands(CLI::App& app, Globals& g);
 void add_event_commands(CLI::App& app, Globals& g);
 void add_help_commands(CLI::App& app, Globals& g);
 void add_manifest_commands(CLI::App& app, Globals& g);
+void add_config_commands(CLI::App& app, Globals& g);
 
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();

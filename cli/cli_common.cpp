@@ -55,6 +55,18 @@ std::string Session::need_app() const {
   return ctx.app;
 }
 
+std::string Session::need_env() const {
+  if (ctx.env.empty())
+    throw PlatformError(ErrorCode::invalid_request, "no env selected",
+                        "Pass --env NAME, or `platform context use " + context_name + " --env NAME`.");
+  return ctx.env;
+}
+
+std::string Session::env_path() const {
+  return "/v1/orgs/" + api::url_encode(need_org()) + "/projects/" + api::url_encode(need_project()) + "/apps/" +
+         api::url_encode(need_app()) + "/envs/" + api::url_encode(need_env());
+}
+
 void print_json(const Json& j) { std::cout << j.dump(2) << "\n" << std::flush; }
 
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
@@ -90,9 +102,13 @@ void print_receipt(const Globals& g, const Json& r) {
             << res.value("id", "") << ")" << (r.value("duplicate", false) ? " [already done: nothing changed]" : "")
             << "\n";
   std::cout << "  operation  " << r.value("operation_id", "") << "  " << r.value("status", "") << "\n";
-  for (const auto& d : r.value("diff", Json::array()))
-    std::cout << "  diff       " << (d.value("action", "") == "create" ? "+ " : d.value("action", "") == "delete" ? "- " : "~ ")
-              << d.value("summary", "") << "\n";
+  if (r.contains("config_version")) std::cout << "  version    config v" << r["config_version"].get<std::int64_t>() << "\n";
+  for (const auto& d : r.value("diff", Json::array())) {
+    auto action = d.value("action", "");
+    auto mark = action == "create" || action == "add" ? "+ " : action == "delete" || action == "remove" ? "- " : "~ ";
+    std::cout << "  diff       " << mark << d.value("summary", "") << "\n";
+  }
+  if (r.contains("note")) std::cout << "  note       " << r["note"].get<std::string>() << "\n";
   for (const auto& e : r.value("events", Json::array()))
     std::cout << "  event      #" << e.value("position", 0) << " " << e.value("stream", "") << " v"
               << e.value("stream_version", 0) << "\n";

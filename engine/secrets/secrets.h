@@ -2,7 +2,7 @@
 // Secrets at rest and in delivery (DESIGN.md §10, docs/secrets.md):
 // - a key file holds the AES-256 key and its id; only platformd reads it (mode 0600, refused otherwise);
 // - seal/open: AES-256-GCM with a fresh 96-bit nonce for every value, bound by associated data to where
-//   the value belongs (env, name, version), so a sealed value cannot be moved to another key;
+//   the value belongs (env, name), so a sealed value cannot be moved to another name or env;
 // - a keyed digest that identifies a value in `secrets list` without revealing it;
 // - the delivered secrets file: a fixed, versioned format that round-trips any bytes.
 #include <map>

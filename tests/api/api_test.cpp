@@ -294,3 +294,61 @@ TEST(Api, ThousandWaitingWatchesHoldNoExtraDatabaseConnections) {
   }
   EXPECT_EQ(woke, 1000);
 }
+
+// An env's config: versions, no-op changes, validation, concurrent writers, another org's env, and
+// the version's whole content in one event.
+TEST(Api, ConfigIsVersionedPerEnv) {
+  Platform p;
+  auto c = p.client();
+  c.call("POST", "/v1/orgs", Json{{"name", "acme"}});
+  c.call("POST", "/v1/orgs/acme/projects", Json{{"name", "shop"}});
+  c.call("POST", "/v1/orgs/acme/projects/shop/apps", Json{{"name", "api"}});
+  c.call("POST", "/v1/orgs/acme/projects/shop/apps/api/envs", Json{{"name", "prod"}});
+  const std::string base = "/v1/orgs/acme/projects/shop/apps/api/envs/prod/config";
+
+  EXPECT_EQ(c.call("GET", base)["version"], 0);
+  auto r1 = c.call("PATCH", base, Json{{"set", {{"LOG_LEVEL", "debug"}, {"MULTI", "a\nb=\"c\""}}}});
+  EXPECT_EQ(r1["config_version"], 1);
+  EXPECT_EQ(r1["status"], "succeeded");
+  EXPECT_EQ(r1["diff"].size(), 2u);
+  auto same = c.call("PATCH", base, Json{{"set", {{"LOG_LEVEL", "debug"}}}, {"unset", {"NEVER_SET"}}});
+  EXPECT_TRUE(same["duplicate"].get<bool>());  // nothing changed: no new version
+  EXPECT_EQ(same["config_version"], 1);
+  EXPECT_EQ(same["status"], "succeeded");
+  auto r2 = c.call("PATCH", base, Json{{"set", {{"LOG_LEVEL", "info"}}}, {"unset", {"MULTI"}}});
+  EXPECT_EQ(r2["config_version"], 2);
+  auto now = c.call("GET", base);
+  EXPECT_EQ(now["version"], 2);
+  EXPECT_EQ(now["values"], (Json{{"LOG_LEVEL", {{"value", "info"}, {"version", 2}, {"set_by", now["values"]["LOG_LEVEL"]["set_by"]},
+                                                {"set_at", now["values"]["LOG_LEVEL"]["set_at"]}}}}));
+
+  // Eight writers at once: every change lands in its own version, none is lost.
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i)
+    ts.emplace_back([&, i] { c.call("PATCH", base, Json{{"set", {{"K" + std::to_string(i), "v"}}}}); });
+  for (auto& t : ts) t.join();
+  now = c.call("GET", base);
+  EXPECT_EQ(now["version"], 10);
+  EXPECT_EQ(now["values"].size(), 9u);
+
+  // Version 1 is still there, whole, in the event log.
+  pqxx::connection db(p.conninfo);
+  pqxx::work tx(db);
+  auto v1 = Json::parse(tx.exec("SELECT data::text FROM events WHERE type = 'ConfigVersionCreated' AND stream_version = 0")[0][0]
+                            .as<std::string>());
+  EXPECT_EQ(v1["values"]["MULTI"]["value"], "a\nb=\"c\"");
+
+  auto status = [&](const std::string& method, const std::string& target, const Json& body, const std::string& token = "") {
+    return p.client(token).request(method, target, body.dump()).status;
+  };
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"1BAD", "x"}}}}), 400);
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"PLATFORM_X", "x"}}}}), 400);
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", 1}}}}), 400);
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", "x"}}}, {"unset", {"A"}}}), 400);
+  EXPECT_EQ(status("PATCH", base, Json::object()), 400);
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", std::string(40000, 'x')}}}}), 400);
+  EXPECT_EQ(status("PATCH", base, Json{{"sett", Json::object()}}), 400);
+  EXPECT_EQ(status("PATCH", "/v1/orgs/acme/projects/shop/apps/api/envs/nope/config", Json{{"set", {{"A", "x"}}}}), 404);
+  EXPECT_EQ(status("GET", base, Json(), p.other_token), 404);  // another org's env: not found, never forbidden
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", "x"}}}}, p.other_token), 404);
+}

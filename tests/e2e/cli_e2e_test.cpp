@@ -152,11 +152,27 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto upd = run(dev.psql("UPDATE events SET type = 'Forged'"));
   EXPECT_NE(upd.exit, 0);
 
+  // config: set, a no-op, unset, list; each change a version with its receipt, visible in the audit.
+  const std::string at = " --org dev --project shop --app api --env prod";
+  auto set = cli("-o json config set LOG_LEVEL=debug 'GREETING=hello, world'" + at);
+  ASSERT_EQ(set.exit, 0) << set.out;
+  EXPECT_EQ(one_json(set)["config_version"], 1);
+  EXPECT_TRUE(one_json(cli("-o json config set LOG_LEVEL=debug" + at))["duplicate"].get<bool>());
+  EXPECT_EQ(one_json(cli("-o json config unset GREETING" + at))["config_version"], 2);
+  EXPECT_EQ(cli("-o json config set 'not a pair'" + at).exit, 2);
+  EXPECT_EQ(cli("-o json config list --org dev --project shop --app api --env staging").exit, 7);
+  auto cfg_ops = run(dev.psql("SELECT count(*) FROM audit.operations WHERE kind = 'config.set'"));
+  EXPECT_EQ(cfg_ops.out, "2\n");
+
   // Restart on the same state folder: postgres stops with it, and the data is kept.
   EXPECT_TRUE(dev.stop());
   dev.start();
   auto apps = one_json(cli("-o json app list --org dev --project shop"));
   EXPECT_EQ(apps["count"], 2);
+  auto listed = one_json(cli("-o json config list" + at));
+  EXPECT_EQ(listed["version"], 2);
+  EXPECT_EQ(listed["values"]["LOG_LEVEL"]["value"], "debug");
+  EXPECT_FALSE(listed["values"].contains("GREETING"));
   EXPECT_TRUE(dev.stop());
 }
 

@@ -1,0 +1,155 @@
+// An env's config: visible variables, versioned. Each change is one ConfigVersionCreated event in the
+// stream config-<env id> holding the whole resulting set, so version N of any env is one indexed read
+// and a release can name the exact config it uses (docs/config.md).
+#include <fmt/format.h>
+
+#include <set>
+
+#include "api/body.h"
+#include "api/metrics.h"
+#include "api/mutation.h"
+#include "api/path.h"
+#include "api/routes.h"
+#include "engine/db.h"
+#include "engine/ids.h"
+
+namespace platform::api {
+namespace {
+
+constexpr std::size_t kMaxValueBytes = 32 * 1024, kMaxKeys = 500;
+
+struct ConfigState {
+  std::int64_t stream_version = -1;  // -1: never set
+  Json values = Json::object();      // NAME -> {value, version, set_by, set_at}
+  std::int64_t version() const { return stream_version + 1; }
+};
+
+std::string stream_of(const std::string& env_id) { return "config-" + env_id; }
+
+ConfigState current(pqxx::transaction_base& tx, const std::string& env_id) {
+  ConfigState s;
+  auto r = tx.exec_params(
+      "SELECT stream_version, data::text FROM events WHERE stream_name = $1 ORDER BY stream_version DESC LIMIT 1",
+      stream_of(env_id));
+  if (r.empty()) return s;
+  s.stream_version = r[0][0].as<std::int64_t>();
+  s.values = Json::parse(r[0][1].as<std::string>()).value("values", Json::object());
+  return s;
+}
+
+void check_name(const std::string& k) {
+  bool ok = !k.empty() && k.size() <= 128 && !(k[0] >= '0' && k[0] <= '9');
+  for (char c : k) ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  if (!ok)
+    throw PlatformError(ErrorCode::invalid_request, "invalid variable name \"" + k.substr(0, 80) + "\"",
+                        "Use letters, digits and '_', not starting with a digit.");
+  if (k.rfind("PLATFORM_", 0) == 0)
+    throw PlatformError(ErrorCode::invalid_request, "\"" + k + "\" uses the reserved PLATFORM_ prefix",
+                        "The platform sets PLATFORM_* variables itself; choose another name.");
+}
+
+std::vector<Resolved> env_chain(Context& ctx, Principal& p, const Params& params) {
+  auto chain = resolve_path(ctx, p, params);
+  if (chain.size() != 4 || chain.back().kind != "env")
+    throw PlatformError(ErrorCode::not_found, "env not found", not_found_hint("env"));
+  return chain;
+}
+
+Json list_json(const ConfigState& s, const std::string& env_id, const std::string& path) {
+  return {{"env_id", env_id}, {"path", path}, {"version", s.version()}, {"values", s.values}};
+}
+
+Response get_config(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  auto s = ctx.pool.read([&](pqxx::transaction_base& tx) { return current(tx, chain.back().id); });
+  return json_response(200, list_json(s, chain.back().id, path_of(chain)));
+}
+
+Response patch_config(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto body = parse_body(req.body, {{"set", FieldType::object_of_strings}, {"unset", FieldType::array_of_strings}});
+  auto set = body.value("set", Json::object());
+  auto unset = body.value("unset", Json::array());
+  if (set.empty() && unset.empty())
+    throw PlatformError(ErrorCode::invalid_request, "nothing to change: give \"set\" and/or \"unset\"",
+                        "e.g. {\"set\": {\"LOG_LEVEL\": \"debug\"}, \"unset\": [\"OLD_FLAG\"]}");
+  for (auto it = set.begin(); it != set.end(); ++it) {
+    check_name(it.key());
+    if (it.value().get_ref<const std::string&>().size() > kMaxValueBytes)
+      throw PlatformError(ErrorCode::invalid_request, "the value of " + it.key() + " is larger than 32 KiB",
+                          "Config is for small settings; put large data in your image or a volume.");
+  }
+  for (const auto& k : unset) {
+    check_name(k.get<std::string>());
+    if (set.contains(k.get<std::string>()))
+      throw PlatformError(ErrorCode::invalid_request, k.get<std::string>() + " is both set and unset",
+                          "Give each variable once.");
+  }
+  auto chain = env_chain(ctx, p, params);
+  const auto env = chain.back();
+  const auto path = path_of(chain);
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, "config.set", 200, [&](pqxx::work& tx, const Actor& actor) {
+    // The same lock events::append takes on this stream: changes to one env's config are serialised,
+    // so reading the current version and appending the next never conflicts.
+    tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "stream:" + stream_of(env.id));
+    auto s = current(tx, env.id);
+    const auto next = s.version() + 1;
+    const auto now = tx.exec("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0]
+                         .as<std::string>();
+    Json values = s.values, changed = Json::array(), removed = Json::array(), diff = Json::array();
+    for (auto it = set.begin(); it != set.end(); ++it) {
+      auto old = values.find(it.key());
+      if (old != values.end() && (*old)["value"] == it.value()) continue;  // already that value
+      diff.push_back({{"action", old == values.end() ? "add" : "change"}, {"kind", "config"}, {"key", it.key()},
+                      {"summary", fmt::format("{} {}", old == values.end() ? "add" : "change", it.key())},
+                      {"from", old == values.end() ? Json() : (*old)["value"]}, {"to", it.value()}});
+      values[it.key()] = {{"value", it.value()}, {"version", next}, {"set_by", actor.user_id}, {"set_at", now}};
+      changed.push_back(it.key());
+    }
+    for (const auto& k : unset) {
+      auto name = k.get<std::string>();
+      if (!values.contains(name)) continue;  // not set: nothing to remove
+      diff.push_back({{"action", "remove"}, {"kind", "config"}, {"key", name}, {"summary", "remove " + name},
+                      {"from", values[name]["value"]}});
+      values.erase(name);
+      removed.push_back(name);
+    }
+    if (values.size() > kMaxKeys)
+      throw PlatformError(ErrorCode::invalid_request, fmt::format("an env holds at most {} config variables", kMaxKeys),
+                          "Unset variables you no longer need.");
+    CommandReceipt r;
+    Json resource = {{"kind", "env"}, {"id", env.id}, {"name", env.name}, {"path", path}, {"org_id", env.org_id},
+                     {"parent_id", env.parent_id}};
+    Json next_commands = Json::array({"platform config list --env " + env.name,
+                                      fmt::format("platform events --resource {}", env.id)});
+    if (diff.empty()) {  // nothing changes: no new version
+      r.duplicate = true;
+      r.receipt = {{"resource", resource}, {"config_version", s.version()}, {"diff", diff}, {"events", Json::array()},
+                   {"next", next_commands}, {"note", "nothing changed: every value was already so"}};
+      return r;
+    }
+    Json data = {{"env_id", env.id}, {"version", next}, {"set", changed}, {"unset", removed}, {"values", values}};
+    auto appended = events::append(tx, stream_of(env.id), s.stream_version,
+                                   {{uuid_to_string(new_uuid_v7()), "ConfigVersionCreated", 1, data,
+                                     event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+    CommandOutcome out;
+    out.resource_id = env.id;
+    out.appended = appended;
+    r.last = out.last();
+    r.receipt = {{"resource", resource}, {"config_version", next}, {"diff", diff},
+                 {"events", out.events_json(stream_of(env.id))}, {"next", next_commands}};
+    return r;
+  });
+}
+
+}  // namespace
+
+void add_config_routes(std::vector<Route>& out) {
+  const std::string base = "/v1/orgs/{org}/projects/{project}/apps/{app}/envs/{env}/config";
+  out.push_back({"GET", base, "An env's config: every variable with its value and the version that set it",
+                 get_config, {}, {}});
+  out.push_back({"PATCH", base, "Set and unset config variables of an env (a new config version)", patch_config,
+                 {}, {}});
+}
+
+}  // namespace platform::api
