@@ -1,6 +1,9 @@
 #pragma once
 // What every handler may use. Built once by the server; handlers hold no state of their own.
 #include <chrono>
+#include <vector>
+
+#include "engine/secrets/secrets.h"
 
 namespace platform::db {
 class Pool;
@@ -20,6 +23,8 @@ struct Context {
   // A mutation waits this long for the projections to fold its events before answering, so that a
   // script's next read sees its write. The receipt says whether they did ("succeeded") or not ("accepted").
   std::chrono::milliseconds apply_wait{2000};
+  // Secrets keys, the current one first (empty when the server has no key file).
+  std::vector<secrets::Key> secret_keys;
 };
 
 }  // namespace platform::api

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "api/body.h"
+#include "api/env_vars.h"
 #include "api/metrics.h"
 #include "api/mutation.h"
 #include "api/path.h"
@@ -17,51 +18,15 @@ namespace platform::api {
 namespace {
 
 constexpr std::size_t kMaxValueBytes = 32 * 1024, kMaxKeys = 500;
+const std::string kKind = "config";
 
-struct ConfigState {
-  std::int64_t stream_version = -1;  // -1: never set
-  Json values = Json::object();      // NAME -> {value, version, set_by, set_at}
-  std::int64_t version() const { return stream_version + 1; }
-};
-
-std::string stream_of(const std::string& env_id) { return "config-" + env_id; }
-
-ConfigState current(pqxx::transaction_base& tx, const std::string& env_id) {
-  ConfigState s;
-  auto r = tx.exec_params(
-      "SELECT stream_version, data::text FROM events WHERE stream_name = $1 ORDER BY stream_version DESC LIMIT 1",
-      stream_of(env_id));
-  if (r.empty()) return s;
-  s.stream_version = r[0][0].as<std::int64_t>();
-  s.values = Json::parse(r[0][1].as<std::string>()).value("values", Json::object());
-  return s;
-}
-
-void check_name(const std::string& k) {
-  bool ok = !k.empty() && k.size() <= 128 && !(k[0] >= '0' && k[0] <= '9');
-  for (char c : k) ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
-  if (!ok)
-    throw PlatformError(ErrorCode::invalid_request, "invalid variable name \"" + k.substr(0, 80) + "\"",
-                        "Use letters, digits and '_', not starting with a digit.");
-  if (k.rfind("PLATFORM_", 0) == 0)
-    throw PlatformError(ErrorCode::invalid_request, "\"" + k + "\" uses the reserved PLATFORM_ prefix",
-                        "The platform sets PLATFORM_* variables itself; choose another name.");
-}
-
-std::vector<Resolved> env_chain(Context& ctx, Principal& p, const Params& params) {
-  auto chain = resolve_path(ctx, p, params);
-  if (chain.size() != 4 || chain.back().kind != "env")
-    throw PlatformError(ErrorCode::not_found, "env not found", not_found_hint("env"));
-  return chain;
-}
-
-Json list_json(const ConfigState& s, const std::string& env_id, const std::string& path) {
+Json list_json(const VarsVersion& s, const std::string& env_id, const std::string& path) {
   return {{"env_id", env_id}, {"path", path}, {"version", s.version()}, {"values", s.values}};
 }
 
 Response get_config(Context& ctx, const Request&, Principal& p, const Params& params) {
   auto chain = env_chain(ctx, p, params);
-  auto s = ctx.pool.read([&](pqxx::transaction_base& tx) { return current(tx, chain.back().id); });
+  auto s = ctx.pool.read([&](pqxx::transaction_base& tx) { return latest_vars(tx, kKind, chain.back().id); });
   return json_response(200, list_json(s, chain.back().id, path_of(chain)));
 }
 
@@ -73,13 +38,13 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
     throw PlatformError(ErrorCode::invalid_request, "nothing to change: give \"set\" and/or \"unset\"",
                         "e.g. {\"set\": {\"LOG_LEVEL\": \"debug\"}, \"unset\": [\"OLD_FLAG\"]}");
   for (auto it = set.begin(); it != set.end(); ++it) {
-    check_name(it.key());
+    check_var_name(it.key());
     if (it.value().get_ref<const std::string&>().size() > kMaxValueBytes)
       throw PlatformError(ErrorCode::invalid_request, "the value of " + it.key() + " is larger than 32 KiB",
                           "Config is for small settings; put large data in your image or a volume.");
   }
   for (const auto& k : unset) {
-    check_name(k.get<std::string>());
+    check_var_name(k.get<std::string>());
     if (set.contains(k.get<std::string>()))
       throw PlatformError(ErrorCode::invalid_request, k.get<std::string>() + " is both set and unset",
                           "Give each variable once.");
@@ -89,13 +54,11 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
   const auto path = path_of(chain);
   ctx.metrics.mutations_total++;
   return run_mutation(ctx, req, p, "config.set", 200, [&](pqxx::work& tx, const Actor& actor) {
-    // The same lock events::append takes on this stream: changes to one env's config are serialised,
-    // so reading the current version and appending the next never conflicts.
-    tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "stream:" + stream_of(env.id));
-    auto s = current(tx, env.id);
+    // Changes to one env's config are serialised: reading the version and appending the next never conflict.
+    lock_vars(tx, kKind, env.id);
+    auto s = latest_vars(tx, kKind, env.id);
     const auto next = s.version() + 1;
-    const auto now = tx.exec("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0]
-                         .as<std::string>();
+    const auto now = utc_now(tx);
     Json values = s.values, changed = Json::array(), removed = Json::array(), diff = Json::array();
     for (auto it = set.begin(); it != set.end(); ++it) {
       auto old = values.find(it.key());
@@ -129,7 +92,7 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
       return r;
     }
     Json data = {{"env_id", env.id}, {"version", next}, {"set", changed}, {"unset", removed}, {"values", values}};
-    auto appended = events::append(tx, stream_of(env.id), s.stream_version,
+    auto appended = events::append(tx, vars_stream(kKind, env.id), s.stream_version,
                                    {{uuid_to_string(new_uuid_v7()), "ConfigVersionCreated", 1, data,
                                      event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
     CommandOutcome out;
@@ -137,7 +100,7 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
     out.appended = appended;
     r.last = out.last();
     r.receipt = {{"resource", resource}, {"config_version", next}, {"diff", diff},
-                 {"events", out.events_json(stream_of(env.id))}, {"next", next_commands}};
+                 {"events", out.events_json(vars_stream(kKind, env.id))}, {"next", next_commands}};
     return r;
   });
 }

@@ -23,12 +23,14 @@ std::vector<std::string> pending_projections(pqxx::transaction_base& tx, events:
 }
 
 Response run_mutation(Context& ctx, const Request& request, const Principal& principal,
-                      const std::string& operation_kind, int success_status, const Command& command) {
+                      const std::string& operation_kind, int success_status, const Command& command,
+                      const std::string& fingerprint) {
   const auto key = request.header("idempotency-key");
   if (key.size() > 200)
     throw PlatformError(ErrorCode::invalid_request, "Idempotency-Key is longer than 200 characters",
                         "Use a UUID or another short unique string.");
-  const auto request_hash = sha256_hex(request.method + " " + request.path + "\n" + request.body);
+  const auto request_hash =
+      fingerprint.empty() ? sha256_hex(request.method + " " + request.path + "\n" + request.body) : fingerprint;
   Actor actor{principal.user_id, request.request_id, new_id("op"), operation_kind};
 
   struct Outcome {

@@ -42,6 +42,7 @@ const std::vector<Route>& routes() {
     add_resource_routes(r);
     add_event_routes(r);
     add_config_routes(r);
+    add_secrets_routes(r);
     return r;
   }();
   return all;

@@ -47,9 +47,10 @@ struct Server::Impl {
         pool(conninfo, options.db_pool_size, "platformd-api"),
         auth(pool),
         hub(conninfo),
-        ctx{pool, hub, auth, metrics, options.apply_wait},
+        ctx{pool, hub, auth, metrics, options.apply_wait, {}},
         io(options.io_threads),
         workers(static_cast<std::size_t>(options.worker_threads)) {
+    if (!options.secrets_key_file.empty()) ctx.secret_keys.push_back(secrets::load_key_file(options.secrets_key_file));
     metrics.add_gauge({"platform_db_pool_connections", "Open connections of the API's database pool.",
                        [this] { return static_cast<double>(pool.open_connections()); }});
     metrics.add_gauge({"platform_watch_waiters", "Long polls waiting for events.",

@@ -27,6 +27,8 @@ struct ServerOptions {
   int worker_threads = 8;  // blocking database work
   std::size_t db_pool_size = 8;
   std::chrono::milliseconds apply_wait{2000};
+  // The secrets key file (engine/secrets); empty: the secrets endpoints answer 503.
+  std::string secrets_key_file;
 };
 
 class Server {

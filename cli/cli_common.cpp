@@ -103,6 +103,8 @@ void print_receipt(const Globals& g, const Json& r) {
             << "\n";
   std::cout << "  operation  " << r.value("operation_id", "") << "  " << r.value("status", "") << "\n";
   if (r.contains("config_version")) std::cout << "  version    config v" << r["config_version"].get<std::int64_t>() << "\n";
+  if (r.contains("secrets_version"))
+    std::cout << "  version    secrets v" << r["secrets_version"].get<std::int64_t>() << "\n";
   for (const auto& d : r.value("diff", Json::array())) {
     auto action = d.value("action", "");
     auto mark = action == "create" || action == "add" ? "+ " : action == "delete" || action == "remove" ? "- " : "~ ";

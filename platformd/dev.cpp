@@ -18,6 +18,7 @@
 #include "engine/db.h"
 #include "engine/ids.h"
 #include "engine/migrate.h"
+#include "engine/secrets/secrets.h"
 #include "platformd/local_postgres.h"
 
 namespace platform::daemon {
@@ -58,7 +59,7 @@ Bootstrap bootstrap(const std::string& conninfo, const fs::path& state) {
   return b;
 }
 
-pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log) {
+pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log, const fs::path& secrets_key) {
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -72,7 +73,7 @@ pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log
     }
     auto port = "127.0.0.1:" + std::to_string(api_port);
     ::execl("/proc/self/exe", "platformd", "serve", "--database", conninfo.c_str(), "--listen", port.c_str(),
-            static_cast<char*>(nullptr));
+            "--secrets-key", secrets_key.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
   return pid;
@@ -142,7 +143,14 @@ int dev(const DevOptions& options) {
   cli::save_config(cfg);
 
   const auto serve_log = state / "platformd.log";
-  pid_t serve_pid = spawn_serve(conninfo, options.api_port, serve_log);
+  // The secrets key, created once (mode 0600) and kept with the data it encrypts.
+  const auto secrets_key = state / "secrets.key";
+  bool key_created = false;
+  if (!fs::exists(secrets_key)) {
+    secrets::create_key_file(secrets_key.string());
+    key_created = true;
+  }
+  pid_t serve_pid = spawn_serve(conninfo, options.api_port, serve_log, secrets_key);
   if (!wait_healthy(url, serve_pid, std::chrono::seconds(60)) && !g_stop) {
     std::cerr << "platformd dev: the control plane did not become healthy; see " << serve_log << "\n";
     stop_child(serve_pid, SIGTERM);
@@ -166,6 +174,8 @@ int dev(const DevOptions& options) {
             << serve_log.string() << ")\n"
             << "  org           " << boot.org << (boot.created ? " (created)" : "") << "\n"
             << "  admin token   " << (state / "admin-token").string() << "\n"
+            << "  secrets key   " << secrets_key.string() << (key_created ? " (created, mode 0600)" : "")
+            << "  (back it up: without it the secrets cannot be read)\n"
             << "  CLI context   \"" << options.context_name << "\" in " << cli::config_path() << "\n"
             << "Try: platform org list; platform project create web; platform events\n"
             << "Stop with Ctrl-C (data stays in the state folder).\n"
@@ -184,7 +194,7 @@ int dev(const DevOptions& options) {
       ++restarts;
       std::cerr << "platformd dev: control plane exited (status " << status << "); restart #" << restarts << "\n";
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 * restarts)));
-      serve_pid = spawn_serve(conninfo, options.api_port, serve_log);
+      serve_pid = spawn_serve(conninfo, options.api_port, serve_log, secrets_key);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
 
 #include "api/auth.h"
@@ -52,6 +53,9 @@ int main(int argc, char** argv) {
   serve->add_option("--roles", roles, "Comma-separated roles")->capture_default_str();
   serve->add_option("--max-connections", serve_opts.api.max_connections, "Concurrent API connections")->capture_default_str();
   serve->add_option("--projection-batch-pause-ms", pause_ms, "Fault injection for crash tests")->group("");
+  if (const char* k = std::getenv("PLATFORM_SECRETS_KEY")) serve_opts.api.secrets_key_file = k;
+  serve->add_option("--secrets-key", serve_opts.api.secrets_key_file,
+                    "Secrets key file, mode 0600 (env PLATFORM_SECRETS_KEY); without one the secrets API answers 503");
 
   auto* proj = app.add_subcommand("projections", "Inspect and rebuild projections");
   proj->require_subcommand(1);

@@ -19,6 +19,8 @@
 #include "engine/db.h"
 #include "engine/ids.h"
 #include "engine/listener.h"
+#include "engine/crypto.h"
+#include "engine/secrets/secrets.h"
 #include "projections/runner.h"
 #include "tests/support/pg.h"
 
@@ -37,7 +39,7 @@ struct Platform {
   std::vector<std::unique_ptr<projections::Runner>> runners;
   std::vector<std::thread> runner_threads;
   std::unique_ptr<api::Server> server;
-  std::string url, token, other_token;
+  std::string url, token, other_token, key_file;
 
   Platform() {
     listener = std::make_unique<Listener>(io, conninfo, "platform_events", [this] { wake.notify(); });
@@ -52,6 +54,9 @@ struct Platform {
     api::ServerOptions o;
     o.port = 0;
     o.request_timeout = std::chrono::milliseconds(800);
+    key_file = (harness::PgEnvironment::get().root() / ("secrets-" + new_id("k") + ".key")).string();
+    secrets::create_key_file(key_file);
+    o.secrets_key_file = key_file;
     server = std::make_unique<api::Server>(o, conninfo, wake);
     server->start();
     url = "http://127.0.0.1:" + std::to_string(server->port());
@@ -111,6 +116,26 @@ std::string read_all(int fd, std::chrono::milliseconds timeout) {
     if (out.find("\r\n\r\n") != std::string::npos && out.find("}") != std::string::npos) break;
   }
   return out;
+}
+
+// A shell command's standard output.
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (!f) return out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  ::pclose(f);
+  return out;
+}
+
+// org acme / project shop / app api, and its envs.
+void create_envs(const api::Client& c, const std::vector<std::string>& envs) {
+  c.call("POST", "/v1/orgs", Json{{"name", "acme"}});
+  c.call("POST", "/v1/orgs/acme/projects", Json{{"name", "shop"}});
+  c.call("POST", "/v1/orgs/acme/projects/shop/apps", Json{{"name", "api"}});
+  for (const auto& e : envs) c.call("POST", "/v1/orgs/acme/projects/shop/apps/api/envs", Json{{"name", e}});
 }
 
 int status_of(const std::string& raw) { return raw.size() > 12 ? std::stoi(raw.substr(9, 3)) : 0; }
@@ -300,10 +325,7 @@ TEST(Api, ThousandWaitingWatchesHoldNoExtraDatabaseConnections) {
 TEST(Api, ConfigIsVersionedPerEnv) {
   Platform p;
   auto c = p.client();
-  c.call("POST", "/v1/orgs", Json{{"name", "acme"}});
-  c.call("POST", "/v1/orgs/acme/projects", Json{{"name", "shop"}});
-  c.call("POST", "/v1/orgs/acme/projects/shop/apps", Json{{"name", "api"}});
-  c.call("POST", "/v1/orgs/acme/projects/shop/apps/api/envs", Json{{"name", "prod"}});
+  create_envs(c, {"prod"});
   const std::string base = "/v1/orgs/acme/projects/shop/apps/api/envs/prod/config";
 
   EXPECT_EQ(c.call("GET", base)["version"], 0);
@@ -351,4 +373,68 @@ TEST(Api, ConfigIsVersionedPerEnv) {
   EXPECT_EQ(status("PATCH", "/v1/orgs/acme/projects/shop/apps/api/envs/nope/config", Json{{"set", {{"A", "x"}}}}), 404);
   EXPECT_EQ(status("GET", base, Json(), p.other_token), 404);  // another org's env: not found, never forbidden
   EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", "x"}}}}, p.other_token), 404);
+}
+
+// Secrets: sealed before they reach the database, never in an answer, the log or a dump; versions and
+// no-op changes like config; a tampered or moved ciphertext does not open.
+TEST(Api, SecretsAreSealedAndNeverShown) {
+  Platform p;
+  auto c = p.client();
+  create_envs(c, {"prod", "dev"});
+  const std::string base = "/v1/orgs/acme/projects/shop/apps/api/envs/prod/secrets";
+  const std::string v1 = "correct-horse-battery-staple-4711", v2 = "line1\n\"quoted\"=x \xe2\x9c\x93";
+
+  std::vector<std::string> answers;
+  auto r1 = c.call("PATCH", base, Json{{"set", {{"DB_PASSWORD", base64_encode(v1)}, {"CERT", base64_encode(v2)}}}}, "k-1");
+  answers.push_back(r1.dump());
+  EXPECT_EQ(r1["secrets_version"], 1);
+  auto replay = c.call("PATCH", base, Json{{"set", {{"DB_PASSWORD", base64_encode(v1)}, {"CERT", base64_encode(v2)}}}}, "k-1");
+  EXPECT_EQ(replay["operation_id"], r1["operation_id"]);  // Idempotency-Key replays work with the keyed fingerprint
+  auto same = c.call("PATCH", base, Json{{"set", {{"DB_PASSWORD", base64_encode(v1)}}}});
+  answers.push_back(same.dump());
+  EXPECT_TRUE(same["duplicate"].get<bool>());
+  auto listed = c.call("GET", base);
+  answers.push_back(listed.dump());
+  EXPECT_EQ(listed["version"], 1);
+  ASSERT_EQ(listed["secrets"].size(), 2u);
+  EXPECT_EQ(listed["secrets"][1]["name"], "DB_PASSWORD");
+  EXPECT_EQ(listed["secrets"][1]["bytes"], v1.size());
+  EXPECT_EQ(listed["secrets"][1]["digest"].get<std::string>().rfind("hmac-sha256:", 0), 0u);
+  EXPECT_FALSE(listed["secrets"][1].contains("ciphertext"));
+  auto r2 = c.call("PATCH", base, Json{{"set", {{"DB_PASSWORD", base64_encode("rotated-" + v1)}}}, {"unset", {"CERT"}}});
+  answers.push_back(r2.dump());
+  EXPECT_EQ(r2["secrets_version"], 2);
+  EXPECT_NE(c.call("GET", base)["secrets"][0]["digest"], listed["secrets"][1]["digest"]);
+  answers.push_back(c.call("GET", "/v1/orgs/acme/events").dump());
+
+  // Stored sealed: opening needs the key and the right env and name.
+  pqxx::connection db(p.conninfo);
+  pqxx::work tx(db);
+  auto data = Json::parse(tx.exec("SELECT data::text FROM events WHERE type = 'SecretsVersionCreated' AND stream_version = 0")[0][0]
+                              .as<std::string>());
+  const auto& sealed = data["values"]["DB_PASSWORD"];
+  secrets::Sealed s{sealed["key_id"], sealed["nonce"], sealed["ciphertext"]};
+  auto key = secrets::load_key_file(p.key_file);
+  auto env_id = data["env_id"].get<std::string>();
+  EXPECT_EQ(secrets::open({key}, s, env_id + "/DB_PASSWORD"), v1);
+  EXPECT_THROW(secrets::open({key}, s, env_id + "/CERT"), PlatformError);
+  tx.abort();
+
+  // No plaintext anywhere: not in any answer, not in a full dump of the database (its base64 neither).
+  auto dump = run_capture("pg_dump --data-only '" + p.conninfo + "'");
+  ASSERT_GT(dump.size(), 1000u);
+  for (const auto& secret : {v1, v2, std::string("rotated-") + v1}) {
+    for (const auto& a : answers) EXPECT_EQ(a.find(secret), std::string::npos) << a;
+    EXPECT_EQ(dump.find(secret), std::string::npos);
+    EXPECT_EQ(dump.find(base64_encode(secret)), std::string::npos);
+  }
+
+  auto status = [&](const std::string& method, const std::string& target, const Json& body, const std::string& token = "") {
+    return p.client(token).request(method, target, body.dump()).status;
+  };
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", "not base64!"}}}}), 400);
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"PLATFORM_TOKEN", base64_encode("x")}}}}), 400);
+  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", base64_encode(std::string(70000, 'x'))}}}}), 400);
+  EXPECT_EQ(status("GET", base, Json(), p.other_token), 404);
+  EXPECT_EQ(c.call("GET", "/v1/orgs/acme/projects/shop/apps/api/envs/dev/secrets")["version"], 0);  // per env
 }

@@ -164,6 +164,40 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto cfg_ops = run(dev.psql("SELECT count(*) FROM audit.operations WHERE kind = 'config.set'"));
   EXPECT_EQ(cfg_ops.out, "2\n");
 
+  // secrets: from stdin, a file and an import; no output, log or dump ever holds a value.
+  const std::string secret = "s3cr3t-Pa55-" + new_id("x"), pem = "-----BEGIN KEY-----\nAbC" + new_id("y") + "\n";
+  auto pem_file = dev.root() / "key.pem";
+  std::ofstream(pem_file) << pem;
+  auto env_file = dev.root() / "prod.env";
+  std::ofstream(env_file) << "# imported\nIMPORTED=\"imp-" << secret << "\"\n";
+  std::vector<std::string> outputs;
+  auto sec = run("printf '%s' '" + secret + "' | " + PLATFORM_BIN + " -o json secrets set DB_PASSWORD=- TLS_KEY=@" +
+                 pem_file.string() + at);
+  ASSERT_EQ(sec.exit, 0) << sec.out;
+  EXPECT_EQ(one_json(sec)["secrets_version"], 1);
+  outputs.push_back(sec.out);
+  outputs.push_back(cli("secrets set DB_PASSWORD=- " + at + " < /dev/null").out);  // a different (empty) value
+  outputs.push_back(cli("secrets import " + env_file.string() + at).out);
+  outputs.push_back(cli("secrets list" + at).out);
+  auto listed_secrets = cli("-o json secrets list" + at);
+  outputs.push_back(listed_secrets.out);
+  EXPECT_EQ(one_json(listed_secrets)["secrets"].size(), 3u);
+  outputs.push_back(cli("-o json events --org dev").out);
+  outputs.push_back(cli("secrets set 'BAD NAME=" + secret + "'" + at).out);
+  for (const auto& o : outputs) {
+    EXPECT_EQ(o.find(secret), std::string::npos) << o;
+    EXPECT_EQ(o.find("AbC"), std::string::npos) << o;
+  }
+  auto dump = run("pg_dump --data-only '" + dev.conninfo() + "'").out;
+  ASSERT_GT(dump.size(), 1000u);
+  std::string logs = run("cat " + (dev.root() / "state/platformd.log").string() + " " +
+                         (dev.root() / "state/postgres.log").string() + " " + (dev.root() / "dev.log").string()).out;
+  EXPECT_NE(logs.find("api listening"), std::string::npos);  // the server's log was read
+  for (const auto& where : {dump, logs}) {
+    EXPECT_EQ(where.find(secret), std::string::npos);
+    EXPECT_EQ(where.find(pem.substr(20)), std::string::npos);
+  }
+
   // Restart on the same state folder: postgres stops with it, and the data is kept.
   EXPECT_TRUE(dev.stop());
   dev.start();
