@@ -26,7 +26,8 @@ std::string read_path(const std::string& path) {
 std::pair<std::string, std::string> parse_assignment(const std::string& arg, bool& stdin_used) {
   auto eq = arg.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw PlatformError(ErrorCode::invalid_request, "\"" + arg.substr(0, arg.find('=')).substr(0, 60) + "\" is not NAME=VALUE",
+    // Not echoed: a mistyped argument may be the secret itself.
+    throw PlatformError(ErrorCode::invalid_request, "an argument is not NAME=VALUE (its text is not shown)",
                         "e.g. platform secrets set API_KEY=@key.txt (or NAME=- to read standard input)");
   auto name = arg.substr(0, eq), value = arg.substr(eq + 1);
   if (value == "-") {

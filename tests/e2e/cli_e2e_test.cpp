@@ -184,6 +184,9 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(one_json(listed_secrets)["secrets"].size(), 3u);
   outputs.push_back(cli("-o json events --org dev").out);
   outputs.push_back(cli("secrets set 'BAD NAME=" + secret + "'" + at).out);
+  auto mistyped = cli("-o json secrets set '" + secret + "'" + at);  // the value alone, '=' forgotten
+  EXPECT_EQ(mistyped.exit, 2);
+  outputs.push_back(mistyped.out);
   for (const auto& o : outputs) {
     EXPECT_EQ(o.find(secret), std::string::npos) << o;
     EXPECT_EQ(o.find("AbC"), std::string::npos) << o;
