@@ -19,7 +19,9 @@
 #include "engine/ids.h"
 #include "engine/migrate.h"
 #include "engine/secrets/secrets.h"
+#include "platformd/child.h"
 #include "platformd/local_postgres.h"
+#include "platformd/local_registry.h"
 
 namespace platform::daemon {
 namespace fs = std::filesystem;
@@ -94,21 +96,6 @@ bool wait_healthy(const std::string& url, pid_t serve_pid, std::chrono::seconds 
   return false;
 }
 
-void stop_child(pid_t& pid, int sig) {
-  if (pid <= 0) return;
-  ::kill(pid, sig);
-  for (int i = 0; i < 300; ++i) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      pid = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  pid = -1;
-}
 }  // namespace
 
 int dev(const DevOptions& options) {
@@ -130,6 +117,14 @@ int dev(const DevOptions& options) {
   std::cerr << "  postgres: " << (pg.initialized() ? "starting" : "initialising a new cluster") << "...\n";
   pg.start();
   const auto conninfo = pg.conninfo();
+  std::cerr << "  registry: starting...\n";
+  dev::LocalRegistry registry({(state / "registry").string(), options.registry_port});
+  try {
+    registry.start();
+  } catch (...) {
+    pg.stop();
+    throw;
+  }
   auto migrated = db::migrate(conninfo);
   auto boot = bootstrap(conninfo, state);
 
@@ -153,13 +148,14 @@ int dev(const DevOptions& options) {
   pid_t serve_pid = spawn_serve(conninfo, options.api_port, serve_log, secrets_key);
   if (!wait_healthy(url, serve_pid, std::chrono::seconds(60)) && !g_stop) {
     std::cerr << "platformd dev: the control plane did not become healthy; see " << serve_log << "\n";
-    stop_child(serve_pid, SIGTERM);
+    dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
     pg.stop();
     return 1;
   }
   auto stop_all = [&] {
-    std::cerr << "platformd dev: stopping control plane and postgres...\n";
-    stop_child(serve_pid, SIGTERM);
+    std::cerr << "platformd dev: stopping control plane, registry and postgres...\n";
+    dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
+    registry.stop();
     pg.stop();
     std::cerr << "platformd dev: stopped\n";
     return 0;
@@ -173,6 +169,8 @@ int dev(const DevOptions& options) {
             << "  control plane pid " << serve_pid << "  API " << url << "  (roles api,projections; log "
             << serve_log.string() << ")\n"
             << "  org           " << boot.org << (boot.created ? " (created)" : "") << "\n"
+            << "  registry      pid " << registry.pid() << "  " << registry.address() << "  (log "
+            << registry.log_file() << "; push images with scripts/sample-image " << registry.address() << ")\n"
             << "  admin token   " << (state / "admin-token").string() << "\n"
             << "  secrets key   " << secrets_key.string() << (key_created ? " (created, mode 0600)" : "")
             << "  (back it up: without it the secrets cannot be read)\n"
@@ -186,8 +184,16 @@ int dev(const DevOptions& options) {
     if (!pg.alive()) {
       std::cerr << "platformd dev: postgres exited unexpectedly; stopping (see " << (state / "postgres.log").string()
                 << ")\n";
-      stop_child(serve_pid, SIGTERM);
+      dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
       return 1;
+    }
+    if (!registry.alive()) {
+      std::cerr << "platformd dev: the OCI registry exited; restarting it (see " << registry.log_file() << ")\n";
+      try {
+        registry.start();
+      } catch (const std::exception& e) {
+        std::cerr << "platformd dev: " << e.what() << "\n";
+      }
     }
     int status = 0;
     if (serve_pid > 0 && ::waitpid(serve_pid, &status, WNOHANG) == serve_pid) {

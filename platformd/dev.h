@@ -8,6 +8,7 @@ struct DevOptions {
   std::string state_dir;  // default: $PLATFORM_STATE or ~/.local/share/platform/dev
   int api_port = 7070;
   int pg_port = 54320;
+  int registry_port = 7071;  // the OCI registry on 127.0.0.1
   std::string context_name = "dev";
 };
 

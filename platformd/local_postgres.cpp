@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "platformd/child.h"
 
 namespace platform::dev {
 namespace fs = std::filesystem;
@@ -51,74 +52,6 @@ std::string postgres_bindir() {
                       "Install them: apt-get install postgresql-15 (scripts/setup does it).");
 }
 
-namespace {
-struct RunAs {
-  uid_t uid = 0;
-  gid_t gid = 0;
-  bool drop = false;
-};
-
-RunAs run_as() {
-  RunAs r;
-  if (::geteuid() != 0) return r;
-  auto* pw = ::getpwnam("postgres");
-  if (!pw)
-    throw PlatformError(ErrorCode::unavailable, "running as root, but there is no \"postgres\" system user to run PostgreSQL as",
-                        "Install postgresql-15 (it creates the user) or run as a normal user.");
-  r.uid = pw->pw_uid;
-  r.gid = pw->pw_gid;
-  r.drop = true;
-  return r;
-}
-
-void chown_tree(const fs::path& p, const RunAs& who) {
-  if (!who.drop) return;
-  if (::chown(p.c_str(), who.uid, who.gid) != 0) return;
-  if (fs::is_directory(p))
-    for (const auto& e : fs::recursive_directory_iterator(p)) (void)::chown(e.path().c_str(), who.uid, who.gid);
-}
-
-// Forks and execs argv as the PostgreSQL user; stdout/stderr go to log_file. With die_with_parent the
-// child gets SIGINT (fast shutdown) if we die, so a killed platformd leaves no orphan postgres.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log_file, bool die_with_parent) {
-  auto who = run_as();
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw PlatformError(ErrorCode::internal, "fork failed", "");
-  if (pid == 0) {
-    ::setsid();
-    int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::close(fd);
-    }
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, 0);
-    if (who.drop && (::setgid(who.gid) != 0 || ::setuid(who.uid) != 0)) ::_exit(126);
-    if (die_with_parent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGINT);  // after setuid: changing credentials clears it
-      if (::getppid() != parent) ::_exit(1);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-std::string tail_of(const std::string& file) {
-  std::ifstream in(file);
-  std::string line, last;
-  std::vector<std::string> lines;
-  while (std::getline(in, line)) lines.push_back(line);
-  for (std::size_t i = lines.size() > 5 ? lines.size() - 5 : 0; i < lines.size(); ++i) last += lines[i] + "\n";
-  return last;
-}
-}  // namespace
-
 LocalPostgres::LocalPostgres(LocalPostgresOptions options) : options_(std::move(options)) {
   if (options_.log_file.empty()) options_.log_file = (fs::path(options_.data_dir).parent_path() / "postgres.log").string();
 }
@@ -133,20 +66,19 @@ LocalPostgres::~LocalPostgres() {
 bool LocalPostgres::initialized() const { return fs::exists(fs::path(options_.data_dir) / "PG_VERSION"); }
 
 void LocalPostgres::init() {
-  auto who = run_as();
   fs::create_directories(options_.socket_dir);
-  chown_tree(options_.socket_dir, who);
+  give_to_postgres_user(options_.socket_dir);
   fs::create_directories(fs::path(options_.log_file).parent_path());
   if (!fs::exists(options_.log_file)) std::ofstream(options_.log_file).flush();
-  chown_tree(options_.log_file, who);
+  give_to_postgres_user(options_.log_file);
   if (initialized()) return;
   fs::create_directories(options_.data_dir);
   ::chmod(options_.data_dir.c_str(), 0700);
-  chown_tree(options_.data_dir, who);
+  give_to_postgres_user(options_.data_dir);
   auto bin = postgres_bindir();
   pid_t pid = spawn({bin + "/initdb", "-D", options_.data_dir, "-U", options_.user, "--auth=trust", "-E", "UTF8",
                      "--locale=C", "--no-instructions"},
-                    options_.log_file, true);
+                    {options_.log_file, true, SIGINT});
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -167,7 +99,7 @@ void LocalPostgres::start() {
   pid_ = spawn({bin + "/postgres", "-D", options_.data_dir, "-k", options_.socket_dir, "-p",
                 std::to_string(options_.port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
                 "-c", "fsync=on", "-c", "idle_in_transaction_session_timeout=60s", "-c", "log_min_messages=warning"},
-               options_.log_file, true);
+               {options_.log_file, true, SIGINT});
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (;;) {
     if (!alive())
@@ -191,27 +123,11 @@ void LocalPostgres::start() {
   }
 }
 
-bool LocalPostgres::alive() {
-  if (pid_ <= 0) return false;
-  int status = 0;
-  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-    pid_ = -1;
-    return false;
-  }
-  return true;
-}
+bool LocalPostgres::alive() { return child_running(pid_); }
 
 void LocalPostgres::stop() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGINT);  // fast shutdown: disconnect clients, checkpoint, exit
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (alive() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  if (pid_ > 0) {
-    ::kill(pid_, SIGQUIT);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  // Fast shutdown (disconnect clients, checkpoint, exit); after 30 s an immediate one.
+  stop_child(pid_, SIGINT, std::chrono::seconds(30), SIGQUIT);
 }
 
 }  // namespace platform::dev

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -47,7 +48,8 @@ class DevPlatform {
   void start() {
     child_ = std::make_unique<harness::Child>(
         std::vector<std::string>{PLATFORMD_BIN, "dev", "--state", (root_ / "state").string(), "--api-port",
-                                 std::to_string(api_port_), "--pg-port", std::to_string(pg_port_)},
+                                 std::to_string(api_port_), "--pg-port", std::to_string(pg_port_),
+                                 "--registry-port", std::to_string(registry_port_)},
         (root_ / "dev.log").string());
     for (int i = 0; i < 600; ++i) {
       if (cli("org list -o json").exit == 0) return;
@@ -61,8 +63,11 @@ class DevPlatform {
     int status = child_->wait(std::chrono::seconds(60));
     auto pidfile = root_ / "state/postgres/postmaster.pid";
     if (status != 0) std::cerr << "platformd dev exited with status " << status << "; its log:\n" << run("tail -20 " + (root_ / "dev.log").string()).out;
-    // platformd dev exits 0 (also when stopped while still starting) and leaves no postgres behind.
-    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !std::filesystem::exists(pidfile);
+    // platformd dev exits 0 (also when stopped while still starting) and leaves no postgres or registry behind.
+    // "[d]": the pattern must not match the shell that runs pgrep.
+    bool registry_gone = run("pgrep -f '[d]ocker-registry serve " + (root_ / "state/registry").string() + "'").out.empty();
+    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !std::filesystem::exists(pidfile) &&
+           registry_gone;
   }
   std::string conninfo() const {
     return "host=" + (root_ / "state/run").string() + " port=" + std::to_string(pg_port_) +
@@ -72,11 +77,13 @@ class DevPlatform {
     return "psql '" + conninfo() + "' -v ON_ERROR_STOP=1 -At -c \"" + sql + "\"";
   }
   const std::filesystem::path& root() const { return root_; }
+  std::string registry() const { return "127.0.0.1:" + std::to_string(registry_port_); }
 
  private:
   std::filesystem::path root_;
   int api_port_ = dev::free_loopback_port(20000, 26000);
-  int pg_port_ = dev::free_loopback_port(26000, 32000);
+  int pg_port_ = dev::free_loopback_port(26000, 29000);
+  int registry_port_ = dev::free_loopback_port(29000, 32000);
   std::unique_ptr<harness::Child> child_;
 };
 
@@ -310,4 +317,37 @@ TEST(EndToEnd, ManifestValidateAndExplainFromTheCli) {
   auto again = cli("manifest validate " + (dir / "explained.toml").string() + " -o json");
   ASSERT_EQ(again.exit, 0) << explained.out;
   EXPECT_EQ(one_json(again)["manifest"]["processes"]["api"]["count"], 6);
+}
+
+// The dev registry takes the sample images pushed by the project's own script, and serves them by tag and
+// by digest with the OCI media types.
+TEST(EndToEnd, SampleImagesPushToTheDevRegistry) {
+  DevPlatform dev;
+  auto pushed = run(std::string("SAMPLE_ECHO=") + SAMPLE_ECHO_BIN + " " + SOURCE_DIR + "/scripts/sample-image " +
+                    dev.registry());
+  ASSERT_EQ(pushed.exit, 0) << pushed.out;
+  std::istringstream lines(pushed.out);
+  std::map<std::string, std::string> digests;
+  std::string ref, digest;
+  while (lines >> ref >> digest) digests[ref] = digest;
+  ASSERT_EQ(digests.size(), 3u) << pushed.out;
+  for (const auto& [r, d] : digests) {
+    EXPECT_EQ(d.rfind("sha256:", 0), 0u) << r;
+    EXPECT_EQ(d.size(), 71u) << r;
+  }
+  auto v1 = digests.at(dev.registry() + "/sample/echo:v1");
+  EXPECT_NE(v1, digests.at(dev.registry() + "/sample/echo:v2"));
+  const std::string accept = " -H 'Accept: application/vnd.oci.image.manifest.v1+json' ";
+  auto by_digest = run("curl -fsS" + accept + "http://" + dev.registry() + "/v2/sample/echo/manifests/" + v1);
+  ASSERT_EQ(by_digest.exit, 0);
+  auto manifest = Json::parse(by_digest.out);
+  EXPECT_EQ(manifest["layers"].size(), 1u);
+  auto config = Json::parse(run("curl -fsS http://" + dev.registry() + "/v2/sample/echo/blobs/" +
+                                manifest["config"]["digest"].get<std::string>()).out);
+  EXPECT_EQ(config["config"]["Entrypoint"], Json::array({"/app/echo"}));
+  EXPECT_EQ(config["architecture"], "amd64");
+  EXPECT_EQ(run("curl -fsS -o /dev/null" + accept + "http://" + dev.registry() + "/v2/sample/echo/manifests/nope").exit, 22);
+  // The check stop() makes for a leftover registry does see a running one.
+  EXPECT_FALSE(run("pgrep -f '[d]ocker-registry serve " + (dev.root() / "state/registry").string() + "'").out.empty());
+  EXPECT_TRUE(dev.stop());
 }

@@ -1,0 +1,84 @@
+// The sample app: a static TCP echo server with an HTTP health endpoint, for tests and `platformd dev`.
+//   PORT (default 8080): every connection is echoed back byte for byte, except that a connection
+//   whose first bytes are "GET /healthz" gets "HTTP/1.1 200 OK" and "ok", and "GET /" gets a greeting
+//   that names GREETING (env) and the hostname.
+//   ECHO_EXIT=N: exit with status N at once (the image's "crash" variant sets it).
+// No dependencies beyond libc, built with -static so the image holds one file.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+namespace {
+
+void serve(int fd) {
+  char buf[65536];
+  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  if (n > 0) {
+    std::string first(buf, static_cast<std::size_t>(n));
+    auto reply = [&](const std::string& body) {
+      std::string r = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+                      "\r\nConnection: close\r\n\r\n" + body;
+      (void)::send(fd, r.data(), r.size(), MSG_NOSIGNAL);
+    };
+    if (first.rfind("GET /healthz", 0) == 0) {
+      reply("ok\n");
+    } else if (first.rfind("GET / ", 0) == 0) {
+      char host[256] = "?";
+      ::gethostname(host, sizeof host - 1);
+      const char* greeting = std::getenv("GREETING");
+      reply(std::string(greeting ? greeting : "hello") + " from " + host + "\n");
+    } else {
+      do {
+        for (ssize_t off = 0; off < n;) {
+          ssize_t w = ::send(fd, buf + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
+          if (w <= 0) {
+            ::close(fd);
+            return;
+          }
+          off += w;
+        }
+        n = ::recv(fd, buf, sizeof buf, 0);
+      } while (n > 0);
+      ::shutdown(fd, SHUT_WR);  // half-close forwarded: the peer sees our EOF after its own
+    }
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+int main() {
+  if (const char* e = std::getenv("ECHO_EXIT")) {
+    std::fprintf(stderr, "echo: exiting with status %s (ECHO_EXIT)\n", e);
+    return std::atoi(e);
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  int port = std::getenv("PORT") ? std::atoi(std::getenv("PORT")) : 8080;
+  int s = ::socket(AF_INET6, SOCK_STREAM, 0);
+  int off = 0, on = 1;
+  ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);  // IPv6 and IPv4 on one socket
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(static_cast<std::uint16_t>(port));
+  a.sin6_addr = in6addr_any;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 128) != 0) {
+    std::perror("echo: bind/listen");
+    return 1;
+  }
+  std::printf("echo: listening on port %d\n", port);
+  std::fflush(stdout);
+  for (;;) {
+    int fd = ::accept(s, nullptr, nullptr);
+    if (fd < 0) continue;
+    std::thread(serve, fd).detach();
+  }
+}
