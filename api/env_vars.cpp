@@ -1,6 +1,7 @@
 #include "api/env_vars.h"
 
 #include "api/path.h"
+#include "engine/names.h"
 
 namespace platform::api {
 
@@ -22,11 +23,9 @@ void lock_vars(pqxx::work& tx, const std::string& kind, const std::string& env_i
 }
 
 void check_var_name(const std::string& k) {
-  bool ok = !k.empty() && k.size() <= 128 && !(k[0] >= '0' && k[0] <= '9');
-  for (char c : k) ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
-  if (!ok)
+  if (!valid_var_name(k))
     throw PlatformError(ErrorCode::invalid_request, "invalid variable name \"" + k.substr(0, 80) + "\"",
-                        "Use letters, digits and '_', not starting with a digit.");
+                        std::string(kVarNameRule));
   if (k.rfind("PLATFORM_", 0) == 0)
     throw PlatformError(ErrorCode::invalid_request, "\"" + k + "\" uses the reserved PLATFORM_ prefix",
                         "The platform sets PLATFORM_* variables itself; choose another name.");

@@ -3,8 +3,6 @@
 // and a release can name the exact config it uses (docs/config.md).
 #include <fmt/format.h>
 
-#include <set>
-
 #include "api/body.h"
 #include "api/env_vars.h"
 #include "api/metrics.h"

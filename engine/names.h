@@ -14,4 +14,15 @@ inline bool valid_name(std::string_view name) {
   return ok;
 }
 
+// Names of environment variables (config, secrets): letters, digits and '_', not starting with a digit,
+// at most 128 characters. PLATFORM_* is reserved for the platform; callers check that where it applies.
+inline constexpr std::string_view kVarNameRule = "Use letters, digits and '_', not starting with a digit.";
+
+inline bool valid_var_name(std::string_view k) {
+  if (k.empty() || k.size() > 128 || (k[0] >= '0' && k[0] <= '9')) return false;
+  for (char c : k)
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
+
 }  // namespace platform

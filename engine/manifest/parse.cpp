@@ -24,13 +24,6 @@ void check_name(Diagnostics& d, const toml::source_region& at, const std::string
   if (!valid_name(name)) d.error(at, key, "invalid " + std::string(kind) + " name " + in_quotes(name), std::string(kNameRule));
 }
 
-bool valid_env_key(std::string_view k) {
-  if (k.empty() || k.size() > 128 || (k[0] >= '0' && k[0] <= '9')) return false;
-  return std::all_of(k.begin(), k.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-  });
-}
-
 // A DNS hostname for SNI, lowercase, optionally one leading "*." wildcard label.
 bool valid_hostname(std::string_view h) {
   if (h.rfind("*.", 0) == 0) h.remove_prefix(2);
@@ -248,9 +241,9 @@ void read_keys(TableReader& root, const char* section, KeySurface& out) {
     auto v = r.strings(key);
     if (!v) continue;
     for (const auto& k : *v) {
-      if (!valid_env_key(k))
+      if (!valid_var_name(k))
         r.diagnostics().error(t->get(key)->source(), r.key_path(key), "invalid variable name " + in_quotes(k),
-                              "Use letters, digits and '_', not starting with a digit.");
+                              std::string(kVarNameRule));
       else if (k.rfind("PLATFORM_", 0) == 0)
         r.diagnostics().error(t->get(key)->source(), r.key_path(key), in_quotes(k) + " uses the reserved PLATFORM_ prefix",
                               "The platform sets PLATFORM_* variables itself; choose another name.");

@@ -14,6 +14,7 @@
 
 #include "engine/crypto.h"
 #include "engine/error.h"
+#include "engine/names.h"
 
 namespace platform::secrets {
 namespace {
@@ -37,12 +38,6 @@ CipherCtx new_ctx() {
 const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 unsigned char* bytes(std::string& s) { return reinterpret_cast<unsigned char*>(s.data()); }
 
-bool valid_name(std::string_view k) {
-  if (k.empty() || (k[0] >= '0' && k[0] <= '9')) return false;
-  for (char c : k)
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
-}
 }  // namespace
 
 Key create_key_file(const std::string& path) {
@@ -131,9 +126,9 @@ std::string digest(const Key& key, std::string_view plaintext) {
 std::string encode_file(const std::map<std::string, std::string>& values) {
   std::string out = "platform-secrets 1\n";
   for (const auto& [name, value] : values) {
-    if (!valid_name(name))
+    if (!valid_var_name(name))
       throw PlatformError(ErrorCode::invalid_request, "invalid secret name \"" + name.substr(0, 80) + "\"",
-                          "Use letters, digits and '_', not starting with a digit.");
+                          std::string(kVarNameRule));
     out += name + " " + std::to_string(value.size()) + "\n" + value + "\n";
   }
   return out;
@@ -160,7 +155,7 @@ std::map<std::string, std::string> decode_file(std::string_view file) {
     auto len_text = line.substr(sp + 1);
     std::size_t len = 0;
     auto [p, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
-    if (!valid_name(name)) throw fail(pos, "an invalid name");
+    if (!valid_var_name(name)) throw fail(pos, "an invalid name");
     if (ec != std::errc{} || p != len_text.data() + len_text.size() || len_text.empty() ||
         (len_text.size() > 1 && len_text[0] == '0'))
       throw fail(pos + sp + 1, "a length that is not a decimal number (without leading zeros)");

@@ -83,6 +83,10 @@ struct Platform {
     }
   }
   api::Client client(const std::string& t = "") const { return api::Client(url, t.empty() ? token : t); }
+  // The HTTP status of one request (token: the test user's unless given).
+  int status(const std::string& method, const std::string& target, const Json& body, const std::string& t = "") const {
+    return client(t).request(method, target, body.dump()).status;
+  }
   int db_connections() const {
     pqxx::connection c(conninfo);
     pqxx::work tx(c);
@@ -360,19 +364,16 @@ TEST(Api, ConfigIsVersionedPerEnv) {
                             .as<std::string>());
   EXPECT_EQ(v1["values"]["MULTI"]["value"], "a\nb=\"c\"");
 
-  auto status = [&](const std::string& method, const std::string& target, const Json& body, const std::string& token = "") {
-    return p.client(token).request(method, target, body.dump()).status;
-  };
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"1BAD", "x"}}}}), 400);
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"PLATFORM_X", "x"}}}}), 400);
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", 1}}}}), 400);
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", "x"}}}, {"unset", {"A"}}}), 400);
-  EXPECT_EQ(status("PATCH", base, Json::object()), 400);
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", std::string(40000, 'x')}}}}), 400);
-  EXPECT_EQ(status("PATCH", base, Json{{"sett", Json::object()}}), 400);
-  EXPECT_EQ(status("PATCH", "/v1/orgs/acme/projects/shop/apps/api/envs/nope/config", Json{{"set", {{"A", "x"}}}}), 404);
-  EXPECT_EQ(status("GET", base, Json(), p.other_token), 404);  // another org's env: not found, never forbidden
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", "x"}}}}, p.other_token), 404);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"1BAD", "x"}}}}), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"PLATFORM_X", "x"}}}}), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"A", 1}}}}), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"A", "x"}}}, {"unset", {"A"}}}), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json::object()), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"A", std::string(40000, 'x')}}}}), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"sett", Json::object()}}), 400);
+  EXPECT_EQ(p.status("PATCH", "/v1/orgs/acme/projects/shop/apps/api/envs/nope/config", Json{{"set", {{"A", "x"}}}}), 404);
+  EXPECT_EQ(p.status("GET", base, Json(), p.other_token), 404);  // another org's env: not found, never forbidden
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"A", "x"}}}}, p.other_token), 404);
 }
 
 // Secrets: sealed before they reach the database, never in an answer, the log or a dump; versions and
@@ -429,12 +430,9 @@ TEST(Api, SecretsAreSealedAndNeverShown) {
     EXPECT_EQ(dump.find(base64_encode(secret)), std::string::npos);
   }
 
-  auto status = [&](const std::string& method, const std::string& target, const Json& body, const std::string& token = "") {
-    return p.client(token).request(method, target, body.dump()).status;
-  };
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", "not base64!"}}}}), 400);
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"PLATFORM_TOKEN", base64_encode("x")}}}}), 400);
-  EXPECT_EQ(status("PATCH", base, Json{{"set", {{"A", base64_encode(std::string(70000, 'x'))}}}}), 400);
-  EXPECT_EQ(status("GET", base, Json(), p.other_token), 404);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"A", "not base64!"}}}}), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"PLATFORM_TOKEN", base64_encode("x")}}}}), 400);
+  EXPECT_EQ(p.status("PATCH", base, Json{{"set", {{"A", base64_encode(std::string(70000, 'x'))}}}}), 400);
+  EXPECT_EQ(p.status("GET", base, Json(), p.other_token), 404);
   EXPECT_EQ(c.call("GET", "/v1/orgs/acme/projects/shop/apps/api/envs/dev/secrets")["version"], 0);  // per env
 }
