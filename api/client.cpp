@@ -1,5 +1,7 @@
 #include "api/client.h"
 
+#include "engine/error_details.h"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -10,21 +12,6 @@ namespace platform::api {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace asio = boost::asio;
-
-std::string url_encode(const std::string& s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 0xf]);
-    }
-  }
-  return out;
-}
 
 Client::Client(std::string base_url, std::string token) : base_url_(std::move(base_url)), token_(std::move(token)) {
   auto u = boost::urls::parse_absolute_uri(base_url_);
@@ -109,6 +96,7 @@ Json Client::call(const std::string& method, const std::string& target, const st
     auto hint = j.value("hint", "");
     auto rid = j.value("request_id", "");
     Error e{code, j.value("message", "HTTP " + std::to_string(res.status)), hint};
+    if (j.contains("details") && j["details"].is_array()) throw DetailedError(std::move(e), j["details"], rid);
     throw PlatformErrorWithRequest(std::move(e), rid);
   }
   return j;

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/crypto.h"
 #include "engine/error.h"
 #include "engine/json.h"
 
@@ -41,6 +42,6 @@ class Client {
   std::string base_url_, host_, port_, token_;
 };
 
-std::string url_encode(const std::string& s);
+using ::platform::url_encode;  // engine/crypto.h
 
 }  // namespace platform::api

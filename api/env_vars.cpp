@@ -38,6 +38,11 @@ std::vector<Resolved> env_chain(Context& ctx, Principal& p, const Params& params
   return chain;
 }
 
+Json env_resource_json(const Resolved& env, const std::string& path) {
+  return {{"kind", "env"},         {"id", env.id},        {"name", env.name},
+          {"path", path},          {"org_id", env.org_id}, {"parent_id", env.parent_id}};
+}
+
 std::string utc_now(pqxx::transaction_base& tx) {
   return tx.exec("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0].as<std::string>();
 }

@@ -35,6 +35,9 @@ void check_var_name(const std::string& name);
 // The env of a /v1/orgs/.../envs/{env}/... path, with its ancestors.
 std::vector<Resolved> env_chain(Context& ctx, Principal& p, const Params& params);
 
+// The env as a receipt's "resource".
+Json env_resource_json(const Resolved& env, const std::string& path);
+
 // The current UTC time as the API writes timestamps.
 std::string utc_now(pqxx::transaction_base& tx);
 

@@ -106,8 +106,7 @@ Response patch_secrets(Context& ctx, const Request& req, Principal& p, const Par
       throw PlatformError(ErrorCode::invalid_request, fmt::format("an env holds at most {} secrets", kMaxKeys),
                           "Unset secrets you no longer need.");
     CommandReceipt r;
-    Json resource = {{"kind", "env"}, {"id", env.id}, {"name", env.name}, {"path", path}, {"org_id", env.org_id},
-                     {"parent_id", env.parent_id}};
+    Json resource = env_resource_json(env, path);
     Json next_commands = Json::array({"platform secrets list --env " + env.name,
                                       fmt::format("platform events --resource {}", env.id)});
     if (diff.empty()) {

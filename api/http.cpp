@@ -9,7 +9,7 @@ Response json_response(int status, const Json& body) {
   return r;
 }
 
-Response problem(const Error& e, const std::string& request_id) {
+Response problem(const Error& e, const std::string& request_id, const Json& details) {
   Response r;
   r.status = http_status(e.code);
   r.content_type = "application/problem+json";
@@ -20,6 +20,7 @@ Response problem(const Error& e, const std::string& request_id) {
                {"message", e.message},
                {"hint", e.hint},
                {"request_id", request_id}};
+  if (!details.is_null()) body["details"] = details;
   r.body = body.dump();
   return r;
 }

@@ -36,7 +36,7 @@ struct Response {
 
 Response json_response(int status, const Json& body);
 // application/problem+json with the stable code, message, hint and the request id.
-Response problem(const Error& e, const std::string& request_id);
+Response problem(const Error& e, const std::string& request_id, const Json& details = nullptr);
 
 // Path parameters captured by the router, e.g. {"org": "acme"}.
 using Params = std::map<std::string, std::string>;

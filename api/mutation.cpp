@@ -77,6 +77,8 @@ Response run_mutation(Context& ctx, const Request& request, const Principal& pri
 
   if (outcome.last.pos == 0) {
     outcome.body["status"] = "succeeded";  // nothing was appended, so there is nothing to fold
+  } else if (request.header("prefer").find("respond-async") != std::string::npos) {
+    // The caller asked not to wait (platform deploy --detach): "accepted", follow it with `platform wait`.
   } else if (outcome.last.pos > 0) {
     // Read-your-writes for scripts: give the projections a moment to fold this operation.
     auto deadline = std::chrono::steady_clock::now() + ctx.apply_wait;

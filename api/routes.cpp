@@ -43,6 +43,7 @@ const std::vector<Route>& routes() {
     add_event_routes(r);
     add_config_routes(r);
     add_secrets_routes(r);
+    add_deploy_routes(r);
     return r;
   }();
   return all;

@@ -14,6 +14,7 @@
 #include "api/metrics.h"
 #include "api/routes.h"
 #include "engine/db.h"
+#include "engine/error_details.h"
 #include "engine/ids.h"
 
 namespace platform::api {
@@ -179,6 +180,8 @@ struct Server::Impl {
         req.request_id = request_id;
         stream.expires_never();  // a long poll may legitimately wait
         resp = co_await dispatch(req);
+      } catch (const DetailedError& e) {
+        resp = problem(e.error(), request_id, e.details());
       } catch (const PlatformError& e) {
         resp = problem(e.error(), request_id);
       } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 #include "api/client.h"
 #include "cli/context.h"
 #include "engine/error.h"
+#include "engine/error_details.h"
 #include "engine/json.h"
 #include "engine/manifest/manifest.h"
 
@@ -49,20 +50,17 @@ void note(const Globals& g, const std::string& line);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);
 
-// An error that carries structured details: with -o json they appear as error.details; in a terminal
-// each detail's "text" is printed on its own line before the error (manifest diagnostics use this).
-class DetailedError : public PlatformError {
- public:
-  DetailedError(Error e, Json details) : PlatformError(std::move(e)), details_(std::move(details)) {}
-  const Json& details() const { return details_; }
+using ::platform::DetailedError;  // engine/error_details.h
 
- private:
-  Json details_;
+// Ends the command with this exit code and no error (`platform diff` exits 3 when there are differences).
+struct ExitWith {
+  int code;
 };
 
 // Reads and validates a platform.toml; a DetailedError lists every problem (exit 2, or 10 when each one
 // is a v1-deferred feature).
 manifest::Manifest load_manifest(const std::string& path);
+std::string read_manifest_file(const std::string& path);
 
 // Registration of each command group.
 void add_context_commands(CLI::App& app, Globals& g);
@@ -72,6 +70,7 @@ void add_help_commands(CLI::App& app, Globals& g);
 void add_manifest_commands(CLI::App& app, Globals& g);
 void add_config_commands(CLI::App& app, Globals& g);
 void add_secrets_commands(CLI::App& app, Globals& g);
+void add_deploy_commands(CLI::App& app, Globals& g);
 
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();

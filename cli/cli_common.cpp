@@ -102,6 +102,12 @@ void print_receipt(const Globals& g, const Json& r) {
             << res.value("id", "") << ")" << (r.value("duplicate", false) ? " [already done: nothing changed]" : "")
             << "\n";
   std::cout << "  operation  " << r.value("operation_id", "") << "  " << r.value("status", "") << "\n";
+  if (r.contains("release")) {
+    const auto& rel = r["release"];
+    std::cout << "  release    " << rel.value("name", "") << " (" << rel.value("id", "") << ")"
+              << (r.value("created", true) ? "" : " [existing]") << "\n";
+    std::cout << "  image      " << rel.value("image", "") << "\n             " << rel.value("image_digest", "") << "\n";
+  }
   if (r.contains("config_version")) std::cout << "  version    config v" << r["config_version"].get<std::int64_t>() << "\n";
   if (r.contains("secrets_version"))
     std::cout << "  version    secrets v" << r["secrets_version"].get<std::int64_t>() << "\n";
@@ -110,6 +116,10 @@ void print_receipt(const Globals& g, const Json& r) {
     auto mark = action == "create" || action == "add" ? "+ " : action == "delete" || action == "remove" ? "- " : "~ ";
     std::cout << "  diff       " << mark << d.value("summary", "") << "\n";
   }
+  for (const char* kind : {"config", "secrets"})
+    for (const auto& k : r.value("not_delivered", Json::object()).value(kind, Json::array()))
+      std::cout << "  not delivered  " << kind << " " << k.get<std::string>()
+                << " (set in the env, not declared in platform.toml)\n";
   if (r.contains("note")) std::cout << "  note       " << r["note"].get<std::string>() << "\n";
   for (const auto& e : r.value("events", Json::array()))
     std::cout << "  event      #" << e.value("position", 0) << " " << e.value("stream", "") << " v"

@@ -8,9 +8,7 @@
 #include "engine/manifest/manifest.h"
 
 namespace platform::cli {
-namespace {
-
-std::string read_file(const std::string& path) {
+std::string read_manifest_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw PlatformError(ErrorCode::invalid_request, "cannot read manifest " + path,
@@ -21,26 +19,10 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-}  // namespace
-
 manifest::Manifest load_manifest(const std::string& path) {
-  auto result = manifest::parse(read_file(path), path);
-  if (result.manifest) return *result.manifest;
-  Json details = Json::array();
-  for (const auto& d : result.diagnostics) {
-    auto j = d.to_json();
-    j["text"] = d.format() + (d.hint.empty() ? "" : "\n    " + d.hint);
-    details.push_back(std::move(j));
-  }
-  auto count = result.diagnostics.size();
-  auto n = std::to_string(count) + (count == 1 ? " problem" : " problems");
-  if (result.exit_code() == 10)
-    throw DetailedError({ErrorCode::not_supported, path + " uses features that are not in v1 (" + n + ")",
-                         "Each one says what to do instead."},
-                        details);
-  throw DetailedError({ErrorCode::invalid_request, path + " is not a valid manifest (" + n + ")",
-                       "Fix them from the top; `platform manifest explain` shows the defaults of a valid one."},
-                      details);
+  auto result = manifest::parse(read_manifest_file(path), path);
+  manifest::throw_if_invalid(result, path);
+  return *result.manifest;
 }
 
 namespace {

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   cli::add_manifest_commands(app, g);
   cli::add_config_commands(app, g);
   cli::add_secrets_commands(app, g);
+  cli::add_deploy_commands(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     return report({ErrorCode::invalid_request, e.what(), "See `platform --help` or `platform COMMAND --help`."}, "");
+  } catch (const cli::ExitWith& e) {
+    return e.code;
   } catch (const cli::DetailedError& e) {
     return report(e.error(), e.request_id(), e.details());
   } catch (const PlatformError& e) {

@@ -28,6 +28,7 @@ PlatformError translate(const std::exception& e) {
     if (state == "PN002" || state == "PN003") return {ErrorCode::not_found, msg, "List the parent's resources to see what exists."};
     if (state == "PN004") return {ErrorCode::precondition_failed, msg, "Delete the children first."};
     if (state == "PA001") return {ErrorCode::precondition_failed, msg, "Events are never rewritten."};
+    if (state == "PI002") return {ErrorCode::precondition_failed, msg, "Releases are never changed: deploy a new one or roll back."};
     if (state == "57014") return {ErrorCode::timed_out, "the database cancelled a statement that ran too long", ""};
     if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03")
       return {ErrorCode::unavailable, "the database is unavailable: " + msg, "Retry shortly; check that PostgreSQL is running."};

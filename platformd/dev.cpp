@@ -118,7 +118,7 @@ int dev(const DevOptions& options) {
   pg.start();
   const auto conninfo = pg.conninfo();
   std::cerr << "  registry: starting...\n";
-  dev::LocalRegistry registry({(state / "registry").string(), options.registry_port});
+  dev::LocalRegistry registry({(state / "registry").string(), options.registry_port, ""});
   try {
     registry.start();
   } catch (...) {

@@ -17,9 +17,11 @@ namespace fs = std::filesystem;
 namespace {
 constexpr const char* kBinary = "/usr/bin/docker-registry";
 
-bool answers(const std::string& url) {
+// Up: GET /v2/ answers 200, or 401 when the registry wants a token.
+bool answers(const std::string& url, bool auth) {
   try {
-    return api::Client(url, "").request("GET", "/v2/").status == 200;
+    auto status = api::Client(url, "").request("GET", "/v2/").status;
+    return status == 200 || (auth && status == 401);
   } catch (const std::exception&) {
     return false;
   }
@@ -51,11 +53,12 @@ void LocalRegistry::start() {
                                          << "storage:\n  filesystem:\n    rootdirectory: "
                                          << (fs::path(options_.dir) / "data").string() << "\n"
                                          << "  delete:\n    enabled: true\n"
-                                         << "http:\n  addr: " << address() << "\n";
+                                         << "http:\n  addr: " << address() << "\n"
+                                         << options_.auth_config;
   pid_ = spawn({kBinary, "serve", config.string()}, {log_file(), false, SIGTERM});
   const auto url = "http://" + address();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!answers(url)) {
+  while (!answers(url, !options_.auth_config.empty())) {
     if (!alive())
       throw PlatformError(ErrorCode::unavailable, "the OCI registry exited during start-up:\n" + tail_of(log_file()),
                           "See " + log_file() + " (is port " + std::to_string(options_.port) + " taken?).");

@@ -105,6 +105,10 @@ struct ParseResult {
 // Parses and validates strictly; every problem found is reported, not just the first.
 ParseResult parse(std::string_view text, std::string_view file = "platform.toml");
 
+// Throws DetailedError (engine/error_details.h) listing every diagnostic with its place and hint: exit 10
+// when each one is a v1-deferred feature, exit 2 otherwise. Returns when the manifest is valid.
+void throw_if_invalid(const ParseResult& result, const std::string& file);
+
 // The manifest as deployed to `env`: its [env.NAME] overrides applied (none when it has no section).
 Manifest for_env(const Manifest& m, const std::string& env);
 

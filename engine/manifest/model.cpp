@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "engine/error_details.h"
 #include "engine/manifest/manifest.h"
 
 namespace platform::manifest {
@@ -49,6 +50,25 @@ int ParseResult::exit_code() const {
   if (diagnostics.empty()) return 0;
   bool all_deferred = std::all_of(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& d) { return d.not_supported; });
   return all_deferred ? 10 : 2;
+}
+
+void throw_if_invalid(const ParseResult& result, const std::string& file) {
+  if (result.manifest) return;
+  Json details = Json::array();
+  for (const auto& d : result.diagnostics) {
+    auto j = d.to_json();
+    j["text"] = d.format() + (d.hint.empty() ? "" : "\n    " + d.hint);
+    details.push_back(std::move(j));
+  }
+  auto count = result.diagnostics.size();
+  auto n = std::to_string(count) + (count == 1 ? " problem" : " problems");
+  if (result.exit_code() == 10)
+    throw DetailedError({ErrorCode::not_supported, file + " uses features that are not in v1 (" + n + ")",
+                         "Each one says what to do instead."},
+                        details);
+  throw DetailedError({ErrorCode::invalid_request, file + " is not a valid manifest (" + n + ")",
+                       "Fix them from the top; `platform manifest explain` shows the defaults of a valid one."},
+                      details);
 }
 
 Manifest for_env(const Manifest& m, const std::string& env) {

@@ -22,77 +22,16 @@
 #include "engine/crypto.h"
 #include "engine/secrets/secrets.h"
 #include "projections/runner.h"
+#include "tests/support/api_platform.h"
 #include "tests/support/pg.h"
 
 #include <boost/asio/io_context.hpp>
 
 using namespace platform;
+using harness::Platform;
+using harness::create_envs;
 
 namespace {
-
-struct Platform {
-  std::string conninfo = harness::fresh_database();
-  Signal wake;
-  boost::asio::io_context io;
-  std::unique_ptr<Listener> listener;
-  std::thread io_thread;
-  std::vector<std::unique_ptr<projections::Runner>> runners;
-  std::vector<std::thread> runner_threads;
-  std::unique_ptr<api::Server> server;
-  std::string url, token, other_token, key_file;
-
-  Platform() {
-    listener = std::make_unique<Listener>(io, conninfo, "platform_events", [this] { wake.notify(); });
-    listener->start();
-    io_thread = std::thread([this] {
-      auto g = boost::asio::make_work_guard(io);
-      io.run();
-    });
-    for (auto& p : projections::all())
-      runners.push_back(std::make_unique<projections::Runner>(std::move(p), projections::RunnerOptions{conninfo}, &wake));
-    for (auto& r : runners) runner_threads.emplace_back([&r] { r->run(); });
-    api::ServerOptions o;
-    o.port = 0;
-    o.request_timeout = std::chrono::milliseconds(800);
-    key_file = (harness::PgEnvironment::get().root() / ("secrets-" + new_id("k") + ".key")).string();
-    secrets::create_key_file(key_file);
-    o.secrets_key_file = key_file;
-    server = std::make_unique<api::Server>(o, conninfo, wake);
-    server->start();
-    url = "http://127.0.0.1:" + std::to_string(server->port());
-    db::Pool pool(conninfo, 1);
-    pool.transact([&](pqxx::work& tx) {
-      token = api::issue_token(tx, api::ensure_user(tx, "alice"), "", "test").secret;
-      other_token = api::issue_token(tx, api::ensure_user(tx, "mallory"), "", "test").secret;
-    });
-    for (int i = 0; i < 200 && !healthy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ~Platform() {
-    server->stop();
-    for (auto& r : runners) r->stop();
-    for (auto& t : runner_threads) t.join();
-    listener->stop();
-    io.stop();
-    io_thread.join();
-  }
-  bool healthy() const {
-    try {
-      return api::Client(url, "").request("GET", "/healthz").status == 200;
-    } catch (...) {
-      return false;
-    }
-  }
-  api::Client client(const std::string& t = "") const { return api::Client(url, t.empty() ? token : t); }
-  // The HTTP status of one request (token: the test user's unless given).
-  int status(const std::string& method, const std::string& target, const Json& body, const std::string& t = "") const {
-    return client(t).request(method, target, body.dump()).status;
-  }
-  int db_connections() const {
-    pqxx::connection c(conninfo);
-    pqxx::work tx(c);
-    return tx.exec("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")[0][0].as<int>();
-  }
-};
 
 int raw_socket(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -132,14 +71,6 @@ std::string run_capture(const std::string& cmd) {
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
   ::pclose(f);
   return out;
-}
-
-// org acme / project shop / app api, and its envs.
-void create_envs(const api::Client& c, const std::vector<std::string>& envs) {
-  c.call("POST", "/v1/orgs", Json{{"name", "acme"}});
-  c.call("POST", "/v1/orgs/acme/projects", Json{{"name", "shop"}});
-  c.call("POST", "/v1/orgs/acme/projects/shop/apps", Json{{"name", "api"}});
-  for (const auto& e : envs) c.call("POST", "/v1/orgs/acme/projects/shop/apps/api/envs", Json{{"name", e}});
 }
 
 int status_of(const std::string& raw) { return raw.size() > 12 ? std::stoi(raw.substr(9, 3)) : 0; }

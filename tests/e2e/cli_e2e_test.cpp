@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "engine/event_store.h"
+#include "engine/oci/registry.h"
+#include "tests/support/registry_push.h"
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "tests/support/pg.h"
@@ -86,6 +88,11 @@ class DevPlatform {
   int registry_port_ = dev::free_loopback_port(29000, 32000);
   std::unique_ptr<harness::Child> child_;
 };
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
 
 Json one_json(const Run& r) {
   // -o json prints exactly one JSON document on stdout: parsing the whole output must succeed.
@@ -189,6 +196,22 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto listed_secrets = cli("-o json secrets list" + at);
   outputs.push_back(listed_secrets.out);
   EXPECT_EQ(one_json(listed_secrets)["secrets"].size(), 3u);
+  // A release that delivers them: its receipt, description, diff and plan hold no value either.
+  oci::RegistryClient registry;
+  auto image = oci::parse_image_ref(dev.registry() + "/e2e/api:v1");
+  harness::push_manifest(registry, image, "v1", oci::kOciManifest, harness::push_image(registry, image, "amd64", "l"));
+  const auto manifest = (dev.root() / "api.toml").string();
+  std::ofstream(manifest) << "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\n"
+                             "[secrets]\nrequired = [\"DB_PASSWORD\", \"TLS_KEY\"]\n";
+  auto deployed = cli("-o json deploy --image " + image.str() + " --manifest " + manifest + at);
+  ASSERT_EQ(deployed.exit, 0) << deployed.out;
+  outputs.push_back(deployed.out);
+  outputs.push_back(cli("deploy --manifest " + manifest + at).out);
+  outputs.push_back(cli("-o json releases describe v1" + at).out);
+  outputs.push_back(cli("releases describe v1" + at).out);
+  outputs.push_back(cli("-o json diff --manifest " + manifest + at).out);
+  ASSERT_EQ(cli("-o json deploy --manifest " + manifest + " --plan " + (dev.root() / "plan.json").string() + at).exit, 0);
+  outputs.push_back(slurp(dev.root() / "plan.json"));
   outputs.push_back(cli("-o json events --org dev").out);
   outputs.push_back(cli("secrets set 'BAD NAME=" + secret + "'" + at).out);
   auto mistyped = cli("-o json secrets set '" + secret + "'" + at);  // the value alone, '=' forgotten
@@ -220,14 +243,6 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_TRUE(dev.stop());
 }
 
-namespace {
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-}  // namespace
 
 // The horizon through the CLI: a transaction that drew the lower position commits after a later one;
 // `platform events --follow` must neither show the later event early nor ever skip the earlier one.
@@ -321,7 +336,7 @@ TEST(EndToEnd, ManifestValidateAndExplainFromTheCli) {
 
 // The dev registry takes the sample images pushed by the project's own script, and serves them by tag and
 // by digest with the OCI media types.
-TEST(EndToEnd, SampleImagesPushToTheDevRegistry) {
+TEST(EndToEnd, SampleImagesPushToTheDevRegistryAndDeploy) {
   DevPlatform dev;
   auto pushed = run(std::string("SAMPLE_ECHO=") + SAMPLE_ECHO_BIN + " " + SOURCE_DIR + "/scripts/sample-image " +
                     dev.registry());
@@ -347,6 +362,75 @@ TEST(EndToEnd, SampleImagesPushToTheDevRegistry) {
   EXPECT_EQ(config["config"]["Entrypoint"], Json::array({"/app/echo"}));
   EXPECT_EQ(config["architecture"], "amd64");
   EXPECT_EQ(run("curl -fsS -o /dev/null" + accept + "http://" + dev.registry() + "/v2/sample/echo/manifests/nope").exit, 22);
+
+  // Deploy by tag, diff, deploy again, roll back: all from the CLI, each answer one JSON document.
+  ASSERT_EQ(cli("project create samples --org dev").exit, 0);
+  ASSERT_EQ(cli("app create echo --org dev --project samples").exit, 0);
+  ASSERT_EQ(cli("env create prod --org dev --project samples --app echo").exit, 0);
+  const std::string at = " --org dev --project samples --app echo --env prod";
+  const std::string m = " --manifest " + std::string(SOURCE_DIR) + "/samples/echo/platform.toml";
+  const auto image = [&](const std::string& tag) { return " --image " + dev.registry() + "/sample/echo:" + tag; };
+  auto d1 = cli("-o json deploy" + image("v1") + m + at);
+  ASSERT_EQ(d1.exit, 0) << d1.out;
+  auto r1 = one_json(d1);
+  EXPECT_EQ(r1["release"]["number"], 1);
+  EXPECT_EQ(r1["release"]["image_digest"], v1);
+  EXPECT_EQ(r1["status"], "succeeded");
+
+  auto diff = cli("-o json diff" + image("v2") + m + at);
+  EXPECT_EQ(diff.exit, 3) << diff.out;
+  auto dj = one_json(diff);
+  EXPECT_TRUE(dj["changed"].get<bool>());
+  ASSERT_EQ(dj["diff"].size(), 1u) << dj["diff"].dump();
+  EXPECT_EQ(dj["diff"][0]["kind"], "image");
+  auto same = cli("-o json diff" + m + at);
+  EXPECT_EQ(same.exit, 0) << same.out;
+  EXPECT_FALSE(one_json(same)["changed"].get<bool>());
+
+  auto d2 = one_json(cli("-o json deploy" + image("v2") + m + at));
+  EXPECT_EQ(d2["release"]["number"], 2);
+  EXPECT_EQ(d2["release"]["image_digest"], digests.at(dev.registry() + "/sample/echo:v2"));
+  auto again = cli("-o json deploy" + image("v2") + m + at);
+  EXPECT_EQ(again.exit, 0);
+  EXPECT_TRUE(one_json(again)["duplicate"].get<bool>());
+
+  auto rb = cli("-o json rollback" + at);
+  ASSERT_EQ(rb.exit, 0) << rb.out;
+  EXPECT_EQ(one_json(rb)["release"]["id"], r1["release"]["id"]);
+  auto list = one_json(cli("-o json releases list" + at));
+  ASSERT_EQ(list["releases"].size(), 2u);
+  EXPECT_EQ(list["current_release_id"], r1["release"]["id"]);
+  auto described = one_json(cli("-o json releases describe v1" + at));
+  EXPECT_EQ(described["image_digest"], v1);
+  EXPECT_EQ(described["history"].size(), 2u);
+
+  // A plan, applied from its file alone; then stale.
+  const auto plan = (dev.root() / "plan.json").string();
+  auto planned = cli("-o json deploy" + image("v2") + m + " --plan " + plan + at);
+  ASSERT_EQ(planned.exit, 0) << planned.out;
+  EXPECT_TRUE(one_json(planned)["changed"].get<bool>());
+  auto applied = cli("-o json deploy --apply " + plan + " --org dev");
+  ASSERT_EQ(applied.exit, 0) << applied.out;
+  EXPECT_EQ(one_json(applied)["release"]["id"], d2["release"]["id"]);  // the same content: the same release
+  auto stale = cli("-o json deploy --apply " + plan + " --org dev");
+  EXPECT_EQ(stale.exit, 6);
+  EXPECT_EQ(one_json(stale)["error"]["code"], "precondition_failed");
+
+  // Failures are one JSON error with the documented exit code.
+  auto missing = cli("-o json deploy" + image("nope") + m + at);
+  EXPECT_EQ(missing.exit, 7);
+  EXPECT_EQ(one_json(missing)["error"]["code"], "not_found");
+  const auto gated = (dev.root() / "gated.toml").string();
+  std::ofstream(gated) << "schema_version = 1\n[app]\nname = \"echo\"\n[processes.web]\n"
+                          "[secrets]\nrequired = [\"API_KEY\"]\n";
+  auto refused = cli("-o json deploy --manifest " + gated + at);
+  EXPECT_EQ(refused.exit, 6);
+  EXPECT_EQ(one_json(refused)["error"]["details"].size(), 1u);
+  ASSERT_EQ(run("printf k | " + std::string(PLATFORM_BIN) + " secrets set API_KEY=-" + at).exit, 0);
+  auto allowed = cli("-o json deploy --manifest " + gated + at);
+  EXPECT_EQ(allowed.exit, 0) << allowed.out;
+  EXPECT_EQ(one_json(allowed)["secrets_version"], 1);
+
   // The check stop() makes for a leftover registry does see a running one.
   EXPECT_FALSE(run("pgrep -f '[d]ocker-registry serve " + (dev.root() / "state/registry").string() + "'").out.empty());
   EXPECT_TRUE(dev.stop());

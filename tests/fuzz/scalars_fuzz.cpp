@@ -1,5 +1,5 @@
 // The small parsers behind query parameters and path segments: cursors (after=), durations (wait=,
-// since=), resource IDs, error codes read back by the CLI; and the delivered secrets file.
+// since=), resource IDs, error codes read back by the CLI; the delivered secrets file; image references.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/event_store.h"
 #include "engine/ids.h"
+#include "engine/oci/image_ref.h"
 #include "engine/secrets/secrets.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -24,6 +25,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     // A file that decodes is canonical: encoding what it holds gives the same bytes back.
     if (platform::secrets::encode_file(platform::secrets::decode_file(s)) != s) __builtin_trap();
+  } catch (const platform::PlatformError&) {
+  }
+  try {
+    // A reference that parses prints as one that parses to the same parts.
+    auto r = platform::oci::parse_image_ref(std::string(s));
+    auto again = platform::oci::parse_image_ref(r.str());
+    if (again.registry != r.registry || again.repository != r.repository || again.tag != r.tag ||
+        again.digest != r.digest)
+      __builtin_trap();
   } catch (const platform::PlatformError&) {
   }
   return 0;

@@ -1,0 +1,187 @@
+// Deploy receipt latency: from starting the `platform` CLI process to its receipt printed (process exit),
+// against a `platformd dev` this program starts on a scratch state folder with its own registry. Side by
+// side in one run: a deploy that creates a release (tag resolved through the registry), the same with
+// --detach, a deploy that changes nothing, a rollback, and a diff (dry run). Prints a table, writes JSON.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/json.h"
+#include "engine/oci/registry.h"
+#include "platformd/child.h"
+#include "platformd/local_postgres.h"
+#include "tests/support/registry_push.h"
+
+using namespace platform;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Ran {
+  int exit = -1;
+  std::string out;
+  double ms = 0;
+};
+
+// Runs the CLI with stdout captured; the time is from fork to exit (what a script waiting for it sees).
+Ran run_cli(const std::string& cli, const std::vector<std::string>& args) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  auto start = Clock::now();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 2);
+    ::close(fds[0]);
+    std::vector<std::string> argv{cli};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> p;
+    for (auto& a : argv) p.push_back(a.data());
+    p.push_back(nullptr);
+    ::execv(p[0], p.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  Ran r;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) r.out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+struct Row {
+  std::string name;
+  int n = 0;
+  double p50 = 0, p99 = 0, mean = 0;
+};
+
+Row summarise(const std::string& name, std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  Row r{name, static_cast<int>(ms.size())};
+  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ms.size())))]; };
+  r.p50 = at(0.50);
+  r.p99 = at(0.99);
+  for (double x : ms) r.mean += x / static_cast<double>(ms.size());
+  return r;
+}
+
+std::string manifest(int i) {
+  return fmt::format("schema_version = 1\n[app]\nname = \"bench\"\n[processes.web]\ncount = {}\nmemory = \"{}MiB\"\n"
+                     "[processes.web.health]\ntype = \"tcp\"\nport = 8080\n[[endpoints]]\nport = 7000\n"
+                     "internal_port = 8080\nprocess = \"web\"\n[config]\noptional = [\"LOG_LEVEL\"]\n",
+                     1 + i % 3, 128 + i);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Deploy receipt latency against platformd dev"};
+  int iterations = 100;
+  bool quick = false;
+  std::string json_path = "deploy_bench.json";
+  std::string platformd = PLATFORMD_BIN, cli = PLATFORM_BIN;
+  app.add_option("--iterations", iterations, "Runs per case")->check(CLI::Range(2, 10000));
+  app.add_option("--json", json_path, "Where to write the JSON results");
+  app.add_flag("--quick", quick, "A short run that only checks everything works");
+  app.add_option("--platformd", platformd, "platformd binary");
+  app.add_option("--platform", cli, "platform CLI binary");
+  CLI11_PARSE(app, argc, argv);
+  if (quick) iterations = 4;
+
+  char tmpl[] = "/tmp/platform-deploy-bench-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  const fs::path root = tmpl;
+  fs::permissions(root, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);  // postgres runs as its own user
+  ::setenv("PLATFORM_CONFIG", (root / "cli.json").c_str(), 1);
+  const int api_port = dev::free_loopback_port(20000, 26000), pg_port = dev::free_loopback_port(26000, 29000),
+            registry_port = dev::free_loopback_port(29000, 32000);
+  pid_t pd = dev::spawn({platformd, "dev", "--state", (root / "state").string(), "--api-port", std::to_string(api_port),
+                         "--pg-port", std::to_string(pg_port), "--registry-port", std::to_string(registry_port)},
+                        {(root / "dev.log").string(), false, SIGTERM});
+  int rc = 0;
+  try {
+    for (int i = 0;; ++i) {
+      if (run_cli(cli, {"org", "list"}).exit == 0) break;
+      if (i > 600 || !dev::child_running(pd))
+        throw std::runtime_error("platformd dev did not come up:\n" + dev::tail_of((root / "dev.log").string()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    const std::string registry = "127.0.0.1:" + std::to_string(registry_port);
+    oci::RegistryClient rc_client;
+    for (const auto& tag : {"v1", "v2"}) {
+      auto ref = oci::parse_image_ref(registry + "/bench/app:" + tag);
+      harness::push_manifest(rc_client, ref, tag, oci::kOciManifest,
+                             harness::push_image(rc_client, ref, "amd64", std::string("bench layer ") + tag));
+    }
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"project", "create", "bench", "--org", "dev"},
+             {"app", "create", "bench", "--org", "dev", "--project", "bench"},
+             {"env", "create", "prod", "--org", "dev", "--project", "bench", "--app", "bench"}})
+      if (run_cli(cli, args).exit != 0) throw std::runtime_error("setting up the app failed");
+    const std::vector<std::string> at = {"--org", "dev", "--project", "bench", "--app", "bench", "--env", "prod"};
+    auto with = [&](std::vector<std::string> a) {
+      a.insert(a.begin(), {"-o", "json"});
+      a.insert(a.end(), at.begin(), at.end());
+      return a;
+    };
+    std::vector<fs::path> files;
+    for (int i = 0; i < 2 * iterations + 2; ++i) {
+      files.push_back(root / fmt::format("m{}.toml", i));
+      std::ofstream(files.back()) << manifest(i);
+    }
+    auto expect = [](const Ran& r, const char* what) {
+      if (r.exit != 0) throw std::runtime_error(std::string(what) + " failed: " + r.out);
+      return r.ms;
+    };
+    std::vector<double> created, detached, unchanged, rollback, diff;
+    int f = 0;
+    for (int i = 0; i < iterations; ++i) {
+      const auto image = registry + "/bench/app:" + (i % 2 ? "v2" : "v1");
+      created.push_back(expect(run_cli(cli, with({"deploy", "--image", image, "--manifest", files[f++].string()})), "deploy"));
+      unchanged.push_back(expect(run_cli(cli, with({"deploy", "--image", image, "--manifest", files[f - 1].string()})),
+                                 "deploy (unchanged)"));
+      diff.push_back(run_cli(cli, with({"diff", "--image", image, "--manifest", files[f].string()})).ms);
+      detached.push_back(expect(run_cli(cli, with({"deploy", "--detach", "--image", image, "--manifest", files[f++].string()})),
+                                "deploy --detach"));
+      rollback.push_back(expect(run_cli(cli, with({"rollback"})), "rollback"));
+    }
+    std::vector<Row> rows = {summarise("deploy (new release)", created), summarise("deploy --detach (new release)", detached),
+                             summarise("deploy (nothing changed)", unchanged), summarise("rollback", rollback),
+                             summarise("diff (dry run)", diff)};
+    fmt::print("Deploy receipt latency: CLI process start to receipt printed, against platformd dev\n");
+    fmt::print("{:<30} | {:>5} | {:>8} {:>8} {:>8}\n", "case", "runs", "p50 ms", "p99 ms", "mean ms");
+    Json out = Json::array();
+    for (const auto& r : rows) {
+      fmt::print("{:<30} | {:>5} | {:>8.1f} {:>8.1f} {:>8.1f}\n", r.name, r.n, r.p50, r.p99, r.mean);
+      out.push_back({{"case", r.name}, {"runs", r.n}, {"p50_ms", r.p50}, {"p99_ms", r.p99}, {"mean_ms", r.mean}});
+    }
+    std::ofstream(json_path) << Json{{"benchmark", "deploy"}, {"quick", quick}, {"cases", out}}.dump(2) << "\n";
+    fmt::print("JSON written to {}\n", json_path);
+  } catch (const std::exception& e) {
+    std::cerr << "deploy_bench: " << e.what() << "\n";
+    rc = 1;
+  }
+  dev::stop_child(pd, SIGTERM, std::chrono::seconds(60));
+  std::error_code ec;
+  fs::remove_all(root, ec);
+  return rc;
+}

@@ -1,0 +1,119 @@
+#include "engine/oci/transport.h"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+
+#include "engine/error.h"
+
+namespace platform::oci {
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+
+std::string Url::str() const {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return (tls ? "https://" : "http://") + h + ":" + port + target;
+}
+
+Url parse_url(const std::string& text) {
+  auto u = boost::urls::parse_absolute_uri(text);
+  if (!u || (u->scheme() != "http" && u->scheme() != "https"))
+    throw PlatformError(ErrorCode::unavailable, "the registry sent an unusable URL \"" + text.substr(0, 200) + "\"",
+                        "Check the registry's configuration.");
+  Url out;
+  out.tls = u->scheme() == "https";
+  out.host = std::string(u->encoded_host());
+  if (out.host.size() > 2 && out.host.front() == '[') out.host = out.host.substr(1, out.host.size() - 2);
+  out.port = u->has_port() ? std::string(u->port()) : (out.tls ? "443" : "80");
+  out.target = std::string(u->encoded_path());
+  if (out.target.empty()) out.target = "/";
+  if (u->has_query()) out.target += "?" + std::string(u->encoded_query());
+  return out;
+}
+
+namespace {
+
+template <class Stream>
+HttpResult talk(Stream& stream, const Url& url, const std::string& method,
+                const std::map<std::string, std::string>& headers, const std::string& body, std::size_t body_limit) {
+  http::request<http::string_body> req{http::string_to_verb(method), url.target, 11};
+  const bool default_port = url.port == (url.tls ? "443" : "80");
+  std::string host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
+  req.set(http::field::host, default_port ? host : host + ":" + url.port);
+  req.set(http::field::user_agent, "platform/0.1");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  if (!body.empty() || method == "PUT" || method == "POST") req.body() = body;
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(body_limit);
+  if (method == "HEAD") parser.skip(true);
+  http::read(stream, buffer, parser);
+  auto& res = parser.get();
+  HttpResult out;
+  out.status = static_cast<int>(res.result_int());
+  out.body = std::move(res.body());
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto& slot = out.headers[name];
+    slot = slot.empty() ? std::string(f.value()) : slot + ", " + std::string(f.value());
+  }
+  return out;
+}
+
+}  // namespace
+
+HttpResult exchange(const Url& url, const std::string& method, const std::map<std::string, std::string>& headers,
+                    const std::string& body, std::chrono::milliseconds timeout, std::size_t body_limit) {
+  asio::io_context io;
+  const std::string where = url.host + ":" + url.port;
+  try {
+    asio::ip::tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(url.host, url.port);
+    if (!url.tls) {
+      beast::tcp_stream stream(io);
+      stream.expires_after(timeout);
+      stream.connect(endpoints);
+      auto out = talk(stream, url, method, headers, body, body_limit);
+      beast::error_code ignore;
+      stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+      return out;
+    }
+    ssl::context ctx(ssl::context::tls_client);
+    ctx.set_default_verify_paths();
+    ctx.set_verify_mode(ssl::verify_peer);
+    ctx.set_verify_callback(ssl::host_name_verification(url.host));
+    beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
+    if (!SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str()))
+      throw PlatformError(ErrorCode::unavailable, "cannot set the TLS server name for " + url.host);
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    beast::get_lowest_layer(stream).connect(endpoints);
+    stream.handshake(ssl::stream_base::client);
+    auto out = talk(stream, url, method, headers, body, body_limit);
+    beast::error_code ignore;
+    stream.shutdown(ignore);
+    return out;
+  } catch (const boost::system::system_error& e) {
+    if (e.code() == beast::error::timeout)
+      throw PlatformError(ErrorCode::timed_out, "the registry at " + where + " did not answer in time",
+                          "Check that the registry is up and reachable from the platform, then retry.");
+    if (e.code() == http::error::body_limit)
+      throw PlatformError(ErrorCode::unavailable,
+                          "the registry at " + where + " sent a larger answer than the platform accepts",
+                          "Manifests are small; check that the reference names an image.");
+    throw PlatformError(ErrorCode::unavailable, "cannot reach the registry at " + where + ": " + e.code().message(),
+                        "Check that the registry is up and reachable from the platform, then retry.");
+  }
+}
+
+}  // namespace platform::oci
