@@ -5,6 +5,8 @@
 // into exactly that deploy, or refuses when anything it was made against has moved (docs/releases.md).
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "api/body.h"
 #include "api/env_vars.h"
 #include "api/metrics.h"
@@ -155,6 +157,26 @@ void check_plan_fresh(const Json& plan, const Prepared& p, const Target& t) {
                         "Make a new plan (platform deploy --plan FILE " + t.flags() + "), review it, then apply it.");
 }
 
+// A plan comes back from a file the user may have edited: every field it is read by must have its type.
+void check_plan_shape(const Json& plan) {
+  auto is = [&](const char* key, bool (Json::*type)() const noexcept) {
+    return plan.contains(key) && (plan[key].*type)();
+  };
+  const bool base_ok = plan.contains("base_release_id") &&
+                       (plan["base_release_id"].is_null() || plan["base_release_id"].is_string());
+  const bool image_ok = is("image", &Json::is_object) && plan["image"].contains("ref") &&
+                        plan["image"]["ref"].is_string() && plan["image"].contains("digest") &&
+                        plan["image"]["digest"].is_string();
+  if (!is("format", &Json::is_string) || plan["format"] != kPlanFormat || !is("env_id", &Json::is_string) ||
+      !is("env", &Json::is_string) || !base_ok || !is("config_version", &Json::is_number_integer) ||
+      !is("secrets_version", &Json::is_number_integer) || !image_ok || !is("manifest_source", &Json::is_string) ||
+      !is("manifest_file", &Json::is_string))
+    throw PlatformError(ErrorCode::invalid_request,
+                        "this is not a deploy plan (format \"platform-plan 1\" with env_id, env, base_release_id, "
+                        "config_version, secrets_version, image, manifest_file, manifest_source)",
+                        "Make one with `platform deploy --plan FILE`; do not edit it.");
+}
+
 Target target_of(Context& ctx, Principal& p, const Params& params) { return Target{env_chain(ctx, p, params)}; }
 
 Json release_summary(const Release& r) {
@@ -209,6 +231,10 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
                                     {"check_gates", FieldType::boolean},
                                     {"plan", FieldType::object}});
   const bool dry_run = body.value("dry_run", false);
+  if (auto f = body.value("manifest_file", std::string());
+      f.size() > 255 || std::any_of(f.begin(), f.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+    throw PlatformError(ErrorCode::invalid_request, "manifest_file must be a file name of at most 255 printable bytes",
+                        "It only names the file in error messages, e.g. \"platform.toml\".");
   const auto t = target_of(ctx, principal, params);
   const auto& env = t.env();
   std::optional<Json> plan;
@@ -217,10 +243,7 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
     if (body.contains("image") || body.contains("manifest") || dry_run)
       throw PlatformError(ErrorCode::invalid_request, "a plan is applied as it is: give \"plan\" alone",
                           "Make a new plan to change the image or the manifest.");
-    if (plan->value("format", "") != kPlanFormat || !plan->value("image", Json()).is_object() ||
-        !plan->value("manifest_source", Json()).is_string())
-      throw PlatformError(ErrorCode::invalid_request, "this is not a deploy plan (format \"platform-plan 1\")",
-                          "Make one with `platform deploy --plan FILE`.");
+    check_plan_shape(*plan);
     if (plan->value("env_id", "") != env.id)
       throw PlatformError(ErrorCode::invalid_request,
                           "the plan was made for " + plan->value("env", std::string("another env")) + ", not " + t.path(),

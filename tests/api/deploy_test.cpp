@@ -277,6 +277,16 @@ TEST_F(DeployTest, BadInputGetsAClearErrorAndChangesNothing) {
   EXPECT_NE(invalid.second[0]["text"].get<std::string>().find("platform.toml:"), std::string::npos);
   EXPECT_EQ(code({{"image", image("v1")}, {"manifest", manifest()}, {"imagee", "x"}}), ErrorCode::invalid_request);
   EXPECT_EQ(code({{"plan", {{"format", "nope"}}}}), ErrorCode::invalid_request);
+  // An edited plan with wrong types is a 400, never a server error.
+  auto plan = client().call("POST", kEnvs + "prod/deploys",
+                            Json{{"image", image("v1")}, {"manifest", manifest()}, {"dry_run", true}})["plan"];
+  for (const auto& [field, value] : std::vector<std::pair<std::string, Json>>{
+           {"config_version", "1"}, {"base_release_id", 7}, {"image", {{"ref", 1}}}, {"env", nullptr},
+           {"manifest_source", Json::array()}}) {
+    auto edited = plan;
+    edited[field] = value;
+    EXPECT_EQ(error_of([&] { deploy("prod", {{"plan", edited}}); }).first, ErrorCode::invalid_request) << field;
+  }
   EXPECT_EQ(error_of([&] { client().call("POST", kEnvs + "bad/rollback", Json::object()); }).first,
             ErrorCode::precondition_failed);
   EXPECT_TRUE(current("bad").is_null());
