@@ -29,6 +29,22 @@ std::string sha256_hex(std::string_view data) {
   return to_hex(digest, len);
 }
 
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("sha256 init failed");
+}
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+void Sha256::update(std::string_view piece) {
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), piece.data(), piece.size()) != 1)
+    throw std::runtime_error("sha256 update failed");
+}
+std::string Sha256::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &len) != 1) throw std::runtime_error("sha256 failed");
+  return to_hex(digest, len);
+}
+
 std::string random_secret(int bytes) {
   auto buf = random_bytes(static_cast<std::size_t>(bytes));
   return to_hex(reinterpret_cast<const unsigned char*>(buf.data()), buf.size());

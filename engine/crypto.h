@@ -7,6 +7,20 @@
 namespace platform {
 
 std::string sha256_hex(std::string_view data);
+
+// SHA-256 of a stream of pieces (a layer downloading).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(std::string_view piece);
+  std::string hex();  // finishes; call once
+
+ private:
+  void* ctx_;
+};
 // A URL-safe random secret of `bytes` random bytes (hex encoded).
 std::string random_secret(int bytes = 32);
 // `n` bytes from the OS-seeded CSPRNG.

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include "engine/crypto.h"
 #include "engine/error.h"
 #include "engine/oci/transport.h"
@@ -129,7 +133,8 @@ std::string RegistryClient::token_for(const ImageRef& ref, const std::string& ch
 }
 
 HttpResult RegistryClient::request(const ImageRef& ref, const std::string& method, const std::string& path,
-                                   const std::map<std::string, std::string>& headers, const std::string& body) {
+                                   const std::map<std::string, std::string>& headers, const std::string& body,
+                                   const BodySink* sink) {
   Url url = base_url(ref);
   url.target = path;
   const std::string token_key = ref.registry + "/" + ref.repository;
@@ -139,7 +144,7 @@ HttpResult RegistryClient::request(const ImageRef& ref, const std::string& metho
     auto token = tokens_.find(token_key);
     // Credentials go to the registry itself, never to a host it redirects to (blob storage).
     if (token != tokens_.end() && hop == 0) h["Authorization"] = "Bearer " + token->second;
-    auto r = exchange(url, method, h, body, options_.timeout, kManifestLimit);
+    auto r = exchange(url, method, h, body, options_.timeout, kManifestLimit, sink);
     if (r.status == 401 && hop == 0 && !answered_challenge) {
       answered_challenge = true;
       tokens_[token_key] = token_for(ref, r.headers["www-authenticate"]);
@@ -206,6 +211,65 @@ HttpResult RegistryClient::fetch_manifest(const ImageRef& ref, const std::string
                             " but its bytes hash to " + actual,
                         "The registry or something between it and the platform altered the content.");
   return r;
+}
+
+std::string RegistryClient::manifest(const ImageRef& ref, const std::string& digest) {
+  if (!valid_digest(digest))
+    throw PlatformError(ErrorCode::invalid_request, "\"" + digest.substr(0, 80) + "\" is not a sha256 digest",
+                        "Digests are sha256: followed by 64 lowercase hex digits.");
+  return fetch_manifest(ref, digest).body;
+}
+
+void RegistryClient::fetch_blob(const ImageRef& ref, const std::string& digest, std::int64_t size,
+                                const std::string& path) {
+  if (!valid_digest(digest))
+    throw PlatformError(ErrorCode::unavailable, "the manifest of " + ref.str() + " names an invalid blob digest",
+                        "Re-push the image.");
+  const std::string part = path + ".part";
+  std::FILE* f = std::fopen(part.c_str(), "wb");
+  if (!f) throw PlatformError(ErrorCode::internal, "cannot write " + part + ": " + std::strerror(errno));
+  Sha256 hash;
+  std::int64_t bytes = 0;
+  bool write_failed = false;
+  BodySink sink = [&](std::string_view piece) {
+    hash.update(piece);
+    bytes += static_cast<std::int64_t>(piece.size());
+    if (size >= 0 && bytes > size) throw PlatformError(ErrorCode::unavailable, "too long");
+    if (std::fwrite(piece.data(), 1, piece.size(), f) != piece.size()) write_failed = true;
+  };
+  HttpResult r;
+  try {
+    r = request(ref, "GET", "/v2/" + ref.repository + "/blobs/" + digest, {}, {}, &sink);
+  } catch (...) {
+    std::fclose(f);
+    std::remove(part.c_str());
+    if (size >= 0 && bytes > size)
+      throw PlatformError(ErrorCode::unavailable,
+                          fmt::format("the registry {} sent more than the {} bytes of blob {}", ref.registry, size, digest),
+                          "The registry or something between it and the platform altered the content.");
+    throw;
+  }
+  const bool closed = std::fclose(f) == 0;
+  auto fail = [&](ErrorCode code, const std::string& message, const std::string& hint) {
+    std::remove(part.c_str());
+    throw PlatformError(code, message, hint);
+  };
+  if (r.status == 404)
+    fail(ErrorCode::not_found, "the registry " + ref.registry + " has no blob " + digest + " in " + ref.repository,
+         "Re-push the image: its manifest names a layer the registry does not hold.");
+  if (r.status != 200)
+    fail(ErrorCode::unavailable, fmt::format("the registry {} answered HTTP {} for blob {}", ref.registry, r.status, digest),
+         "Retry later; check the registry's status and logs.");
+  if (write_failed || !closed)
+    fail(ErrorCode::internal, "cannot write " + part + " (disk full?)", "Free space in the agent's state folder.");
+  const auto actual = "sha256:" + hash.hex();
+  if (actual != digest || (size >= 0 && bytes != size))
+    fail(ErrorCode::unavailable,
+         fmt::format("blob {} from {} has sha256 {} and {} bytes (expected {} bytes)", digest, ref.registry, actual,
+                     bytes, size),
+         "The registry or something between it and the platform altered the content; nothing was used.");
+  if (std::rename(part.c_str(), path.c_str()) != 0)
+    fail(ErrorCode::internal, "cannot rename " + part + ": " + std::strerror(errno), "");
 }
 
 ResolvedImage RegistryClient::resolve(const ImageRef& ref) {

@@ -5,8 +5,10 @@
 // image indexes and Docker manifest lists, and redirects. Blocking; every request has a deadline.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "engine/json.h"
 #include "engine/oci/image_ref.h"
@@ -51,7 +53,15 @@ class RegistryClient {
   // A request to the registry of `ref` (path starts with /v2/), answering its auth challenge once and
   // following redirects. Transport failures throw unavailable; HTTP statuses are returned as they are.
   HttpResult request(const ImageRef& ref, const std::string& method, const std::string& path,
-                     const std::map<std::string, std::string>& headers = {}, const std::string& body = {});
+                     const std::map<std::string, std::string>& headers = {}, const std::string& body = {},
+                     const std::function<void(std::string_view)>* sink = nullptr);
+
+  // The manifest `digest` of ref's repository, its bytes verified (what resolve reads, by digest).
+  std::string manifest(const ImageRef& ref, const std::string& digest);
+
+  // Downloads blob `digest` of ref's repository to `path` (through path + ".part", renamed only once its
+  // sha256 and size match). Throws unavailable on a mismatch, not_found when the registry lacks it.
+  void fetch_blob(const ImageRef& ref, const std::string& digest, std::int64_t size, const std::string& path);
 
  private:
   HttpResult fetch_manifest(const ImageRef& ref, const std::string& reference);

@@ -2,6 +2,8 @@
 
 #include <openssl/ssl.h>
 
+#include <array>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -43,7 +45,8 @@ namespace {
 
 template <class Stream>
 HttpResult talk(Stream& stream, const Url& url, const std::string& method,
-                const std::map<std::string, std::string>& headers, const std::string& body, std::size_t body_limit) {
+                const std::map<std::string, std::string>& headers, const std::string& body, std::size_t body_limit,
+                std::chrono::milliseconds timeout, const BodySink* sink) {
   http::request<http::string_body> req{http::string_to_verb(method), url.target, 11};
   const bool default_port = url.port == (url.tls ? "443" : "80");
   std::string host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
@@ -54,19 +57,36 @@ HttpResult talk(Stream& stream, const Url& url, const std::string& method,
   req.prepare_payload();
   http::write(stream, req);
   beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(body_limit);
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(sink ? boost::none : boost::optional<std::uint64_t>(body_limit));
   if (method == "HEAD") parser.skip(true);
-  http::read(stream, buffer, parser);
-  auto& res = parser.get();
+  http::read_header(stream, buffer, parser);
   HttpResult out;
-  out.status = static_cast<int>(res.result_int());
-  out.body = std::move(res.body());
-  for (const auto& f : res) {
+  out.status = static_cast<int>(parser.get().result_int());
+  for (const auto& f : parser.get()) {
     std::string name(f.name_string());
     for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     auto& slot = out.headers[name];
     slot = slot.empty() ? std::string(f.value()) : slot + ", " + std::string(f.value());
+  }
+  // The body: to the sink when it is the content asked for, otherwise kept (an error document or a
+  // redirect). The deadline is one of inactivity: it is re-armed before every read.
+  const bool to_sink = sink && out.status == 200;
+  std::array<char, 64 * 1024> chunk;
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    beast::error_code ec;
+    http::read(stream, buffer, parser, ec);
+    if (ec && ec != http::error::need_buffer) throw boost::system::system_error(ec);
+    const std::size_t n = chunk.size() - parser.get().body().size;
+    if (to_sink) {
+      (*sink)(std::string_view(chunk.data(), n));
+    } else {
+      if (out.body.size() + n > body_limit) throw boost::system::system_error(http::error::body_limit);
+      out.body.append(chunk.data(), n);
+    }
   }
   return out;
 }
@@ -74,7 +94,8 @@ HttpResult talk(Stream& stream, const Url& url, const std::string& method,
 }  // namespace
 
 HttpResult exchange(const Url& url, const std::string& method, const std::map<std::string, std::string>& headers,
-                    const std::string& body, std::chrono::milliseconds timeout, std::size_t body_limit) {
+                    const std::string& body, std::chrono::milliseconds timeout, std::size_t body_limit,
+                    const BodySink* sink) {
   asio::io_context io;
   const std::string where = url.host + ":" + url.port;
   try {
@@ -84,7 +105,7 @@ HttpResult exchange(const Url& url, const std::string& method, const std::map<st
       beast::tcp_stream stream(io);
       stream.expires_after(timeout);
       stream.connect(endpoints);
-      auto out = talk(stream, url, method, headers, body, body_limit);
+      auto out = talk(stream, url, method, headers, body, body_limit, timeout, sink);
       beast::error_code ignore;
       stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
       return out;
@@ -99,7 +120,7 @@ HttpResult exchange(const Url& url, const std::string& method, const std::map<st
     beast::get_lowest_layer(stream).expires_after(timeout);
     beast::get_lowest_layer(stream).connect(endpoints);
     stream.handshake(ssl::stream_base::client);
-    auto out = talk(stream, url, method, headers, body, body_limit);
+    auto out = talk(stream, url, method, headers, body, body_limit, timeout, sink);
     beast::error_code ignore;
     stream.shutdown(ignore);
     return out;

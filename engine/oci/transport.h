@@ -3,11 +3,15 @@
 // trust store). Internal to the OCI client; keeps Beast and Asio out of every other header.
 #include <chrono>
 #include <map>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "engine/oci/registry.h"
 
 namespace platform::oci {
+
+using BodySink = std::function<void(std::string_view)>;
 
 struct Url {
   bool tls = true;
@@ -21,8 +25,11 @@ struct Url {
 // from a registry's answer, not from the user).
 Url parse_url(const std::string& text);
 
-// Throws PlatformError(unavailable) on connection, TLS or protocol failures, and timed_out on the deadline.
+// Throws PlatformError(unavailable) on connection, TLS or protocol failures, and timed_out when the peer
+// is silent for `timeout` (an inactivity deadline, so large bodies may take longer). With a sink, the
+// body of a 200 answer goes to it in chunks (no size limit) instead of into HttpResult::body.
 HttpResult exchange(const Url& url, const std::string& method, const std::map<std::string, std::string>& headers,
-                    const std::string& body, std::chrono::milliseconds timeout, std::size_t body_limit);
+                    const std::string& body, std::chrono::milliseconds timeout, std::size_t body_limit,
+                    const BodySink* sink = nullptr);
 
 }  // namespace platform::oci
