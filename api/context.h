@@ -25,6 +25,8 @@ struct Context {
   std::chrono::milliseconds apply_wait{2000};
   // Secrets keys, the current one first (empty when the server has no key file).
   std::vector<secrets::Key> secret_keys;
+  // How often platform-agent should send a heartbeat (told to it at enrolment and on every heartbeat).
+  std::chrono::milliseconds host_heartbeat{5000};
 };
 
 }  // namespace platform::api

@@ -45,6 +45,7 @@ void add_system_routes(std::vector<Route>& out);
 void add_config_routes(std::vector<Route>& out);
 void add_secrets_routes(std::vector<Route>& out);
 void add_deploy_routes(std::vector<Route>& out);
+void add_host_routes(std::vector<Route>& out);
 
 // The JSON answer to an events request (used by the session after a long poll).
 Json events_page_json(const std::vector<events::Recorded>& events, events::Cursor next);

@@ -71,6 +71,7 @@ void add_manifest_commands(CLI::App& app, Globals& g);
 void add_config_commands(CLI::App& app, Globals& g);
 void add_secrets_commands(CLI::App& app, Globals& g);
 void add_deploy_commands(CLI::App& app, Globals& g);
+void add_host_commands(CLI::App& app, Globals& g);
 
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();

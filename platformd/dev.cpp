@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "api/auth.h"
+#include "api/hosts.h"
 #include "api/client.h"
 #include "api/resources.h"
 #include "cli/context.h"
@@ -41,6 +42,9 @@ Bootstrap bootstrap(const std::string& conninfo, const fs::path& state) {
   Bootstrap b;
   auto token_file = state / "admin-token";
   db::Pool pool(conninfo, 1, "platformd-dev");
+  // The dev admin is a platform operator (it manages the dev host); also on state folders made before
+  // hosts existed.
+  pool.transact([&](pqxx::work& tx) { api::make_operator(tx, api::ensure_user(tx, "admin")); });
   if (fs::exists(token_file)) {
     std::ifstream(token_file) >> b.token;
     return b;
@@ -75,10 +79,35 @@ pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log
     }
     auto port = "127.0.0.1:" + std::to_string(api_port);
     ::execl("/proc/self/exe", "platformd", "serve", "--database", conninfo.c_str(), "--listen", port.c_str(),
-            "--secrets-key", secrets_key.c_str(), static_cast<char*>(nullptr));
+            "--secrets-key", secrets_key.c_str(), "--host-grace", "15s", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   return pid;
+}
+
+// platform-agent beside platformd (installed) or in the build tree (build/agent/).
+std::string agent_binary() {
+  const auto self = fs::read_symlink("/proc/self/exe").parent_path();
+  for (const auto& p : {self / "platform-agent", self.parent_path() / "agent" / "platform-agent"})
+    if (fs::exists(p)) return p.string();
+  throw PlatformError(ErrorCode::unavailable, "platform-agent was not found beside platformd",
+                      "Build it (scripts/setup) or install it next to platformd.");
+}
+
+// The dev host's agent. The first start enrols it with a join token issued here; later starts reuse the
+// identity in <state>/agent.
+pid_t spawn_agent(const std::string& conninfo, const std::string& url, const fs::path& state) {
+  const auto dir = state / "agent";
+  std::vector<std::string> argv = {agent_binary(), "--control", url, "--state", dir.string(), "--name", "dev"};
+  if (!fs::exists(dir / "host.json")) {
+    db::Pool pool(conninfo, 1, "platformd-dev");
+    auto token = pool.transact([&](pqxx::work& tx) {
+      return api::issue_join_token(tx, api::ensure_user(tx, "admin"), std::chrono::minutes(10), new_id("req"),
+                                   new_id("op"));
+    });
+    argv.insert(argv.end(), {"--join", token.secret});
+  }
+  return dev::spawn(argv, {(state / "agent.log").string(), false, SIGTERM});
 }
 
 bool wait_healthy(const std::string& url, pid_t serve_pid, std::chrono::seconds timeout) {
@@ -152,8 +181,15 @@ int dev(const DevOptions& options) {
     pg.stop();
     return 1;
   }
+  pid_t agent_pid = -1;
+  try {
+    agent_pid = spawn_agent(conninfo, url, state);
+  } catch (const std::exception& e) {
+    std::cerr << "platformd dev: cannot start the agent: " << e.what() << "\n";
+  }
   auto stop_all = [&] {
-    std::cerr << "platformd dev: stopping control plane, registry and postgres...\n";
+    std::cerr << "platformd dev: stopping agent, control plane, registry and postgres...\n";
+    dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(10));
     dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
     registry.stop();
     pg.stop();
@@ -166,11 +202,13 @@ int dev(const DevOptions& options) {
             << ")\n"
             << "  migrations    " << migrated.applied.size() << " applied now, " << migrated.present.size()
             << " already present\n"
-            << "  control plane pid " << serve_pid << "  API " << url << "  (roles api,projections; log "
+            << "  control plane pid " << serve_pid << "  API " << url << "  (roles api,projections,reconcilers; log "
             << serve_log.string() << ")\n"
             << "  org           " << boot.org << (boot.created ? " (created)" : "") << "\n"
             << "  registry      pid " << registry.pid() << "  " << registry.address() << "  (log "
             << registry.log_file() << "; push images with scripts/sample-image " << registry.address() << ")\n"
+            << "  agent         pid " << agent_pid << "  host \"dev\"  (log " << (state / "agent.log").string()
+            << "; platform host list)\n"
             << "  admin token   " << (state / "admin-token").string() << "\n"
             << "  secrets key   " << secrets_key.string() << (key_created ? " (created, mode 0600)" : "")
             << "  (back it up: without it the secrets cannot be read)\n"
@@ -179,11 +217,13 @@ int dev(const DevOptions& options) {
             << "Stop with Ctrl-C (data stays in the state folder).\n"
             << std::flush;
 
-  int restarts = 0;
+  int restarts = 0, agent_restarts = 0;
+  auto agent_next = std::chrono::steady_clock::now();
   while (!g_stop) {
     if (!pg.alive()) {
       std::cerr << "platformd dev: postgres exited unexpectedly; stopping (see " << (state / "postgres.log").string()
                 << ")\n";
+      dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(10));
       dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
       return 1;
     }
@@ -193,6 +233,20 @@ int dev(const DevOptions& options) {
         registry.start();
       } catch (const std::exception& e) {
         std::cerr << "platformd dev: " << e.what() << "\n";
+      }
+    }
+    if (agent_pid > 0 && !dev::child_running(agent_pid)) {
+      // Restarted with a growing pause (1 s, 2 s, ... 30 s), so an agent that cannot start does not spin.
+      agent_next = std::chrono::steady_clock::now() + std::chrono::seconds(std::min(30, 1 << std::min(agent_restarts, 5)));
+      ++agent_restarts;
+      std::cerr << "platformd dev: the agent exited; restarting it (see " << (state / "agent.log").string() << ")\n";
+    }
+    if (agent_pid <= 0 && agent_restarts > 0 && std::chrono::steady_clock::now() >= agent_next) {
+      try {
+        agent_pid = spawn_agent(conninfo, url, state);
+      } catch (const std::exception& e) {
+        std::cerr << "platformd dev: " << e.what() << "\n";
+        agent_next = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       }
     }
     int status = 0;

@@ -7,7 +7,9 @@
 #include <iostream>
 
 #include "api/auth.h"
+#include "api/hosts.h"
 #include "engine/db.h"
+#include "engine/duration.h"
 #include "engine/migrate.h"
 #include "platformd/dev.h"
 #include "platformd/serve.h"
@@ -45,12 +47,13 @@ int main(int argc, char** argv) {
   migrate->add_option("--database", database, "libpq connection string (env PLATFORM_DATABASE)")->required(database.empty());
 
   daemon::ServeOptions serve_opts;
-  std::string listen = "127.0.0.1:7070", roles = "api,projections";
+  std::string listen = "127.0.0.1:7070", roles = "api,projections,reconcilers", host_grace = "30s";
   int pause_ms = 0;
-  auto* serve = app.add_subcommand("serve", "Run control-plane roles: api, projections");
+  auto* serve = app.add_subcommand("serve", "Run control-plane roles: api, projections, reconcilers");
   serve->add_option("--database", database, "libpq connection string (env PLATFORM_DATABASE)")->required(database.empty());
   serve->add_option("--listen", listen, "API address host:port")->capture_default_str();
   serve->add_option("--roles", roles, "Comma-separated roles")->capture_default_str();
+  serve->add_option("--host-grace", host_grace, "A host silent this long is marked down")->capture_default_str();
   serve->add_option("--max-connections", serve_opts.api.max_connections, "Concurrent API connections")->capture_default_str();
   serve->add_option("--projection-batch-pause-ms", pause_ms, "Fault injection for crash tests")->group("");
   if (const char* k = std::getenv("PLATFORM_SECRETS_KEY")) serve_opts.api.secrets_key_file = k;
@@ -73,6 +76,8 @@ int main(int argc, char** argv) {
   tcreate->add_option("--user", user, "User name (created if missing)")->capture_default_str();
   tcreate->add_option("--org-id", token_org, "Limit the token to this org ID");
   tcreate->add_option("--description", token_desc, "What the token is for");
+  bool make_op = false;
+  tcreate->add_flag("--operator", make_op, "Make the user a platform operator (may manage hosts)");
   tcreate->add_option("--database", database, "libpq connection string")->required(database.empty());
 
   daemon::DevOptions dev_opts;
@@ -109,11 +114,16 @@ int main(int argc, char** argv) {
       serve_opts.roles.clear();
       std::stringstream ss(roles);
       for (std::string r; std::getline(ss, r, ',');) {
-        if (r != "api" && r != "projections")
-          throw PlatformError(ErrorCode::invalid_request, "unknown role \"" + r + "\"", "Roles: api, projections.");
+        if (r != "api" && r != "projections" && r != "reconcilers")
+          throw PlatformError(ErrorCode::invalid_request, "unknown role \"" + r + "\"",
+                              "Roles: api, projections, reconcilers.");
         serve_opts.roles.push_back(r);
       }
       serve_opts.projection_pause = std::chrono::milliseconds(pause_ms);
+      auto grace = parse_duration(host_grace);
+      if (!grace || *grace < std::chrono::seconds(1))
+        throw PlatformError(ErrorCode::invalid_request, "--host-grace must be a duration of at least 1s", "e.g. 30s");
+      serve_opts.host_grace = *grace;
       db::migrate(database);
       return daemon::serve(serve_opts);
     }
@@ -144,6 +154,7 @@ int main(int argc, char** argv) {
       db::Pool pool(database, 1, "platformd-cli");
       auto t = pool.transact([&](pqxx::work& tx) {
         auto uid = api::ensure_user(tx, user);
+        if (make_op) api::make_operator(tx, uid);
         return api::issue_token(tx, uid, token_org, token_desc);
       });
       std::cout << t.secret << "\n";

@@ -10,6 +10,7 @@
 #include "engine/listener.h"
 #include "engine/signal.h"
 #include "projections/runner.h"
+#include "reconcilers/host_liveness.h"
 
 namespace platform::daemon {
 
@@ -46,6 +47,17 @@ int serve(const ServeOptions& options) {
     for (auto& r : runners) runner_threads.emplace_back([&r] { r->run(); });
   }
 
+  std::unique_ptr<reconcilers::HostLiveness> liveness;
+  std::thread liveness_thread;
+  if (has("reconcilers")) {
+    liveness = std::make_unique<reconcilers::HostLiveness>(options.conninfo, options.host_grace);
+    liveness_thread = std::thread([&liveness] { liveness->run(); });
+  }
+  auto stop_reconcilers = [&] {
+    if (liveness) liveness->stop();
+    if (liveness_thread.joinable()) liveness_thread.join();
+  };
+
   std::unique_ptr<api::Server> server;
   if (has("api")) {
     server = std::make_unique<api::Server>(options.api, options.conninfo, wake);
@@ -53,6 +65,7 @@ int serve(const ServeOptions& options) {
       server->start();
     } catch (const std::exception& e) {
       spdlog::error("cannot listen on {}:{}: {}", options.api.address, options.api.port, e.what());
+      stop_reconcilers();
       for (auto& r : runners) r->stop();
       for (auto& t : runner_threads) t.join();
       listener.stop();
@@ -70,6 +83,7 @@ int serve(const ServeOptions& options) {
   sigwait(&set, &sig);
   spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
   if (server) server->stop();
+  stop_reconcilers();
   for (auto& r : runners) r->stop();
   for (auto& t : runner_threads) t.join();
   listener.stop();

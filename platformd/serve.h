@@ -10,8 +10,9 @@ namespace platform::daemon {
 
 struct ServeOptions {
   std::string conninfo;
-  std::vector<std::string> roles = {"api", "projections"};
+  std::vector<std::string> roles = {"api", "projections", "reconcilers"};
   api::ServerOptions api;
+  std::chrono::milliseconds host_grace{30000};  // a host silent this long is down
   std::chrono::milliseconds projection_pause{0};  // fault injection for crash tests (hidden flag)
 };
 

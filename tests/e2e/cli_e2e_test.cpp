@@ -68,8 +68,9 @@ class DevPlatform {
     // platformd dev exits 0 (also when stopped while still starting) and leaves no postgres or registry behind.
     // "[d]": the pattern must not match the shell that runs pgrep.
     bool registry_gone = run("pgrep -f '[d]ocker-registry serve " + (root_ / "state/registry").string() + "'").out.empty();
+    bool agent_gone = run("pgrep -f '[p]latform-agent .*--state " + (root_ / "state/agent").string() + "'").out.empty();
     return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !std::filesystem::exists(pidfile) &&
-           registry_gone;
+           registry_gone && agent_gone;
   }
   std::string conninfo() const {
     return "host=" + (root_ / "state/run").string() + " port=" + std::to_string(pg_port_) +
@@ -231,6 +232,22 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
     EXPECT_EQ(where.find(pem.substr(20)), std::string::npos);
   }
 
+  // platformd dev runs one agent: its host is enrolled and up, and only an operator sees it.
+  Json hosts;
+  for (int i = 0; i < 100; ++i) {
+    hosts = one_json(cli("-o json host list"));
+    if (hosts["count"] == 1 && hosts["hosts"][0]["state"] == "up") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(hosts["count"], 1) << hosts.dump();
+  EXPECT_EQ(hosts["hosts"][0]["name"], "dev");
+  EXPECT_EQ(hosts["hosts"][0]["state"], "up");
+  const auto host_id = hosts["hosts"][0]["id"].get<std::string>();
+  EXPECT_EQ(one_json(cli("-o json host describe dev"))["events"].back()["type"], "HostEnrolled");
+  auto joined = one_json(cli("-o json host join-token --ttl 5m"));
+  EXPECT_EQ(joined["token"].get<std::string>().rfind("pjt_", 0), 0u);
+  EXPECT_EQ(cli("-o json host describe nope").exit, 7);
+
   // Restart on the same state folder: postgres stops with it, and the data is kept.
   EXPECT_TRUE(dev.stop());
   dev.start();
@@ -238,6 +255,12 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(apps["count"], 2);
   auto listed = one_json(cli("-o json config list" + at));
   EXPECT_EQ(listed["version"], 2);
+  // The agent came back with its identity: still one host, the same one.
+  for (int i = 0; i < 100 && one_json(cli("-o json host list"))["hosts"][0]["seconds_since_heartbeat"] > 3.0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto after = one_json(cli("-o json host list"));
+  EXPECT_EQ(after["count"], 1);
+  EXPECT_EQ(after["hosts"][0]["id"], host_id);
   EXPECT_EQ(listed["values"]["LOG_LEVEL"]["value"], "debug");
   EXPECT_FALSE(listed["values"].contains("GREETING"));
   EXPECT_TRUE(dev.stop());
@@ -431,7 +454,8 @@ TEST(EndToEnd, SampleImagesPushToTheDevRegistryAndDeploy) {
   EXPECT_EQ(allowed.exit, 0) << allowed.out;
   EXPECT_EQ(one_json(allowed)["secrets_version"], 1);
 
-  // The check stop() makes for a leftover registry does see a running one.
+  // The checks stop() makes for a leftover registry and agent do see running ones.
   EXPECT_FALSE(run("pgrep -f '[d]ocker-registry serve " + (dev.root() / "state/registry").string() + "'").out.empty());
+  EXPECT_FALSE(run("pgrep -f '[p]latform-agent .*--state " + (dev.root() / "state/agent").string() + "'").out.empty());
   EXPECT_TRUE(dev.stop());
 }

@@ -1,0 +1,77 @@
+// platform host join-token|list|describe: the platform's hosts (platform operators; docs/hosts.md).
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/cli.h"
+
+namespace platform::cli {
+namespace {
+
+std::string age(double seconds) {
+  if (seconds < 120) return std::to_string(static_cast<long>(seconds)) + "s ago";
+  if (seconds < 7200) return std::to_string(static_cast<long>(seconds / 60)) + "m ago";
+  return std::to_string(static_cast<long>(seconds / 3600)) + "h ago";
+}
+
+std::string capacity(const Json& c) {
+  return std::to_string(c.value("cpus", 0)) + " cpu, " + std::to_string(c.value("memory_mib", 0)) + " MiB, " +
+         std::to_string(c.value("disk_mib", 0) / 1024) + " GiB disk";
+}
+
+}  // namespace
+
+void add_host_commands(CLI::App& app, Globals& g) {
+  auto* host = app.add_subcommand("host", "The platform's hosts (platform operators)");
+  host->require_subcommand(1);
+
+  auto ttl = std::make_shared<std::string>("1h");
+  auto* join = host->add_subcommand("join-token", "Issue a single-use join token for platform-agent --join");
+  join->add_option("--ttl", *ttl, "How long it is valid (10s to 168h)")->capture_default_str();
+  join->callback([&g, ttl] {
+    auto s = open_session(g);
+    auto out = s.client().call("POST", "/v1/hosts/join-tokens", Json{{"ttl", *ttl}}, std::string());
+    if (g.format() != Format::table) return print_json(out);
+    std::cout << out.value("token", "") << "\n";
+    note(g, "single use, valid until " + out.value("expires_at", "") + "; on the new host run:");
+    note(g, "  platform-agent --join " + out.value("token", "") + " --control " + s.ctx.url + " --state DIR");
+  });
+
+  auto* list = host->add_subcommand("list", "Every host: state, capacity, runtime, last heartbeat");
+  list->callback([&g] {
+    auto s = open_session(g);
+    auto out = s.client().call("GET", "/v1/hosts");
+    if (g.format() == Format::json) return print_json(out);
+    if (g.format() == Format::ndjson) {
+      for (const auto& h : out["hosts"]) std::cout << h.dump() << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& h : out["hosts"])
+      rows.push_back({h.value("name", ""), h.value("id", ""), h.value("state", ""), capacity(h["capacity"]),
+                      h["runtime"].value("name", ""), age(h.value("seconds_since_heartbeat", 0.0))});
+    print_table({"NAME", "ID", "STATE", "CAPACITY", "RUNTIME", "LAST HEARTBEAT"}, rows);
+  });
+
+  auto which = std::make_shared<std::string>();
+  auto* describe = host->add_subcommand("describe", "One host: capacity, runtime and why, heartbeat, recent events");
+  describe->add_option("host", *which, "Host name or ID")->required();
+  describe->callback([&g, which] {
+    auto s = open_session(g);
+    auto h = s.client().call("GET", "/v1/hosts/" + api::url_encode(*which));
+    if (g.format() != Format::table) return print_json(h);
+    std::cout << "host       " << h.value("name", "") << " (" << h.value("id", "") << ")\n";
+    std::cout << "state      " << h.value("state", "") << " since " << h.value("state_since", "") << "\n";
+    std::cout << "heartbeat  " << h.value("last_heartbeat", "") << " (" << age(h.value("seconds_since_heartbeat", 0.0))
+              << ")\n";
+    std::cout << "capacity   " << capacity(h["capacity"]) << "\n";
+    std::cout << "runtime    " << h["runtime"].value("name", "") << ": " << h["runtime"].value("reason", "") << "\n";
+    std::cout << "enrolled   " << h.value("enrolled_at", "") << "\n";
+    for (const auto& e : h.value("events", Json::array())) {
+      std::string why = e["data"].value("reason", "");
+      std::cout << "event      " << e.value("at", "") << " " << e.value("type", "") << (why.empty() ? "" : ": " + why)
+                << "\n";
+    }
+  });
+}
+
+}  // namespace platform::cli

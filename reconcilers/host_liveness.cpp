@@ -1,0 +1,38 @@
+#include "reconcilers/host_liveness.h"
+
+#include <spdlog/spdlog.h>
+
+#include "api/hosts.h"
+#include "engine/db.h"
+
+namespace platform::reconcilers {
+
+HostLiveness::HostLiveness(std::string conninfo, std::chrono::milliseconds grace, std::chrono::milliseconds period)
+    : conninfo_(std::move(conninfo)), grace_(grace), period_(period) {}
+
+void HostLiveness::run() {
+  db::Pool pool(conninfo_, 1, "platform-host-liveness");
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    try {
+      auto down = pool.transact([&](pqxx::work& tx) { return api::mark_silent_hosts_down(tx, grace_); });
+      for (const auto& id : down) spdlog::warn("host {} is down: no heartbeat within {} ms", id, grace_.count());
+      marked_down_ += static_cast<int>(down.size());
+    } catch (const std::exception& e) {
+      spdlog::warn("host liveness: {}", e.what());
+    }
+    lock.lock();
+    cv_.wait_for(lock, period_, [&] { return stopping_; });
+  }
+}
+
+void HostLiveness::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace platform::reconcilers

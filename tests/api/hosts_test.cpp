@@ -1,0 +1,167 @@
+// Hosts through the REST API and the real platform-agent binary, against a real PostgreSQL: operators
+// only, single-use expiring join tokens, host credentials, heartbeats, and liveness (down with a reason,
+// back up), and an agent that restarts without a token.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "api/hosts.h"
+#include "reconcilers/host_liveness.h"
+#include "tests/support/api_platform.h"
+#include "tests/support/process.h"
+
+using namespace platform;
+namespace fs = std::filesystem;
+
+namespace {
+
+const Json kReport = {{"capacity", {{"cpus", 4}, {"memory_mib", 8192}, {"disk_mib", 100000}}},
+                      {"runtime", {{"name", "none"}, {"reason", "test"}}}};
+
+class HostsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    platform_ = new harness::Platform();
+    pqxx::connection c(platform_->conninfo);
+    pqxx::work tx(c);
+    api::make_operator(tx, tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>());
+    tx.commit();
+  }
+  static void TearDownTestSuite() { delete platform_; }
+
+  std::string join_token(const std::string& ttl = "1h") const {
+    return platform_->client().call("POST", "/v1/hosts/join-tokens", Json{{"ttl", ttl}}, std::string())["token"];
+  }
+  api::ClientResponse enrol(const std::string& token, const std::string& name, const Json& report = kReport) const {
+    return api::Client(platform_->url, "").request(
+        "POST", "/v1/hosts/enrol", Json{{"join_token", token}, {"name", name}, {"report", report}}.dump());
+  }
+  api::ClientResponse beat(const std::string& credential) const {
+    return api::Client(platform_->url, credential).request("POST", "/v1/hosts/heartbeat", Json{{"report", kReport}}.dump());
+  }
+  Json host(const std::string& name) const { return platform_->client().call("GET", "/v1/hosts/" + name); }
+  static std::string code(const api::ClientResponse& r) { return Json::parse(r.body).value("code", ""); }
+
+  static inline harness::Platform* platform_ = nullptr;
+};
+
+TEST_F(HostsTest, HostsAreForPlatformOperatorsOnly) {
+  const auto mallory = platform_->other_token;
+  EXPECT_EQ(platform_->status("POST", "/v1/hosts/join-tokens", Json::object(), mallory), 404);
+  EXPECT_EQ(platform_->status("GET", "/v1/hosts", Json(), mallory), 404);
+  EXPECT_EQ(api::Client(platform_->url, "").request("GET", "/v1/hosts").status, 401);
+  auto issued = platform_->client().call("POST", "/v1/hosts/join-tokens", Json::object(), std::string());
+  EXPECT_EQ(issued["token"].get<std::string>().rfind("pjt_", 0), 0u);
+  EXPECT_TRUE(issued["single_use"].get<bool>());
+  // Only the hash is stored, and the event does not carry the secret.
+  pqxx::connection c(platform_->conninfo);
+  pqxx::work tx(c);
+  EXPECT_EQ(tx.exec_params("SELECT count(*) FROM events WHERE data::text LIKE '%' || $1 || '%'",
+                           issued["token"].get<std::string>())[0][0].as<int>(), 0);
+  EXPECT_EQ(platform_->status("POST", "/v1/hosts/join-tokens", Json{{"ttl", "1s"}}), 400);
+}
+
+TEST_F(HostsTest, AJoinTokenEnrolsOneHostOnceAndExpires) {
+  const auto token = join_token();
+  auto first = enrol(token, "h-once");
+  ASSERT_EQ(first.status, 201) << first.body;
+  auto id = Json::parse(first.body);
+  EXPECT_EQ(id["credential"].get<std::string>().rfind("phc_", 0), 0u);
+  auto again = enrol(token, "h-twice");
+  EXPECT_EQ(again.status, 401);
+  EXPECT_NE(again.body.find("already used"), std::string::npos);
+  EXPECT_EQ(enrol("pjt_" + std::string(64, '0'), "h-unknown").status, 401);
+  EXPECT_EQ(enrol("not-a-token", "h-bad").status, 401);
+  EXPECT_EQ(enrol(join_token(), "Bad Name").status, 400);
+  EXPECT_EQ(enrol(join_token(), "h-report", Json{{"capacity", "lots"}}).status, 400);
+  auto taken = enrol(join_token(), "h-once");
+  EXPECT_EQ(taken.status, 409);
+  EXPECT_EQ(code(taken), "name_taken");
+  const auto expiring = join_token("10s");
+  {
+    pqxx::connection c(platform_->conninfo);
+    pqxx::work tx(c);
+    tx.exec("UPDATE core.host_join_tokens SET expires_at = now() - interval '1 second' WHERE used_by IS NULL");
+    tx.commit();
+  }
+  auto expired = enrol(expiring, "h-late");
+  EXPECT_EQ(expired.status, 401);
+  EXPECT_NE(expired.body.find("expired"), std::string::npos);
+  auto h = host("h-once");
+  EXPECT_EQ(h["state"], "up");
+  EXPECT_EQ(h["capacity"]["memory_mib"], 8192);
+  EXPECT_EQ(h["events"][0]["type"], "HostEnrolled");
+}
+
+TEST_F(HostsTest, SilentHostsGoDownWithTheReasonAndComeBackOnTheirNextHeartbeat) {
+  auto cred = Json::parse(enrol(join_token(), "h-live").body)["credential"].get<std::string>();
+  EXPECT_EQ(beat(cred).status, 200);
+  EXPECT_EQ(beat(platform_->token).status, 401);  // a user token is not a host credential
+  EXPECT_EQ(beat("phc_" + std::string(64, 'a')).status, 401);
+  pqxx::connection c(platform_->conninfo);
+  {
+    pqxx::work tx(c);
+    tx.exec("UPDATE core.host_liveness l SET last_seen = now() - interval '1 minute' FROM core.hosts h"
+            " WHERE h.id = l.host_id AND h.name = 'h-live'");
+    auto down = api::mark_silent_hosts_down(tx, std::chrono::seconds(30));
+    ASSERT_EQ(down.size(), 1u);
+    EXPECT_TRUE(api::mark_silent_hosts_down(tx, std::chrono::seconds(30)).empty());  // once
+    tx.commit();
+  }
+  auto h = host("h-live");
+  EXPECT_EQ(h["state"], "down");
+  EXPECT_EQ(h["events"][0]["type"], "HostDown");
+  EXPECT_NE(h["events"][0]["data"]["reason"].get<std::string>().find("grace period is 30.0 s"), std::string::npos);
+  auto back = beat(cred);
+  EXPECT_EQ(Json::parse(back.body)["previous_state"], "down");
+  h = host("h-live");
+  EXPECT_EQ(h["state"], "up");
+  EXPECT_EQ(h["events"][0]["type"], "HostUp");
+}
+
+TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItStops) {
+  const auto state = harness::PgEnvironment::get().root() / "agent-state";
+  const auto log = (harness::PgEnvironment::get().root() / "agent.log").string();
+  const auto token = join_token();
+  auto wait_for = [&](const std::function<bool()>& ok) {
+    for (int i = 0; i < 200 && !ok(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return ok();
+  };
+  auto known = [&] { return platform_->status("GET", "/v1/hosts/h-agent", Json()) == 200; };
+  {
+    harness::Child agent({PLATFORM_AGENT_BIN, "--join", token, "--control", platform_->url, "--state", state.string(),
+                          "--name", "h-agent"},
+                         log);
+    ASSERT_TRUE(wait_for(known)) << "the agent did not enrol";
+    agent.signal(SIGTERM);
+    int status = agent.wait();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  EXPECT_EQ(fs::status(state / "host.json").permissions() & fs::perms::mask,
+            fs::perms::owner_read | fs::perms::owner_write);
+  const auto id = host("h-agent")["id"];
+  {
+    // No --join: the identity in the state folder is enough (the token is spent anyway).
+    harness::Child agent({PLATFORM_AGENT_BIN, "--control", platform_->url, "--state", state.string()}, log);
+    auto seen = host("h-agent")["last_heartbeat"];
+    EXPECT_TRUE(wait_for([&] { return host("h-agent")["last_heartbeat"] != seen; }));
+    EXPECT_EQ(host("h-agent")["id"], id);
+    agent.signal(SIGTERM);
+    agent.wait();
+  }
+  // Stopped: the liveness reconciler marks it down after the grace period.
+  reconcilers::HostLiveness liveness(platform_->conninfo, std::chrono::milliseconds(1000),
+                                     std::chrono::milliseconds(100));
+  std::thread t([&] { liveness.run(); });
+  EXPECT_TRUE(wait_for([&] { return host("h-agent")["state"] == "down"; }));
+  liveness.stop();
+  t.join();
+  // Without an identity and without a token the agent says what it needs (exit 2).
+  harness::Child lost({PLATFORM_AGENT_BIN, "--control", platform_->url, "--state", (state / "none").string()}, log);
+  int status = lost.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
+}  // namespace
