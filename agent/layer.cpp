@@ -26,6 +26,12 @@ namespace {
                       "The image is malformed or hostile; rebuild it with a standard tool (docker build, buildah).");
 }
 
+// libarchive's message, which may be absent.
+std::string archive_message(archive* a) {
+  const char* m = archive_error_string(a);
+  return m ? m : "unknown error";
+}
+
 [[noreturn]] void sys_fail(const std::string& what) {
   throw PlatformError(ErrorCode::internal, what + ": " + std::strerror(errno), "Check the agent's disk and permissions.");
 }
@@ -260,7 +266,7 @@ class Applier {
       int r = archive_read_data_block(a, &buf, &size, &offset);
       if (r == ARCHIVE_EOF) break;
       if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-        bad(layer_, archive_entry_pathname(e), std::string("cannot be read: ") + archive_error_string(a));
+        bad(layer_, archive_entry_pathname(e) ? archive_entry_pathname(e) : "", "cannot be read: " + archive_message(a));
       const char* p = static_cast<const char*>(buf);
       std::size_t done = 0;
       while (done < size) {
@@ -301,7 +307,7 @@ LayerStats apply_layer(const std::string& root, const std::string& layer_path) {
   if (archive_read_open_filename(a.get(), layer_path.c_str(), 256 * 1024) != ARCHIVE_OK)
     throw PlatformError(ErrorCode::invalid_request,
                         "layer " + name + " is not a tar archive (plain, gzip or zstd): " +
-                            archive_error_string(a.get()),
+                            archive_message(a.get()),
                         "The image is malformed; rebuild it with a standard tool.");
   Applier applier(root, name);
   for (;;) {
@@ -310,7 +316,7 @@ LayerStats apply_layer(const std::string& root, const std::string& layer_path) {
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
       throw PlatformError(ErrorCode::invalid_request,
-                          "layer " + name + " is not a valid tar archive: " + archive_error_string(a.get()),
+                          "layer " + name + " is not a valid tar archive: " + archive_message(a.get()),
                           "The image is malformed; rebuild it with a standard tool.");
     applier.entry(a.get(), e);
   }
