@@ -1,7 +1,8 @@
 // Deploy receipt latency: from starting the `platform` CLI process to its receipt printed (process exit),
 // against a `platformd dev` this program starts on a scratch state folder with its own registry. Side by
 // side in one run: a deploy that creates a release (tag resolved through the registry), the same with
-// --detach, a deploy that changes nothing, a rollback, and a diff (dry run). Prints a table, writes JSON.
+// --detach, a deploy that changes nothing, a rollback, and a diff (dry run); and the resident memory of
+// platform-agent and platformd serve at rest. Prints a table, writes JSON.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fcntl.h>
@@ -83,6 +84,29 @@ Row summarise(const std::string& name, std::vector<double> ms) {
   return r;
 }
 
+// Resident memory (VmRSS, KiB) of the first process whose command line contains every `needle`; 0 if none.
+long rss_kib(const std::vector<std::string>& needles) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary);
+    std::string line((std::istreambuf_iterator<char>(cmd)), {});
+    std::replace(line.begin(), line.end(), '\0', ' ');
+    if (!std::all_of(needles.begin(), needles.end(), [&](const auto& n) { return line.find(n) != std::string::npos; }))
+      continue;
+    std::ifstream status(entry.path() / "status");
+    for (std::string key; status >> key;) {
+      if (key == "VmRSS:") {
+        long kib = 0;
+        status >> kib;
+        return kib;
+      }
+      std::getline(status, key);
+    }
+  }
+  return 0;
+}
+
 std::string manifest(int i) {
   return fmt::format("schema_version = 1\n[app]\nname = \"bench\"\n[processes.web]\ncount = {}\nmemory = \"{}MiB\"\n"
                      "[processes.web.health]\ntype = \"tcp\"\nport = 8080\n[[endpoints]]\nport = 7000\n"
@@ -125,6 +149,10 @@ int main(int argc, char** argv) {
         throw std::runtime_error("platformd dev did not come up:\n" + dev::tail_of((root / "dev.log").string()));
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+    // At rest: a few seconds after start, before any deploy (the agent has enrolled and sends heartbeats).
+    std::this_thread::sleep_for(std::chrono::seconds(quick ? 1 : 5));
+    const long agent_rss = rss_kib({"platform-agent", (root / "state").string()});
+    const long serve_rss = rss_kib({"platformd", "serve", (root / "state").string()});
     const std::string registry = "127.0.0.1:" + std::to_string(registry_port);
     oci::RegistryClient rc_client;
     for (const auto& tag : {"v1", "v2"}) {
@@ -174,7 +202,13 @@ int main(int argc, char** argv) {
       fmt::print("{:<30} | {:>5} | {:>8.1f} {:>8.1f} {:>8.1f}\n", r.name, r.n, r.p50, r.p99, r.mean);
       out.push_back({{"case", r.name}, {"runs", r.n}, {"p50_ms", r.p50}, {"p99_ms", r.p99}, {"mean_ms", r.mean}});
     }
-    std::ofstream(json_path) << Json{{"benchmark", "deploy"}, {"quick", quick}, {"cases", out}}.dump(2) << "\n";
+    fmt::print("\nResident memory at rest (before the deploys): platform-agent {:.1f} MiB (goal < 20 MiB: {}), "
+               "platformd serve {:.1f} MiB\n",
+               agent_rss / 1024.0, agent_rss > 0 && agent_rss < 20 * 1024 ? "met" : "NOT met", serve_rss / 1024.0);
+    std::ofstream(json_path) << Json{{"benchmark", "deploy"}, {"quick", quick}, {"cases", out},
+                                     {"rss_at_rest_kib", {{"platform_agent", agent_rss}, {"platformd_serve", serve_rss}}}}
+                                    .dump(2)
+                             << "\n";
     fmt::print("JSON written to {}\n", json_path);
   } catch (const std::exception& e) {
     std::cerr << "deploy_bench: " << e.what() << "\n";
