@@ -49,6 +49,29 @@ std::int64_t mem_total_mib() {
   return 0;
 }
 
+// /dev/kvm can exist without running guests (nested virtualisation without vmx/svm exposed: QEMU
+// with -enable-kvm then spins and never boots, DESIGN.md section 13). KVM counts only when the CPU
+// flags say hardware virtualisation is there too.
+bool kvm_runs_guests(std::string& why) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+    why = "/dev/kvm not usable";
+    return false;
+  }
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("flags", 0) == 0) {
+      std::istringstream words(line);
+      for (std::string w; words >> w;)
+        if (w == "vmx" || w == "svm") {
+          why = "/dev/kvm usable (" + w + ")";
+          return true;
+        }
+      break;
+    }
+  why = "/dev/kvm present but the CPU shows no vmx/svm (nested virtualisation cannot run guests; TCG instead)";
+  return false;
+}
+
 std::string first_existing(std::initializer_list<const char*> paths) {
   for (const char* p : paths)
     if (::access(p, X_OK) == 0) return p;
@@ -64,18 +87,19 @@ Json host_report(const std::string& state_dir) {
     disk_mib = static_cast<std::int64_t>(fsinfo.f_bavail) * static_cast<std::int64_t>(fsinfo.f_frsize) / (1024 * 1024);
   const auto runc = first_existing({"/usr/sbin/runc", "/usr/bin/runc"});
   const auto qemu = first_existing({"/usr/bin/qemu-system-x86_64"});
-  const bool kvm = ::access("/dev/kvm", R_OK | W_OK) == 0;
+  std::string kvm_why;
+  const bool kvm = kvm_runs_guests(kvm_why);
   std::ostringstream found;
   found << "runc " << (runc.empty() ? "not installed" : "at " + runc) << "; qemu-system-x86_64 "
-        << (qemu.empty() ? "not installed" : "at " + qemu) << "; /dev/kvm " << (kvm ? "usable" : "not usable");
+        << (qemu.empty() ? "not installed" : "at " + qemu) << "; " << kvm_why;
   return {{"capacity",
            {{"cpus", static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN))},
             {"memory_mib", mem_total_mib()},
             {"disk_mib", disk_mib}}},
           {"runtime",
            {{"name", "none"},
-            {"reason", "this agent version runs no instances yet (its runtime drivers are being built); found: " +
-                           found.str()},
+            {"reason", "this agent version takes no instance assignments yet (the sandbox driver exists, the "
+                       "assignment watch does not); found: " + found.str()},
             {"detected", {{"runc", runc}, {"qemu", qemu}, {"kvm", kvm}}}}},
           {"agent_version", "0.1.0"}};
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/json.h"
+#include "engine/exec.h"
 #include "engine/oci/registry.h"
 #include "platformd/child.h"
 #include "platformd/local_postgres.h"
@@ -50,11 +51,7 @@ Ran run_cli(const std::string& cli, const std::vector<std::string>& args) {
     ::close(fds[0]);
     std::vector<std::string> argv{cli};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> p;
-    for (auto& a : argv) p.push_back(a.data());
-    p.push_back(nullptr);
-    ::execv(p[0], p.data());
-    ::_exit(127);
+    exec_or_exit(argv);
   }
   ::close(fds[1]);
   Ran r;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/error.h"
+#include "engine/exec.h"
 
 namespace platform::dev {
 namespace fs = std::filesystem;
@@ -65,11 +66,7 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
       ::prctl(PR_SET_PDEATHSIG, options.death_signal);  // after setuid: changing credentials clears it
       if (::getppid() != parent) ::_exit(1);
     }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
+    exec_or_exit(argv);
   }
   return pid;
 }

@@ -3,6 +3,9 @@
 //   whose first bytes are "GET /healthz" gets "HTTP/1.1 200 OK" and "ok", and "GET /" gets a greeting
 //   that names GREETING (env) and the hostname.
 //   ECHO_EXIT=N: exit with status N at once (the image's "crash" variant sets it).
+//   ECHO_ALLOC_MIB=N: first allocate and touch N MiB (past a memory limit: the instance is OOM-killed).
+//   ECHO_IGNORE_TERM=1: ignore SIGTERM (a process that must be killed after the stop grace period).
+//   It prints "echo: listening on port N" once it accepts connections, and exits 0 on SIGTERM.
 // No dependencies beyond libc, built with -static so the image holds one file.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -60,7 +63,21 @@ int main() {
     std::fprintf(stderr, "echo: exiting with status %s (ECHO_EXIT)\n", e);
     return std::atoi(e);
   }
+  if (const char* m = std::getenv("ECHO_ALLOC_MIB")) {
+    const long mib = std::atol(m);
+    std::fprintf(stderr, "echo: allocating %ld MiB (ECHO_ALLOC_MIB)\n", mib);
+    for (long i = 0; i < mib; ++i) {
+      auto* block = static_cast<char*>(std::malloc(1 << 20));
+      if (!block) return 12;
+      for (int j = 0; j < (1 << 20); j += 4096) block[j] = 1;  // touched, so resident
+    }
+  }
   ::signal(SIGPIPE, SIG_IGN);
+  if (std::getenv("ECHO_IGNORE_TERM")) {
+    ::signal(SIGTERM, SIG_IGN);
+  } else {
+    ::signal(SIGTERM, [](int) { ::_exit(0); });
+  }
   int port = std::getenv("PORT") ? std::atoi(std::getenv("PORT")) : 8080;
   int s = ::socket(AF_INET6, SOCK_STREAM, 0);
   int off = 0, on = 1;

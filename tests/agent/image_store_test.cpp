@@ -34,6 +34,8 @@ std::string tar_gz(const std::vector<Entry>& entries) {
   std::string out;
   std::unique_ptr<archive, decltype(&archive_write_free)> a(archive_write_new(), archive_write_free);
   archive_write_add_filter_gzip(a.get());
+  // No time in the gzip header: the same entries always give the same blob (layers are shared by digest).
+  if (archive_write_set_options(a.get(), "gzip:!timestamp") != ARCHIVE_OK) throw std::runtime_error("gzip option");
   archive_write_set_format_pax_restricted(a.get());
   archive_write_open(
       a.get(), &out, nullptr,

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/exec.h"
+
 namespace platform::harness {
 
 class Child {
@@ -23,11 +25,7 @@ class Child {
         ::dup2(fd, 2);
       }
       for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
+      exec_or_exit(argv);
     }
   }
   ~Child() {

@@ -1,0 +1,157 @@
+// The sandbox runtime against real runc: the image's entrypoint, env, workdir and user; the release's
+// config; the secrets file read-only; exit codes; OOM kills; stop with a grace period, then SIGKILL.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "agent/sandbox.h"
+#include "engine/error.h"
+
+namespace platform {
+namespace {
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bool ok = false;
+    auto why = agent::Sandbox::probe("/usr/sbin/runc", &ok);
+    if (!ok) GTEST_SKIP() << "no sandbox here: " << why;  // scripts/setup installs runc; tests run as root
+    base_ = fs::temp_directory_path() / ("platform-sandbox-" + std::to_string(::getpid()) + "-" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(base_);
+    rootfs_ = base_ / "image";
+    fs::create_directories(rootfs_ / "app");
+    fs::create_directories(rootfs_ / "etc");
+    fs::create_directories(rootfs_ / "srv");
+    fs::copy_file(SAMPLE_ECHO_BIN, rootfs_ / "app/echo");
+    std::ofstream(rootfs_ / "etc/passwd") << "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n";
+    std::ofstream(rootfs_ / "etc/group") << "root:x:0:\napp:x:1000:\n";
+    sandbox_ = std::make_unique<agent::Sandbox>((base_ / "state").string());
+  }
+  void TearDown() override {
+    if (!sandbox_) return;
+    for (const auto& id : started_) {
+      try {
+        sandbox_->stop(id, std::chrono::milliseconds(100));
+      } catch (const std::exception&) {
+      }
+      sandbox_->destroy(id);
+    }
+    fs::remove_all(base_);
+  }
+  agent::InstanceSpec spec(const std::string& id) {
+    started_.push_back(id);
+    agent::InstanceSpec s;
+    s.id = id;
+    s.rootfs = rootfs_.string();
+    s.image_config = {{"Entrypoint", {"/app/echo"}}, {"Env", {"GREETING=from-image", "PORT=8080"}},
+                      {"WorkingDir", "/srv"}, {"User", "app"}};
+    s.memory_mib = 64;
+    return s;
+  }
+  // Waits (bounded) until the file holds `text`.
+  static bool eventually_contains(const fs::path& p, const std::string& text) {
+    for (int i = 0; i < 200; ++i) {
+      if (slurp(p).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  }
+
+  fs::path base_, rootfs_;
+  std::unique_ptr<agent::Sandbox> sandbox_;
+  std::vector<std::string> started_;
+};
+
+TEST_F(SandboxTest, TheExitCodeAndOutputOfAFailingProcessAreKept) {
+  auto s = spec("crash");
+  s.env["ECHO_EXIT"] = "3";
+  sandbox_->start(s);
+  auto st = sandbox_->wait("crash", std::chrono::seconds(20));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->exit_code, 3);
+  EXPECT_FALSE(st->oom);
+  EXPECT_EQ(st->describe(), "exited with status 3");
+  EXPECT_NE(slurp(sandbox_->stderr_path("crash")).find("exiting with status 3"), std::string::npos);
+}
+
+TEST_F(SandboxTest, TheImageConfigReleaseEnvUserAndSecretsFileAreHonoured) {
+  const auto secrets = base_ / "secrets";
+  std::ofstream(secrets) << "platform-secrets 1\nAPI_KEY 3\nabc\n";
+  auto s = spec("web");
+  s.env["PORT"] = "9090";  // the release's config wins over the image's Env
+  s.secrets_file = secrets.string();
+  sandbox_->start(s);
+  ASSERT_TRUE(eventually_contains(sandbox_->stdout_path("web"), "listening on port 9090"))
+      << slurp(sandbox_->stderr_path("web"));
+  // Look inside through /proc/<pid>: the process's user, cwd and its view of the secrets file.
+  auto pid = slurp(base_ / "state/instances/web/pid");
+  const fs::path proc = "/proc/" + pid;
+  EXPECT_NE(slurp(proc / "status").find("Uid:\t1000"), std::string::npos);
+  EXPECT_EQ(fs::read_symlink(proc / "cwd"), "/srv");
+  EXPECT_EQ(slurp(proc / "root/run/platform/secrets"), "platform-secrets 1\nAPI_KEY 3\nabc\n");
+  std::ofstream write_attempt(proc / "root/run/platform/secrets", std::ios::app);
+  EXPECT_FALSE(write_attempt.good()) << "the secrets file is writable inside the instance";
+  std::ostringstream environ;
+  environ << std::ifstream(proc / "environ").rdbuf();
+  EXPECT_NE(environ.str().find(std::string("GREETING=from-image\0", 20)), std::string::npos);
+  EXPECT_NE(environ.str().find("PLATFORM_INSTANCE_ID=web"), std::string::npos);
+  // The image's rootfs is never written: the instance has its own upper layer.
+  std::ofstream(proc / "root/srv/written-by-instance") << "x";
+  EXPECT_FALSE(fs::exists(rootfs_ / "srv/written-by-instance"));
+  auto st = sandbox_->stop("web", std::chrono::seconds(10));
+  EXPECT_EQ(st.exit_code, 0) << st.describe();  // it exits 0 on SIGTERM
+}
+
+TEST_F(SandboxTest, AProcessPastItsMemoryLimitIsReportedAsOom) {
+  auto s = spec("hungry");
+  s.memory_mib = 32;
+  s.env["ECHO_ALLOC_MIB"] = "256";
+  sandbox_->start(s);
+  auto st = sandbox_->wait("hungry", std::chrono::seconds(30));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->oom) << st->describe();
+  EXPECT_EQ(st->signal, 9);
+  EXPECT_EQ(st->describe(), "killed for running out of memory (OOM)");
+}
+
+TEST_F(SandboxTest, StopWaitsTheGracePeriodThenKills) {
+  auto s = spec("stubborn");
+  s.env["ECHO_IGNORE_TERM"] = "1";
+  sandbox_->start(s);
+  ASSERT_TRUE(eventually_contains(sandbox_->stdout_path("stubborn"), "listening on port"));
+  auto t = std::chrono::steady_clock::now();
+  auto st = sandbox_->stop("stubborn", std::chrono::milliseconds(500));
+  EXPECT_GE(std::chrono::steady_clock::now() - t, std::chrono::milliseconds(500));
+  EXPECT_EQ(st.signal, 9);
+  EXPECT_FALSE(st.oom);
+}
+
+TEST_F(SandboxTest, AnImageWithNothingToRunIsAClearError) {
+  auto s = spec("empty");
+  s.image_config = Json::object();
+  try {
+    sandbox_->start(s);
+    ADD_FAILURE() << "started";
+  } catch (const PlatformError& e) {
+    EXPECT_EQ(e.error().code, ErrorCode::invalid_request);
+    EXPECT_NE(e.error().hint.find("command"), std::string::npos);
+  }
+  started_.clear();
+  sandbox_->destroy("empty");
+}
+
+}  // namespace
+}  // namespace platform
