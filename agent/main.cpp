@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "agent/host.h"
+#include "agent/shim.h"
 #include "api/client.h"
 #include "engine/error.h"
 
@@ -30,7 +31,16 @@ int main(int argc, char** argv) {
   app.add_option("--control", control, "Control-plane API URL, e.g. http://127.0.0.1:7070");
   app.add_option("--state", state, "State folder (identity, images)")->capture_default_str();
   app.add_option("--name", name, "Host name at enrolment (default: the machine's host name)");
+  // `platform-agent shim ...`: one instance's shim (agent/shim.h), started by the sandbox runtime.
+  agent::ShimOptions shim;
+  auto* shim_cmd = app.add_subcommand("shim", "Internal: supervise one sandbox instance (started by the agent)");
+  shim_cmd->add_option("--dir", shim.dir)->required();
+  shim_cmd->add_option("--id", shim.id)->required();
+  shim_cmd->add_option("--runc", shim.runc)->required();
+  shim_cmd->add_option("--root", shim.root)->required();
+  shim_cmd->group("");
   CLI11_PARSE(app, argc, argv);
+  if (*shim_cmd) return agent::run_shim(shim);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,13 +144,11 @@ std::string ExitStatus::describe() const {
   return fmt::format("exited with status {}", exit_code);
 }
 
-Sandbox::Sandbox(std::string state_dir, std::string runc) : state_dir_(std::move(state_dir)), runc_(std::move(runc)) {
+Sandbox::Sandbox(std::string state_dir, std::string shim, std::string runc)
+    : state_dir_(std::move(state_dir)), shim_(std::move(shim)), runc_(std::move(runc)) {
   fs::create_directories(fs::path(state_dir_) / "runc");
-  // Container processes are reparented to us when `runc create` exits: we reap them and see their status.
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  fs::create_directories(fs::path(state_dir_) / "instances");
 }
-
-Sandbox::~Sandbox() = default;
 
 std::string Sandbox::probe(const std::string& runc, bool* ok) {
   *ok = false;
@@ -165,36 +162,14 @@ std::string Sandbox::dir(const std::string& id) const { return (fs::path(state_d
 std::string Sandbox::stdout_path(const std::string& id) const { return dir(id) + "/stdout.log"; }
 std::string Sandbox::stderr_path(const std::string& id) const { return dir(id) + "/stderr.log"; }
 
-int Sandbox::runc(const std::vector<std::string>& args, const std::string& log, std::chrono::seconds timeout) const {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int in = ::open("/dev/null", O_RDONLY);
-    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
-    ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    std::vector<std::string> argv = {runc_, "--root", (fs::path(state_dir_) / "runc").string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    exec_or_exit(argv);
-  }
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      return 124;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
 void Sandbox::start(const InstanceSpec& spec) {
   if (!valid_id(spec.id))
     throw PlatformError(ErrorCode::invalid_request, "invalid instance id \"" + spec.id.substr(0, 80) + "\"",
                         "Instance ids are lowercase letters, digits, '_' and '-'.");
   const fs::path d = dir(spec.id), merged = d / "rootfs";
+  if (fs::exists(d / "shim.state"))
+    throw PlatformError(ErrorCode::precondition_failed, "instance " + spec.id + " was already started on this host",
+                        "Instance ids are never reused; destroy the old one first.");
   fs::create_directories(d / "upper");
   fs::create_directories(d / "work");
   fs::create_directories(merged);
@@ -207,83 +182,79 @@ void Sandbox::start(const InstanceSpec& spec) {
     std::ofstream cfg(d / "config.json", std::ios::trunc);
     cfg << config_json(spec, merged).dump(2);
   }
-  const auto runc_log = (d / "runc.log").string();
-  // `runc create` hands its stdout and stderr to the container's process.
+  // The shim is detached (its own session, reparented away from us), so it outlives an agent restart.
   pid_t pid = ::fork();
   if (pid == 0) {
-    int in = ::open("/dev/null", O_RDONLY);
-    int out = ::open(stdout_path(spec.id).c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
-    int err = ::open(stderr_path(spec.id).c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
+    ::setsid();
+    if (::fork() != 0) ::_exit(0);
+    int in = ::open("/dev/null", O_RDWR);
+    int log = ::open((d / "shim.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
     ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::string root = (fs::path(state_dir_) / "runc").string(), bundle = d.string(),
-                pidfile = (d / "pid").string(), id = spec.id, log = runc_log;
-    ::execl(runc_.c_str(), runc_.c_str(), "--root", root.c_str(), "--log", log.c_str(), "create", "--bundle",
-            bundle.c_str(), "--pid-file", pidfile.c_str(), id.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
+    ::dup2(log, 1);
+    ::dup2(log, 2);
+    exec_or_exit({shim_, "shim", "--dir", d.string(), "--id", spec.id, "--runc", runc_, "--root",
+                  (fs::path(state_dir_) / "runc").string()});
   }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    fail("runc could not create instance " + spec.id + ": " + slurp(runc_log).substr(0, 2000) +
-             slurp(stderr_path(spec.id)).substr(0, 2000),
-         "See " + runc_log + ".");
-  Running r;
-  r.pid = static_cast<pid_t>(std::stol(slurp(d / "pid")));
-  r.memory_mib = spec.memory_mib;
-  r.cgroup_memory = fs::exists("/sys/fs/cgroup/memory") ? "/sys/fs/cgroup/memory/platform/" + spec.id
-                                                         : "/sys/fs/cgroup/platform/" + spec.id;
-  if (runc({"start", spec.id}, runc_log, std::chrono::seconds(30)) != 0)
-    fail("runc could not start instance " + spec.id + ": " + slurp(runc_log).substr(0, 2000), "See " + runc_log + ".");
-  std::lock_guard lock(mu_);
-  running_[spec.id] = r;
+  ::waitpid(pid, nullptr, 0);
+  // The shim reports "running <pid>" or "failed <why>".
+  for (int i = 0; i < 3000; ++i) {
+    auto state = slurp(d / "shim.state");
+    if (state.rfind("running", 0) == 0 || state.rfind("exited", 0) == 0) return;
+    if (state.rfind("failed", 0) == 0)
+      fail("runc could not start instance " + spec.id + ": " + state.substr(7, 2000), "See " + d.string() + "/runc.log.");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  fail("the shim of instance " + spec.id + " did not report within 30 s", "See " + (d / "shim.log").string() + ".");
 }
 
 std::optional<ExitStatus> Sandbox::wait(const std::string& id, std::chrono::milliseconds timeout) {
-  Running r;
-  {
-    std::lock_guard lock(mu_);
-    auto it = running_.find(id);
-    if (it == running_.end()) throw PlatformError(ErrorCode::not_found, "instance " + id + " is not running here");
-    r = it->second;
-  }
+  const fs::path d = dir(id);
+  if (!fs::exists(d / "shim.state")) throw PlatformError(ErrorCode::not_found, "instance " + id + " is not on this host");
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status = 0;
   for (;;) {
-    pid_t got = ::waitpid(r.pid, &status, WNOHANG);
-    if (got == r.pid) break;
-    if (got < 0 && errno == ECHILD) {
-      status = -1;  // not our child (should not happen with the subreaper): status unknown
-      break;
+    auto doc = Json::parse(slurp(d / "exit.json"), nullptr, false);
+    if (doc.is_object()) {
+      ExitStatus out;
+      out.exit_code = doc.value("exit_code", -1);
+      out.signal = doc.value("signal", 0);
+      out.oom = doc.value("oom", false);
+      return out;
     }
     if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ExitStatus out;
-  if (status >= 0 && WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
-  if (status >= 0 && WIFSIGNALED(status)) out.signal = WTERMSIG(status);
-  // The OOM counter of its cgroup, read before the container (and its cgroup) is deleted.
-  for (const char* file : {"memory.oom_control", "memory.events"}) {
-    std::istringstream lines(slurp(fs::path(r.cgroup_memory) / file));
-    std::string key;
-    long value = 0;
-    while (lines >> key >> value)
-      if (key == "oom_kill" && value > 0) out.oom = true;
+}
+
+void Sandbox::kill(const std::string& id, const char* signal) const {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    exec_or_exit({runc_, "--root", (fs::path(state_dir_) / "runc").string(), "kill", id, signal});
   }
-  runc({"delete", "--force", id}, dir(id) + "/runc.log", std::chrono::seconds(30));
-  std::lock_guard lock(mu_);
-  running_.erase(id);
-  return out;
+  ::waitpid(pid, nullptr, 0);
 }
 
 ExitStatus Sandbox::stop(const std::string& id, std::chrono::milliseconds grace) {
-  const auto log = dir(id) + "/runc.log";
-  runc({"kill", id, "TERM"}, log, std::chrono::seconds(10));
+  if (auto s = wait(id, std::chrono::milliseconds(0))) return *s;
+  kill(id, "TERM");
   if (auto s = wait(id, grace)) return *s;
-  runc({"kill", id, "KILL"}, log, std::chrono::seconds(10));
+  kill(id, "KILL");
   if (auto s = wait(id, std::chrono::seconds(10))) return *s;
-  fail("instance " + id + " did not die after SIGKILL", "See " + log + ".");
+  fail("instance " + id + " did not end after SIGKILL", "See " + dir(id) + "/shim.log.");
+}
+
+std::vector<std::string> Sandbox::running() const {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(fs::path(state_dir_) / "instances")) {
+    auto state = slurp(e.path() / "shim.state");
+    if (state.rfind("running ", 0) != 0 || fs::exists(e.path() / "exit.json")) continue;
+    auto shim_pid = static_cast<pid_t>(std::atol(slurp(e.path() / "shim.pid").c_str()));
+    if (shim_pid > 0 && ::kill(shim_pid, 0) == 0) out.push_back(e.path().filename().string());
+  }
+  return out;
 }
 
 void Sandbox::destroy(const std::string& id) {

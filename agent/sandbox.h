@@ -5,13 +5,14 @@
 // comes in as env vars; the secrets file is mounted read-only at /run/platform/secrets; memory is a hard
 // limit and an OOM kill is reported as such; stop sends SIGTERM, then SIGKILL after the grace period.
 //
-// The process that creates containers becomes a child subreaper, so it reaps each container's process
-// itself and learns its exact exit status.
+// Each instance has a shim (`platform-agent shim`, agent/shim.h): a small process, detached from the
+// agent, that creates and starts the container, reaps its process as a child subreaper, reads the OOM
+// counter before the container is deleted, and writes the exit status to the instance's folder. So a
+// restarted agent adopts running instances and still learns how they ended.
 #include <sys/types.h>
 
 #include <chrono>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,19 +41,21 @@ struct ExitStatus {
 
 class Sandbox {
  public:
-  // `state_dir` holds one folder per instance (bundle, overlay, logs); `runc` is the runtime binary.
-  explicit Sandbox(std::string state_dir, std::string runc = "/usr/sbin/runc");
-  ~Sandbox();
+  // `state_dir` holds one folder per instance (bundle, overlay, logs, shim state); `shim` is the
+  // platform-agent binary (run as `platform-agent shim`); `runc` the runtime binary.
+  Sandbox(std::string state_dir, std::string shim, std::string runc = "/usr/sbin/runc");
 
-  // Creates and starts the container. stdout and stderr go to the instance's log files.
+  // Creates and starts the container through its shim; returns once it runs (or throws why not).
+  // stdout and stderr go to the instance's log files.
   void start(const InstanceSpec& spec);
-  // The exit status once the process has exited (reaping it, reading the OOM counter, deleting the
-  // container); nullopt while it runs and `timeout` has not passed.
+  // The exit status once the process has ended; nullopt while it runs and `timeout` has not passed.
   std::optional<ExitStatus> wait(const std::string& id, std::chrono::milliseconds timeout);
   // SIGTERM, then SIGKILL after `grace`; returns how it ended.
   ExitStatus stop(const std::string& id, std::chrono::milliseconds grace);
   // Removes the instance's folder (after it ended).
   void destroy(const std::string& id);
+  // Instances whose shim still runs (after an agent restart: what to adopt).
+  std::vector<std::string> running() const;
 
   std::string stdout_path(const std::string& id) const;
   std::string stderr_path(const std::string& id) const;
@@ -60,17 +63,10 @@ class Sandbox {
   static std::string probe(const std::string& runc, bool* ok);
 
  private:
-  struct Running {
-    pid_t pid = -1;
-    std::string cgroup_memory;  // the memory controller folder of its cgroup
-    std::int64_t memory_mib = 0;
-  };
   std::string dir(const std::string& id) const;
-  int runc(const std::vector<std::string>& args, const std::string& log, std::chrono::seconds timeout) const;
+  void kill(const std::string& id, const char* signal) const;
 
-  std::string state_dir_, runc_;
-  std::mutex mu_;
-  std::map<std::string, Running> running_;
+  std::string state_dir_, shim_, runc_;
 };
 
 }  // namespace platform::agent

@@ -38,7 +38,7 @@ class SandboxTest : public ::testing::Test {
     fs::copy_file(SAMPLE_ECHO_BIN, rootfs_ / "app/echo");
     std::ofstream(rootfs_ / "etc/passwd") << "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n";
     std::ofstream(rootfs_ / "etc/group") << "root:x:0:\napp:x:1000:\n";
-    sandbox_ = std::make_unique<agent::Sandbox>((base_ / "state").string());
+    sandbox_ = std::make_unique<agent::Sandbox>((base_ / "state").string(), PLATFORM_AGENT_BIN);
   }
   void TearDown() override {
     if (!sandbox_) return;
@@ -137,6 +137,19 @@ TEST_F(SandboxTest, StopWaitsTheGracePeriodThenKills) {
   EXPECT_GE(std::chrono::steady_clock::now() - t, std::chrono::milliseconds(500));
   EXPECT_EQ(st.signal, 9);
   EXPECT_FALSE(st.oom);
+}
+
+TEST_F(SandboxTest, ARestartedAgentAdoptsRunningInstancesAndLearnsHowTheyEnd) {
+  sandbox_->start(spec("adopted"));
+  ASSERT_TRUE(eventually_contains(sandbox_->stdout_path("adopted"), "listening on port"));
+  // The agent goes away (its Sandbox with it); the instance and its shim keep running.
+  sandbox_ = std::make_unique<agent::Sandbox>((base_ / "state").string(), PLATFORM_AGENT_BIN);
+  EXPECT_EQ(sandbox_->running(), std::vector<std::string>{"adopted"});
+  EXPECT_FALSE(sandbox_->wait("adopted", std::chrono::milliseconds(50)));
+  auto st = sandbox_->stop("adopted", std::chrono::seconds(10));
+  EXPECT_EQ(st.exit_code, 0) << st.describe();
+  EXPECT_TRUE(sandbox_->running().empty());
+  EXPECT_THROW(sandbox_->start(spec("adopted")), PlatformError);  // an id is never started twice
 }
 
 TEST_F(SandboxTest, AnImageWithNothingToRunIsAClearError) {
