@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/health.h"
 #include "agent/sandbox.h"
 #include "engine/error.h"
 
@@ -150,6 +151,30 @@ TEST_F(SandboxTest, ARestartedAgentAdoptsRunningInstancesAndLearnsHowTheyEnd) {
   EXPECT_EQ(st.exit_code, 0) << st.describe();
   EXPECT_TRUE(sandbox_->running().empty());
   EXPECT_THROW(sandbox_->start(spec("adopted")), PlatformError);  // an id is never started twice
+}
+
+TEST_F(SandboxTest, HealthProbesReachTheInstanceInsideItsNetwork) {
+  sandbox_->start(spec("probed"));
+  ASSERT_TRUE(eventually_contains(sandbox_->stdout_path("probed"), "listening on port 8080"));
+  const auto pid = static_cast<pid_t>(std::stol(slurp(base_ / "state/instances/probed/pid")));
+  manifest::HealthCheck c;
+  c.port = 8080;
+  c.timeout_ms = 2000;
+  c.type = "tcp";
+  EXPECT_TRUE(agent::probe(c, pid).ok);
+  c.type = "http";
+  c.path = "/healthz";
+  auto ok = agent::probe(c, pid);
+  EXPECT_TRUE(ok.ok) << ok.error;
+  c.path = "/not-http";  // the sample echoes anything else back: not an HTTP answer
+  auto echoed = agent::probe(c, pid);
+  EXPECT_FALSE(echoed.ok);
+  EXPECT_EQ(echoed.error, "the answer to GET /not-http is not HTTP");
+  c.type = "tcp";
+  c.port = 9999;
+  auto refused = agent::probe(c, pid);
+  EXPECT_FALSE(refused.ok);
+  EXPECT_EQ(refused.error, "cannot connect to port 9999: Connection refused");
 }
 
 TEST_F(SandboxTest, AnImageWithNothingToRunIsAClearError) {

@@ -1,0 +1,40 @@
+#pragma once
+// Health checks of an instance (the manifest's [processes.NAME.health]): tcp connects and http GETs
+// made from inside the instance's own network namespace (it has no other way in yet), each with its
+// timeout; and the tracker that turns probes into healthy or unhealthy with grace and threshold.
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+
+#include "engine/manifest/manifest.h"
+
+namespace platform::agent {
+
+struct ProbeResult {
+  bool ok = false;
+  std::string error;  // why not, in words ("connection refused on port 8080", "HTTP 503 from /healthz")
+  std::chrono::milliseconds took{0};
+};
+
+// One probe against the process `pid`'s network namespace. exec checks are not run yet: they answer
+// not ok, saying so.
+ProbeResult probe(const manifest::HealthCheck& check, pid_t pid);
+
+// starting (within grace, or no verdict yet) -> healthy / unhealthy.
+class HealthTracker {
+ public:
+  explicit HealthTracker(manifest::HealthCheck check) : check_(std::move(check)) {}
+  // Records a probe taken `since_start` after the instance started; returns the state after it.
+  const std::string& record(const ProbeResult& r, std::chrono::milliseconds since_start);
+  const std::string& state() const { return state_; }
+  const std::string& last_error() const { return last_error_; }
+  int consecutive_failures() const { return failures_; }
+
+ private:
+  manifest::HealthCheck check_;
+  std::string state_ = "starting", last_error_;
+  int failures_ = 0;
+};
+
+}  // namespace platform::agent
