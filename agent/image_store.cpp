@@ -3,9 +3,8 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "agent/files.h"
 #include "agent/layer.h"
 #include "engine/crypto.h"
 #include "engine/error.h"
@@ -21,19 +20,6 @@ const std::set<std::string> kLayerTypes = {
     "application/vnd.docker.image.rootfs.diff.tar"};
 
 std::string hex_of(const std::string& digest) { return digest.substr(7); }
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << bytes;
-  if (!out) throw PlatformError(ErrorCode::internal, "cannot write " + p.string(), "Check the agent's disk.");
-}
 
 [[noreturn]] void malformed(const oci::ImageRef& ref, const std::string& why) {
   throw PlatformError(ErrorCode::invalid_request, "the image " + ref.str() + " is malformed: " + why,
@@ -71,7 +57,7 @@ std::optional<Image> ImageStore::cached(const std::string& digest) const {
   img.digest = digest;
   img.dir = dir.string();
   img.rootfs = (dir / "rootfs").string();
-  img.config = Json::parse(read_file(dir / "config.json"), nullptr, false).value("config", Json::object());
+  img.config = Json::parse(read_text(dir / "config.json"), nullptr, false).value("config", Json::object());
   img.cached = true;
   return img;
 }
@@ -103,7 +89,7 @@ Image ImageStore::pull(const oci::ImageRef& ref) {
     }
     return blob_path(bd);
   };
-  const auto config_bytes = read_file(fetch(manifest["config"]));
+  const auto config_bytes = read_text(fetch(manifest["config"]));
   Json config = Json::parse(config_bytes, nullptr, false);
   if (!config.is_object()) malformed(ref, "its config is not JSON");
   if (config.value("os", "linux") != "linux") malformed(ref, "its config is for " + config.value("os", "") + ", not linux");
@@ -120,8 +106,8 @@ Image ImageStore::pull(const oci::ImageRef& ref) {
       if (!kLayerTypes.count(type)) malformed(ref, "a layer has media type \"" + type + "\", which v1 cannot apply");
       apply_layer((tmp / "rootfs").string(), fetch(layer));
     }
-    write_file(tmp / "manifest.json", manifest_bytes);
-    write_file(tmp / "config.json", config_bytes);
+    write_atomically(tmp / "manifest.json", manifest_bytes);
+    write_atomically(tmp / "config.json", config_bytes);
     std::error_code ec;
     fs::rename(tmp, image_dir(digest), ec);
     if (ec) throw PlatformError(ErrorCode::internal, "cannot publish image " + digest + ": " + ec.message(), "");
@@ -159,7 +145,7 @@ GcResult ImageStore::gc(const std::set<std::string>& keep) {
     const bool leftover = name.rfind(".tmp-", 0) == 0;
     if (busy || (!leftover && keep.count(digest))) {
       if (!leftover) {
-        Json m = Json::parse(read_file(entry.path() / "manifest.json"), nullptr, false);
+        Json m = Json::parse(read_text(entry.path() / "manifest.json"), nullptr, false);
         if (m.is_object() && m.contains("config") && m["config"].is_object())
           used.insert(hex_of(m["config"].value("digest", "sha256:")));
         if (m.is_object())

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/files.h"
 #include "engine/error.h"
 #include "engine/exec.h"
 
@@ -23,13 +24,6 @@ namespace {
 
 [[noreturn]] void fail(const std::string& what, const std::string& hint = {}) {
   throw PlatformError(ErrorCode::internal, what, hint);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // "name" or "uid" -> uid from the image's /etc/passwd (or /etc/group for groups).
@@ -198,7 +192,7 @@ void Sandbox::start(const InstanceSpec& spec) {
   ::waitpid(pid, nullptr, 0);
   // The shim reports "running <pid>" or "failed <why>".
   for (int i = 0; i < 3000; ++i) {
-    auto state = slurp(d / "shim.state");
+    auto state = read_text(d / "shim.state");
     if (state.rfind("running", 0) == 0 || state.rfind("exited", 0) == 0) return;
     if (state.rfind("failed", 0) == 0)
       fail("runc could not start instance " + spec.id + ": " + state.substr(7, 2000), "See " + d.string() + "/runc.log.");
@@ -212,7 +206,7 @@ std::optional<ExitStatus> Sandbox::wait(const std::string& id, std::chrono::mill
   if (!fs::exists(d / "shim.state")) throw PlatformError(ErrorCode::not_found, "instance " + id + " is not on this host");
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto doc = Json::parse(slurp(d / "exit.json"), nullptr, false);
+    auto doc = Json::parse(read_text(d / "exit.json"), nullptr, false);
     if (doc.is_object()) {
       ExitStatus out;
       out.exit_code = doc.value("exit_code", -1);
@@ -249,9 +243,9 @@ ExitStatus Sandbox::stop(const std::string& id, std::chrono::milliseconds grace)
 std::vector<std::string> Sandbox::running() const {
   std::vector<std::string> out;
   for (const auto& e : fs::directory_iterator(fs::path(state_dir_) / "instances")) {
-    auto state = slurp(e.path() / "shim.state");
+    auto state = read_text(e.path() / "shim.state");
     if (state.rfind("running ", 0) != 0 || fs::exists(e.path() / "exit.json")) continue;
-    auto shim_pid = static_cast<pid_t>(std::atol(slurp(e.path() / "shim.pid").c_str()));
+    auto shim_pid = static_cast<pid_t>(std::atol(read_text(e.path() / "shim.pid").c_str()));
     if (shim_pid > 0 && ::kill(shim_pid, 0) == 0) out.push_back(e.path().filename().string());
   }
   return out;

@@ -8,9 +8,9 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
+#include "agent/files.h"
 #include "engine/exec.h"
 #include "engine/json.h"
 
@@ -18,22 +18,6 @@ namespace platform::agent {
 namespace fs = std::filesystem;
 
 namespace {
-
-void write_atomically(const fs::path& p, const std::string& content) {
-  const auto tmp = p.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << content;
-  }
-  fs::rename(tmp, p);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Runs runc with `args`; stdout and stderr to the given files (the container inherits them on create).
 int run_runc(const ShimOptions& o, const std::vector<std::string>& args, const std::string& out_file,
@@ -65,12 +49,12 @@ int run_shim(const ShimOptions& o) {
   const auto runc_log = (d / "runc.log").string();
   if (run_runc(o, {"create", "--bundle", o.dir, "--pid-file", (d / "pid").string(), o.id},
                (d / "stdout.log").string(), (d / "stderr.log").string()) != 0) {
-    write_atomically(d / "shim.state", "failed create: " + slurp(runc_log).substr(0, 4000));
+    write_atomically(d / "shim.state", "failed create: " + read_text(runc_log).substr(0, 4000));
     return 1;
   }
-  const auto pid = static_cast<pid_t>(std::atol(slurp(d / "pid").c_str()));
+  const auto pid = static_cast<pid_t>(std::atol(read_text(d / "pid").c_str()));
   if (run_runc(o, {"start", o.id}, runc_log, runc_log) != 0 || pid <= 0) {
-    write_atomically(d / "shim.state", "failed start: " + slurp(runc_log).substr(0, 4000));
+    write_atomically(d / "shim.state", "failed start: " + read_text(runc_log).substr(0, 4000));
     run_runc(o, {"delete", "--force", o.id}, runc_log, runc_log);
     return 1;
   }
@@ -97,7 +81,7 @@ int run_shim(const ShimOptions& o) {
   const std::string cgroup = fs::exists("/sys/fs/cgroup/memory") ? "/sys/fs/cgroup/memory/platform/" + o.id
                                                                   : "/sys/fs/cgroup/platform/" + o.id;
   for (const char* file : {"memory.oom_control", "memory.events"}) {
-    std::istringstream lines(slurp(fs::path(cgroup) / file));
+    std::istringstream lines(read_text(fs::path(cgroup) / file));
     std::string key;
     long value = 0;
     while (lines >> key >> value)

@@ -1,6 +1,7 @@
 #include "api/env_vars.h"
 
 #include "api/path.h"
+#include "engine/db.h"
 #include "engine/names.h"
 
 namespace platform::api {
@@ -44,7 +45,7 @@ Json env_resource_json(const Resolved& env, const std::string& path) {
 }
 
 std::string utc_now(pqxx::transaction_base& tx) {
-  return tx.exec("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0].as<std::string>();
+  return tx.exec("SELECT " + db::sql_rfc3339("now()"))[0][0].as<std::string>();
 }
 
 }  // namespace platform::api

@@ -443,7 +443,7 @@ Response get_release(Context& ctx, const Request&, Principal& principal, const P
                                          vars_at(tx, "secrets", r.env_id, r.secrets_version));
     Json history = Json::array();
     for (const auto& row : tx.exec_params(
-             "SELECT to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), data->>'reason',"
+             "SELECT " + db::sql_rfc3339("recorded_at") + ", data->>'reason',"
              " metadata->>'actor', metadata->>'operation_id' FROM events WHERE stream_name = $1"
              " AND type = 'EnvReleaseSet' AND data->>'release_id' = $2 ORDER BY stream_version",
              releases_stream(t.env().id), r.id))

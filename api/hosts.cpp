@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "engine/crypto.h"
+#include "engine/db.h"
 #include "engine/error.h"
 #include "engine/event_store.h"
 #include "engine/ids.h"
@@ -10,11 +11,6 @@
 
 namespace platform::api {
 namespace {
-
-// A timestamp column as the API writes timestamps (RFC 3339, UTC, microseconds).
-std::string ts(const std::string& column) {
-  return "to_char(" + column + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
-}
 
 void append_host_event(pqxx::work& tx, const std::string& host_id, const std::string& type, const Json& data,
                        const std::string& actor, const std::string& operation_id = {}) {
@@ -42,8 +38,8 @@ Json host_row_json(const pqxx::row& r) {
 }
 
 std::string host_select() {
-  return "SELECT h.id, h.name, " + ts("h.enrolled_at") + ", l.state, " + ts("l.last_seen") +
-         ", extract(epoch FROM now() - l.last_seen)::float8, l.report::text, " + ts("l.changed_at") +
+  return "SELECT h.id, h.name, " + db::sql_rfc3339("h.enrolled_at") + ", l.state, " + db::sql_rfc3339("l.last_seen") +
+         ", extract(epoch FROM now() - l.last_seen)::float8, l.report::text, " + db::sql_rfc3339("l.changed_at") +
          " FROM core.hosts h JOIN core.host_liveness l ON l.host_id = h.id";
 }
 
@@ -75,7 +71,7 @@ JoinToken issue_join_token(pqxx::work& tx, const std::string& user_id, std::chro
   JoinToken t{new_id("hjt"), "pjt_" + random_secret(32), ""};
   auto r = tx.exec_params("INSERT INTO core.host_join_tokens (id, secret_hash, created_by, expires_at)"
                           " VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING " +
-                              ts("expires_at"),
+                              db::sql_rfc3339("expires_at"),
                           t.id, sha256_hex(t.secret), user_id, static_cast<double>(ttl.count()));
   t.expires_at = r[0][0].as<std::string>();
   Json meta = {{"actor", user_id}, {"resource_kind", "host_join_token"}, {"resource_id", t.id},
@@ -161,7 +157,7 @@ std::vector<std::string> mark_silent_hosts_down(pqxx::work& tx, std::chrono::mil
   auto rows = tx.exec_params(
       "UPDATE core.host_liveness SET state = 'down', changed_at = now()"
       " WHERE state = 'up' AND last_seen < now() - make_interval(secs => $1)"
-      " RETURNING host_id, " + ts("last_seen") + ", extract(epoch FROM now() - last_seen)::float8",
+      " RETURNING host_id, " + db::sql_rfc3339("last_seen") + ", extract(epoch FROM now() - last_seen)::float8",
       static_cast<double>(grace.count()) / 1000.0);
   for (const auto& r : rows) {
     const auto id = r[0].as<std::string>();
@@ -190,7 +186,7 @@ std::optional<Json> describe_host(pqxx::transaction_base& tx, const std::string&
   host["report"] = Json::parse(r[0][6].as<std::string>());
   Json evs = Json::array();
   for (const auto& e : tx.exec_params(
-           "SELECT type, " + ts("recorded_at") + ", data::text FROM events WHERE stream_name = $1"
+           "SELECT type, " + db::sql_rfc3339("recorded_at") + ", data::text FROM events WHERE stream_name = $1"
            " ORDER BY stream_version DESC LIMIT 20",
            "host-" + host["id"].get<std::string>()))
     evs.push_back({{"type", e[0].as<std::string>()}, {"at", e[1].as<std::string>()},

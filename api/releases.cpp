@@ -6,15 +6,15 @@
 
 #include "api/env_vars.h"
 #include "engine/crypto.h"
+#include "engine/db.h"
 #include "engine/error.h"
 
 namespace platform::api {
 namespace {
 
-constexpr const char* kColumns =
+const std::string kColumns =
     "id, org_id, app_id, env_id, number, content_hash, image_digest, image::text, manifest_hash, manifest::text,"
-    " manifest_source, config_version, secrets_version,"
-    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), created_by, operation_id";
+    " manifest_source, config_version, secrets_version, " + db::sql_rfc3339("created_at") + ", created_by, operation_id";
 
 Release from_row(const pqxx::row& r) {
   Release x;

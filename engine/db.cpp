@@ -14,6 +14,10 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std
   return c;
 }
 
+std::string sql_rfc3339(const std::string& column) {
+  return "to_char(" + column + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+}
+
 PlatformError translate(const std::exception& e) {
   if (auto* pe = dynamic_cast<const PlatformError*>(&e)) return *pe;
   if (auto* se = dynamic_cast<const pqxx::sql_error*>(&e)) {

@@ -18,6 +18,10 @@ namespace platform::db {
 // (idle_in_transaction_session_timeout, application_name, UTC).
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& application_name);
 
+// SQL that renders a timestamptz column (or expression) the way the API writes timestamps:
+// RFC 3339 in UTC with microseconds, "2026-11-22T03:04:58.458585Z".
+std::string sql_rfc3339(const std::string& column);
+
 // Translates a database exception into the platform's error model (custom SQLSTATEs from sql/).
 PlatformError translate(const std::exception& e);
 

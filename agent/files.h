@@ -1,0 +1,14 @@
+#pragma once
+// Small files the agent keeps in its state folder (shim state, exit status, image metadata).
+#include <filesystem>
+#include <string>
+
+namespace platform::agent {
+
+// The whole file; "" when it does not exist (yet).
+std::string read_text(const std::filesystem::path& p);
+// Through p + ".tmp" and one rename, so a reader sees the old file or the new one, never half of one.
+// Throws PlatformError(internal) when the disk refuses.
+void write_atomically(const std::filesystem::path& p, const std::string& content);
+
+}  // namespace platform::agent
