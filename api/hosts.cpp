@@ -133,8 +133,12 @@ std::string authenticate_host(pqxx::transaction_base& tx, const std::string& cre
 
 std::string heartbeat(pqxx::work& tx, const std::string& host_id, const Json& report) {
   check_host_report(report);
+  // A changed runtime, CPU count or memory is an event; free disk moves with every log line, so it is
+  // only kept in the row (an event per heartbeat would flood the log).
   auto r = tx.exec_params("SELECT state, report->'runtime' = $2::jsonb->'runtime'"
-                          " AND report->'capacity' = $2::jsonb->'capacity' FROM core.host_liveness"
+                          " AND report->'capacity'->'cpus' = $2::jsonb->'capacity'->'cpus'"
+                          " AND report->'capacity'->'memory_mib' = $2::jsonb->'capacity'->'memory_mib'"
+                          " FROM core.host_liveness"
                           " WHERE host_id = $1 FOR UPDATE",
                           host_id, report.dump());
   const auto before = r[0][0].as<std::string>();

@@ -119,6 +119,19 @@ TEST_F(HostsTest, SilentHostsGoDownWithTheReasonAndComeBackOnTheirNextHeartbeat)
   h = host("h-live");
   EXPECT_EQ(h["state"], "up");
   EXPECT_EQ(h["events"][0]["type"], "HostUp");
+  // Free disk changes all the time: kept, but no event. More memory is an event.
+  auto report = kReport;
+  report["capacity"]["disk_mib"] = 99000;
+  auto client = api::Client(platform_->url, cred);
+  client.request("POST", "/v1/hosts/heartbeat", Json{{"report", report}}.dump());
+  h = host("h-live");
+  EXPECT_EQ(h["capacity"]["disk_mib"], 99000);
+  EXPECT_EQ(h["events"][0]["type"], "HostUp");
+  report["capacity"]["memory_mib"] = 16384;
+  client.request("POST", "/v1/hosts/heartbeat", Json{{"report", report}}.dump());
+  h = host("h-live");
+  EXPECT_EQ(h["events"][0]["type"], "HostReportChanged");
+  EXPECT_EQ(h["events"][0]["data"]["capacity"]["memory_mib"], 16384);
 }
 
 TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItStops) {
