@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/sandbox.h"
 #include "engine/error.h"
 
 namespace platform::agent {
@@ -78,6 +79,20 @@ std::string first_existing(std::initializer_list<const char*> paths) {
   return "";
 }
 
+// The runtime this agent runs instances with, and why that one.
+Json runtime_json(const std::string& runc, const std::string& found, Json detected) {
+  bool sandbox_ok = false;
+  const auto sandbox_why = runc.empty() ? std::string("runc is not installed") : Sandbox::probe(runc, &sandbox_ok);
+  if (sandbox_ok)
+    return {{"name", "sandbox"},
+            {"reason", "runc containers (" + sandbox_why + "); the microvm driver is not built yet, and a sandbox "
+                       "shares the host kernel (weaker isolation than a microVM); found: " + found},
+            {"detected", std::move(detected)}};
+  return {{"name", "none"},
+          {"reason", "no runtime can run instances here: " + sandbox_why + "; found: " + found},
+          {"detected", std::move(detected)}};
+}
+
 }  // namespace
 
 Json host_report(const std::string& state_dir) {
@@ -96,11 +111,7 @@ Json host_report(const std::string& state_dir) {
            {{"cpus", static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN))},
             {"memory_mib", mem_total_mib()},
             {"disk_mib", disk_mib}}},
-          {"runtime",
-           {{"name", "none"},
-            {"reason", "this agent version takes no instance assignments yet (the sandbox driver exists, the "
-                       "assignment watch does not); found: " + found.str()},
-            {"detected", {{"runc", runc}, {"qemu", qemu}, {"kvm", kvm}}}}},
+          {"runtime", runtime_json(runc, found.str(), {{"runc", runc}, {"qemu", qemu}, {"kvm", kvm}})},
           {"agent_version", "0.1.0"}};
 }
 

@@ -1,14 +1,22 @@
-// platform-agent: enrols once with a join token, keeps its credential in its state folder, and sends a
-// heartbeat with its report (capacity, runtime and why) until SIGINT or SIGTERM. See docs/hosts.md.
+// platform-agent: enrols once with a join token, keeps its credential in its state folder, sends a
+// heartbeat with its report (capacity, runtime and why), watches its assignment set and converges the
+// host on it, and sends its reports through an outbox, until SIGINT or SIGTERM. See docs/agent.md.
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 
+#include "agent/converge.h"
 #include "agent/host.h"
+#include "agent/outbox.h"
 #include "agent/shim.h"
 #include "api/client.h"
+#include "engine/crypto.h"
 #include "engine/error.h"
 
 using namespace platform;
@@ -22,6 +30,121 @@ void sleep_for(std::chrono::milliseconds d) {
   for (auto end = std::chrono::steady_clock::now() + d; !g_stop && std::chrono::steady_clock::now() < end;)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
+
+// The shim is this binary (`platform-agent shim`).
+std::string self_binary(const char* argv0) {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(argv0) : p.string();
+}
+
+void heartbeat_loop(const api::Client& client, const std::string& state) {
+  std::chrono::milliseconds interval{5000};
+  bool reported_failure = false;
+  while (!g_stop) {
+    try {
+      auto r = client.call("POST", "/v1/hosts/heartbeat", Json{{"report", agent::host_report(state)}}, std::string(),
+                           std::chrono::seconds(10));
+      interval = std::chrono::milliseconds(std::clamp<std::int64_t>(r.value("heartbeat_interval_ms", 5000), 200, 60000));
+      if (reported_failure || r.value("previous_state", "up") == "down")
+        std::cerr << "platform-agent: heartbeats accepted again\n";
+      reported_failure = false;
+    } catch (const PlatformError& e) {
+      if (e.error().code == ErrorCode::unauthenticated) {  // the credential is gone: no retry helps
+        std::cerr << "platform-agent: the control plane no longer knows this host's credential: " << e.what()
+                  << "\nhint: enrol again with a new join token (move the state folder's host.json away)\n";
+        g_stop = 1;
+        return;
+      }
+      if (!reported_failure) std::cerr << "platform-agent: heartbeat failed: " << e.what() << " (retrying)\n";
+      reported_failure = true;
+    } catch (const std::exception& e) {
+      if (!reported_failure) std::cerr << "platform-agent: heartbeat failed: " << e.what() << " (retrying)\n";
+      reported_failure = true;
+    }
+    sleep_for(interval);
+  }
+}
+
+// Sends the outbox in order, in batches of up to 100; a batch leaves the outbox only once taken.
+void report_loop(const api::Client& client, agent::Outbox& outbox) {
+  bool reported_failure = false;
+  while (!g_stop) {
+    auto batch = outbox.next(100, std::chrono::milliseconds(500));
+    if (batch.files.empty()) continue;
+    try {
+      auto r = client.call("POST", "/v1/agent/reports", Json{{"reports", batch.reports}}, std::string(),
+                           std::chrono::seconds(15));
+      for (const auto& x : r.value("rejected", Json::array()))
+        std::cerr << "platform-agent: report " << x.value("event_id", "") << " refused: " << x.value("reason", "") << "\n";
+      outbox.remove(batch);
+      reported_failure = false;
+    } catch (const std::exception& e) {
+      if (!reported_failure) std::cerr << "platform-agent: sending reports failed: " << e.what() << " (retrying)\n";
+      reported_failure = true;
+      sleep_for(std::chrono::seconds(1));
+    }
+  }
+}
+
+// Sends what is left in the outbox, for up to `budget` (what is not sent stays for the next start).
+void flush(const api::Client& client, agent::Outbox& outbox, std::chrono::milliseconds budget) {
+  for (auto end = std::chrono::steady_clock::now() + budget; std::chrono::steady_clock::now() < end;) {
+    auto batch = outbox.next(100, std::chrono::milliseconds(0));
+    if (batch.files.empty()) return;
+    try {
+      client.call("POST", "/v1/agent/reports", Json{{"reports", batch.reports}}, std::string(), std::chrono::seconds(2));
+      outbox.remove(batch);
+    } catch (const std::exception&) {
+      return;
+    }
+  }
+}
+
+// The newest answer of the assignment watch, handed from the watching thread to the converging one.
+struct WatchSlot {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Json> latest;
+};
+
+// The assignment watch: a long poll by version; every answer is the whole set (level-triggered). It runs
+// on a thread of its own that is left behind at exit, so a pending long poll never delays a stop.
+void watch_loop(std::shared_ptr<const api::Client> client, std::shared_ptr<WatchSlot> slot) {
+  std::int64_t version = -1;
+  bool reported_failure = false;
+  while (!g_stop) {
+    try {
+      auto target = "/v1/agent/assignments?wait=25s" + (version >= 0 ? "&after=" + std::to_string(version) : "");
+      auto set = client->call("GET", target, std::nullopt, std::string(), std::chrono::seconds(40));
+      if (reported_failure) std::cerr << "platform-agent: assignment watch resumed\n";
+      reported_failure = false;
+      version = set.value("version", std::int64_t{-1});
+      std::lock_guard lock(slot->mu);
+      slot->latest = std::move(set);
+      slot->cv.notify_all();
+    } catch (const std::exception& e) {
+      if (!reported_failure) std::cerr << "platform-agent: assignment watch failed: " << e.what() << " (retrying)\n";
+      reported_failure = true;
+      sleep_for(std::chrono::seconds(1));
+    }
+  }
+}
+
+// Applies each new answer; a timed-out poll answers the same set again, and applying it also retries
+// what failed before.
+void converge_loop(WatchSlot& slot, agent::Converger& converger) {
+  while (!g_stop) {
+    std::optional<Json> set;
+    {
+      std::unique_lock lock(slot.mu);
+      slot.cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return slot.latest.has_value(); });
+      set.swap(slot.latest);
+    }
+    if (set) converger.apply(*set);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -31,6 +154,10 @@ int main(int argc, char** argv) {
   app.add_option("--control", control, "Control-plane API URL, e.g. http://127.0.0.1:7070");
   app.add_option("--state", state, "State folder (identity, images)")->capture_default_str();
   app.add_option("--name", name, "Host name at enrolment (default: the machine's host name)");
+  bool stop_on_exit = false;
+  app.add_flag("--stop-instances-on-exit", stop_on_exit,
+               "Stop this host's instances when the agent exits (platformd dev); by default they keep running "
+               "and a restarted agent adopts them");
   // `platform-agent shim ...`: one instance's shim (agent/shim.h), started by the sandbox runtime.
   agent::ShimOptions shim;
   auto* shim_cmd = app.add_subcommand("shim", "Internal: supervise one sandbox instance (started by the agent)");
@@ -64,25 +191,40 @@ int main(int argc, char** argv) {
     if (control.empty())
       throw PlatformError(ErrorCode::invalid_request, "no control-plane URL", "Pass --control URL.");
     api::Client client(control, id->credential);
-    std::chrono::milliseconds interval{5000};
-    bool reported_failure = false;
-    std::cerr << "platform-agent: host " << id->name << " (" << id->host_id << ") sending heartbeats to " << control
-              << "\n";
-    while (!g_stop) {
-      try {
-        auto r = client.call("POST", "/v1/hosts/heartbeat", Json{{"report", agent::host_report(state)}}, std::string(),
-                             std::chrono::seconds(10));
-        interval = std::chrono::milliseconds(std::clamp<std::int64_t>(r.value("heartbeat_interval_ms", 5000), 200, 60000));
-        if (reported_failure || r.value("previous_state", "up") == "down")
-          std::cerr << "platform-agent: heartbeats accepted again\n";
-        reported_failure = false;
-      } catch (const PlatformError& e) {
-        if (e.error().code == ErrorCode::unauthenticated) throw;  // the credential is gone: no retry helps
-        if (!reported_failure) std::cerr << "platform-agent: heartbeat failed: " << e.what() << " (retrying)\n";
-        reported_failure = true;
+    std::cerr << "platform-agent: host " << id->name << " (" << id->host_id << ") reporting to " << control << "\n";
+    std::thread heartbeats([&] { heartbeat_loop(client, state); });
+
+    // Reports go through the outbox (written before they are sent, removed once taken).
+    agent::Outbox outbox((std::filesystem::path(state) / "outbox").string());
+    std::thread reporter([&] { report_loop(client, outbox); });
+
+    agent::ImageStore images((std::filesystem::path(state) / "images").string());
+    agent::Sandbox sandbox((std::filesystem::path(state) / "sandbox").string(), self_binary(argv[0]));
+    agent::SupervisorDeps deps;
+    deps.images = &images;
+    deps.sandbox = &sandbox;
+    deps.outbox = &outbox;
+    deps.secrets_dir = (std::filesystem::path(state) / "secrets").string();
+    deps.fetch_secrets = [&client](const std::string& instance) {
+      auto r = client.call("GET", "/v1/agent/instances/" + api::url_encode(instance) + "/secrets");
+      auto bytes = base64_decode(r.value("file", ""));
+      if (!bytes) throw PlatformError(ErrorCode::internal, "the secrets file of " + instance + " is not base64", "");
+      return *bytes;
+    };
+    {
+      agent::Converger converger(deps);
+      auto slot = std::make_shared<WatchSlot>();
+      std::thread(watch_loop, std::make_shared<const api::Client>(client), slot).detach();
+      converge_loop(*slot, converger);
+      if (stop_on_exit) {
+        std::cerr << "platform-agent: stopping this host's instances\n";
+        converger.stop_all("the agent stopped (--stop-instances-on-exit)");
       }
-      sleep_for(interval);
-    }
+    }  // otherwise instances keep running: a restarted agent adopts them
+    outbox.wake();
+    reporter.join();
+    heartbeats.join();
+    flush(client, outbox, std::chrono::seconds(3));  // what the last moments reported, while the API is up
     std::cerr << "platform-agent: stopping\n";
     return 0;
   } catch (const PlatformError& e) {

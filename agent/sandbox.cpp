@@ -251,6 +251,22 @@ std::vector<std::string> Sandbox::running() const {
   return out;
 }
 
+std::vector<std::string> Sandbox::present() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(state_dir_) / "instances", ec))
+    if (fs::exists(e.path() / "shim.state")) out.push_back(e.path().filename().string());
+  return out;
+}
+
+std::optional<pid_t> Sandbox::pid(const std::string& id) const {
+  auto state = read_text(fs::path(dir(id)) / "shim.state");
+  if (state.rfind("running ", 0) != 0) return std::nullopt;
+  auto p = static_cast<pid_t>(std::atol(state.c_str() + 8));
+  if (p <= 0) return std::nullopt;
+  return p;
+}
+
 void Sandbox::destroy(const std::string& id) {
   if (!valid_id(id)) return;
   ::umount2((fs::path(dir(id)) / "rootfs").c_str(), MNT_DETACH);

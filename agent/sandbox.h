@@ -56,6 +56,10 @@ class Sandbox {
   void destroy(const std::string& id);
   // Instances whose shim still runs (after an agent restart: what to adopt).
   std::vector<std::string> running() const;
+  // Every instance with a folder here, running or ended (not yet destroyed).
+  std::vector<std::string> present() const;
+  // The instance's process id on the host while it runs (for health probes in its namespaces).
+  std::optional<pid_t> pid(const std::string& id) const;
 
   std::string stdout_path(const std::string& id) const;
   std::string stderr_path(const std::string& id) const;

@@ -18,6 +18,7 @@ const char* type_name(FieldType t) {
     case FieldType::boolean: return "a boolean";
     case FieldType::integer: return "an integer";
     case FieldType::object: return "an object";
+    case FieldType::array_of_objects: return "an array of objects";
   }
   return "?";
 }
@@ -28,6 +29,8 @@ bool has_type(const Json& v, FieldType t) {
     case FieldType::boolean: return v.is_boolean();
     case FieldType::integer: return v.is_number_integer();
     case FieldType::object: return v.is_object();
+    case FieldType::array_of_objects:
+      return v.is_array() && std::all_of(v.begin(), v.end(), [](const Json& x) { return x.is_object(); });
     case FieldType::array_of_strings:
       return v.is_array() && std::all_of(v.begin(), v.end(), [](const Json& x) { return x.is_string(); });
     case FieldType::object_of_strings:

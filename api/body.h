@@ -9,7 +9,7 @@
 
 namespace platform::api {
 
-enum class FieldType { string, object_of_strings, array_of_strings, boolean, integer, object };
+enum class FieldType { string, object_of_strings, array_of_strings, boolean, integer, object, array_of_objects };
 
 struct FieldSpec {
   std::string_view name;

@@ -59,18 +59,10 @@ Response post_enrol(Context& ctx, const Request& req) {
                              {"heartbeat_interval_ms", ctx.host_heartbeat.count()}});
 }
 
-std::string bearer(const Request& req) {
-  auto h = req.header("authorization");
-  if (h.rfind("Bearer ", 0) != 0)
-    throw PlatformError(ErrorCode::unauthenticated, "missing host credential",
-                        "platform-agent sends \"Authorization: Bearer phc_...\".");
-  return h.substr(7);
-}
-
 Response post_heartbeat(Context& ctx, const Request& req) {
   auto body = parse_body(req.body, {{"report", FieldType::object, true}});
   auto out = ctx.pool.transact([&](pqxx::work& tx) {
-    auto host = authenticate_host(tx, bearer(req));
+    auto host = authenticate_host(tx, host_credential(req)).id;
     auto before = heartbeat(tx, host, body["report"]);
     return Json{{"host_id", host}, {"state", "up"}, {"previous_state", before},
                 {"heartbeat_interval_ms", ctx.host_heartbeat.count()}};
@@ -94,6 +86,14 @@ Response get_host(Context& ctx, const Request&, Principal& p, const Params& para
 }
 
 }  // namespace
+
+std::string host_credential(const Request& req) {
+  auto h = req.header("authorization");
+  if (h.rfind("Bearer ", 0) != 0)
+    throw PlatformError(ErrorCode::unauthenticated, "missing host credential",
+                        "platform-agent sends \"Authorization: Bearer phc_...\".");
+  return h.substr(7);
+}
 
 void add_host_routes(std::vector<Route>& out) {
   out.push_back({"POST", "/v1/hosts/join-tokens", "Issue a single-use join token for platform-agent (operators)",

@@ -34,13 +34,20 @@ Json host_row_json(const pqxx::row& r) {
           {"capacity", report.value("capacity", Json::object())},
           {"runtime", report.value("runtime", Json::object())},
           {"agent_version", report.value("agent_version", "")},
-          {"state_since", r[7].as<std::string>()}};
+          {"state_since", r[7].as<std::string>()},
+          // What the scheduler has placed there (instances not yet stopped; failed ones hold nothing).
+          {"allocated", {{"cpu", r[8].as<double>()}, {"memory_mib", r[9].as<std::int64_t>()}}},
+          {"instances", r[10].as<int>()}};
 }
 
 std::string host_select() {
   return "SELECT h.id, h.name, " + db::sql_rfc3339("h.enrolled_at") + ", l.state, " + db::sql_rfc3339("l.last_seen") +
          ", extract(epoch FROM now() - l.last_seen)::float8, l.report::text, " + db::sql_rfc3339("l.changed_at") +
-         " FROM core.hosts h JOIN core.host_liveness l ON l.host_id = h.id";
+         ", coalesce(a.cpu, 0)::float8, coalesce(a.memory_mib, 0)::bigint, coalesce(a.n, 0)::int"
+         " FROM core.hosts h JOIN core.host_liveness l ON l.host_id = h.id"
+         " LEFT JOIN (SELECT host_id, sum(cpu) AS cpu, sum(memory_mib) AS memory_mib, count(*) AS n"
+         "            FROM core.instances WHERE state NOT IN ('stopped', 'lost', 'failed') GROUP BY host_id) a"
+         " ON a.host_id = h.id";
 }
 
 }  // namespace
@@ -123,12 +130,12 @@ Enrolled enrol_host(pqxx::work& tx, const std::string& join_secret, const std::s
   return e;
 }
 
-std::string authenticate_host(pqxx::transaction_base& tx, const std::string& credential) {
+HostIdentity authenticate_host(pqxx::transaction_base& tx, const std::string& credential) {
   if (credential.rfind("phc_", 0) != 0 || credential.size() != 68)
     unauthenticated("that is not a host credential", "platform-agent sends the credential it got at enrolment.");
-  auto r = tx.exec_params("SELECT id FROM core.hosts WHERE credential_hash = $1", sha256_hex(credential));
+  auto r = tx.exec_params("SELECT id, name FROM core.hosts WHERE credential_hash = $1", sha256_hex(credential));
   if (r.empty()) unauthenticated("unknown host credential", "Enrol the agent again with a new join token.");
-  return r[0][0].as<std::string>();
+  return {r[0][0].as<std::string>(), r[0][1].as<std::string>()};
 }
 
 std::string heartbeat(pqxx::work& tx, const std::string& host_id, const Json& report) {

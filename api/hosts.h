@@ -33,7 +33,10 @@ struct Enrolled {
 Enrolled enrol_host(pqxx::work& tx, const std::string& join_secret, const std::string& name, const Json& report);
 
 // The host a credential belongs to; throws unauthenticated.
-std::string authenticate_host(pqxx::transaction_base& tx, const std::string& credential);
+struct HostIdentity {
+  std::string id, name;
+};
+HostIdentity authenticate_host(pqxx::transaction_base& tx, const std::string& credential);
 
 // Records a heartbeat; a host that was down comes back up (HostUp). Returns the state before.
 std::string heartbeat(pqxx::work& tx, const std::string& host_id, const Json& report);

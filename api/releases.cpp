@@ -42,14 +42,6 @@ std::optional<Release> one(const pqxx::result& r) {
   return from_row(r[0]);
 }
 
-std::set<std::string> declared(const Json& manifest, const char* kind) {
-  std::set<std::string> out;
-  if (!manifest.contains(kind)) return out;
-  for (const char* part : {"required", "optional"})
-    for (const auto& k : manifest[kind].value(part, Json::array())) out.insert(k.get<std::string>());
-  return out;
-}
-
 }  // namespace
 
 Json Release::to_json(bool full) const {
@@ -151,6 +143,14 @@ void insert_release(pqxx::work& tx, const Release& r) {
       r.manifest.dump(), r.manifest_source, r.config_version, r.secrets_version, r.created_by, r.operation_id);
 }
 
+std::set<std::string> declared_keys(const Json& manifest, const char* kind) {
+  std::set<std::string> out;
+  if (!manifest.contains(kind)) return out;
+  for (const char* part : {"required", "optional"})
+    for (const auto& k : manifest[kind].value(part, Json::array())) out.insert(k.get<std::string>());
+  return out;
+}
+
 Json vars_at(pqxx::transaction_base& tx, const std::string& kind, const std::string& env_id, std::int64_t version) {
   if (version <= 0) return Json::object();
   auto r = tx.exec_params("SELECT data->'values' FROM events WHERE stream_name = $1 AND stream_version = $2",
@@ -162,9 +162,9 @@ Json vars_at(pqxx::transaction_base& tx, const std::string& kind, const std::str
 Json release_view(const Json& image, const Json& manifest, std::int64_t config_version, const Json& config_values,
                   std::int64_t secrets_version, const Json& secrets_values) {
   Json config = Json::object(), secrets = Json::object();
-  for (const auto& k : declared(manifest, "config"))
+  for (const auto& k : declared_keys(manifest, "config"))
     if (config_values.contains(k)) config[k] = config_values[k].value("version", 0);
-  for (const auto& k : declared(manifest, "secrets"))
+  for (const auto& k : declared_keys(manifest, "secrets"))
     if (secrets_values.contains(k)) secrets[k] = secrets_values[k].value("digest", "");
   return {{"image", {{"ref", image.value("ref", "")}, {"digest", image.value("digest", "")}}},
           {"manifest", manifest},
@@ -179,7 +179,7 @@ Json release_view(pqxx::transaction_base& tx, const Release& r) {
 
 Json undeclared_keys(const Json& manifest, const Json& config_values, const Json& secrets_values) {
   Json out = {{"config", Json::array()}, {"secrets", Json::array()}};
-  auto c = declared(manifest, "config"), s = declared(manifest, "secrets");
+  auto c = declared_keys(manifest, "config"), s = declared_keys(manifest, "secrets");
   for (auto it = config_values.begin(); it != config_values.end(); ++it)
     if (!c.count(it.key())) out["config"].push_back(it.key());
   for (auto it = secrets_values.begin(); it != secrets_values.end(); ++it)

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ Release find_release(pqxx::transaction_base& tx, const std::string& env_id, cons
                      const std::string& id_or_number);
 std::vector<Release> list_releases(pqxx::transaction_base& tx, const std::string& env_id, int limit);
 void insert_release(pqxx::work& tx, const Release& r);
+
+// The keys a release's manifest declares under "config" or "secrets" (required and optional).
+std::set<std::string> declared_keys(const Json& manifest, const char* kind);
 
 // An env's config or secrets as of version `version` (0: empty): NAME -> {...}.
 Json vars_at(pqxx::transaction_base& tx, const std::string& kind, const std::string& env_id, std::int64_t version);

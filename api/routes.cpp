@@ -44,6 +44,7 @@ const std::vector<Route>& routes() {
     add_config_routes(r);
     add_secrets_routes(r);
     add_deploy_routes(r);
+    add_instance_routes(r);
     add_host_routes(r);
     return r;
   }();

@@ -1,6 +1,7 @@
 #pragma once
 // The route table: the single source for dispatch, for 405 answers and for the OpenAPI check.
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,11 +18,16 @@ struct WatchPlan {
   events::Filter filter;
   int limit = 100;
   std::chrono::milliseconds wait{0};
+  // A level-triggered long poll instead of an events page: called on a worker until it answers or the
+  // wait ends (then `last` is true and it must answer); between calls the session waits on the hub for
+  // any new event, holding no database connection.
+  std::function<std::optional<Response>(bool last)> level;
 };
 
 using Handler = std::function<Response(Context&, const Request&, Principal&, const Params&)>;
 using WatchHandler = std::function<WatchPlan(Context&, const Request&, Principal&, const Params&)>;
 using PublicHandler = std::function<Response(Context&, const Request&)>;
+using PublicWatchHandler = std::function<WatchPlan(Context&, const Request&)>;  // authenticates itself
 
 struct Route {
   std::string method;
@@ -30,6 +36,7 @@ struct Route {
   Handler handler;              // authenticated
   WatchHandler watch;           // authenticated long poll
   PublicHandler public_handler; // no authentication (/healthz, /metrics, the OpenAPI document)
+  PublicWatchHandler public_watch = {};  // a long poll with its own authentication (host credentials)
 };
 
 const std::vector<Route>& routes();
@@ -46,6 +53,10 @@ void add_config_routes(std::vector<Route>& out);
 void add_secrets_routes(std::vector<Route>& out);
 void add_deploy_routes(std::vector<Route>& out);
 void add_host_routes(std::vector<Route>& out);
+void add_instance_routes(std::vector<Route>& out);
+
+// The host credential of a platform-agent request ("Authorization: Bearer phc_..."); throws unauthenticated.
+std::string host_credential(const Request& req);
 
 // The JSON answer to an events request (used by the session after a long poll).
 Json events_page_json(const std::vector<events::Recorded>& events, events::Cursor next);

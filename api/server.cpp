@@ -89,11 +89,28 @@ struct Server::Impl {
     // A long poll: prepared with the database, then served from the hub without one.
     WatchPlan plan;
     co_await blocking([&] {
-      auto principal = auth.authenticate(req);
-      plan = route->watch(ctx, req, principal, params);
+      if (route->public_watch) {
+        plan = route->public_watch(ctx, req);
+      } else {
+        auto principal = auth.authenticate(req);
+        plan = route->watch(ctx, req, principal, params);
+      }
       return Response{};
     });
     auto deadline = std::chrono::steady_clock::now() + plan.wait;
+    if (plan.level) {
+      for (;;) {
+        const auto head = hub.head();
+        const bool last = std::chrono::steady_clock::now() >= deadline;
+        std::optional<Response> answer;
+        co_await blocking([&] {
+          answer = plan.level(last);
+          return Response{};
+        });
+        if (answer) co_return std::move(*answer);
+        co_await hub.wait(head, deadline);
+      }
+    }
     for (;;) {
       std::vector<events::Recorded> found;
       events::Cursor next = plan.after;

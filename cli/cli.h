@@ -72,6 +72,10 @@ void add_config_commands(CLI::App& app, Globals& g);
 void add_secrets_commands(CLI::App& app, Globals& g);
 void add_deploy_commands(CLI::App& app, Globals& g);
 void add_host_commands(CLI::App& app, Globals& g);
+void add_instance_commands(CLI::App& app, Globals& g);
+
+// `platform wait` without a target: the env's rollout (converged 0, failed 1, unplaceable 5, timeout 4).
+void run_wait_converged(const Globals& g, const std::string& timeout);
 
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();

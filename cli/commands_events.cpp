@@ -115,12 +115,14 @@ void print_operation(const Globals& g, const Json& op) {
 }
 
 struct WaitArgs {
-  std::string target, for_state = "exists", timeout = "60s";
+  std::string target, for_state = "exists", timeout;  // timeout: 60s for targets, 5m for a rollout
 };
 
 // Waits for an operation to succeed, or for a resource (ID or KIND/NAME) to exist or be deleted,
 // including ones that do not exist yet. Sleeps between checks on a long poll of the org's events.
-void run_wait(const Globals& g, const WaitArgs& a) {
+void run_wait(const Globals& g, WaitArgs a) {
+  if (a.target.empty()) return run_wait_converged(g, a.timeout.empty() ? "5m" : a.timeout);
+  if (a.timeout.empty()) a.timeout = "60s";
   auto s = open_session(g);
   auto client = s.client();
   auto timeout = parse_duration(a.timeout);
@@ -227,10 +229,11 @@ void add_event_commands(CLI::App& app, Globals& g) {
   });
 
   auto wa = std::make_shared<WaitArgs>();
-  auto* wait = app.add_subcommand("wait", "Wait for an operation to succeed or a resource to exist / be deleted");
-  wait->add_option("target", wa->target, "op_... | resource ID | KIND/NAME (e.g. app/web)")->required();
+  auto* wait = app.add_subcommand(
+      "wait", "Wait for an operation to succeed, a resource to exist / be deleted, or (no target) the env's rollout");
+  wait->add_option("target", wa->target, "op_... | resource ID | KIND/NAME (e.g. app/web); none: the env converges");
   wait->add_option("--for", wa->for_state, "exists | deleted (resources)")->capture_default_str();
-  wait->add_option("--timeout", wa->timeout, "Give up after this long (exit 4)")->capture_default_str();
+  wait->add_option("--timeout", wa->timeout, "Give up after this long (exit 4; default 60s, 5m for a rollout)");
   wait->callback([&g, wa] { run_wait(g, *wa); });
 }
 

@@ -15,7 +15,7 @@ struct ExitRow {
 };
 constexpr ExitRow kExitCodes[] = {
     {0, "ok"},
-    {1, "error (server error, unreachable API, unexpected failure)"},
+    {1, "error (server error, unreachable API, unexpected failure; `wait`: the rollout failed)"},
     {2, "usage or invalid input (bad flag, malformed or unknown field, invalid name)"},
     {3, "`diff` found differences"},
     {4, "timed out or not converged (`wait --timeout`)"},

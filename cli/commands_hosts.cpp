@@ -1,5 +1,6 @@
 // platform host join-token|list|describe: the platform's hosts (platform operators; docs/hosts.md).
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <iostream>
 
 #include "cli/cli.h"
@@ -16,6 +17,11 @@ std::string age(double seconds) {
 std::string capacity(const Json& c) {
   return std::to_string(c.value("cpus", 0)) + " cpu, " + std::to_string(c.value("memory_mib", 0)) + " MiB, " +
          std::to_string(c.value("disk_mib", 0) / 1024) + " GiB disk";
+}
+
+std::string allocated(const Json& h) {
+  const auto a = h.value("allocated", Json::object());
+  return fmt::format("{:g} cpu, {} MiB", a.value("cpu", 0.0), a.value("memory_mib", 0));
 }
 
 }  // namespace
@@ -48,8 +54,9 @@ void add_host_commands(CLI::App& app, Globals& g) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& h : out["hosts"])
       rows.push_back({h.value("name", ""), h.value("id", ""), h.value("state", ""), capacity(h["capacity"]),
-                      h["runtime"].value("name", ""), age(h.value("seconds_since_heartbeat", 0.0))});
-    print_table({"NAME", "ID", "STATE", "CAPACITY", "RUNTIME", "LAST HEARTBEAT"}, rows);
+                      allocated(h), std::to_string(h.value("instances", 0)), h["runtime"].value("name", ""),
+                      age(h.value("seconds_since_heartbeat", 0.0))});
+    print_table({"NAME", "ID", "STATE", "CAPACITY", "ALLOCATED", "INSTANCES", "RUNTIME", "LAST HEARTBEAT"}, rows);
   });
 
   auto which = std::make_shared<std::string>();
@@ -64,6 +71,7 @@ void add_host_commands(CLI::App& app, Globals& g) {
     std::cout << "heartbeat  " << h.value("last_heartbeat", "") << " (" << age(h.value("seconds_since_heartbeat", 0.0))
               << ")\n";
     std::cout << "capacity   " << capacity(h["capacity"]) << "\n";
+    std::cout << "allocated  " << allocated(h) << " to " << h.value("instances", 0) << " instances\n";
     std::cout << "runtime    " << h["runtime"].value("name", "") << ": " << h["runtime"].value("reason", "") << "\n";
     std::cout << "enrolled   " << h.value("enrolled_at", "") << "\n";
     for (const auto& e : h.value("events", Json::array())) {

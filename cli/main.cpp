@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   cli::add_secrets_commands(app, g);
   cli::add_deploy_commands(app, g);
   cli::add_host_commands(app, g);
+  cli::add_instance_commands(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {

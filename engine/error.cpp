@@ -30,6 +30,7 @@ constexpr std::array kRows = {
     Row{ErrorCode::too_many_connections, "too_many_connections", 503, 1},
     Row{ErrorCode::not_supported, "not_supported", 501, 10},
     Row{ErrorCode::interrupted, "interrupted", 499, 130},
+    Row{ErrorCode::failed, "failed", 409, 1},
 };
 const Row& row(ErrorCode c) {
   for (const auto& r : kRows)

@@ -25,6 +25,7 @@ enum class ErrorCode {
   too_many_connections,  // 503, exit 1
   not_supported,         // 501, exit 10 (not in v1, with what to do instead)
   interrupted,           // —, exit 130
+  failed,                // 409, exit 1 (what `wait` waited on failed: an instance gave up, an image would not start)
 };
 
 std::string_view to_string(ErrorCode c);

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <cctype>
 #include <chrono>
 #include <stdexcept>
 
@@ -95,6 +96,19 @@ bool looks_like_id(std::string_view s, std::string* prefix_out) {
     if (c < 'a' || c > 'z') return false;
   if (!base32_decode(s.substr(us + 1))) return false;
   if (prefix_out) *prefix_out = std::string(prefix);
+  return true;
+}
+
+bool is_uuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
   return true;
 }
 

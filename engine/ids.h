@@ -14,6 +14,7 @@ Uuid new_uuid_v7();
 // A UUID (version 8 layout) derived from a name: the same name always gives the same UUID.
 Uuid uuid_from_name(std::string_view name);
 std::string uuid_to_string(const Uuid& u);  // canonical 8-4-4-4-12 form
+bool is_uuid(std::string_view s);           // that form, hex digits in either case
 
 std::string base32_encode(const Uuid& u);  // 26 characters, sorts like the UUID
 std::optional<Uuid> base32_decode(std::string_view s);

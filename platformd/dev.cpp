@@ -98,7 +98,9 @@ std::string agent_binary() {
 // identity in <state>/agent.
 pid_t spawn_agent(const std::string& conninfo, const std::string& url, const fs::path& state) {
   const auto dir = state / "agent";
-  std::vector<std::string> argv = {agent_binary(), "--control", url, "--state", dir.string(), "--name", "dev"};
+  // Ctrl-C stops the dev host's instances too: nothing of platformd dev outlives it.
+  std::vector<std::string> argv = {agent_binary(), "--control", url, "--state", dir.string(), "--name", "dev",
+                                   "--stop-instances-on-exit"};
   if (!fs::exists(dir / "host.json")) {
     db::Pool pool(conninfo, 1, "platformd-dev");
     auto token = pool.transact([&](pqxx::work& tx) {
@@ -189,7 +191,7 @@ int dev(const DevOptions& options) {
   }
   auto stop_all = [&] {
     std::cerr << "platformd dev: stopping agent, control plane, registry and postgres...\n";
-    dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(10));
+    dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(30));
     dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
     registry.stop();
     pg.stop();
@@ -223,7 +225,7 @@ int dev(const DevOptions& options) {
     if (!pg.alive()) {
       std::cerr << "platformd dev: postgres exited unexpectedly; stopping (see " << (state / "postgres.log").string()
                 << ")\n";
-      dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(10));
+      dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(30));
       dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
       return 1;
     }

@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
   serve->add_option("--listen", listen, "API address host:port")->capture_default_str();
   serve->add_option("--roles", roles, "Comma-separated roles")->capture_default_str();
   serve->add_option("--host-grace", host_grace, "A host silent this long is marked down")->capture_default_str();
+  serve->add_option("--cpu-ratio", serve_opts.cpu_ratio, "How far CPU may be oversubscribed (memory never is)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 64.0));
   serve->add_option("--max-connections", serve_opts.api.max_connections, "Concurrent API connections")->capture_default_str();
   serve->add_option("--projection-batch-pause-ms", pause_ms, "Fault injection for crash tests")->group("");
   if (const char* k = std::getenv("PLATFORM_SECRETS_KEY")) serve_opts.api.secrets_key_file = k;

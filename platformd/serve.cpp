@@ -11,6 +11,7 @@
 #include "engine/signal.h"
 #include "projections/runner.h"
 #include "reconcilers/host_liveness.h"
+#include "reconcilers/scheduler.h"
 
 namespace platform::daemon {
 
@@ -48,14 +49,22 @@ int serve(const ServeOptions& options) {
   }
 
   std::unique_ptr<reconcilers::HostLiveness> liveness;
-  std::thread liveness_thread;
+  std::unique_ptr<reconcilers::Scheduler> scheduler;
+  std::thread liveness_thread, scheduler_thread;
   if (has("reconcilers")) {
     liveness = std::make_unique<reconcilers::HostLiveness>(options.conninfo, options.host_grace);
     liveness_thread = std::thread([&liveness] { liveness->run(); });
+    reconcilers::SchedulerOptions so;
+    so.conninfo = options.conninfo;
+    so.cpu_ratio = options.cpu_ratio;
+    scheduler = std::make_unique<reconcilers::Scheduler>(so, &wake);
+    scheduler_thread = std::thread([&scheduler] { scheduler->run(); });
   }
   auto stop_reconcilers = [&] {
     if (liveness) liveness->stop();
+    if (scheduler) scheduler->stop();
     if (liveness_thread.joinable()) liveness_thread.join();
+    if (scheduler_thread.joinable()) scheduler_thread.join();
   };
 
   std::unique_ptr<api::Server> server;

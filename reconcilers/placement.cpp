@@ -18,7 +18,7 @@ PlacementResult Placer::place(const PlacementRequest& r) {
   std::optional<std::size_t> best;
   for (std::size_t i = 0; i < hosts_.size(); ++i) {
     const auto& h = hosts_[i];
-    if (!h.up) continue;
+    if (!h.up || !h.unavailable.empty()) continue;
     if (!r.pinned_host.empty() && h.id != r.pinned_host) continue;
     if (h.memory_mib - h.memory_allocated < r.memory_mib) continue;          // memory: hard
     if (h.cpu_allocated + r.cpu > h.cpus * cpu_ratio_ + 1e-9) continue;      // cpu: soft, up to the ratio
@@ -38,6 +38,17 @@ PlacementResult Placer::place(const PlacementRequest& r) {
   h.memory_allocated += r.memory_mib;
   ++counts[*best];
   return {h.id, ""};
+}
+
+void Placer::record(const std::string& host_id, const PlacementRequest& r) {
+  auto it = index_.find(host_id);
+  if (it == index_.end()) return;
+  auto& h = hosts_[it->second];
+  h.cpu_allocated += r.cpu;
+  h.memory_allocated += r.memory_mib;
+  auto& counts = group_counts_[r.group];
+  if (counts.size() != hosts_.size()) counts.assign(hosts_.size(), 0);
+  ++counts[it->second];
 }
 
 void Placer::release(const std::string& host_id, const PlacementRequest& r) {
@@ -64,7 +75,8 @@ std::string Placer::why_not(const PlacementRequest& r) const {
   for (const auto& h : hosts_)
     if (r.pinned_host.empty() || h.id == r.pinned_host) order.push_back(&h);
   std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
-    if (a->up != b->up) return a->up;
+    const bool ua = a->up && a->unavailable.empty(), ub = b->up && b->unavailable.empty();
+    if (ua != ub) return ua;
     return a->memory_mib - a->memory_allocated > b->memory_mib - b->memory_allocated;
   });
   const std::size_t shown = std::min<std::size_t>(order.size(), 5);
@@ -73,6 +85,8 @@ std::string Placer::why_not(const PlacementRequest& r) const {
     const auto name = h.name.empty() ? h.id : h.name;
     if (!h.up) {
       out += "; " + name + " is down";
+    } else if (!h.unavailable.empty()) {
+      out += "; " + name + " " + h.unavailable;
     } else if (h.memory_mib - h.memory_allocated < r.memory_mib) {
       out += fmt::format("; {} has {} MiB free", name, h.memory_mib - h.memory_allocated);
     } else {

@@ -20,6 +20,7 @@ struct HostCapacity {
   // Allocated by instances already placed there.
   double cpu_allocated = 0;
   std::int64_t memory_allocated = 0;
+  std::string unavailable = {};  // non-empty: up, but takes no instances, and why ("has no runtime (...)")
 };
 
 struct PlacementRequest {
@@ -40,6 +41,8 @@ class Placer {
 
   // Places one instance and records its allocation, so the next request sees it.
   PlacementResult place(const PlacementRequest& request);
+  // Records an instance already placed there (allocation and spread), before new ones are placed.
+  void record(const std::string& host_id, const PlacementRequest& request);
   // Returns an allocation (an instance stopped or moved away).
   void release(const std::string& host_id, const PlacementRequest& request);
 

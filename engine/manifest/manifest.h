@@ -116,6 +116,10 @@ Manifest for_env(const Manifest& m, const std::string& env);
 // The same content always gives the same JSON (the release's manifest hash is taken over it).
 Json to_json(const Manifest& m);
 
+// One process back from the normalised JSON (`processes.NAME` of to_json), as the scheduler and the
+// agent read a release. Throws Json::exception when the JSON is not of that form.
+Process process_from_json(const std::string& name, const Json& j);
+
 // The same as TOML, for `platform manifest explain`.
 std::string to_toml(const Manifest& m);
 

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "engine/duration.h"
 #include "engine/error_details.h"
 #include "engine/manifest/manifest.h"
 
@@ -139,6 +140,51 @@ Json to_json(const Manifest& m) {
     out["env"] = envs;
   }
   return out;
+}
+
+namespace {
+std::int64_t ms_of(const Json& j, const char* key, std::int64_t fallback) {
+  if (!j.contains(key)) return fallback;
+  auto d = parse_duration(j.at(key).get<std::string>());
+  if (!d) throw Json::other_error::create(501, std::string("malformed duration in ") + key, &j);
+  return d->count();
+}
+std::int64_t mib_of(const Json& j, const char* key, std::int64_t fallback) {
+  if (!j.contains(key)) return fallback;
+  auto m = parse_size_mib(j.at(key).get<std::string>());
+  if (!m) throw Json::other_error::create(501, std::string("malformed size in ") + key, &j);
+  return *m;
+}
+}  // namespace
+
+Process process_from_json(const std::string& name, const Json& j) {
+  Process p;
+  p.name = name;
+  p.command = j.value("command", std::vector<std::string>{});
+  p.cpu = j.value("cpu", p.cpu);
+  p.memory_mib = mib_of(j, "memory", p.memory_mib);
+  p.count = j.value("count", p.count);
+  if (j.contains("health")) {
+    const auto& h = j.at("health");
+    HealthCheck c;
+    c.type = h.at("type").get<std::string>();
+    c.port = h.value("port", 0);
+    c.path = h.value("path", c.path);
+    c.command = h.value("command", std::vector<std::string>{});
+    c.interval_ms = ms_of(h, "interval", c.interval_ms);
+    c.timeout_ms = ms_of(h, "timeout", c.timeout_ms);
+    c.grace_ms = ms_of(h, "grace", c.grace_ms);
+    c.threshold = h.value("threshold", c.threshold);
+    p.health = c;
+  }
+  if (j.contains("restart")) {
+    const auto& r = j.at("restart");
+    p.restart.policy = r.value("policy", p.restart.policy);
+    p.restart.max_attempts = r.value("max_attempts", p.restart.max_attempts);
+    p.restart.backoff_ms = ms_of(r, "backoff", p.restart.backoff_ms);
+    p.restart.max_backoff_ms = ms_of(r, "max_backoff", p.restart.max_backoff_ms);
+  }
+  return p;
 }
 
 std::optional<std::int64_t> parse_size_mib(std::string_view s) {

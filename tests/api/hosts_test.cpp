@@ -178,3 +178,46 @@ TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItSt
 }
 
 }  // namespace
+
+// The agent's side of the API (assignments, reports, secrets) takes only host credentials and refuses
+// malformed input with 4xx; a report about an instance the host does not run is refused on its own.
+TEST_F(HostsTest, TheAgentApiTakesHostCredentialsAndRefusesBadInput) {
+  auto cred = Json::parse(enrol(join_token(), "h-agent-api").body)["credential"].get<std::string>();
+  api::Client agent(platform_->url, cred);
+  EXPECT_EQ(api::Client(platform_->url, "").request("GET", "/v1/agent/assignments").status, 401);
+  EXPECT_EQ(api::Client(platform_->url, platform_->token).request("GET", "/v1/agent/assignments").status, 401);
+  auto set = agent.call("GET", "/v1/agent/assignments");
+  EXPECT_EQ(set["version"], 0);
+  EXPECT_TRUE(set["instances"].empty());
+  EXPECT_EQ(agent.request("GET", "/v1/agent/assignments?after=abc").status, 400);
+  EXPECT_EQ(agent.request("GET", "/v1/agent/assignments?after=0&wait=5m").status, 400);
+  // Nothing changes: the long poll answers when its wait ends, with the same version.
+  auto start = std::chrono::steady_clock::now();
+  auto same = agent.call("GET", "/v1/agent/assignments?after=0&wait=300ms");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+  EXPECT_FALSE(same["changed"].get<bool>());
+
+  auto post = [&](const Json& body) { return agent.request("POST", "/v1/agent/reports", body.dump()); };
+  const Json good = {{"event_id", "0192a2c4-0000-7000-8000-000000000001"}, {"instance_id", "ins_notmine"},
+                     {"seq", 1}, {"type", "InstanceStarted"}, {"at", "2026-11-22T00:00:00Z"}, {"data", Json::object()}};
+  EXPECT_EQ(post(Json{{"reports", "nope"}}).status, 400);
+  EXPECT_EQ(post(Json{{"reports", Json::array({1})}}).status, 400);
+  for (const auto& [key, value] : std::vector<std::pair<std::string, Json>>{
+           {"type", "InstanceExploded"}, {"event_id", "not-a-uuid"}, {"seq", 0}, {"data", "x"}}) {
+    Json bad = good;
+    bad[key] = value;
+    auto r = post(Json{{"reports", Json::array({bad})}});
+    EXPECT_EQ(r.status, 400) << key << ": " << r.body;
+  }
+  auto refused = post(Json{{"reports", Json::array({good})}});
+  ASSERT_EQ(refused.status, 200) << refused.body;
+  auto out = Json::parse(refused.body);
+  EXPECT_EQ(out["applied"], 0);
+  ASSERT_EQ(out["rejected"].size(), 1u);
+  EXPECT_NE(out["rejected"][0]["reason"].get<std::string>().find("not on this host"), std::string::npos);
+  EXPECT_EQ(api::Client(platform_->url, platform_->token).request("POST", "/v1/agent/reports",
+                                                                  Json{{"reports", Json::array()}}.dump()).status, 401);
+  auto secrets = agent.request("GET", "/v1/agent/instances/ins_notmine/secrets");
+  EXPECT_TRUE(secrets.status == 404 || secrets.status == 503) << secrets.body;
+  EXPECT_TRUE(platform_->healthy());
+}

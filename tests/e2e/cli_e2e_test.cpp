@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "engine/event_store.h"
 #include "engine/oci/registry.h"
+#include "tests/support/echo_manifest.h"
 #include "tests/support/registry_push.h"
 #include "engine/ids.h"
 #include "engine/json.h"
@@ -80,6 +82,15 @@ class DevPlatform {
     return "psql '" + conninfo() + "' -v ON_ERROR_STOP=1 -At -c \"" + sql + "\"";
   }
   const std::filesystem::path& root() const { return root_; }
+  // Whatever a failed test left of the dev host's instances (shims, containers, overlay mounts) goes.
+  ~DevPlatform() {
+    const auto sandbox = (root_ / "state/agent/sandbox").string();
+    run("pkill -9 -f '[p]latform-agent .*--state " + (root_ / "state/agent").string() + "'");
+    run("pkill -9 -f '[p]latform-agent shim --dir " + sandbox + "'");
+    run("for c in $(runc --root " + sandbox + "/runc list -q); do runc --root " + sandbox +
+        "/runc delete --force $c; done");
+    run("grep -o ' " + sandbox + "/[^ ]*' /proc/mounts | xargs -r -n1 umount -l");
+  }
   std::string registry() const { return "127.0.0.1:" + std::to_string(registry_port_); }
 
  private:
@@ -458,4 +469,179 @@ TEST(EndToEnd, SampleImagesPushToTheDevRegistryAndDeploy) {
   EXPECT_FALSE(run("pgrep -f '[d]ocker-registry serve " + (dev.root() / "state/registry").string() + "'").out.empty());
   EXPECT_FALSE(run("pgrep -f '[p]latform-agent .*--state " + (dev.root() / "state/agent").string() + "'").out.empty());
   EXPECT_TRUE(dev.stop());
+}
+
+namespace {
+// Every instance of the status answer, by process, with their releases.
+std::multiset<std::string> instance_releases(const Json& st, const std::string& process) {
+  std::multiset<std::string> out;
+  for (const auto& i : st["instances"])
+    if (i["process"] == process && i["desired"] == "run") out.insert(i["release"]["name"].get<std::string>());
+  return out;
+}
+
+bool can_run_sandboxes() { return ::geteuid() == 0 && std::filesystem::exists("/usr/sbin/runc"); }
+}  // namespace
+
+// Issue 4's end-to-end story against platformd dev and its agent (runc sandboxes): deploy 2 web + 1
+// worker and converge; scale up and down; a crashing image restarts with backoff and fails; a process
+// past its memory limit is OOM; deploy B then roll back to A; kill -9 the agent mid-rollout.
+TEST(EndToEnd, InstancesConvergeScaleRestartAndRollBack) {
+  if (!can_run_sandboxes()) GTEST_SKIP() << "needs root and runc (/usr/sbin/runc) to run sandboxes";
+  DevPlatform dev;
+  auto pushed = run(std::string("SAMPLE_ECHO=") + SAMPLE_ECHO_BIN + " " + SOURCE_DIR + "/scripts/sample-image " +
+                    dev.registry());
+  ASSERT_EQ(pushed.exit, 0) << pushed.out;
+  std::map<std::string, std::string> digests;
+  {
+    std::istringstream lines(pushed.out);
+    std::string ref, digest;
+    while (lines >> ref >> digest) digests[ref.substr(ref.rfind(':') + 1)] = digest;
+  }
+  ASSERT_EQ(cli("project create inst --org dev").exit, 0);
+  ASSERT_EQ(cli("app create echo --org dev --project inst").exit, 0);
+  for (const char* env : {"prod", "crash", "oom"})
+    ASSERT_EQ(cli(std::string("env create ") + env + " --org dev --project inst --app echo").exit, 0);
+  const auto manifest = (dev.root() / "instances.toml").string();
+  std::ofstream(manifest) << harness::echo_manifest(2, R"([processes.web.restart]
+backoff = "200ms"
+max_attempts = 3
+[processes.worker]
+cpu = 0.1
+memory = "64MiB"
+count = 1
+[config]
+optional = ["ECHO_ALLOC_MIB"]
+)");
+  const auto in = [](const std::string& env) { return " --org dev --project inst --app echo --env " + env; };
+  const auto image = [&](const std::string& tag) { return " --image " + dev.registry() + "/sample/echo:" + tag; };
+  const std::string m = " --manifest " + manifest;
+
+  // Deploy 2 web + 1 worker: converges, every instance healthy, of release v1.
+  ASSERT_EQ(cli("-o json deploy" + image("v1") + m + in("prod")).exit, 0);
+  auto w = cli("-o json wait --timeout 120s" + in("prod"));
+  ASSERT_EQ(w.exit, 0) << w.out << run("tail -30 " + (dev.root() / "state/agent.log").string()).out;
+  auto st = one_json(w);
+  EXPECT_TRUE(st["converged"].get<bool>());
+  EXPECT_EQ(instance_releases(st, "web"), (std::multiset<std::string>{"v1", "v1"}));
+  EXPECT_EQ(instance_releases(st, "worker"), (std::multiset<std::string>{"v1"}));
+  for (const auto& i : st["instances"]) EXPECT_EQ(i["state"], "running") << i.dump();
+  // psql sees the same instances.
+  EXPECT_EQ(run(dev.psql("SELECT count(*) FROM audit.instances i JOIN core.instances c ON c.id = i.id WHERE c.env_id = '" +
+                         st["env_id"].get<std::string>() + "' AND i.state = 'running'")).out,
+            "3\n");
+
+  // Scale up, then down: the stopped ones are named with why.
+  ASSERT_EQ(cli("-o json scale web=3" + in("prod")).exit, 0);
+  ASSERT_EQ(cli("-o json wait --timeout 90s" + in("prod")).exit, 0);
+  st = one_json(cli("-o json status" + in("prod")));
+  EXPECT_EQ(instance_releases(st, "web").size(), 3u);
+  auto down = cli("-o json scale web=1" + in("prod"));
+  ASSERT_EQ(down.exit, 0) << down.out;
+  EXPECT_EQ(one_json(down)["diff"][0]["summary"], "web count 3 -> 1");
+  ASSERT_EQ(cli("-o json wait --timeout 90s" + in("prod")).exit, 0);
+  st = one_json(cli("-o json status" + in("prod")));
+  EXPECT_EQ(instance_releases(st, "web").size(), 1u);
+  auto stops = run(dev.psql("SELECT count(*) FROM events WHERE type = 'InstanceStopRequested'"
+                            " AND data->>'reason' = 'scaled web to 1'"));
+  EXPECT_EQ(stops.out, "2\n");
+  auto all = one_json(cli("-o json instance list --all" + in("prod")));
+  int stopped = 0;
+  for (const auto& i : all["instances"]) stopped += i["state"] == "stopped" ? 1 : 0;
+  EXPECT_EQ(stopped, 2);
+
+  // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
+  ASSERT_EQ(cli("-o json deploy" + image("crash") + m + in("crash")).exit, 0);
+  auto failed = cli("-o json wait --timeout 120s" + in("crash"));
+  EXPECT_EQ(failed.exit, 1) << failed.out;
+  EXPECT_EQ(one_json(failed)["error"]["code"], "failed");
+  auto d = one_json(cli("-o json instance describe web-1" + in("crash")));
+  EXPECT_EQ(d["state"], "failed");
+  EXPECT_EQ(d["restarts"], 3);
+  EXPECT_EQ(d["last_exit"]["exit_code"], 3);
+  std::vector<std::int64_t> delays;
+  for (const auto& e : d["events"])
+    if (e["type"] == "InstanceRestarting") delays.push_back(e["data"]["delay_ms"].get<std::int64_t>());
+  EXPECT_EQ(delays, (std::vector<std::int64_t>{200, 400, 800}));
+  EXPECT_NE(d["state_reason"].get<std::string>().find("gave up after 3 restarts"), std::string::npos) << d.dump();
+
+  // Past its memory limit: reported as OOM, not as a plain exit.
+  ASSERT_EQ(cli("config set ECHO_ALLOC_MIB=256" + in("oom")).exit, 0);
+  ASSERT_EQ(cli("-o json deploy" + image("v1") + m + in("oom")).exit, 0);
+  EXPECT_EQ(cli("-o json wait --timeout 120s" + in("oom")).exit, 1);
+  auto oom = one_json(cli("-o json instance describe web-1" + in("oom")));
+  EXPECT_TRUE(oom["last_exit"]["oom"].get<bool>()) << oom.dump();
+  EXPECT_NE(oom["last_exit"]["reason"].get<std::string>().find("out of memory"), std::string::npos);
+
+  // Deploy B, then roll back to A: instances converge on A's digest again.
+  ASSERT_EQ(cli("-o json deploy" + image("v2") + m + in("prod")).exit, 0);
+  ASSERT_EQ(cli("-o json wait --timeout 120s" + in("prod")).exit, 0);
+  st = one_json(cli("-o json status" + in("prod")));
+  EXPECT_EQ(st["release"]["digest"], digests.at("v2"));
+  EXPECT_EQ(instance_releases(st, "web"), (std::multiset<std::string>{"v2"}));
+  ASSERT_EQ(cli("-o json rollback" + in("prod")).exit, 0);
+  ASSERT_EQ(cli("-o json wait --timeout 120s" + in("prod")).exit, 0);
+  st = one_json(cli("-o json status" + in("prod")));
+  EXPECT_EQ(st["release"]["digest"], digests.at("v1"));
+  EXPECT_EQ(instance_releases(st, "web"), (std::multiset<std::string>{"v1"}));
+  EXPECT_EQ(instance_releases(st, "worker"), (std::multiset<std::string>{"v1"}));
+  for (const auto& i : st["instances"]) {
+    if (i["desired"] != "run") continue;
+    auto di = one_json(cli("-o json instance describe " + i["name"].get<std::string>() + in("prod")));
+    std::string started_digest;
+    for (const auto& e : di["events"])
+      if (e["type"] == "InstanceStarted") started_digest = e["data"]["image_digest"];
+    EXPECT_EQ(started_digest, digests.at("v1")) << di.dump();
+  }
+
+  // kill -9 of the agent mid-rollout: it comes back (platformd dev restarts it), adopts what runs,
+  // and the rollout converges; no instance ever has two runs at once.
+  ASSERT_EQ(cli("-o json scale web=2" + in("prod")).exit, 0);
+  ASSERT_EQ(cli("-o json wait --timeout 90s" + in("prod")).exit, 0);
+  ASSERT_EQ(cli("-o json deploy" + image("v2") + m + in("prod")).exit, 0);
+  // Mid-rollout: a new instance has started while the old ones still run.
+  bool mid = false;
+  for (int i = 0; i < 400 && !mid; ++i) {
+    auto now = one_json(cli("-o json status" + in("prod")));
+    int fresh = 0, old = 0;
+    for (const auto& x : now["instances"]) {
+      if (x["desired"] != "run") continue;
+      if (x["release"]["name"] == "v2" && x["state"] == "running") ++fresh;
+      if (x["release"]["name"] == "v1") ++old;
+    }
+    mid = fresh > 0 && old > 0;
+    if (!mid) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(mid) << "never saw the rollout half way";
+  const auto agent_pattern = "'[p]latform-agent .*--state " + (dev.root() / "state/agent").string() + "'";
+  ASSERT_EQ(run("pkill -9 -f " + agent_pattern).exit, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  bool back = false;  // platformd dev restarts it after a second
+  for (int i = 0; i < 300 && !back; ++i) {
+    back = !run("pgrep -f " + agent_pattern).out.empty();
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(back) << "platformd dev did not restart the agent";
+  auto converged = cli("-o json wait --timeout 180s" + in("prod"));
+  ASSERT_EQ(converged.exit, 0) << converged.out;
+  st = one_json(converged);
+  EXPECT_EQ(instance_releases(st, "web"), (std::multiset<std::string>{"v2", "v2"}));
+  // One container per running instance of prod, none for its stopped ones.
+  const auto sandbox = (dev.root() / "state/agent/sandbox").string();
+  auto containers = run("runc --root " + sandbox + "/runc list -q").out;
+  std::map<std::string, int> runs_per_instance;
+  std::istringstream names(containers);
+  for (std::string c; names >> c;) ++runs_per_instance[c.substr(0, c.rfind("-r"))];
+  for (const auto& i : one_json(cli("-o json instance list --all" + in("prod")))["instances"]) {
+    const auto id = i["id"].get<std::string>();
+    const int expected = i["desired"] == "run" ? 1 : 0;
+    if (i["desired"] == "run" || i["state"] == "stopped") {
+      EXPECT_EQ(runs_per_instance[id], expected) << i.dump() << containers;
+    }
+  }
+
+  // Ctrl-C stops the dev host's instances with everything else.
+  EXPECT_TRUE(dev.stop());
+  EXPECT_EQ(run("runc --root " + sandbox + "/runc list -q").out, "")
+      << run("tail -20 " + (dev.root() / "state/agent.log").string()).out;
 }

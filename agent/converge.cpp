@@ -1,0 +1,89 @@
+#include "agent/converge.h"
+
+#include <iostream>
+
+namespace platform::agent {
+
+Converger::Converger(SupervisorDeps deps) : deps_(std::move(deps)) {}
+
+Converger::~Converger() {
+  for (auto& [id, s] : supervisors_) s->detach();
+  supervisors_.clear();
+  for (auto& t : cleanups_) t.join();
+}
+
+void Converger::stop_all(const std::string& reason) {
+  for (auto& [id, s] : supervisors_) s->request_stop(reason);
+  for (auto& [id, s] : supervisors_)
+    while (!s->finished()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  supervisors_.clear();
+  for (auto& t : cleanups_) t.join();
+  cleanups_.clear();
+}
+
+void Converger::apply(const Json& set) {
+  for (auto it = supervisors_.begin(); it != supervisors_.end();)
+    it = it->second->finished() ? supervisors_.erase(it) : std::next(it);
+
+  // The newest run of each instance on this host; older runs are leftovers.
+  std::map<std::string, std::pair<int, std::string>> runs;
+  for (const auto& r : deps_.sandbox->present()) {
+    auto parsed = parse_run_id(r);
+    if (!parsed) continue;
+    auto& best = runs[parsed->first];
+    if (best.second.empty() || parsed->second > best.first) {
+      if (!best.second.empty() && !cleaning_.count(best.second)) deps_.sandbox->destroy(best.second);
+      best = {parsed->second, r};
+    } else if (!cleaning_.count(r)) {
+      deps_.sandbox->destroy(r);
+    }
+  }
+
+  std::set<std::string> assigned;
+  for (const auto& j : set.value("instances", Json::array())) {
+    Assignment a;
+    try {
+      a = Assignment::from_json(j);
+    } catch (const std::exception& e) {
+      std::cerr << "platform-agent: skipping a malformed assignment: " << e.what() << "\n";
+      continue;
+    }
+    assigned.insert(a.id);
+    auto sup = supervisors_.find(a.id);
+    if (sup != supervisors_.end()) {
+      if (!a.run) sup->second->request_stop(a.desired_reason);
+      continue;
+    }
+    auto run = runs.find(a.id);
+    std::optional<std::string> adopt;
+    if (run != runs.end() && !cleaning_.count(run->second.second)) adopt = run->second.second;
+    if (!a.run && !adopt) {
+      if (stop_reported_.insert(a.id).second)
+        deps_.outbox->add(a.id, "InstanceStopped", {{"name", a.name}, {"reason", a.desired_reason + " (it was not running here)"}});
+      continue;
+    }
+    const auto id = a.id;
+    supervisors_.emplace(id, std::make_unique<InstanceSupervisor>(std::move(a), deps_, adopt));
+  }
+  for (auto& [id, s] : supervisors_)
+    if (!assigned.count(id)) s->request_stop("no longer assigned to this host");
+
+  // Runs on this host that belong to no assignment (e.g. of an instance given up on while the host
+  // was down): stopped and removed, and reported so the control plane knows they ended.
+  for (const auto& [instance, run] : runs) {
+    if (assigned.count(instance) || supervisors_.count(instance) || cleaning_.count(run.second)) continue;
+    cleaning_.insert(run.second);
+    cleanups_.emplace_back([deps = deps_, instance = instance, run = run.second] {
+      Json data = {{"reason", "not assigned to this host"}};
+      try {
+        data["exit"] = deps.sandbox->stop(run, deps.stop_grace).describe();
+      } catch (const std::exception& e) {
+        data["exit"] = e.what();
+      }
+      deps.sandbox->destroy(run);
+      deps.outbox->add(instance, "InstanceStopped", std::move(data));
+    });
+  }
+}
+
+}  // namespace platform::agent

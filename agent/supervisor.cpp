@@ -1,0 +1,256 @@
+#include "agent/supervisor.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <csignal>
+#include <filesystem>
+
+#include "agent/files.h"
+#include "agent/health.h"
+#include "agent/restart.h"
+#include "engine/error.h"
+
+namespace platform::agent {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+Assignment Assignment::from_json(const Json& j) {
+  Assignment a;
+  a.id = j.at("id").get<std::string>();
+  a.name = j.at("name").get<std::string>();
+  const auto& img = j.at("image");
+  a.image = oci::parse_image_ref(img.at("registry").get<std::string>() + "/" + img.at("repository").get<std::string>() +
+                                 "@" + img.at("digest").get<std::string>());
+  a.process = manifest::process_from_json(j.at("process").get<std::string>(), j.value("process_spec", Json::object()));
+  a.cpu = j.at("cpu").get<double>();
+  a.memory_mib = j.at("memory_mib").get<std::int64_t>();
+  const Json env = j.value("env", Json::object());  // a named copy: items() of a temporary would dangle
+  for (const auto& [k, v] : env.items()) a.env[k] = v.get<std::string>();
+  a.secrets = j.value("secrets", false);
+  a.run = j.value("desired", "run") == "run";
+  a.desired_reason = j.value("desired_reason", "");
+  a.restarts = j.value("restarts", 0);
+  a.state = j.value("state", "");
+  return a;
+}
+
+std::string run_id(const std::string& instance_id, int attempt) { return fmt::format("{}-r{}", instance_id, attempt); }
+
+std::optional<std::pair<std::string, int>> parse_run_id(const std::string& id) {
+  auto dash = id.rfind("-r");
+  if (dash == std::string::npos || dash == 0 || dash + 2 >= id.size() || id.size() - dash > 8) return std::nullopt;
+  const auto digits = id.substr(dash + 2);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::make_pair(id.substr(0, dash), std::stoi(digits));
+}
+
+InstanceSupervisor::InstanceSupervisor(Assignment a, SupervisorDeps deps, std::optional<std::string> adopt)
+    : a_(std::move(a)), deps_(std::move(deps)), run_(std::move(adopt)) {
+  attempt_ = a_.restarts;
+  if (run_) attempt_ = std::max(attempt_, parse_run_id(*run_)->second);
+  if (!a_.run) request_stop(a_.desired_reason);
+  thread_ = std::thread([this] { run(); });
+}
+
+InstanceSupervisor::~InstanceSupervisor() {
+  detach();
+  if (thread_.joinable()) thread_.join();
+}
+
+void InstanceSupervisor::request_stop(const std::string& reason) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  stop_reason_ = reason.empty() ? "asked to stop" : reason;
+  stopping_ = true;
+}
+
+void InstanceSupervisor::detach() { detached_ = true; }
+
+void InstanceSupervisor::report(const std::string& type, Json data) {
+  data["name"] = a_.name;
+  deps_.outbox->add(a_.id, type, std::move(data));
+}
+
+bool InstanceSupervisor::sleep_unless_stopping(milliseconds d) {
+  for (auto end = Clock::now() + d; Clock::now() < end;) {
+    if (stopping_ || detached_) return false;
+    std::this_thread::sleep_for(std::min<milliseconds>(milliseconds(100), d));
+  }
+  return !stopping_ && !detached_;
+}
+
+bool InstanceSupervisor::start_run() {
+  const auto id = run_id(a_.id, attempt_);
+  std::string why;
+  try {
+    auto image = deps_.images->cached(a_.image.digest);
+    if (!image) {
+      report("InstancePulling", {{"image", a_.image.str()}, {"reason", "pulling " + a_.image.str()}});
+      image = deps_.images->pull(a_.image);
+    }
+    InstanceSpec spec;
+    spec.id = id;
+    spec.rootfs = image->rootfs;
+    spec.image_config = image->config;
+    spec.command = a_.process.command;
+    spec.env = a_.env;
+    spec.memory_mib = a_.memory_mib;
+    spec.cpu = a_.cpu;
+    if (a_.secrets) {
+      fs::create_directories(deps_.secrets_dir);
+      ::chmod(deps_.secrets_dir.c_str(), 0700);
+      spec.secrets_file = (fs::path(deps_.secrets_dir) / a_.id).string();
+      write_atomically(spec.secrets_file, deps_.fetch_secrets(a_.id));
+      ::chmod(spec.secrets_file.c_str(), 0600);
+    }
+    deps_.sandbox->destroy(id);  // leftovers of a start that never reported
+    deps_.sandbox->start(spec);
+    run_ = id;
+    started_ = Clock::now();
+    report("InstanceStarted", {{"restarts", attempt_},
+                               {"run", id},
+                               {"runtime", "sandbox"},
+                               {"image_digest", a_.image.digest},
+                               {"health_check", a_.process.health.has_value()},
+                               {"reason", attempt_ == 0 ? "started" : fmt::format("restart {}", attempt_)}});
+    return true;
+  } catch (const PlatformError& e) {
+    why = e.error().message;
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  deps_.sandbox->destroy(id);
+  // A start that fails counts as a failed run: the restart policy and its backoff apply.
+  auto d = decide_restart(a_.process.restart, ExitStatus{1, 0, false}, attempt_, milliseconds(0), false);
+  const auto reason = "could not start: " + why;
+  report("InstanceStartFailed", {{"reason", reason}, {"run", id}});
+  if (d.restart) {
+    report("InstanceRestarting", {{"restarts", attempt_ + 1},
+                                  {"delay_ms", d.delay.count()},
+                                  {"reason", fmt::format("{}; retrying in {:.1f} s", reason,
+                                                         static_cast<double>(d.delay.count()) / 1000.0)}});
+    if (sleep_unless_stopping(d.delay)) ++attempt_;
+  } else {
+    report("InstanceFailed", {{"reason", reason + "; not retried (restart policy " + a_.process.restart.policy + ")"}});
+    given_up_ = true;
+  }
+  return false;
+}
+
+void InstanceSupervisor::after_exit(const ExitStatus& how, const std::string& unhealthy) {
+  const auto ran_for = std::chrono::duration_cast<milliseconds>(Clock::now() - started_);
+  report("InstanceExited", {{"exit_code", how.exit_code},
+                            {"signal", how.signal},
+                            {"oom", how.oom},
+                            {"run", *run_},
+                            {"ran_ms", ran_for.count()},
+                            {"reason", unhealthy.empty() ? how.describe()
+                                                         : "stopped after failing its health check (" + unhealthy + ")"}});
+  deps_.sandbox->destroy(*run_);
+  run_.reset();
+  if (stopping_ || detached_) return;
+  // A process stopped for failing its health check counts as failed, whatever its exit status.
+  ExitStatus judged = how;
+  if (!unhealthy.empty() && judged.exit_code == 0 && judged.signal == 0) judged.signal = SIGTERM;
+  auto d = decide_restart(a_.process.restart, judged, attempt_, ran_for, false);
+  const auto prefix = unhealthy.empty() ? std::string() : "health check failed (" + unhealthy + "); ";
+  if (d.restart) {
+    report("InstanceRestarting", {{"restarts", attempt_ + 1}, {"delay_ms", d.delay.count()}, {"reason", prefix + d.reason}});
+    if (sleep_unless_stopping(d.delay)) ++attempt_;
+  } else {
+    if (d.failed) report("InstanceFailed", {{"reason", prefix + d.reason}});
+    given_up_ = true;  // failed, or done for good ("never" / "on-failure" after a clean exit)
+  }
+}
+
+void InstanceSupervisor::run() {
+  if (run_ && a_.state != "running") {
+    // Adopted, but the control plane never heard it started (the agent died before sending that).
+    started_ = Clock::now();
+    report("InstanceStarted", {{"restarts", attempt_}, {"run", *run_}, {"runtime", "sandbox"},
+                               {"image_digest", a_.image.digest}, {"health_check", a_.process.health.has_value()},
+                               {"reason", "adopted after an agent restart"}});
+  } else if (run_) {
+    started_ = Clock::now();
+  }
+  while (!stopping_ && !detached_) {
+    try {
+      supervise();
+    } catch (const std::exception& e) {
+      // E.g. the run's folder vanished under us: say so, and start it again by the restart policy.
+      if (run_) {
+        report("InstanceExited", {{"exit_code", -1}, {"signal", 0}, {"oom", false}, {"run", *run_},
+                                  {"reason", std::string("lost track of the run: ") + e.what()}});
+        deps_.sandbox->destroy(*run_);
+        run_.reset();
+      }
+      sleep_unless_stopping(milliseconds(1000));
+    }
+  }
+  if (stopping_ && !detached_) finish();
+  finished_ = true;
+}
+
+void InstanceSupervisor::supervise() {
+  while (!stopping_ && !detached_) {
+    if (given_up_) {
+      std::this_thread::sleep_for(milliseconds(100));
+      continue;
+    }
+    if (!run_ && !start_run()) continue;
+    std::optional<HealthTracker> tracker;
+    if (a_.process.health) tracker.emplace(*a_.process.health);
+    auto next_probe = Clock::now() + milliseconds(300);
+    while (!stopping_ && !detached_) {
+      if (auto how = deps_.sandbox->wait(*run_, milliseconds(200))) {
+        after_exit(*how, "");
+        break;
+      }
+      if (!tracker || Clock::now() < next_probe) continue;
+      const auto& check = *a_.process.health;
+      auto pid = deps_.sandbox->pid(*run_);
+      ProbeResult r = pid ? probe(check, *pid) : ProbeResult{false, "the process is not running", milliseconds(0)};
+      const auto before = tracker->state();
+      const auto& now = tracker->record(r, std::chrono::duration_cast<milliseconds>(Clock::now() - started_));
+      // Until the first verdict probe often, so a healthy instance is seen quickly; then every interval.
+      next_probe = Clock::now() + (now == "starting" ? milliseconds(300) : milliseconds(check.interval_ms));
+      if (now == before) continue;
+      if (now == "healthy") report("InstanceHealthy", {{"reason", ""}, {"run", *run_}});
+      if (now == "unhealthy") {
+        report("InstanceUnhealthy", {{"reason", tracker->last_error()}, {"run", *run_}});
+        auto how = deps_.sandbox->stop(*run_, deps_.stop_grace);
+        after_exit(how, tracker->last_error());
+        break;
+      }
+    }
+  }
+}
+
+void InstanceSupervisor::finish() {
+  {
+    std::string reason;
+    {
+      std::lock_guard lock(mu_);
+      reason = stop_reason_;
+    }
+    Json data = {{"reason", reason}};
+    if (run_) {
+      try {
+        auto how = deps_.sandbox->stop(*run_, deps_.stop_grace);
+        data["exit_code"] = how.exit_code;
+        data["signal"] = how.signal;
+        data["exit"] = how.describe();
+      } catch (const std::exception& e) {
+        data["exit"] = std::string("could not be stopped cleanly: ") + e.what();
+      }
+      deps_.sandbox->destroy(*run_);
+    }
+    std::error_code ec;
+    fs::remove(fs::path(deps_.secrets_dir) / a_.id, ec);
+    report("InstanceStopped", std::move(data));
+  }
+}
+
+}  // namespace platform::agent

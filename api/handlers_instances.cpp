@@ -1,0 +1,229 @@
+// Instances (docs/instances.md). For users: an env's status, its instances, one instance's story, and
+// scale. For platform-agent (host credential): its assignment set as a level-triggered long poll, its
+// batched reports, and the secrets file of an instance it runs.
+#include <fmt/format.h>
+
+#include "api/body.h"
+#include "api/env_vars.h"
+#include "api/hosts.h"
+#include "api/instances.h"
+#include "api/metrics.h"
+#include "api/mutation.h"
+#include "api/path.h"
+#include "api/releases.h"
+#include "api/routes.h"
+#include "engine/crypto.h"
+#include "engine/db.h"
+#include "engine/duration.h"
+#include "engine/ids.h"
+
+namespace platform::api {
+namespace {
+
+Response get_status(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  auto status = ctx.pool.read([&](pqxx::transaction_base& tx) { return env_status(tx, chain.back().id); });
+  status["path"] = path_of(chain);
+  status["env"] = chain.back().name;
+  return json_response(200, status);
+}
+
+Response get_instances(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  const bool all = req.param("all") == "true";
+  auto list = ctx.pool.read([&](pqxx::transaction_base& tx) { return list_instances(tx, chain.back().id, all); });
+  return json_response(200, {{"env_id", chain.back().id}, {"path", path_of(chain)}, {"instances", list},
+                             {"count", list.size()}});
+}
+
+Response get_instance(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  const auto& ref = params.at("instance");
+  auto j = ctx.pool.read([&](pqxx::transaction_base& tx) { return describe_instance(tx, chain.back().id, ref); });
+  if (!j)
+    throw PlatformError(ErrorCode::not_found,
+                        "env " + chain.back().name + " has no instance \"" + ref.substr(0, 80) + "\"",
+                        "List them with `platform instance list --all --env " + chain.back().name + "`.");
+  (*j)["path"] = path_of(chain);
+  return json_response(200, *j);
+}
+
+// {"processes": {"web": {"count": 3, "memory_mib": 512, "cpu": 0.5}}}: each field optional.
+Json checked_scale(const Json& body) {
+  auto bad = [](const std::string& what) {
+    throw PlatformError(ErrorCode::invalid_request, what,
+                        "e.g. {\"processes\": {\"web\": {\"count\": 3, \"memory_mib\": 512}}}");
+  };
+  if (!body.contains("processes") || !body["processes"].is_object() || body["processes"].empty())
+    bad("processes must be a non-empty object of process -> {count, memory_mib, cpu}");
+  for (const auto& [name, o] : body["processes"].items()) {
+    if (!o.is_object() || o.empty()) bad("processes." + name + " must be an object with count, memory_mib or cpu");
+    for (const auto& [k, v] : o.items()) {
+      if (k == "count") {
+        if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 100)
+          bad("processes." + name + ".count must be an integer from 0 to 100");
+      } else if (k == "memory_mib") {
+        if (!v.is_number_integer() || v.get<std::int64_t>() < 16 || v.get<std::int64_t>() > 262144)
+          bad("processes." + name + ".memory_mib must be an integer from 16 to 262144");
+      } else if (k == "cpu") {
+        if (!v.is_number() || v.get<double>() < 0.01 || v.get<double>() > 64)
+          bad("processes." + name + ".cpu must be a number from 0.01 to 64");
+      } else {
+        bad("processes." + name + " has an unknown field " + k.substr(0, 40) + " (count, memory_mib, cpu)");
+      }
+    }
+  }
+  return body["processes"];
+}
+
+Response post_scale(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto body = parse_body(req.body, {{"processes", FieldType::object, true}});
+  auto changes = checked_scale(body);
+  auto chain = env_chain(ctx, p, params);
+  const auto env = chain.back();
+  const auto path = path_of(chain);
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, "env.scale", 200, [&](pqxx::work& tx, const Actor& actor) {
+    auto rt = tx.exec_params("SELECT release_id, scale::text FROM core.env_runtime WHERE env_id = $1 FOR UPDATE", env.id);
+    if (rt.empty() || rt[0][0].is_null())
+      throw PlatformError(ErrorCode::precondition_failed, "env " + env.name + " has no release to scale",
+                          "Deploy first: platform deploy --env " + env.name);
+    auto release = release_by_id(tx, rt[0][0].as<std::string>());
+    auto scale = Json::parse(rt[0][1].as<std::string>());
+    const auto before = process_sizes(release->manifest, scale);
+    Json diff = Json::array();
+    for (const auto& [name, o] : changes.items()) {
+      auto it = before.find(name);
+      if (it == before.end()) {
+        std::string known;
+        for (const auto& [n, s] : before) known += (known.empty() ? "" : ", ") + n;
+        throw PlatformError(ErrorCode::invalid_request,
+                            fmt::format("release v{} has no process \"{}\"", release->number, name.substr(0, 60)),
+                            "Its processes: " + known + ".");
+      }
+      Json& s = scale[name];
+      if (!s.is_object()) s = Json::object();
+      for (const auto& [k, v] : o.items()) s[k] = v;
+    }
+    const auto after = process_sizes(release->manifest, scale);
+    for (const auto& [name, o] : changes.items()) {
+      const auto& b = before.at(name);
+      const auto& a = after.at(name);
+      if (a.count != b.count)
+        diff.push_back({{"process", name}, {"key", "count"}, {"from", b.count}, {"to", a.count},
+                        {"summary", fmt::format("{} count {} -> {}", name, b.count, a.count)}});
+      if (a.memory_mib != b.memory_mib)
+        diff.push_back({{"process", name}, {"key", "memory_mib"}, {"from", b.memory_mib}, {"to", a.memory_mib},
+                        {"summary", fmt::format("{} memory {} -> {} MiB", name, b.memory_mib, a.memory_mib)}});
+      if (a.cpu != b.cpu)
+        diff.push_back({{"process", name}, {"key", "cpu"}, {"from", b.cpu}, {"to", a.cpu},
+                        {"summary", fmt::format("{} cpu {:g} -> {:g}", name, b.cpu, a.cpu)}});
+    }
+    CommandReceipt r;
+    Json next = Json::array({"platform status --env " + env.name, "platform wait --env " + env.name});
+    Json resource = env_resource_json(env, path);
+    if (diff.empty()) {
+      r.duplicate = true;
+      r.receipt = {{"resource", resource}, {"diff", diff}, {"events", Json::array()}, {"next", next},
+                   {"note", "nothing changed: every process already had that size"}};
+      return r;
+    }
+    tx.exec_params("UPDATE core.env_runtime SET scale = $2::jsonb, updated_at = now() WHERE env_id = $1", env.id,
+                   scale.dump());
+    Json data = {{"env_id", env.id}, {"release_id", release->id}, {"changes", changes}, {"scale", scale}};
+    CommandOutcome out;
+    out.resource_id = env.id;
+    out.appended = events::append(tx, "scale-" + env.id, std::nullopt,
+                                  {{uuid_to_string(new_uuid_v7()), "ProcessScaled", 1, data,
+                                    event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+    r.last = out.last();
+    Json sizes = Json::object();
+    for (const auto& [name, s] : after)
+      sizes[name] = {{"count", s.count}, {"memory_mib", s.memory_mib}, {"cpu", s.cpu}, {"scaled", s.scaled}};
+    r.receipt = {{"resource", resource}, {"processes", sizes}, {"diff", diff},
+                 {"events", out.events_json("scale-" + env.id)}, {"next", next}};
+    return r;
+  });
+}
+
+// --- platform-agent ---
+
+WatchPlan watch_assignments(Context& ctx, const Request& req) {
+  const auto credential = host_credential(req);
+  auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
+  std::int64_t after = -1;
+  if (auto a = req.param("after"); !a.empty()) {
+    if (a.size() > 18 || a.find_first_not_of("0123456789") != std::string::npos)
+      throw PlatformError(ErrorCode::invalid_request, "after must be an assignment version (a number)",
+                          "Pass back the version of the previous answer.");
+    after = std::stoll(a);
+  }
+  WatchPlan plan;
+  if (auto w = req.param("wait"); !w.empty()) {
+    auto d = parse_duration(w);
+    if (!d || *d > std::chrono::seconds(60))
+      throw PlatformError(ErrorCode::invalid_request, "wait must be a duration of at most 60s", "e.g. wait=30s");
+    plan.wait = *d;
+  }
+  ctx.metrics.watch_requests_total++;
+  plan.level = [&ctx, host, after](bool last) -> std::optional<Response> {
+    return ctx.pool.read([&](pqxx::transaction_base& tx) -> std::optional<Response> {
+      if (!last && assignment_version(tx, host.id) == after) return std::nullopt;
+      auto j = host_assignments(tx, host.id);
+      j["host_id"] = host.id;
+      j["changed"] = j["version"].get<std::int64_t>() != after;
+      return json_response(200, j);
+    });
+  };
+  return plan;
+}
+
+Response post_reports(Context& ctx, const Request& req) {
+  auto body = parse_body(req.body, {{"reports", FieldType::array_of_objects, true}});
+  const auto credential = host_credential(req);
+  auto out = ctx.pool.transact([&](pqxx::work& tx) {
+    auto host = authenticate_host(tx, credential);
+    return apply_reports(tx, host.id, host.name, body["reports"]);
+  });
+  return json_response(200, {{"applied", out.applied}, {"duplicates", out.duplicates}, {"rejected", out.rejected}});
+}
+
+Response get_instance_secrets(Context& ctx, const Request& req) {
+  const auto credential = host_credential(req);
+  // The path is /v1/agent/instances/{instance}/secrets; public handlers get no params.
+  const auto prefix = std::string("/v1/agent/instances/");
+  const auto id = req.path.substr(prefix.size(), req.path.size() - prefix.size() - std::string("/secrets").size());
+  if (ctx.secret_keys.empty())
+    throw PlatformError(ErrorCode::unavailable, "secrets are not configured on this server",
+                        "Start platformd serve with --secrets-key FILE (platformd dev creates one).");
+  auto file = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    auto host = authenticate_host(tx, credential);
+    return instance_secrets_file(tx, host.id, id, ctx.secret_keys);
+  });
+  return json_response(200, {{"instance_id", id}, {"format", "platform-secrets 1"}, {"file", base64_encode(file)}});
+}
+
+}  // namespace
+
+void add_instance_routes(std::vector<Route>& out) {
+  const std::string base = "/v1/orgs/{org}/projects/{project}/apps/{app}/envs/{env}";
+  out.push_back({"GET", base + "/status",
+                 "An env's status: release, desired and current counts per process, instances, and what is not "
+                 "converging and why",
+                 get_status, {}, {}});
+  out.push_back({"GET", base + "/instances", "An env's instances (all=true: stopped ones too)", get_instances, {}, {}});
+  out.push_back({"GET", base + "/instances/{instance}", "One instance with its events: why it was placed, restarted, stopped",
+                 get_instance, {}, {}});
+  out.push_back({"POST", base + "/scale", "Set the count, memory or CPU of an env's processes (over the manifest's)",
+                 post_scale, {}, {}});
+  out.push_back({"GET", "/v1/agent/assignments",
+                 "A host's assignment set, level-triggered long poll by version (platform-agent, host credential)", {},
+                 {}, {}, watch_assignments});
+  out.push_back({"POST", "/v1/agent/reports", "A batch of an agent's instance reports (platform-agent, host credential)",
+                 {}, {}, post_reports});
+  out.push_back({"GET", "/v1/agent/instances/{instance}/secrets",
+                 "The secrets file of an instance the host runs (platform-agent, host credential)", {}, {},
+                 get_instance_secrets});
+}
+
+}  // namespace platform::api

@@ -1,0 +1,224 @@
+// platform status | instance list|describe | scale | wait (no target: the env's rollout). See
+// docs/instances.md.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "cli/cli.h"
+#include "engine/duration.h"
+#include "engine/ids.h"
+
+namespace platform::cli {
+namespace {
+
+std::string age(std::int64_t s) {
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  if (s < 172800) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
+std::string health_of(const Json& i) {
+  const auto h = i.value("health", "");
+  return h == "none" ? "-" : h;
+}
+
+std::string state_of(const Json& i) {
+  auto s = i.value("state", "");
+  if (i.value("desired", "") == "stop" && s != "stopped" && s != "lost") s += " (stopping)";
+  return s;
+}
+
+void print_instance_rows(const Json& instances) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& i : instances)
+    rows.push_back({i.value("name", ""), i["release"].value("name", ""), i["host"].value("name", ""), state_of(i),
+                    health_of(i), std::to_string(i.value("restarts", 0)), age(i.value("age_seconds", 0)),
+                    i.value("id", "")});
+  print_table({"NAME", "RELEASE", "HOST", "STATE", "HEALTH", "RESTARTS", "AGE", "ID"}, rows);
+}
+
+void print_status(const Json& st) {
+  const auto& rel = st["release"];
+  std::cout << "env      " << st.value("path", "") << "\n";
+  if (rel.is_null()) {
+    std::cout << "release  none yet (platform deploy)\n";
+  } else {
+    std::cout << "release  " << rel.value("name", "") << "  " << rel.value("image", "") << "  "
+              << rel.value("digest", "").substr(0, 19) << "…\n";
+  }
+  std::cout << "phase    " << st.value("phase", "") << "\n\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& p : st["processes"])
+    rows.push_back({p.value("process", ""), std::to_string(p.value("desired", 0)) + (p.value("scaled", false) ? " (scaled)" : ""),
+                    std::to_string(p.value("current", 0)), std::to_string(p.value("healthy", 0)),
+                    std::to_string(p.value("outdated", 0)), std::to_string(p.value("stopping", 0)),
+                    p.contains("memory_mib") ? fmt::format("{:g} cpu, {} MiB", p.value("cpu", 0.0), p.value("memory_mib", 0))
+                                             : std::string("-")});
+  print_table({"PROCESS", "DESIRED", "CURRENT", "HEALTHY", "OUTDATED", "STOPPING", "SIZE"}, rows);
+  if (!st["instances"].empty()) {
+    std::cout << "\n";
+    print_instance_rows(st["instances"]);
+  }
+  if (!st["problems"].empty()) {
+    std::cout << "\nnot converging:\n";
+    for (const auto& p : st["problems"]) std::cout << "  " << p.get<std::string>() << "\n";
+  }
+}
+
+// One line per event of an instance: when, what, and why.
+std::string event_line(const Json& e) {
+  const auto& d = e["data"];
+  const auto type = e.value("type", "");
+  std::string what = d.value("reason", "");
+  if (type == "InstancePlaced") what = "on host " + d.value("host_name", "") + ": " + what;
+  if (type == "InstanceStarted") what = fmt::format("{} (restart count {})", what, d.value("restarts", 0));
+  if (type == "InstanceStopped" && d.contains("exit")) what += "; " + d.value("exit", "");
+  return fmt::format("{}  {:<22} {}", e.value("at", "").substr(0, 19), type, what);
+}
+
+void print_instance(const Json& i) {
+  std::cout << "instance  " << i.value("name", "") << " (" << i.value("id", "") << ")\n";
+  std::cout << "process   " << i.value("process", "") << ", release " << i["release"].value("name", "") << ", host "
+            << i["host"].value("name", "") << ", " << fmt::format("{:g} cpu, {} MiB", i.value("cpu", 0.0), i.value("memory_mib", 0))
+            << "\n";
+  std::cout << "state     " << state_of(i) << ", health " << health_of(i) << ", restarts " << i.value("restarts", 0)
+            << (i.value("state_reason", "").empty() ? "" : ": " + i.value("state_reason", "")) << "\n";
+  std::cout << "desired   " << i.value("desired", "") << ": " << i.value("desired_reason", "") << "\n";
+  if (!i["last_exit"].is_null())
+    std::cout << "last exit " << i["last_exit"].value("reason", "") << " at " << i["last_exit"].value("reported_at", "")
+              << "\n";
+  std::cout << "\nwhat happened, in order:\n";
+  for (const auto& e : i["events"]) std::cout << "  " << event_line(e) << "\n";
+}
+
+struct ScaleArgs {
+  std::vector<std::string> targets;  // web=3, or web (with --memory / --cpu)
+  std::int64_t memory = 0;
+  double cpu = 0;
+};
+
+Json scale_body(const ScaleArgs& a) {
+  Json processes = Json::object();
+  for (const auto& t : a.targets) {
+    const auto eq = t.find('=');
+    const auto name = t.substr(0, eq);
+    Json o = Json::object();
+    if (eq != std::string::npos) {
+      const auto n = t.substr(eq + 1);
+      if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos)
+        throw PlatformError(ErrorCode::invalid_request, "\"" + t + "\": the count must be a whole number from 0 to 100",
+                            "e.g. platform scale web=3 worker=1");
+      o["count"] = std::stoi(n);
+    }
+    if (a.memory > 0) o["memory_mib"] = a.memory;
+    if (a.cpu > 0) o["cpu"] = a.cpu;
+    if (name.empty() || o.empty())
+      throw PlatformError(ErrorCode::invalid_request, "\"" + t + "\" says nothing to change",
+                          "Give PROCESS=COUNT, or a process with --memory MIB or --cpu N.");
+    processes[name] = o;
+  }
+  return {{"processes", processes}};
+}
+
+}  // namespace
+
+// `platform wait` without a target: until the env runs its release as desired, all healthy (exit 0); a
+// failed instance ends it with exit 1 and an unplaceable one with exit 5, each naming what and why.
+void run_wait_converged(const Globals& g, const std::string& timeout_text) {
+  auto s = open_session(g);
+  auto client = s.client();
+  const auto path = s.env_path() + "/status";
+  auto timeout = parse_duration(timeout_text);
+  if (!timeout)
+    throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + timeout_text + "\" is not a duration", "e.g. 5m");
+  const auto deadline = std::chrono::steady_clock::now() + *timeout;
+  const auto env_flag = " --env " + s.need_env();
+  std::string last_phase;
+  while (!interrupted()) {
+    auto st = client.call("GET", path);
+    const auto phase = st.value("phase", "");
+    if (phase != last_phase && g.format() == Format::table) note(g, "status: " + phase);
+    last_phase = phase;
+    auto problems = st.value("problems", Json::array());
+    const auto first = problems.empty() ? std::string() : problems[0].get<std::string>();
+    if (phase == "converged") {
+      if (g.format() != Format::table) return print_json(st);
+      std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
+      return;
+    }
+    if (phase == "no_release")
+      throw PlatformError(ErrorCode::precondition_failed, "env " + s.need_env() + " has no release to converge on",
+                          "Deploy first: platform deploy" + env_flag);
+    if (phase == "failed") {
+      auto name = first.substr(0, first.find(':'));
+      throw DetailedError({ErrorCode::failed, "rollout failed: " + first,
+                           "category: app (the instance exits or fails its checks). See `platform instance describe " +
+                               name + env_flag + "` and `platform logs --instance " + name + env_flag + "`."},
+                          problems);
+    }
+    if (phase == "unschedulable")
+      throw DetailedError({ErrorCode::capacity, "rollout cannot be placed: " + first,
+                           "category: placement. Free capacity (platform scale), or add a host "
+                           "(platform host join-token); `platform status" + env_flag + "` shows the rest."},
+                          problems);
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw DetailedError({ErrorCode::timed_out, "env " + s.need_env() + " did not converge within " + timeout_text +
+                                                     (first.empty() ? "" : ": " + first),
+                           "See `platform status" + env_flag + "` for what is still moving."},
+                          problems);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+}
+
+void add_instance_commands(CLI::App& app, Globals& g) {
+  auto* status = app.add_subcommand("status", "The env: release, desired vs current per process, instances, problems");
+  status->callback([&g] {
+    auto s = open_session(g);
+    auto st = s.client().call("GET", s.env_path() + "/status");
+    if (g.format() != Format::table) return print_json(st);
+    print_status(st);
+  });
+
+  auto* instance = app.add_subcommand("instance", "An env's instances");
+  instance->require_subcommand(1);
+  auto all = std::make_shared<bool>(false);
+  auto* list = instance->add_subcommand("list", "Instances of the env (--all: stopped ones too)");
+  list->add_flag("--all", *all, "Include stopped and lost instances");
+  list->callback([&g, all] {
+    auto s = open_session(g);
+    auto out = s.client().call("GET", s.env_path() + "/instances" + (*all ? "?all=true" : ""));
+    if (g.format() == Format::json) return print_json(out);
+    if (g.format() == Format::ndjson) {
+      for (const auto& i : out["instances"]) std::cout << i.dump() << "\n";
+      return;
+    }
+    print_instance_rows(out["instances"]);
+  });
+  auto which = std::make_shared<std::string>();
+  auto* describe = instance->add_subcommand("describe", "One instance and why: placed, started, exited, restarted, stopped");
+  describe->add_option("instance", *which, "Instance name (web-3) or ID")->required();
+  describe->callback([&g, which] {
+    auto s = open_session(g);
+    auto i = s.client().call("GET", s.env_path() + "/instances/" + api::url_encode(*which));
+    if (g.format() != Format::table) return print_json(i);
+    print_instance(i);
+  });
+
+  auto sa = std::make_shared<ScaleArgs>();
+  auto* scale = app.add_subcommand("scale", "Set how many instances a process runs, or its memory/CPU (e.g. web=3)");
+  scale->add_option("targets", sa->targets, "PROCESS=COUNT ... (or PROCESS with --memory/--cpu)")->required();
+  scale->add_option("--memory", sa->memory, "Memory limit in MiB for the named processes")->check(CLI::Range(16, 262144));
+  scale->add_option("--cpu", sa->cpu, "CPUs for the named processes")->check(CLI::Range(0.01, 64.0));
+  scale->callback([&g, sa] {
+    auto s = open_session(g);
+    auto body = scale_body(*sa);
+    print_receipt(g, s.client().call("POST", s.env_path() + "/scale", body, new_id("idem")));
+  });
+}
+
+}  // namespace platform::cli

@@ -1,0 +1,296 @@
+#include "reconcilers/scheduler.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <thread>
+
+#include "api/instances.h"
+#include "api/releases.h"
+#include "engine/db.h"
+#include "engine/event_store.h"
+#include "engine/ids.h"
+#include "reconcilers/placement.h"
+#include "reconcilers/rollout.h"
+
+namespace platform::reconcilers {
+namespace {
+
+const std::string kActor = "platformd:scheduler";
+
+struct Row {  // an instance not yet stopped
+  std::string id, name, org_id, app_id, env_id, process, release_id, host_id, desired, state, health;
+  int ordinal = 0;
+  double cpu = 0;
+  std::int64_t memory_mib = 0;
+};
+
+struct EnvRow {
+  std::string env_id, org_id, release_id;  // release_id empty: nothing to run
+  Json scale;
+  bool deleted = false;
+};
+
+Json meta(const std::string& org_id, const std::string& kind, const std::string& id, const std::string& parent) {
+  return {{"actor", kActor}, {"org_id", org_id}, {"resource_kind", kind}, {"resource_id", id}, {"parent_id", parent}};
+}
+
+void append(pqxx::work& tx, const std::string& stream, std::optional<std::int64_t> expected, const std::string& type,
+            Json data, Json metadata) {
+  events::append(tx, stream, expected, {{uuid_to_string(new_uuid_v7()), type, 1, std::move(data), std::move(metadata)}});
+}
+
+void request_stop(pqxx::work& tx, const Row& i, const std::string& reason) {
+  tx.exec_params(
+      "UPDATE core.instances SET desired = 'stop', desired_reason = $2, assign_version = nextval('core.assignment_versions')"
+      " WHERE id = $1",
+      i.id, reason);
+  append(tx, api::instance_stream(i.id), std::nullopt, "InstanceStopRequested",
+         {{"instance_id", i.id}, {"name", i.name}, {"process", i.process}, {"host_id", i.host_id}, {"reason", reason}},
+         meta(i.org_id, "instance", i.id, i.env_id));
+}
+
+std::vector<Row> active_instances(pqxx::transaction_base& tx) {
+  std::vector<Row> out;
+  for (const auto& r : tx.exec(
+           "SELECT id, name, org_id, app_id, env_id, process, release_id, host_id, desired, state, health, ordinal, cpu,"
+           " memory_mib FROM core.instances WHERE state NOT IN ('stopped', 'lost') ORDER BY id"))
+    out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::string>(),
+                   r[4].as<std::string>(), r[5].as<std::string>(), r[6].as<std::string>(), r[7].as<std::string>(),
+                   r[8].as<std::string>(), r[9].as<std::string>(), r[10].as<std::string>(), r[11].as<int>(),
+                   r[12].as<double>(), r[13].as<std::int64_t>()});
+  return out;
+}
+
+struct HostRow {
+  HostCapacity capacity;
+  std::string last_seen;
+};
+
+std::map<std::string, HostRow> read_hosts(pqxx::transaction_base& tx) {
+  std::map<std::string, HostRow> out;
+  for (const auto& r : tx.exec("SELECT h.id, h.name, l.state, l.report::text, " + db::sql_rfc3339("l.last_seen") +
+                               " FROM core.hosts h JOIN core.host_liveness l ON l.host_id = h.id")) {
+    HostRow h;
+    h.capacity.id = r[0].as<std::string>();
+    h.capacity.name = r[1].as<std::string>();
+    h.capacity.up = r[2].as<std::string>() == "up";
+    auto report = Json::parse(r[3].as<std::string>());
+    h.capacity.cpus = report["capacity"].value("cpus", 0.0);
+    h.capacity.memory_mib = report["capacity"].value("memory_mib", std::int64_t{0});
+    const auto runtime = report.contains("runtime") ? report["runtime"] : Json::object();
+    if (runtime.value("name", "none") == "none")
+      h.capacity.unavailable = "has no runtime (" + runtime.value("reason", std::string("none reported")).substr(0, 200) + ")";
+    h.last_seen = r[4].as<std::string>();
+    out[h.capacity.id] = std::move(h);
+  }
+  return out;
+}
+
+std::vector<EnvRow> read_envs(pqxx::transaction_base& tx) {
+  std::vector<EnvRow> out;
+  for (const auto& r : tx.exec("SELECT rt.env_id, rt.org_id, coalesce(rt.release_id, ''), rt.scale::text,"
+                               " res.deleted_at IS NOT NULL FROM core.env_runtime rt"
+                               " JOIN core.resources res ON res.id = rt.env_id ORDER BY rt.env_id"))
+    out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                   Json::parse(r[3].as<std::string>()), r[4].as<bool>()});
+  return out;
+}
+
+InstanceView view_of(const Row& r) {
+  return {r.id, r.name, r.process, r.release_id, r.ordinal, r.desired == "run", r.state, r.health};
+}
+
+PlacementRequest request_of(const std::string& env_id, const std::string& process, double cpu, std::int64_t mem) {
+  return {env_id + "/" + process, cpu, mem, ""};
+}
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerOptions options, Signal* wake)
+    : options_(std::move(options)), pool_(std::make_unique<db::Pool>(options_.conninfo, 1, "platform-scheduler")),
+      wake_(wake) {}
+
+Scheduler::~Scheduler() = default;
+
+Scheduler::PassResult Scheduler::pass() {
+  PassResult result;
+  auto& pool = *pool_;
+  std::vector<Row> rows;
+  std::map<std::string, HostRow> hosts;
+  std::vector<EnvRow> envs;
+  pool.read([&](pqxx::transaction_base& tx) {
+    rows = active_instances(tx);
+    hosts = read_hosts(tx);
+    envs = read_envs(tx);
+    return 0;
+  });
+
+  // Instances on hosts that are down are lost: replaced below like any missing instance.
+  std::vector<Row> live;
+  std::vector<const Row*> lost;
+  for (const auto& r : rows) {
+    auto h = hosts.find(r.host_id);
+    if (h != hosts.end() && !h->second.capacity.up) lost.push_back(&r);
+    else live.push_back(r);
+  }
+  if (!lost.empty())
+    pool.transact([&](pqxx::work& tx) {
+      for (const auto* r : lost) {
+        const auto& h = hosts[r->host_id];
+        const auto reason = fmt::format("host {} is down (no heartbeat since {})", h.capacity.name, h.last_seen);
+        tx.exec_params(
+            "UPDATE core.instances SET state = 'lost', desired = 'stop', desired_reason = $2, state_reason = $2,"
+            " state_at = now(), assign_version = nextval('core.assignment_versions') WHERE id = $1",
+            r->id, reason);
+        append(tx, api::instance_stream(r->id), std::nullopt, "InstanceLost",
+               {{"instance_id", r->id}, {"name", r->name}, {"process", r->process}, {"host_id", r->host_id},
+                {"reason", reason}},
+               meta(r->org_id, "instance", r->id, r->env_id));
+      }
+      return 0;
+    });
+  result.lost = static_cast<int>(lost.size());
+
+  std::vector<HostCapacity> capacities;
+  for (const auto& [id, h] : hosts) capacities.push_back(h.capacity);
+  Placer placer(std::move(capacities), options_.cpu_ratio);
+  for (const auto& r : live)
+    if (r.state != "failed") placer.record(r.host_id, request_of(r.env_id, r.process, r.cpu, r.memory_mib));
+
+  std::map<std::string, std::vector<const Row*>> by_env;
+  for (const auto& r : live) by_env[r.env_id].push_back(&r);
+  std::map<std::string, api::Release> releases;
+  for (const auto& env : envs) {
+    const auto& mine = by_env[env.env_id];
+    std::optional<api::Release> release;
+    if (!env.deleted && !env.release_id.empty())
+      release = pool.read([&](pqxx::transaction_base& tx) { return api::release_by_id(tx, env.release_id); });
+    if (!release && mine.empty()) continue;
+    std::vector<InstanceView> views;
+    std::map<std::string, const Row*> by_id;
+    for (const auto* r : mine) {
+      views.push_back(view_of(*r));
+      by_id[r->id] = r;
+    }
+    const auto label = release ? "v" + std::to_string(release->number) : std::string();
+    auto sizes = release ? api::process_sizes(release->manifest, env.scale) : std::map<std::string, api::ProcessSize>{};
+    RolloutPlan plan;
+    if (release) {
+      std::vector<ProcessTarget> targets;
+      for (const auto& [name, s] : sizes) targets.push_back({name, s.count});
+      plan = plan_rollout(release->id, label, targets, views);
+    } else {
+      for (const auto& v : views)
+        if (v.desired_run)
+          plan.stop.push_back({v.id, v.name, v.process, env.deleted ? "env deleted" : "env has no release to run"});
+    }
+    pool.transact([&](pqxx::work& tx) {
+      for (const auto& s : plan.stop) request_stop(tx, *by_id.at(s.instance_id), s.reason);
+      result.stopped += static_cast<int>(plan.stop.size());
+      std::map<std::string, std::pair<int, std::string>> unplaced;  // process -> (missing, why)
+      for (const auto& [process, n] : plan.place) {
+        const auto& size = sizes.at(process);
+        auto ordinal = tx.exec_params("SELECT coalesce(max(ordinal), 0) FROM core.instances WHERE env_id = $1 AND process = $2",
+                                      env.env_id, process)[0][0].as<int>();
+        bool has_old = false;
+        for (const auto& v : views) has_old |= v.process == process && v.release_id != release->id && v.desired_run;
+        const auto reason = has_old ? fmt::format("rollout of release {}", label)
+                                    : fmt::format("release {} runs {} {} instance{}", label, size.count, process,
+                                                  size.count == 1 ? "" : "s");
+        for (int k = 0; k < n; ++k) {
+          auto placed = placer.place(request_of(env.env_id, process, size.cpu, size.memory_mib));
+          if (!placed.host_id) {
+            unplaced[process] = {n - k, placed.reason};
+            for (const auto& s : make_room(release->id, label, process, size.count, views)) {
+              request_stop(tx, *by_id.at(s.instance_id), s.reason);
+              ++result.stopped;
+            }
+            break;
+          }
+          const auto id = new_id("ins");
+          const auto name = fmt::format("{}-{}", process, ++ordinal);
+          const auto& host = hosts.at(*placed.host_id).capacity;
+          tx.exec_params(
+              "INSERT INTO core.instances (id, name, ordinal, org_id, app_id, env_id, process, release_id, host_id, cpu,"
+              " memory_mib, desired, desired_reason, assign_version)"
+              " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'run', $12, nextval('core.assignment_versions'))",
+              id, name, ordinal, env.org_id, release->app_id, env.env_id, process, release->id, host.id, size.cpu,
+              size.memory_mib, reason);
+          append(tx, api::instance_stream(id), -1, "InstancePlaced",
+                 {{"instance_id", id}, {"name", name}, {"env_id", env.env_id}, {"process", process},
+                  {"release_id", release->id}, {"release_number", release->number}, {"host_id", host.id},
+                  {"host_name", host.name}, {"cpu", size.cpu}, {"memory_mib", size.memory_mib}, {"reason", reason}},
+                 meta(env.org_id, "instance", id, env.env_id));
+          ++result.placed;
+        }
+      }
+      // What cannot be placed: recorded with why, and an event each time the reason changes.
+      auto known = tx.exec_params("SELECT process, reason, missing FROM core.unschedulable WHERE env_id = $1", env.env_id);
+      for (const auto& k : known)
+        if (!unplaced.count(k[0].as<std::string>()))
+          tx.exec_params("DELETE FROM core.unschedulable WHERE env_id = $1 AND process = $2", env.env_id,
+                         k[0].as<std::string>());
+      for (const auto& [process, u] : unplaced) {
+        ++result.unschedulable;
+        bool same = false;
+        for (const auto& k : known)
+          same |= k[0].as<std::string>() == process && k[1].as<std::string>() == u.second && k[2].as<int>() == u.first;
+        if (same) continue;
+        tx.exec_params(
+            "INSERT INTO core.unschedulable (env_id, process, release_id, missing, reason) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (env_id, process) DO UPDATE SET release_id = $3, missing = $4, reason = $5, since ="
+            " CASE WHEN core.unschedulable.reason = $5 THEN core.unschedulable.since ELSE now() END",
+            env.env_id, process, release->id, u.first, u.second);
+        append(tx, "scheduler-" + env.env_id, std::nullopt, "ProcessUnschedulable",
+               {{"env_id", env.env_id}, {"process", process}, {"release_id", release->id}, {"missing", u.first},
+                {"reason", u.second}},
+               meta(env.org_id, "env", env.env_id, ""));
+      }
+      return 0;
+    });
+  }
+  return result;
+}
+
+void Scheduler::run() {
+  while (!stopping_) {
+    try {
+      std::unique_ptr<pqxx::connection> lease;
+      if (options_.use_lease) {
+        lease = db::connect(options_.conninfo, "platform-scheduler-lease");
+        for (;;) {
+          pqxx::nontransaction tx(*lease);
+          if (tx.exec("SELECT pg_try_advisory_lock(hashtextextended('reconciler:scheduler', 0))")[0][0].as<bool>()) break;
+          if (stopping_) return;
+          wake_->wait_for(wake_->generation(), std::chrono::seconds(1));
+        }
+        spdlog::info("scheduler: lease acquired");
+      }
+      int busy = 0;
+      while (!stopping_) {
+        const auto seen = wake_->generation();
+        auto r = pass();
+        if (r.changed())
+          spdlog::info("scheduler: placed {}, stopping {}, lost {}, unschedulable {}", r.placed, r.stopped, r.lost,
+                       r.unschedulable);
+        if (lease && !lease->is_open()) throw pqxx::broken_connection("scheduler lease connection lost");
+        if (r.changed() && ++busy < 10) continue;  // a pass sees its own effects at once
+        busy = 0;
+        wake_->wait_for(seen, options_.period);
+      }
+    } catch (const std::exception& e) {
+      if (stopping_) break;
+      spdlog::warn("scheduler: {}; retrying in 1 s", e.what());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+}
+
+void Scheduler::stop() {
+  stopping_ = true;
+  if (wake_) wake_->notify();
+}
+
+}  // namespace platform::reconcilers
