@@ -1,5 +1,9 @@
 #include "agent/files.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
@@ -23,6 +27,12 @@ void write_atomically(const std::filesystem::path& p, const std::string& content
     if (!out) throw PlatformError(ErrorCode::internal, "cannot write " + tmp, "Check the agent's disk.");
   }
   std::filesystem::rename(tmp, p);
+}
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:06}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), us);
 }
 
 }  // namespace platform::agent

@@ -11,4 +11,7 @@ std::string read_text(const std::filesystem::path& p);
 // Throws PlatformError(internal) when the disk refuses.
 void write_atomically(const std::filesystem::path& p, const std::string& content);
 
+// The current UTC time as the API writes it: "2026-11-22T03:04:58.458585Z".
+std::string utc_now();
+
 }  // namespace platform::agent

@@ -211,6 +211,9 @@ int main(int argc, char** argv) {
       if (!bytes) throw PlatformError(ErrorCode::internal, "the secrets file of " + instance + " is not base64", "");
       return *bytes;
     };
+    deps.ship_logs = [&client](const Json& lines) {
+      client.call("POST", "/v1/agent/logs", Json{{"lines", lines}}, std::string(), std::chrono::seconds(10));
+    };
     {
       agent::Converger converger(deps);
       auto slot = std::make_shared<WatchSlot>();

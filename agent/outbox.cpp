@@ -1,6 +1,5 @@
 #include "agent/outbox.h"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -25,11 +24,6 @@ std::vector<std::string> report_files(const std::string& dir) {
   return out;
 }
 
-std::string utc_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:06}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), us);
-}
 }  // namespace
 
 Outbox::Outbox(std::string dir) : dir_(std::move(dir)) {

@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <iostream>
 
 #include "agent/files.h"
 #include "agent/health.h"
@@ -73,6 +74,30 @@ void InstanceSupervisor::report(const std::string& type, Json data) {
   deps_.outbox->add(a_.id, type, std::move(data));
 }
 
+void InstanceSupervisor::track_logs() {
+  tail_.emplace(a_.id, *run_, deps_.sandbox->stdout_path(*run_), deps_.sandbox->stderr_path(*run_));
+  next_ship_ = Clock::now() + milliseconds(1000);
+}
+
+void InstanceSupervisor::ship_logs(bool final) {
+  if (!tail_ || !deps_.ship_logs) return;
+  for (int attempt = 0; attempt < (final ? 5 : 1);) {
+    auto lines = tail_->read(final);
+    if (lines.empty()) return;
+    try {
+      deps_.ship_logs(lines);
+      tail_->commit();
+      ship_failed_ = false;
+    } catch (const std::exception& e) {
+      if (!ship_failed_) std::cerr << "platform-agent: shipping logs of " << a_.name << " failed: " << e.what() << " (retrying)\n";
+      ship_failed_ = true;
+      if (!final) return;  // the lines stay in the file: the next tick sends them
+      ++attempt;
+      std::this_thread::sleep_for(milliseconds(500));
+    }
+  }
+}
+
 bool InstanceSupervisor::sleep_unless_stopping(milliseconds d) {
   for (auto end = Clock::now() + d; Clock::now() < end;) {
     if (stopping_ || detached_) return false;
@@ -109,6 +134,7 @@ bool InstanceSupervisor::start_run() {
     deps_.sandbox->start(spec);
     run_ = id;
     started_ = Clock::now();
+    track_logs();
     report("InstanceStarted", {{"restarts", attempt_},
                                {"run", id},
                                {"runtime", "sandbox"},
@@ -148,6 +174,8 @@ void InstanceSupervisor::after_exit(const ExitStatus& how, const std::string& un
                             {"ran_ms", ran_for.count()},
                             {"reason", unhealthy.empty() ? how.describe()
                                                          : "stopped after failing its health check (" + unhealthy + ")"}});
+  ship_logs(true);  // what it wrote up to its end, also after a crash
+  tail_.reset();
   deps_.sandbox->destroy(*run_);
   run_.reset();
   if (stopping_ || detached_) return;
@@ -166,6 +194,7 @@ void InstanceSupervisor::after_exit(const ExitStatus& how, const std::string& un
 }
 
 void InstanceSupervisor::run() {
+  if (run_) track_logs();  // adopted: its files are read from the start (lines already stored are not stored again)
   if (run_ && a_.state != "running") {
     // Adopted, but the control plane never heard it started (the agent died before sending that).
     started_ = Clock::now();
@@ -183,6 +212,8 @@ void InstanceSupervisor::run() {
       if (run_) {
         report("InstanceExited", {{"exit_code", -1}, {"signal", 0}, {"oom", false}, {"run", *run_},
                                   {"reason", std::string("lost track of the run: ") + e.what()}});
+        ship_logs(true);
+        tail_.reset();
         deps_.sandbox->destroy(*run_);
         run_.reset();
       }
@@ -207,6 +238,10 @@ void InstanceSupervisor::supervise() {
       if (auto how = deps_.sandbox->wait(*run_, milliseconds(200))) {
         after_exit(*how, "");
         break;
+      }
+      if (Clock::now() >= next_ship_) {
+        ship_logs(false);
+        next_ship_ = Clock::now() + milliseconds(1000);
       }
       if (!tracker || Clock::now() < next_probe) continue;
       const auto& check = *a_.process.health;
@@ -245,6 +280,8 @@ void InstanceSupervisor::finish() {
       } catch (const std::exception& e) {
         data["exit"] = std::string("could not be stopped cleanly: ") + e.what();
       }
+      ship_logs(true);
+      tail_.reset();
       deps_.sandbox->destroy(*run_);
     }
     std::error_code ec;

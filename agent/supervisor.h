@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "agent/image_store.h"
+#include "agent/log_tail.h"
 #include "agent/outbox.h"
 #include "agent/sandbox.h"
 #include "engine/json.h"
@@ -43,6 +44,7 @@ struct SupervisorDeps {
   Sandbox* sandbox = nullptr;
   Outbox* outbox = nullptr;
   std::function<std::string(const std::string& instance_id)> fetch_secrets;  // the secrets file's bytes
+  std::function<void(const Json& lines)> ship_logs;  // POST /v1/agent/logs; throws when it did not arrive
   std::string secrets_dir;  // one 0600 file per instance, mounted read-only
   std::chrono::milliseconds stop_grace{10000};
 };
@@ -72,10 +74,17 @@ class InstanceSupervisor {
   void after_exit(const ExitStatus& how, const std::string& unhealthy);
   bool sleep_unless_stopping(std::chrono::milliseconds d);
   void report(const std::string& type, Json data);
+  // Ships the current run's new log lines (every second while it runs; all of them, with retries, before
+  // its folder goes).
+  void ship_logs(bool final);
+  void track_logs();  // a LogTail for the current run
 
   Assignment a_;
   SupervisorDeps deps_;
   std::optional<std::string> run_;  // the current run's sandbox id
+  std::optional<LogTail> tail_;
+  std::chrono::steady_clock::time_point next_ship_{};
+  bool ship_failed_ = false;  // said once until it works again
   int attempt_ = 0;
   std::chrono::steady_clock::time_point started_;
   std::mutex mu_;

@@ -15,27 +15,6 @@
 namespace platform::api {
 namespace {
 
-// "10m" (that long ago) or an RFC 3339 UTC timestamp -> "YYYY-MM-DDTHH:MM:SS.ffffffZ".
-std::string normalize_since(const std::string& s) {
-  if (s.empty()) return s;
-  if (auto d = parse_duration(s)) {
-    auto t = std::chrono::system_clock::now() - *d;
-    auto secs = std::chrono::system_clock::to_time_t(t);
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() % 1000000;
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec, us);
-  }
-  int Y, M, D, h, m, sec;
-  char z = 0;
-  if (s.size() == 20 && std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &Y, &M, &D, &h, &m, &sec, &z) == 7 &&
-      z == 'Z' && M >= 1 && M <= 12 && D >= 1 && D <= 31 && h < 24 && m < 60 && sec < 61)
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000Z", Y, M, D, h, m, sec);
-  throw PlatformError(ErrorCode::invalid_request, "since=\"" + s.substr(0, 60) + "\" is neither a duration nor a UTC time",
-                      "Use a duration such as 10m or 2h, or a time such as 2026-11-21T09:30:00Z.");
-}
-
 Principal& require_org(Context& ctx, Principal& p, const std::string& org_ref, std::string* org_id) {
   auto org = ctx.pool.read([&](pqxx::transaction_base& tx) -> std::optional<Resolved> {
     try {
@@ -85,7 +64,7 @@ WatchPlan events(Context& ctx, const Request& req, Principal& p, const Params& p
   plan.filter.type = req.param("type");
   plan.filter.resource_id = req.param("resource");
   plan.filter.operation_id = req.param("operation");
-  plan.filter.since = normalize_since(req.param("since"));
+  plan.filter.since = normalize_time(req.param("since"), "since");
   ctx.metrics.watch_requests_total++;
   return plan;
 }
@@ -157,6 +136,27 @@ Response operations(Context& ctx, const Request& req, Principal& p, const Params
 }
 
 }  // namespace
+
+// "10m" (that long ago) or an RFC 3339 UTC timestamp -> "YYYY-MM-DDTHH:MM:SS.ffffffZ".
+std::string normalize_time(const std::string& s, const std::string& name) {
+  if (s.empty()) return s;
+  if (auto d = parse_duration(s)) {
+    auto t = std::chrono::system_clock::now() - *d;
+    auto secs = std::chrono::system_clock::to_time_t(t);
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() % 1000000;
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                       tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+  }
+  int Y, M, D, h, m, sec;
+  char z = 0;
+  if (s.size() == 20 && std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &Y, &M, &D, &h, &m, &sec, &z) == 7 &&
+      z == 'Z' && M >= 1 && M <= 12 && D >= 1 && D <= 31 && h < 24 && m < 60 && sec < 61)
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000Z", Y, M, D, h, m, sec);
+  throw PlatformError(ErrorCode::invalid_request, name + "=\"" + s.substr(0, 60) + "\" is neither a duration nor a UTC time",
+                      "Use a duration such as 10m or 2h, or a time such as 2026-11-21T09:30:00Z.");
+}
 
 Json events_page_json(const std::vector<events::Recorded>& evs, events::Cursor next) {
   Json arr = Json::array();

@@ -7,6 +7,7 @@
 #include "api/env_vars.h"
 #include "api/hosts.h"
 #include "api/instances.h"
+#include "api/logs.h"
 #include "api/metrics.h"
 #include "api/mutation.h"
 #include "api/path.h"
@@ -146,7 +147,42 @@ Response post_scale(Context& ctx, const Request& req, Principal& p, const Params
   });
 }
 
+Response get_logs(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  LogQuery q;
+  q.env_id = chain.back().id;
+  q.cursor = req.param("after");
+  q.process = req.param("process");
+  q.instance = req.param("instance");
+  q.since = normalize_time(req.param("since"), "since");
+  q.until = normalize_time(req.param("until"), "until");
+  if (auto s = req.param("source"); !s.empty()) {
+    if (s != "app" && s != "system" && s != "all")
+      throw PlatformError(ErrorCode::invalid_request, "source must be app, system or all",
+                          "app: what the instances wrote; system: the platform's events about them.");
+    q.source = s;
+  }
+  if (auto l = req.param("limit"); !l.empty()) {
+    if (l.size() > 4 || l.find_first_not_of("0123456789") != std::string::npos || std::stoi(l) < 1 || std::stoi(l) > 5000)
+      throw PlatformError(ErrorCode::invalid_request, "limit must be from 1 to 5000", "e.g. limit=500");
+    q.limit = std::stoi(l);
+  }
+  auto out = ctx.pool.read([&](pqxx::transaction_base& tx) { return read_logs(tx, q); });
+  out["env_id"] = q.env_id;
+  return json_response(200, out);
+}
+
 // --- platform-agent ---
+
+Response post_logs(Context& ctx, const Request& req) {
+  auto body = parse_body(req.body, {{"lines", FieldType::array_of_objects, true}});
+  const auto credential = host_credential(req);
+  auto out = ctx.pool.transact([&](pqxx::work& tx) {
+    auto host = authenticate_host(tx, credential);
+    return store_log_lines(tx, host.id, body["lines"]);
+  });
+  return json_response(200, out);
+}
 
 WatchPlan watch_assignments(Context& ctx, const Request& req) {
   const auto credential = host_credential(req);
@@ -216,6 +252,12 @@ void add_instance_routes(std::vector<Route>& out) {
                  get_instance, {}, {}});
   out.push_back({"POST", base + "/scale", "Set the count, memory or CPU of an env's processes (over the manifest's)",
                  post_scale, {}, {}});
+  out.push_back({"GET", base + "/logs",
+                 "An env's logs by cursor: what its instances wrote (app) and the platform's events about them "
+                 "(system)",
+                 get_logs, {}, {}});
+  out.push_back({"POST", "/v1/agent/logs", "A batch of instance log lines (platform-agent, host credential)", {}, {},
+                 post_logs});
   out.push_back({"GET", "/v1/agent/assignments",
                  "A host's assignment set, level-triggered long poll by version (platform-agent, host credential)", {},
                  {}, {}, watch_assignments});

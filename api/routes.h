@@ -58,6 +58,10 @@ void add_instance_routes(std::vector<Route>& out);
 // The host credential of a platform-agent request ("Authorization: Bearer phc_..."); throws unauthenticated.
 std::string host_credential(const Request& req);
 
+// "10m" (that long ago) or an RFC 3339 UTC time ("...Z") -> "YYYY-MM-DDTHH:MM:SS.ffffffZ"; "" stays "".
+// Throws invalid_request naming the query parameter `name`.
+std::string normalize_time(const std::string& value, const std::string& name);
+
 // The JSON answer to an events request (used by the session after a long poll).
 Json events_page_json(const std::vector<events::Recorded>& events, events::Cursor next);
 

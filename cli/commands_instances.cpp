@@ -1,5 +1,5 @@
-// platform status | instance list|describe | scale | wait (no target: the env's rollout). See
-// docs/instances.md.
+// platform status | instance list|describe | scale | logs | wait (no target: the env's rollout). See
+// docs/instances.md and docs/logs.md.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -124,6 +124,48 @@ Json scale_body(const ScaleArgs& a) {
   return {{"processes", processes}};
 }
 
+struct LogsArgs {
+  bool follow = false;
+  std::string process, instance, since, until, source = "all";
+};
+
+std::string log_line(const Json& l) {
+  return fmt::format("{} {:<10} {:<8} {}", l.value("at", ""), l.value("instance", ""), l.value("stream", ""),
+                     l.value("message", ""));
+}
+
+// Reads the env's logs page by page; with --follow keeps polling for new lines until Ctrl-C.
+void run_logs(const Globals& g, const LogsArgs& a) {
+  if (a.source != "app" && a.source != "system" && a.source != "all")
+    throw PlatformError(ErrorCode::invalid_request, "--source must be app, system or all",
+                        "app: what the instances wrote; system: the platform's events about them.");
+  auto s = open_session(g);
+  auto client = s.client();
+  std::string query = "?limit=1000&source=" + a.source;
+  if (!a.process.empty()) query += "&process=" + api::url_encode(a.process);
+  if (!a.instance.empty()) query += "&instance=" + api::url_encode(a.instance);
+  if (!a.since.empty()) query += "&since=" + api::url_encode(a.since);
+  if (!a.until.empty()) query += "&until=" + api::url_encode(a.until);
+  const bool one_document = g.format() == Format::json && !a.follow;
+  Json all = Json::array();
+  std::string cursor;
+  while (!interrupted()) {
+    auto page = client.call("GET", s.env_path() + "/logs" + query + (cursor.empty() ? "" : "&after=" + api::url_encode(cursor)));
+    cursor = page.value("next", cursor);
+    for (const auto& l : page["lines"]) {
+      if (one_document) all.push_back(l);
+      else if (g.format() == Format::table) std::cout << log_line(l) << "\n";
+      else std::cout << l.dump() << "\n";
+    }
+    std::cout << std::flush;
+    if (!page["lines"].empty()) continue;  // more may be waiting
+    if (!a.follow) break;
+    for (int i = 0; i < 10 && !interrupted(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (a.follow) throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+  if (one_document) print_json({{"lines", all}, {"next", cursor}});
+}
+
 }  // namespace
 
 // `platform wait` without a target: until the env runs its release as desired, all healthy (exit 0); a
@@ -208,6 +250,16 @@ void add_instance_commands(CLI::App& app, Globals& g) {
     if (g.format() != Format::table) return print_json(i);
     print_instance(i);
   });
+
+  auto la = std::make_shared<LogsArgs>();
+  auto* logs = app.add_subcommand("logs", "An env's logs: what its instances wrote and the platform's events about them");
+  logs->add_flag("-f,--follow", la->follow, "Keep printing new lines until Ctrl-C (NDJSON with -o json)");
+  logs->add_option("--process", la->process, "Only this process");
+  logs->add_option("--instance", la->instance, "Only this instance (name or ID)");
+  logs->add_option("--since", la->since, "From a duration ago (10m) or a UTC time");
+  logs->add_option("--until", la->until, "Up to a duration ago or a UTC time");
+  logs->add_option("--source", la->source, "app (stdout/stderr), system (platform events) or all")->capture_default_str();
+  logs->callback([&g, la] { run_logs(g, *la); });
 
   auto sa = std::make_shared<ScaleArgs>();
   auto* scale = app.add_subcommand("scale", "Set how many instances a process runs, or its memory/CPU (e.g. web=3)");

@@ -54,6 +54,10 @@ int main(int argc, char** argv) {
   serve->add_option("--listen", listen, "API address host:port")->capture_default_str();
   serve->add_option("--roles", roles, "Comma-separated roles")->capture_default_str();
   serve->add_option("--host-grace", host_grace, "A host silent this long is marked down")->capture_default_str();
+  int retention_hours = 24 * 7;
+  serve->add_option("--log-retention-hours", retention_hours, "How long instance logs are kept")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 24 * 365));
   serve->add_option("--cpu-ratio", serve_opts.cpu_ratio, "How far CPU may be oversubscribed (memory never is)")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 64.0));
@@ -127,6 +131,7 @@ int main(int argc, char** argv) {
       if (!grace || *grace < std::chrono::seconds(1))
         throw PlatformError(ErrorCode::invalid_request, "--host-grace must be a duration of at least 1s", "e.g. 30s");
       serve_opts.host_grace = *grace;
+      serve_opts.log_retention = std::chrono::hours(retention_hours);
       db::migrate(database);
       return daemon::serve(serve_opts);
     }

@@ -57,6 +57,7 @@ int serve(const ServeOptions& options) {
     reconcilers::SchedulerOptions so;
     so.conninfo = options.conninfo;
     so.cpu_ratio = options.cpu_ratio;
+    so.log_retention = options.log_retention;
     scheduler = std::make_unique<reconcilers::Scheduler>(so, &wake);
     scheduler_thread = std::thread([&scheduler] { scheduler->run(); });
   }

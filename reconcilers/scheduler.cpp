@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "api/instances.h"
+#include "api/logs.h"
 #include "api/releases.h"
 #include "engine/db.h"
 #include "engine/event_store.h"
@@ -269,8 +270,14 @@ void Scheduler::run() {
         spdlog::info("scheduler: lease acquired");
       }
       int busy = 0;
+      auto next_expiry = std::chrono::steady_clock::now();
       while (!stopping_) {
         const auto seen = wake_->generation();
+        if (std::chrono::steady_clock::now() >= next_expiry) {  // log retention rides along, once a minute
+          auto removed = pool_->transact([&](pqxx::work& tx) { return api::expire_logs(tx, options_.log_retention); });
+          if (removed > 0) spdlog::info("logs: removed {} lines older than {} h", removed, options_.log_retention.count());
+          next_expiry = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        }
         auto r = pass();
         if (r.changed())
           spdlog::info("scheduler: placed {}, stopping {}, lost {}, unschedulable {}", r.placed, r.stopped, r.lost,

@@ -25,6 +25,7 @@ struct SchedulerOptions {
   double cpu_ratio = 4.0;  // CPU may be oversubscribed up to this factor; memory never
   std::chrono::milliseconds period{1000};
   bool use_lease = true;
+  std::chrono::hours log_retention{24 * 7};  // instance log lines older than this are removed (every minute)
 };
 
 class Scheduler {

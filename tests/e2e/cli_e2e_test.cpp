@@ -531,6 +531,37 @@ optional = ["ECHO_ALLOC_MIB"]
                          st["env_id"].get<std::string>() + "' AND i.state = 'running'")).out,
             "3\n");
 
+  // Logs: each web instance's own output (shipped every second), and the platform's events about it.
+  std::set<std::string> listening;
+  bool started_seen = false;
+  std::string last_logs;
+  for (int i = 0; i < 100 && (listening.size() < 2 || !started_seen); ++i) {
+    auto logs = cli("-o json logs --process web" + in("prod"));
+    ASSERT_EQ(logs.exit, 0) << logs.out;
+    last_logs = logs.out;
+    const auto page = one_json(logs);  // named: a range over a member of a temporary would dangle
+    for (const auto& l : page["lines"]) {
+      if (l["source"] == "app" && l["message"].get<std::string>().find("listening on port 8080") != std::string::npos)
+        listening.insert(l["instance"].get<std::string>());
+      started_seen |= l["source"] == "system" && l["message"].get<std::string>().rfind("InstanceStarted", 0) == 0;
+    }
+    if (listening.size() < 2 || !started_seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(listening.size(), 2u) << last_logs;
+  EXPECT_TRUE(started_seen) << last_logs;
+  auto ndjson = cli("-o ndjson logs --source system --process worker" + in("prod"));
+  ASSERT_EQ(ndjson.exit, 0);
+  std::istringstream nd(ndjson.out);
+  int system_lines = 0;
+  for (std::string line; std::getline(nd, line);) {
+    auto l = Json::parse(line);
+    EXPECT_EQ(l["source"], "system");
+    EXPECT_EQ(l["process"], "worker");
+    ++system_lines;
+  }
+  EXPECT_GE(system_lines, 2);  // placed, started
+  EXPECT_EQ(cli("-o json logs --source nonsense" + in("prod")).exit, 2);
+
   // Scale up, then down: the stopped ones are named with why.
   ASSERT_EQ(cli("-o json scale web=3" + in("prod")).exit, 0);
   ASSERT_EQ(cli("-o json wait --timeout 90s" + in("prod")).exit, 0);
@@ -555,7 +586,13 @@ optional = ["ECHO_ALLOC_MIB"]
   auto failed = cli("-o json wait --timeout 120s" + in("crash"));
   EXPECT_EQ(failed.exit, 1) << failed.out;
   EXPECT_EQ(one_json(failed)["error"]["code"], "failed");
-  auto d = one_json(cli("-o json instance describe web-1" + in("crash")));
+  // The error names whichever instance gave up first; web-1 gives up too, within its backoff.
+  Json d;
+  for (int i = 0; i < 100; ++i) {
+    d = one_json(cli("-o json instance describe web-1" + in("crash")));
+    if (d["state"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   EXPECT_EQ(d["state"], "failed");
   EXPECT_EQ(d["restarts"], 3);
   EXPECT_EQ(d["last_exit"]["exit_code"], 3);
@@ -564,12 +601,24 @@ optional = ["ECHO_ALLOC_MIB"]
     if (e["type"] == "InstanceRestarting") delays.push_back(e["data"]["delay_ms"].get<std::int64_t>());
   EXPECT_EQ(delays, (std::vector<std::int64_t>{200, 400, 800}));
   EXPECT_NE(d["state_reason"].get<std::string>().find("gave up after 3 restarts"), std::string::npos) << d.dump();
+  // What each crashed run wrote is in the logs, also though every run crashed (4 runs: 1 + 3 restarts).
+  int crash_lines = 0;
+  const auto crash_logs = one_json(cli("-o json logs --source app --instance web-1" + in("crash")));
+  for (const auto& l : crash_logs["lines"])
+    crash_lines += l["message"].get<std::string>().find("exiting with status 3 (ECHO_EXIT)") != std::string::npos;
+  EXPECT_EQ(crash_lines, 4);
 
   // Past its memory limit: reported as OOM, not as a plain exit.
   ASSERT_EQ(cli("config set ECHO_ALLOC_MIB=256" + in("oom")).exit, 0);
   ASSERT_EQ(cli("-o json deploy" + image("v1") + m + in("oom")).exit, 0);
   EXPECT_EQ(cli("-o json wait --timeout 120s" + in("oom")).exit, 1);
-  auto oom = one_json(cli("-o json instance describe web-1" + in("oom")));
+  Json oom;
+  for (int i = 0; i < 100; ++i) {  // wait named the first to give up; web-1 has exited at least once by then
+    oom = one_json(cli("-o json instance describe web-1" + in("oom")));
+    if (!oom["last_exit"].is_null()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(oom["last_exit"].is_null()) << oom.dump();
   EXPECT_TRUE(oom["last_exit"]["oom"].get<bool>()) << oom.dump();
   EXPECT_NE(oom["last_exit"]["reason"].get<std::string>().find("out of memory"), std::string::npos);
 
@@ -632,7 +681,8 @@ optional = ["ECHO_ALLOC_MIB"]
   std::map<std::string, int> runs_per_instance;
   std::istringstream names(containers);
   for (std::string c; names >> c;) ++runs_per_instance[c.substr(0, c.rfind("-r"))];
-  for (const auto& i : one_json(cli("-o json instance list --all" + in("prod")))["instances"]) {
+  const auto listed = one_json(cli("-o json instance list --all" + in("prod")));
+  for (const auto& i : listed["instances"]) {
     const auto id = i["id"].get<std::string>();
     const int expected = i["desired"] == "run" ? 1 : 0;
     if (i["desired"] == "run" || i["state"] == "stopped") {
