@@ -51,6 +51,16 @@ void Placer::record(const std::string& host_id, const PlacementRequest& r) {
   ++counts[it->second];
 }
 
+bool Placer::would_fit_after(const std::string& host_id, const PlacementRequest& freed,
+                             const PlacementRequest& r) const {
+  auto it = index_.find(host_id);
+  if (it == index_.end()) return false;
+  const auto& h = hosts_[it->second];
+  if (!h.up || !h.unavailable.empty()) return false;
+  return h.memory_mib - (h.memory_allocated - freed.memory_mib) >= r.memory_mib &&
+         h.cpu_allocated - freed.cpu + r.cpu <= h.cpus * cpu_ratio_ + 1e-9;
+}
+
 void Placer::release(const std::string& host_id, const PlacementRequest& r) {
   auto it = index_.find(host_id);
   if (it == index_.end()) return;

@@ -43,6 +43,9 @@ class Placer {
   PlacementResult place(const PlacementRequest& request);
   // Records an instance already placed there (allocation and spread), before new ones are placed.
   void record(const std::string& host_id, const PlacementRequest& request);
+  // Whether `request` would fit on `host_id` once `freed` (an instance there) is gone: stopping it to
+  // make room is only worth it then.
+  bool would_fit_after(const std::string& host_id, const PlacementRequest& freed, const PlacementRequest& request) const;
   // Returns an allocation (an instance stopped or moved away).
   void release(const std::string& host_id, const PlacementRequest& request);
 

@@ -36,7 +36,7 @@ std::map<std::string, ProcessSets> by_process(const std::string& release_id, con
       ++s.stopping;
       continue;
     }
-    (i.release_id == release_id ? s.fresh : s.old).push_back(&i);
+    (i.release_id == release_id && !i.resized ? s.fresh : s.old).push_back(&i);
   }
   return out;
 }
@@ -67,18 +67,21 @@ RolloutPlan plan_rollout(const std::string& release_id, const std::string& relea
     if (fresh < count) plan.place[process] = count - fresh;
 
     // Old instances: those not serving go at once; serving ones as new ones become healthy in their place.
-    const auto replaced = in_release ? "replaced by release " + release_label
-                                     : "process " + process + " is not in release " + release_label;
+    const auto replaced_reason = [&](const InstanceView* i) -> std::string {
+      if (!in_release) return "process " + process + " is not in release " + release_label;
+      if (i->release_id == release_id) return "resized: replaced by an instance of the new size";
+      return "replaced by release " + release_label;
+    };
     int fresh_healthy = 0;
     for (int k = std::max(0, fresh - count); k < fresh; ++k) fresh_healthy += s.fresh[k]->healthy() ? 1 : 0;
     std::vector<const InstanceView*> old_serving;
     for (const auto* i : s.old) {
       if (i->healthy()) old_serving.push_back(i);
-      else stop(i, replaced);
+      else stop(i, replaced_reason(i));
     }
     std::sort(old_serving.begin(), old_serving.end(), [](const auto* a, const auto* b) { return a->ordinal < b->ordinal; });
     const int keep = std::max(0, count - fresh_healthy);
-    for (int k = 0; k < static_cast<int>(old_serving.size()) - keep; ++k) stop(old_serving[k], replaced);
+    for (int k = 0; k < static_cast<int>(old_serving.size()) - keep; ++k) stop(old_serving[k], replaced_reason(old_serving[k]));
   }
   return plan;
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <map>
 #include <thread>
 
@@ -169,14 +170,17 @@ Scheduler::PassResult Scheduler::pass() {
     if (!env.deleted && !env.release_id.empty())
       release = pool.read([&](pqxx::transaction_base& tx) { return api::release_by_id(tx, env.release_id); });
     if (!release && mine.empty()) continue;
+    const auto label = release ? "v" + std::to_string(release->number) : std::string();
+    auto sizes = release ? api::process_sizes(release->manifest, env.scale) : std::map<std::string, api::ProcessSize>{};
     std::vector<InstanceView> views;
     std::map<std::string, const Row*> by_id;
     for (const auto* r : mine) {
       views.push_back(view_of(*r));
+      auto size = sizes.find(r->process);
+      views.back().resized = size != sizes.end() && (size->second.memory_mib != r->memory_mib ||
+                                                     std::abs(size->second.cpu - r->cpu) > 1e-9);
       by_id[r->id] = r;
     }
-    const auto label = release ? "v" + std::to_string(release->number) : std::string();
-    auto sizes = release ? api::process_sizes(release->manifest, env.scale) : std::map<std::string, api::ProcessSize>{};
     RolloutPlan plan;
     if (release) {
       std::vector<ProcessTarget> targets;
@@ -205,7 +209,11 @@ Scheduler::PassResult Scheduler::pass() {
           if (!placed.host_id) {
             unplaced[process] = {n - k, placed.reason};
             for (const auto& s : make_room(release->id, label, process, size.count, views)) {
-              request_stop(tx, *by_id.at(s.instance_id), s.reason);
+              const auto& victim = *by_id.at(s.instance_id);
+              if (!placer.would_fit_after(victim.host_id, request_of(env.env_id, process, victim.cpu, victim.memory_mib),
+                                          request_of(env.env_id, process, size.cpu, size.memory_mib)))
+                continue;  // stopping it would not make enough room: keep it serving
+              request_stop(tx, victim, s.reason);
               ++result.stopped;
             }
             break;

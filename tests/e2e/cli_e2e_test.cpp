@@ -581,6 +581,28 @@ optional = ["ECHO_ALLOC_MIB"]
   for (const auto& i : all["instances"]) stopped += i["state"] == "stopped" ? 1 : 0;
   EXPECT_EQ(stopped, 2);
 
+  // More memory than any host has: unschedulable, said in words (wait exits 5); the old size keeps
+  // serving meanwhile; scaling back converges again.
+  ASSERT_EQ(cli("-o json scale web --memory 200000" + in("prod")).exit, 0);
+  auto unplaceable = cli("-o json wait --timeout 60s" + in("prod"));
+  EXPECT_EQ(unplaceable.exit, 5) << unplaceable.out;
+  const auto why = one_json(unplaceable)["error"]["message"].get<std::string>();
+  EXPECT_NE(why.find("needs 200000 MiB"), std::string::npos) << why;
+  EXPECT_NE(why.find("dev has"), std::string::npos) << why;
+  st = one_json(cli("-o json status" + in("prod")));
+  EXPECT_EQ(st["phase"], "unschedulable");
+  int serving = 0;
+  for (const auto& i : st["instances"]) serving += i["process"] == "web" && i["health"] == "healthy";
+  EXPECT_EQ(serving, 1) << st.dump();
+  ASSERT_EQ(cli("-o json scale web --memory 96" + in("prod")).exit, 0);
+  ASSERT_EQ(cli("-o json wait --timeout 90s" + in("prod")).exit, 0);
+  st = one_json(cli("-o json status" + in("prod")));
+  for (const auto& i : st["instances"]) {
+    if (i["process"] == "web" && i["desired"] == "run") {
+      EXPECT_EQ(i["memory_mib"], 96) << i.dump();
+    }
+  }
+
   // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
   ASSERT_EQ(cli("-o json deploy" + image("crash") + m + in("crash")).exit, 0);
   auto failed = cli("-o json wait --timeout 120s" + in("crash"));

@@ -82,3 +82,14 @@ TEST(Placement, ReleaseReturnsCapacityAndPlacementIsDeterministic) {
   p.release("host_h", r);
   EXPECT_TRUE(p.place(r).host_id);
 }
+
+TEST(Placement, MakingRoomIsOnlyWorthItWhenTheRequestThenFits) {
+  Placer placer({{"h1", "h1", true, 2, 1200, 0, 0}});  // 176 MiB free once two small ones run
+  const PlacementRequest small{"e/web", 0.5, 512, ""}, big{"e/web", 0.5, 640, ""}, huge{"e/web", 0.5, 4096, ""};
+  placer.record("h1", small);
+  placer.record("h1", small);
+  EXPECT_FALSE(placer.place(big).host_id);
+  EXPECT_TRUE(placer.would_fit_after("h1", small, big));
+  EXPECT_FALSE(placer.would_fit_after("h1", small, huge));
+  EXPECT_FALSE(placer.would_fit_after("nope", small, big));
+}

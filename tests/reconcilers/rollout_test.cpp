@@ -109,3 +109,14 @@ TEST(Rollout, MakeRoomStopsOneOldInstanceButNeverTheLastServingOneOfAPair) {
   // Nothing old: nothing to stop.
   EXPECT_TRUE(make_room("r2", "v2", "web", 2, {inst("web-3", "r2")}).empty());
 }
+
+TEST(Rollout, AResizedInstanceIsReplacedLikeAnOldOne) {
+  auto web1 = inst("web-1", "r1");
+  web1.resized = true;
+  auto p = plan_rollout("r1", "v1", {{"web", 1}}, {web1});
+  EXPECT_EQ(p.place["web"], 1);
+  EXPECT_TRUE(p.stop.empty()) << "it serves until its replacement is healthy";
+  p = plan_rollout("r1", "v1", {{"web", 1}}, {web1, inst("web-2", "r1")});
+  ASSERT_EQ(stopped(p), std::vector<std::string>{"web-1"});
+  EXPECT_EQ(p.stop[0].reason, "resized: replaced by an instance of the new size");
+}
