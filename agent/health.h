@@ -17,8 +17,8 @@ struct ProbeResult {
   std::chrono::milliseconds took{0};
 };
 
-// One probe against the process `pid`'s network namespace. exec checks are not run yet: they answer
-// not ok, saying so.
+// One tcp or http probe against the process `pid`'s network namespace. exec checks run inside the
+// instance, through its runtime (Sandbox::exec, used by the supervisor); here they answer not ok, saying so.
 ProbeResult probe(const manifest::HealthCheck& check, pid_t pid);
 
 // starting (within grace, or no verdict yet) -> healthy / unhealthy.

@@ -54,6 +54,16 @@ class Sandbox {
   ExitStatus stop(const std::string& id, std::chrono::milliseconds grace);
   // Removes the instance's folder (after it ended).
   void destroy(const std::string& id);
+  // Runs `argv` inside the running instance (runc exec, as the instance's user, with `env` added): its
+  // exit status and the first 4 KiB of its output; killed after `timeout` (then exit_code is -1 and
+  // `timed_out` is set). For exec health checks.
+  struct ExecResult {
+    int exit_code = -1;
+    bool timed_out = false;
+    std::string output;
+  };
+  ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
+                  const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout) const;
   // Instances whose shim still runs (after an agent restart: what to adopt).
   std::vector<std::string> running() const;
   // Every instance with a folder here, running or ended (not yet destroyed).

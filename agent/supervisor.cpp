@@ -98,6 +98,23 @@ void InstanceSupervisor::ship_logs(bool final) {
   }
 }
 
+ProbeResult InstanceSupervisor::exec_probe(const manifest::HealthCheck& check) {
+  const auto start = Clock::now();
+  auto res = deps_.sandbox->exec(*run_, check.command, a_.env, milliseconds(check.timeout_ms));
+  ProbeResult r;
+  r.took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  r.ok = !res.timed_out && res.exit_code == 0;
+  std::string cmd;
+  for (const auto& c : check.command) cmd += (cmd.empty() ? "" : " ") + c;
+  auto first_line = res.output.substr(0, res.output.find('\n'));
+  if (res.timed_out)
+    r.error = fmt::format("exec check `{}` did not finish within {} ms", cmd, check.timeout_ms);
+  else if (!r.ok)
+    r.error = fmt::format("exec check `{}` exited with status {}{}", cmd, res.exit_code,
+                          first_line.empty() ? "" : ": " + valid_utf8(first_line.substr(0, 200)));
+  return r;
+}
+
 bool InstanceSupervisor::sleep_unless_stopping(milliseconds d) {
   for (auto end = Clock::now() + d; Clock::now() < end;) {
     if (stopping_ || detached_) return false;
@@ -245,8 +262,13 @@ void InstanceSupervisor::supervise() {
       }
       if (!tracker || Clock::now() < next_probe) continue;
       const auto& check = *a_.process.health;
-      auto pid = deps_.sandbox->pid(*run_);
-      ProbeResult r = pid ? probe(check, *pid) : ProbeResult{false, "the process is not running", milliseconds(0)};
+      ProbeResult r;
+      if (check.type == "exec") {
+        r = exec_probe(check);
+      } else {
+        auto pid = deps_.sandbox->pid(*run_);
+        r = pid ? probe(check, *pid) : ProbeResult{false, "the process is not running", milliseconds(0)};
+      }
       const auto before = tracker->state();
       const auto& now = tracker->record(r, std::chrono::duration_cast<milliseconds>(Clock::now() - started_));
       // Until the first verdict probe often, so a healthy instance is seen quickly; then every interval.

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "agent/health.h"
 #include "agent/image_store.h"
 #include "agent/log_tail.h"
 #include "agent/outbox.h"
@@ -78,6 +79,7 @@ class InstanceSupervisor {
   // its folder goes).
   void ship_logs(bool final);
   void track_logs();  // a LogTail for the current run
+  ProbeResult exec_probe(const manifest::HealthCheck& check);  // an exec check, through the runtime
 
   Assignment a_;
   SupervisorDeps deps_;

@@ -177,6 +177,30 @@ TEST_F(SandboxTest, HealthProbesReachTheInstanceInsideItsNetwork) {
   EXPECT_EQ(refused.error, "cannot connect to port 9999: Connection refused");
 }
 
+TEST_F(SandboxTest, ExecRunsACommandInsideTheInstanceWithItsStatusAndOutput) {
+  sandbox_->start(spec("execd"));
+  ASSERT_TRUE(eventually_contains(sandbox_->stdout_path("execd"), "listening on port 8080"));
+  // The sample exits at once with ECHO_EXIT: a command that succeeds, fails, or is missing.
+  auto ok = sandbox_->exec("execd", {"/app/echo"}, {{"ECHO_EXIT", "0"}}, std::chrono::seconds(10));
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  auto failed = sandbox_->exec("execd", {"/app/echo"}, {{"ECHO_EXIT", "4"}}, std::chrono::seconds(10));
+  EXPECT_EQ(failed.exit_code, 4);
+  EXPECT_NE(failed.output.find("exiting with status 4"), std::string::npos) << failed.output;
+  auto missing = sandbox_->exec("execd", {"/app/nope"}, {}, std::chrono::seconds(10));
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_FALSE(missing.timed_out);
+  // A command that does not end in time is killed and says so.
+  auto slow = sandbox_->exec("execd", {"/app/echo"}, {{"PORT", "8081"}}, std::chrono::milliseconds(500));
+  EXPECT_TRUE(slow.timed_out);
+  const auto pid = static_cast<pid_t>(std::stol(slurp(base_ / "state/instances/execd/pid")));
+  manifest::HealthCheck c;
+  c.type = "tcp";
+  c.port = 8081;
+  c.timeout_ms = 1000;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(agent::probe(c, pid).ok) << "the timed-out command is killed too";
+}
+
 TEST_F(SandboxTest, AnImageWithNothingToRunIsAClearError) {
   auto s = spec("empty");
   s.image_config = Json::object();
