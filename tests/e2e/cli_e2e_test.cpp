@@ -83,14 +83,17 @@ class DevPlatform {
   }
   const std::filesystem::path& root() const { return root_; }
   // Whatever a failed test left of the dev host's instances (shims, containers, overlay mounts) goes.
-  ~DevPlatform() {
-    const auto sandbox = (root_ / "state/agent/sandbox").string();
-    run("pkill -9 -f '[p]latform-agent .*--state " + (root_ / "state/agent").string() + "'");
+  ~DevPlatform() { remove_agent_leftovers(root_ / "state/agent"); }
+  // Kills the agent with that state folder and everything its sandboxes still run.
+  static void remove_agent_leftovers(const std::filesystem::path& agent_state) {
+    const auto sandbox = (agent_state / "sandbox").string();
+    run("pkill -9 -f '[p]latform-agent .*--state " + agent_state.string() + "'");
     run("pkill -9 -f '[p]latform-agent shim --dir " + sandbox + "'");
     run("for c in $(runc --root " + sandbox + "/runc list -q); do runc --root " + sandbox +
         "/runc delete --force $c; done");
     run("grep -o ' " + sandbox + "/[^ ]*' /proc/mounts | xargs -r -n1 umount -l");
   }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(api_port_); }
   std::string registry() const { return "127.0.0.1:" + std::to_string(registry_port_); }
 
  private:
@@ -716,4 +719,84 @@ optional = ["ECHO_ALLOC_MIB"]
   EXPECT_TRUE(dev.stop());
   EXPECT_EQ(run("runc --root " + sandbox + "/runc list -q").out, "")
       << run("tail -20 " + (dev.root() / "state/agent.log").string()).out;
+}
+
+// A host that goes silent is marked down; its instances are marked lost, with why, and replaced on the
+// other host. When its agent comes back, it stops what it still ran of them.
+TEST(EndToEnd, AHostThatGoesDownHasItsInstancesReplacedElsewhere) {
+  if (!can_run_sandboxes()) GTEST_SKIP() << "needs root and runc (/usr/sbin/runc) to run sandboxes";
+  DevPlatform dev;
+  ASSERT_EQ(run(std::string("SAMPLE_ECHO=") + SAMPLE_ECHO_BIN + " " + SOURCE_DIR + "/scripts/sample-image " +
+                dev.registry()).exit, 0);
+  const auto h2_state = dev.root() / "h2";
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() { DevPlatform::remove_agent_leftovers(dir); }
+  } cleanup{h2_state};
+  auto token = one_json(cli("-o json host join-token"))["token"].get<std::string>();
+  auto agent2 = std::make_unique<harness::Child>(
+      std::vector<std::string>{PLATFORM_AGENT_BIN, "--join", token, "--control", dev.url(), "--state", h2_state.string(),
+                               "--name", "h2"},
+      (dev.root() / "h2.log").string());
+  bool h2_up = false;
+  for (int i = 0; i < 100 && !h2_up; ++i) {
+    const auto hosts = one_json(cli("-o json host list"));
+    for (const auto& h : hosts["hosts"]) h2_up |= h["name"] == "h2" && h["state"] == "up" && h["runtime"]["name"] == "sandbox";
+    if (!h2_up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(h2_up);
+
+  ASSERT_EQ(cli("project create ha --org dev").exit, 0);
+  ASSERT_EQ(cli("app create echo --org dev --project ha").exit, 0);
+  ASSERT_EQ(cli("env create prod --org dev --project ha --app echo").exit, 0);
+  const std::string at = " --org dev --project ha --app echo --env prod";
+  const auto manifest = (dev.root() / "ha.toml").string();
+  std::ofstream(manifest) << harness::echo_manifest(2);
+  ASSERT_EQ(cli("-o json deploy --image " + dev.registry() + "/sample/echo:v1 --manifest " + manifest + at).exit, 0);
+  auto st = one_json(cli("-o json wait --timeout 120s" + at));
+  ASSERT_TRUE(st["converged"].get<bool>()) << st.dump();
+  std::multiset<std::string> hosts;
+  std::string on_h2;
+  for (const auto& i : st["instances"]) {
+    hosts.insert(i["host"]["name"].get<std::string>());
+    if (i["host"]["name"] == "h2") on_h2 = i["name"];
+  }
+  EXPECT_EQ(hosts, (std::multiset<std::string>{"dev", "h2"})) << "spread across the two hosts";
+  ASSERT_FALSE(on_h2.empty());
+
+  // h2's agent dies (its instance keeps running there); after the grace period h2 is down.
+  agent2->signal(SIGKILL);
+  agent2->wait();
+  Json lost;
+  for (int i = 0; i < 600 && lost.is_null(); ++i) {
+    const auto d = one_json(cli("-o json instance describe " + on_h2 + at));
+    if (d["state"] == "lost") lost = d;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(lost.is_null()) << "never marked lost";
+  EXPECT_NE(lost["state_reason"].get<std::string>().find("host h2 is down"), std::string::npos) << lost.dump();
+  EXPECT_EQ(lost["events"].back()["type"], "InstanceLost");
+  st = one_json(cli("-o json wait --timeout 120s" + at));
+  ASSERT_TRUE(st["converged"].get<bool>()) << st.dump();
+  for (const auto& i : st["instances"]) {
+    if (i["desired"] == "run") {
+      EXPECT_EQ(i["host"]["name"], "dev") << i.dump();
+    }
+  }
+
+  // h2 comes back: its agent stops the run nobody wants any more, and says so.
+  agent2 = std::make_unique<harness::Child>(
+      std::vector<std::string>{PLATFORM_AGENT_BIN, "--control", dev.url(), "--state", h2_state.string(),
+                               "--stop-instances-on-exit"},
+      (dev.root() / "h2.log").string());
+  bool stopped = false;
+  for (int i = 0; i < 300 && !stopped; ++i) {
+    stopped = one_json(cli("-o json instance describe " + on_h2 + at))["state"] == "stopped";
+    if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(run("runc --root " + (h2_state / "sandbox/runc").string() + " list -q").out, "");
+  agent2->signal(SIGTERM);
+  agent2->wait();
+  EXPECT_TRUE(dev.stop());
 }
