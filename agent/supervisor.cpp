@@ -176,7 +176,12 @@ bool InstanceSupervisor::start_run() {
                                                          static_cast<double>(d.delay.count()) / 1000.0)}});
     if (sleep_unless_stopping(d.delay)) ++attempt_;
   } else {
-    report("InstanceFailed", {{"reason", reason + "; not retried (restart policy " + a_.process.restart.policy + ")"}});
+    const auto& policy = a_.process.restart;
+    const bool out_of_attempts = policy.policy != "never" && policy.max_attempts > 0 && attempt_ >= policy.max_attempts;
+    report("InstanceFailed",
+           {{"reason", out_of_attempts ? fmt::format("{}; gave up after {} restarts (restart.max_attempts = {})", reason,
+                                                     attempt_, policy.max_attempts)
+                                       : reason + "; not retried (restart policy " + policy.policy + ")"}});
     given_up_ = true;
   }
   return false;
