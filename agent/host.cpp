@@ -85,8 +85,9 @@ Json runtime_json(const std::string& runc, const std::string& found, Json detect
   const auto sandbox_why = runc.empty() ? std::string("runc is not installed") : Sandbox::probe(runc, &sandbox_ok);
   if (sandbox_ok)
     return {{"name", "sandbox"},
-            {"reason", "runc containers (" + sandbox_why + "); the microvm driver is not built yet, and a sandbox "
-                       "shares the host kernel (weaker isolation than a microVM); found: " + found},
+            {"reason", "runc containers (" + sandbox_why + "); microVMs boot (agent/microvm.h) but the agent does not "
+                       "run instances in them yet, and a sandbox shares the host kernel (weaker isolation than a "
+                       "microVM); found: " + found},
             {"detected", std::move(detected)}};
   return {{"name", "none"},
           {"reason", "no runtime can run instances here: " + sandbox_why + "; found: " + found},
