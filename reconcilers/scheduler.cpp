@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "api/instances.h"
@@ -110,9 +111,13 @@ PlacementRequest request_of(const std::string& env_id, const std::string& proces
 
 }  // namespace
 
+struct Scheduler::ReleaseCache {
+  std::map<std::string, api::Release> by_id;
+};
+
 Scheduler::Scheduler(SchedulerOptions options, Signal* wake)
     : options_(std::move(options)), pool_(std::make_unique<db::Pool>(options_.conninfo, 1, "platform-scheduler")),
-      wake_(wake) {}
+      releases_(std::make_unique<ReleaseCache>()), wake_(wake) {}
 
 Scheduler::~Scheduler() = default;
 
@@ -122,10 +127,13 @@ Scheduler::PassResult Scheduler::pass() {
   std::vector<Row> rows;
   std::map<std::string, HostRow> hosts;
   std::vector<EnvRow> envs;
+  std::set<std::string> with_unschedulable;  // envs whose records may need clearing
   pool.read([&](pqxx::transaction_base& tx) {
     rows = active_instances(tx);
     hosts = read_hosts(tx);
     envs = read_envs(tx);
+    for (const auto& r : tx.exec("SELECT DISTINCT env_id FROM core.unschedulable"))
+      with_unschedulable.insert(r[0].as<std::string>());
     return 0;
   });
 
@@ -163,12 +171,17 @@ Scheduler::PassResult Scheduler::pass() {
 
   std::map<std::string, std::vector<const Row*>> by_env;
   for (const auto& r : live) by_env[r.env_id].push_back(&r);
-  std::map<std::string, api::Release> releases;
   for (const auto& env : envs) {
     const auto& mine = by_env[env.env_id];
     std::optional<api::Release> release;
-    if (!env.deleted && !env.release_id.empty())
-      release = pool.read([&](pqxx::transaction_base& tx) { return api::release_by_id(tx, env.release_id); });
+    if (!env.deleted && !env.release_id.empty()) {
+      auto& cache = releases_->by_id;
+      auto it = cache.find(env.release_id);
+      if (it == cache.end())
+        if (auto r = pool.read([&](pqxx::transaction_base& tx) { return api::release_by_id(tx, env.release_id); }))
+          it = cache.emplace(env.release_id, std::move(*r)).first;
+      if (it != cache.end()) release = it->second;
+    }
     if (!release && mine.empty()) continue;
     const auto label = release ? "v" + std::to_string(release->number) : std::string();
     auto sizes = release ? api::process_sizes(release->manifest, env.scale) : std::map<std::string, api::ProcessSize>{};
@@ -191,6 +204,8 @@ Scheduler::PassResult Scheduler::pass() {
         if (v.desired_run)
           plan.stop.push_back({v.id, v.name, v.process, env.deleted ? "env deleted" : "env has no release to run"});
     }
+    // Converged and nothing recorded as unschedulable: no transaction at all (the usual pass).
+    if (plan.stop.empty() && plan.place.empty() && !with_unschedulable.count(env.env_id)) continue;
     pool.transact([&](pqxx::work& tx) {
       for (const auto& s : plan.stop) request_stop(tx, *by_id.at(s.instance_id), s.reason);
       result.stopped += static_cast<int>(plan.stop.size());

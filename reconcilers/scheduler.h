@@ -45,6 +45,8 @@ class Scheduler {
  private:
   SchedulerOptions options_;
   std::unique_ptr<db::Pool> pool_;
+  struct ReleaseCache;  // releases are immutable: each is read once
+  std::unique_ptr<ReleaseCache> releases_;
   Signal* wake_;
   std::atomic<bool> stopping_{false};
 };
