@@ -272,8 +272,8 @@ class TokenService {
       res.set(http::field::content_type, "application/json");
       res.body() = Json{{"token", token(repository)}}.dump();
       res.prepare_payload();
+      ++issued_;  // before the answer: a client that has its token may look at the count at once
       http::write(socket, res, ec);
-      ++issued_;
     }
   }
 
