@@ -22,20 +22,26 @@ void Converger::stop_all(const std::string& reason) {
 }
 
 void Converger::apply(const Json& set) {
+  if (!deps_.runtime) {  // runtime "none": the scheduler places nothing here; say so if it did
+    if (!set.value("instances", Json::array()).empty() && !warned_no_runtime_)
+      std::cerr << "platform-agent: instances are assigned to this host, but it has no runtime to run them\n";
+    warned_no_runtime_ = true;
+    return;
+  }
   for (auto it = supervisors_.begin(); it != supervisors_.end();)
     it = it->second->finished() ? supervisors_.erase(it) : std::next(it);
 
   // The newest run of each instance on this host; older runs are leftovers.
   std::map<std::string, std::pair<int, std::string>> runs;
-  for (const auto& r : deps_.sandbox->present()) {
+  for (const auto& r : deps_.runtime->present()) {
     auto parsed = parse_run_id(r);
     if (!parsed) continue;
     auto& best = runs[parsed->first];
     if (best.second.empty() || parsed->second > best.first) {
-      if (!best.second.empty() && !cleaning_.count(best.second)) deps_.sandbox->destroy(best.second);
+      if (!best.second.empty() && !cleaning_.count(best.second)) deps_.runtime->destroy(best.second);
       best = {parsed->second, r};
     } else if (!cleaning_.count(r)) {
-      deps_.sandbox->destroy(r);
+      deps_.runtime->destroy(r);
     }
   }
 
@@ -76,11 +82,11 @@ void Converger::apply(const Json& set) {
     cleanups_.emplace_back([deps = deps_, instance = instance, run = run.second] {
       Json data = {{"reason", "not assigned to this host"}};
       try {
-        data["exit"] = deps.sandbox->stop(run, deps.stop_grace).describe();
+        data["exit"] = deps.runtime->stop(run, deps.stop_grace).describe();
       } catch (const std::exception& e) {
         data["exit"] = e.what();
       }
-      deps.sandbox->destroy(run);
+      deps.runtime->destroy(run);
       deps.outbox->add(instance, "InstanceStopped", std::move(data));
     });
   }

@@ -32,6 +32,7 @@ class Converger {
   std::set<std::string> stop_reported_;  // asked to stop, never ran here: reported once
   std::vector<std::thread> cleanups_;     // stopping runs nobody is assigned
   std::set<std::string> cleaning_;
+  bool warned_no_runtime_ = false;
 };
 
 }  // namespace platform::agent

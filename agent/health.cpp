@@ -19,8 +19,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Connects to 127.0.0.1:port and, for http, sends a GET and reads the status line; all before deadline.
-ProbeResult run_probe(const manifest::HealthCheck& c, Clock::time_point deadline) {
+// Connects to address:port and, for http, sends a GET and reads the status line; all before deadline.
+ProbeResult run_probe(const manifest::HealthCheck& c, const std::string& address, Clock::time_point deadline) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return {false, std::string("socket: ") + std::strerror(errno), {}};
   auto left_ms = [&] {
@@ -33,7 +33,7 @@ ProbeResult run_probe(const manifest::HealthCheck& c, Clock::time_point deadline
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<std::uint16_t>(c.port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, address.c_str(), &a.sin_addr) != 1) return done(false, "bad probe address " + address);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS)
     return done(false, fmt::format("cannot connect to port {}: {}", c.port, std::strerror(errno)));
   pollfd p{fd, POLLOUT, 0};
@@ -65,9 +65,10 @@ ProbeResult run_probe(const manifest::HealthCheck& c, Clock::time_point deadline
 
 }  // namespace
 
-ProbeResult probe(const manifest::HealthCheck& check, pid_t pid) {
+ProbeResult probe(const manifest::HealthCheck& check, const ProbeTarget& target) {
+  const auto pid = target.pid;
   const auto start = Clock::now();
-  if (check.type == "exec") return {false, "exec checks run through the instance's runtime (Sandbox::exec), not here", {}};
+  if (check.type == "exec") return {false, "exec checks run through the instance's runtime (Runtime::exec), not here", {}};
   ProbeResult r;
   // setns changes the network namespace of the calling thread only: probe from a thread of our own.
   std::thread t([&] {
@@ -78,7 +79,7 @@ ProbeResult probe(const manifest::HealthCheck& check, pid_t pid) {
       return;
     }
     ::close(ns);
-    r = run_probe(check, start + std::chrono::milliseconds(check.timeout_ms));
+    r = run_probe(check, target.address, start + std::chrono::milliseconds(check.timeout_ms));
   });
   t.join();
   r.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);

@@ -1,12 +1,13 @@
 #pragma once
 // Health checks of an instance (the manifest's [processes.NAME.health]): tcp connects and http GETs
-// made from inside the instance's own network namespace (it has no other way in yet), each with its
-// timeout; and the tracker that turns probes into healthy or unhealthy with grace and threshold.
+// made from inside the instance's network namespace to the instance's address (agent/runtime.h
+// ProbeTarget), each with its timeout; and the tracker that turns probes into healthy or unhealthy with grace and threshold.
 #include <sys/types.h>
 
 #include <chrono>
 #include <string>
 
+#include "agent/runtime.h"
 #include "engine/manifest/manifest.h"
 
 namespace platform::agent {
@@ -17,9 +18,9 @@ struct ProbeResult {
   std::chrono::milliseconds took{0};
 };
 
-// One tcp or http probe against the process `pid`'s network namespace. exec checks run inside the
-// instance, through its runtime (Sandbox::exec, used by the supervisor); here they answer not ok, saying so.
-ProbeResult probe(const manifest::HealthCheck& check, pid_t pid);
+// One tcp or http probe at `target`. exec checks run inside the instance, through its runtime
+// (Runtime::exec, used by the supervisor); here they answer not ok, saying so.
+ProbeResult probe(const manifest::HealthCheck& check, const ProbeTarget& target);
 
 // starting (within grace, or no verdict yet) -> healthy / unhealthy.
 class HealthTracker {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/microvm_runtime.h"
 #include "agent/sandbox.h"
 #include "engine/error.h"
 
@@ -79,40 +80,58 @@ std::string first_existing(std::initializer_list<const char*> paths) {
   return "";
 }
 
-// The runtime this agent runs instances with, and why that one.
-Json runtime_json(const std::string& runc, const std::string& found, Json detected) {
-  bool sandbox_ok = false;
-  const auto sandbox_why = runc.empty() ? std::string("runc is not installed") : Sandbox::probe(runc, &sandbox_ok);
-  if (sandbox_ok)
-    return {{"name", "sandbox"},
-            {"reason", "runc containers (" + sandbox_why + "); microVMs boot (agent/microvm.h) but the agent does not "
-                       "run instances in them yet, and a sandbox shares the host kernel (weaker isolation than a "
-                       "microVM); found: " + found},
-            {"detected", std::move(detected)}};
-  return {{"name", "none"},
-          {"reason", "no runtime can run instances here: " + sandbox_why + "; found: " + found},
-          {"detected", std::move(detected)}};
-}
-
 }  // namespace
 
-Json host_report(const std::string& state_dir) {
+RuntimeChoice choose_runtime(const std::string& wanted, const GuestKit& guest) {
+  const auto runc = first_existing({"/usr/sbin/runc", "/usr/bin/runc"});
+  const auto qemu = first_existing({"/usr/bin/qemu-system-x86_64"});
+  RuntimeChoice c;
+  std::string kvm_why;
+  c.kvm = kvm_runs_guests(kvm_why);
+  c.detected = {{"runc", runc}, {"qemu", qemu}, {"kvm", c.kvm}, {"guest_kernel", guest.kernel}};
+  bool sandbox_ok = false, vm_ok = false;
+  const auto sandbox_why = runc.empty() ? std::string("runc is not installed (apt-get install runc)") : Sandbox::probe(runc, &sandbox_ok);
+  MicroVmRuntime::Options vm;
+  vm.qemu = qemu.empty() ? "/usr/bin/qemu-system-x86_64" : qemu;
+  vm.guest = guest;
+  vm.kvm = c.kvm;
+  const auto vm_why = MicroVmRuntime::probe(vm, &vm_ok);
+  auto pick = [&](const std::string& name, const std::string& reason) {
+    c.name = name;
+    c.reason = reason;
+    return c;
+  };
+  if (wanted == "microvm")
+    return vm_ok ? pick("microvm", "asked for (--runtime microvm): " + vm_why)
+                 : pick("none", "--runtime microvm, but microVMs cannot run here: " + vm_why);
+  if (wanted == "sandbox")
+    return sandbox_ok ? pick("sandbox", "asked for (--runtime sandbox): " + sandbox_why +
+                                            "; a sandbox shares the host's kernel (weaker isolation than a microVM)")
+                      : pick("none", "--runtime sandbox, but runc containers cannot run here: " + sandbox_why);
+  if (vm_ok && c.kvm) return pick("microvm", "a microVM per instance (its own kernel): " + vm_why);
+  if (sandbox_ok)
+    return pick("sandbox", "runc containers (" + sandbox_why + "), because microVMs " +
+                               (vm_ok ? "would run under TCG emulation here (" + kvm_why +
+                                            "), too slow to serve; --runtime microvm uses them anyway"
+                                      : "cannot run here: " + vm_why) +
+                               "; a sandbox shares the host's kernel (weaker isolation than a microVM)");
+  if (vm_ok) return pick("microvm", "microVMs under TCG emulation (" + kvm_why + "), because " + sandbox_why + ": " + vm_why);
+  return pick("none", "no runtime can run instances here: microVMs: " + vm_why + "; sandbox: " + sandbox_why);
+}
+
+Json host_report(const std::string& state_dir, const RuntimeChoice& runtime) {
   struct statvfs fsinfo {};
   std::int64_t disk_mib = 0;
   if (::statvfs(state_dir.c_str(), &fsinfo) == 0)
     disk_mib = static_cast<std::int64_t>(fsinfo.f_bavail) * static_cast<std::int64_t>(fsinfo.f_frsize) / (1024 * 1024);
-  const auto runc = first_existing({"/usr/sbin/runc", "/usr/bin/runc"});
-  const auto qemu = first_existing({"/usr/bin/qemu-system-x86_64"});
-  std::string kvm_why;
-  const bool kvm = kvm_runs_guests(kvm_why);
-  std::ostringstream found;
-  found << "runc " << (runc.empty() ? "not installed" : "at " + runc) << "; qemu-system-x86_64 "
-        << (qemu.empty() ? "not installed" : "at " + qemu) << "; " << kvm_why;
   return {{"capacity",
            {{"cpus", static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN))},
             {"memory_mib", mem_total_mib()},
             {"disk_mib", disk_mib}}},
-          {"runtime", runtime_json(runc, found.str(), {{"runc", runc}, {"qemu", qemu}, {"kvm", kvm}})},
+          {"runtime", {{"name", runtime.name},
+                       {"reason", runtime.reason.substr(0, 4000)},
+                       {"instance_overhead_mib", runtime.name == "microvm" ? MicroVmRuntime::kGuestOverheadMib : 0},
+                       {"detected", runtime.detected}}},
           {"agent_version", "0.1.0"}};
 }
 

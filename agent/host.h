@@ -16,9 +16,21 @@ struct Identity {
 std::optional<Identity> load_identity(const std::string& state_dir);
 void save_identity(const std::string& state_dir, const Identity& id);
 
+// The runtime this agent runs instances with, chosen once at start, and why that one.
+struct RuntimeChoice {
+  std::string name;    // "microvm", "sandbox" or "none"
+  std::string reason;  // in words, with what was found
+  bool kvm = false;    // microvm: KVM really runs guests here (else TCG)
+  Json detected = Json::object();
+};
+// `wanted`: "auto" (microvm where KVM runs guests; else the sandbox; else microvm under TCG), "microvm"
+// or "sandbox" (that one, or "none" saying why it cannot run here). `guest` is the microVM guest kit.
+struct GuestKit;
+RuntimeChoice choose_runtime(const std::string& wanted, const GuestKit& guest);
+
 // {"capacity": {"cpus", "memory_mib", "disk_mib"}, "runtime": {"name", "reason", "detected": {...}},
-//  "agent_version"}. The runtime is "none" until this agent has a driver that can run instances.
-Json host_report(const std::string& state_dir);
+//  "agent_version"}.
+Json host_report(const std::string& state_dir, const RuntimeChoice& runtime);
 
 // The machine's host name as a platform name (lowercase, [a-z0-9-], at most 63 characters).
 std::string default_host_name();

@@ -13,8 +13,11 @@
 
 #include "agent/converge.h"
 #include "agent/host.h"
+#include "agent/microvm_runtime.h"
+#include "agent/sandbox.h"
 #include "agent/outbox.h"
 #include "agent/shim.h"
+#include "agent/vm_shim.h"
 #include "api/client.h"
 #include "engine/crypto.h"
 #include "engine/error.h"
@@ -38,12 +41,30 @@ std::string self_binary(const char* argv0) {
   return ec ? std::string(argv0) : p.string();
 }
 
-void heartbeat_loop(const api::Client& client, const std::string& state) {
+// The microVM guest kit beside this binary: the build tree (build/agent/platform-agent with
+// build/agent/platform-init and build/guest/) or an install (<prefix>/lib/platform/guest/).
+agent::GuestKit default_guest(const std::string& self) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(self).parent_path();
+  agent::GuestKit kit;
+  kit.init = (dir / "platform-init").string();
+  for (const auto& g : {dir.parent_path() / "guest", dir.parent_path() / "lib" / "platform" / "guest"})
+    if (fs::exists(g / "vmlinuz")) {
+      kit.kernel = (g / "vmlinuz").string();
+      kit.modules_dir = (g / "modules").string();
+      return kit;
+    }
+  kit.kernel = (dir.parent_path() / "guest" / "vmlinuz").string();
+  kit.modules_dir = (dir.parent_path() / "guest" / "modules").string();
+  return kit;
+}
+
+void heartbeat_loop(const api::Client& client, const std::string& state, const agent::RuntimeChoice& runtime) {
   std::chrono::milliseconds interval{5000};
   bool reported_failure = false;
   while (!g_stop) {
     try {
-      auto r = client.call("POST", "/v1/hosts/heartbeat", Json{{"report", agent::host_report(state)}}, std::string(),
+      auto r = client.call("POST", "/v1/hosts/heartbeat", Json{{"report", agent::host_report(state, runtime)}}, std::string(),
                            std::chrono::seconds(10));
       interval = std::chrono::milliseconds(std::clamp<std::int64_t>(r.value("heartbeat_interval_ms", 5000), 200, 60000));
       if (reported_failure || r.value("previous_state", "up") == "down")
@@ -158,6 +179,17 @@ int main(int argc, char** argv) {
   app.add_flag("--stop-instances-on-exit", stop_on_exit,
                "Stop this host's instances when the agent exits (platformd dev); by default they keep running "
                "and a restarted agent adopts them");
+  std::string runtime_name = "auto";
+  app.add_option("--runtime", runtime_name,
+                 "auto (microvm where KVM runs guests, else sandbox), microvm (also under TCG) or sandbox")
+      ->check(CLI::IsMember({"auto", "microvm", "sandbox"}))
+      ->capture_default_str();
+  agent::GuestKit guest = default_guest(self_binary(argv[0]));
+  app.add_option("--guest-kernel", guest.kernel, "The microVMs' kernel (scripts/setup fetches Debian's cloud kernel)")
+      ->capture_default_str();
+  app.add_option("--guest-modules", guest.modules_dir, "Folder with the guest's virtio modules and their load-order")
+      ->capture_default_str();
+  app.add_option("--platform-init", guest.init, "The microVMs' PID 1 (built beside platform-agent)")->capture_default_str();
   // `platform-agent shim ...`: one instance's shim (agent/shim.h), started by the sandbox runtime.
   agent::ShimOptions shim;
   auto* shim_cmd = app.add_subcommand("shim", "Internal: supervise one sandbox instance (started by the agent)");
@@ -166,12 +198,20 @@ int main(int argc, char** argv) {
   shim_cmd->add_option("--runc", shim.runc)->required();
   shim_cmd->add_option("--root", shim.root)->required();
   shim_cmd->group("");
+  // `platform-agent vm-shim --dir D`: one microVM's shim (agent/vm_shim.h), started by the microvm runtime.
+  std::string vm_dir;
+  auto* vm_shim_cmd = app.add_subcommand("vm-shim", "Internal: run one microVM (started by the agent)");
+  vm_shim_cmd->add_option("--dir", vm_dir)->required();
+  vm_shim_cmd->group("");
   CLI11_PARSE(app, argc, argv);
   if (*shim_cmd) return agent::run_shim(shim);
+  if (*vm_shim_cmd) return agent::run_vm_shim(vm_dir);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {
     std::filesystem::create_directories(state);
+    const auto runtime = agent::choose_runtime(runtime_name, guest);
+    std::cerr << "platform-agent: runtime " << runtime.name << ": " << runtime.reason << "\n";
     auto id = agent::load_identity(state);
     if (id) {
       if (!join.empty()) std::cerr << "platform-agent: already enrolled as " << id->host_id << "; --join ignored\n";
@@ -183,7 +223,7 @@ int main(int argc, char** argv) {
       if (name.empty()) name = agent::default_host_name();
       auto out = api::Client(control, "").call(
           "POST", "/v1/hosts/enrol",
-          Json{{"join_token", join}, {"name", name}, {"report", agent::host_report(state)}}, std::string());
+          Json{{"join_token", join}, {"name", name}, {"report", agent::host_report(state, runtime)}}, std::string());
       id = agent::Identity{out.value("host_id", ""), out.value("name", ""), out.value("credential", ""), control};
       agent::save_identity(state, *id);
       std::cerr << "platform-agent: enrolled as " << id->name << " (" << id->host_id << ")\n";
@@ -192,17 +232,27 @@ int main(int argc, char** argv) {
       throw PlatformError(ErrorCode::invalid_request, "no control-plane URL", "Pass --control URL.");
     api::Client client(control, id->credential);
     std::cerr << "platform-agent: host " << id->name << " (" << id->host_id << ") reporting to " << control << "\n";
-    std::thread heartbeats([&] { heartbeat_loop(client, state); });
+    std::thread heartbeats([&] { heartbeat_loop(client, state, runtime); });
 
     // Reports go through the outbox (written before they are sent, removed once taken).
     agent::Outbox outbox((std::filesystem::path(state) / "outbox").string());
     std::thread reporter([&] { report_loop(client, outbox); });
 
     agent::ImageStore images((std::filesystem::path(state) / "images").string());
-    agent::Sandbox sandbox((std::filesystem::path(state) / "sandbox").string(), self_binary(argv[0]));
+    std::unique_ptr<agent::Runtime> instances;  // none: the host takes no instances (its report says why)
+    if (runtime.name == "sandbox") {
+      instances = std::make_unique<agent::Sandbox>((std::filesystem::path(state) / "sandbox").string(), self_binary(argv[0]));
+    } else if (runtime.name == "microvm") {
+      agent::MicroVmRuntime::Options vm;
+      vm.state_dir = (std::filesystem::path(state) / "microvm").string();
+      vm.shim = self_binary(argv[0]);
+      vm.guest = guest;
+      vm.kvm = runtime.kvm;
+      instances = std::make_unique<agent::MicroVmRuntime>(vm);
+    }
     agent::SupervisorDeps deps;
     deps.images = &images;
-    deps.sandbox = &sandbox;
+    deps.runtime = instances.get();
     deps.outbox = &outbox;
     deps.secrets_dir = (std::filesystem::path(state) / "secrets").string();
     deps.fetch_secrets = [&client](const std::string& instance) {

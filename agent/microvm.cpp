@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "agent/files.h"
@@ -57,7 +58,25 @@ struct stat file_stat(mode_t mode, std::size_t size) {
 
 }  // namespace
 
-void build_initramfs(const std::string& rootfs, const std::string& init, const GuestProcess& p,
+std::vector<std::string> GuestKit::modules() const {
+  std::vector<std::string> out;
+  if (modules_dir.empty()) return out;
+  std::istringstream order(read_text(fs::path(modules_dir) / "load-order"));
+  for (std::string name; std::getline(order, name);)
+    if (!name.empty() && name.find('/') == std::string::npos) out.push_back((fs::path(modules_dir) / name).string());
+  return out;
+}
+
+std::string GuestKit::missing() const {
+  if (::access(kernel.c_str(), R_OK) != 0) return "the guest kernel is missing at " + kernel + " (scripts/setup fetches it)";
+  if (::access(init.c_str(), X_OK) != 0) return "platform-init is missing at " + init + " (scripts/setup builds it)";
+  if (modules().empty()) return "the guest's virtio modules are missing in " + modules_dir + " (scripts/setup unpacks them)";
+  for (const auto& m : modules())
+    if (::access(m.c_str(), R_OK) != 0) return "the guest module " + m + " is missing (scripts/setup unpacks it)";
+  return "";
+}
+
+void build_initramfs(const std::string& rootfs, const std::string& init, const GuestBoot& boot,
                      const std::string& out_path) {
   Writer w;
   archive_write_set_format_cpio_newc(w.a);
@@ -71,15 +90,31 @@ void build_initramfs(const std::string& rootfs, const std::string& init, const G
     else if (S_ISREG(st.st_mode)) w.add(rel, st, read_text(it->path()));
     else if (S_ISDIR(st.st_mode)) w.add(rel, st, "");
   }
+  const auto& p = boot.process;
   std::string run;
   for (const auto& a : p.argv) run += "argv " + a + "\n";
   for (const auto& [k, v] : p.env) run += "env " + k + "=" + v + "\n";
   run += "dir " + p.workdir + "\nuid " + std::to_string(p.uid) + "\ngid " + std::to_string(p.gid) + "\n";
+  if (boot.memory_mib > 0) run += "memory_mib " + std::to_string(boot.memory_mib) + "\n";
+  if (!boot.guest_cidr.empty()) run += "net " + boot.guest_cidr + " " + boot.gateway + "\n";
+  if (boot.serial_ports) run += "stdio serial\n";
   const auto init_bytes = read_text(init);
   if (init_bytes.empty()) throw PlatformError(ErrorCode::internal, "platform-init is missing at " + init, "Build it: scripts/setup.");
   w.add("init", file_stat(S_IFREG | 0755, init_bytes.size()), init_bytes);
-  w.add("platform", file_stat(S_IFDIR | 0755, 0), "");
-  w.add("platform/run", file_stat(S_IFREG | 0644, run.size()), run);
+  w.add("platform", file_stat(S_IFDIR | 0700, 0), "");
+  if (!boot.modules.empty()) w.add("platform/modules", file_stat(S_IFDIR | 0700, 0), "");
+  for (const auto& m : boot.modules) {
+    const auto bytes = read_text(m);
+    if (bytes.empty()) throw PlatformError(ErrorCode::internal, "the guest module " + m + " is missing", "Run scripts/setup.");
+    const auto name = "platform/modules/" + fs::path(m).filename().string();
+    w.add(name, file_stat(S_IFREG | 0600, bytes.size()), bytes);
+    run += "module /" + name + "\n";
+  }
+  if (!boot.secrets_file.empty()) {
+    const auto bytes = read_text(boot.secrets_file);
+    w.add("platform/secrets", file_stat(S_IFREG | 0400, bytes.size()), bytes);
+  }
+  w.add("platform/run", file_stat(S_IFREG | 0600, run.size()), run);
   if (archive_write_close(w.a) != ARCHIVE_OK) w.fail("cannot finish " + out_path);
 }
 
@@ -98,20 +133,51 @@ long host_tsc_khz() {
 }
 }  // namespace
 
-MicroVmResult run_microvm(const MicroVmOptions& o) {
-  const auto cmdline = "console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=" + std::to_string(host_tsc_khz());
+std::vector<std::string> qemu_argv(const MicroVmOptions& o) {
+  const auto cmdline = "console=ttyS0 quiet pci=off panic=-1 reboot=t tsc_early_khz=" + std::to_string(host_tsc_khz());
   std::vector<std::string> argv = {o.qemu, "-M", "microvm", "-m", std::to_string(o.memory_mib) + "M",
+                                   "-smp", std::to_string(std::max(1, o.cpus)),
                                    "-no-reboot", "-nodefaults", "-no-user-config", "-display", "none",
                                    "-serial", "file:" + o.console_path, "-kernel", o.kernel, "-initrd", o.initramfs,
                                    "-append", cmdline};
   if (o.kvm) argv.insert(argv.end(), {"-enable-kvm", "-cpu", "host"});
   else argv.insert(argv.end(), {"-accel", "tcg", "-cpu", "max"});
+  // More 16550 ports at the legacy addresses, which the guest's 8250 driver probes as ttyS1..ttyS3.
+  auto port = [&](const std::string& id, const std::string& chardev, const char* iobase, const char* irq) {
+    argv.insert(argv.end(), {"-chardev", chardev + ",id=" + id, "-device",
+                             std::string("isa-serial,chardev=") + id + ",iobase=" + iobase + ",irq=" + irq});
+  };
+  if (!o.stdout_path.empty()) port("out", "file,path=" + o.stdout_path, "0x2f8", "3");
+  if (!o.stderr_path.empty()) port("err", "file,path=" + o.stderr_path, "0x3e8", "4");
+  if (!o.control_socket.empty()) port("ctl", "socket,path=" + o.control_socket + ",server=on,wait=off", "0x2e8", "3");
+  if (o.tap_fd >= 0)
+    argv.insert(argv.end(), {"-netdev", "tap,id=net0,fd=" + std::to_string(o.tap_fd), "-device",
+                             "virtio-net-device,netdev=net0"});
+  return argv;
+}
+
+std::optional<ExitStatus> parse_verdict(const std::string& console) {
+  static const std::regex ended(R"(platform-init: (exited with status (\d+)|killed by signal (\d+)( \(out of memory\))?))");
+  std::optional<ExitStatus> out;
+  for (auto it = std::sregex_iterator(console.begin(), console.end(), ended); it != std::sregex_iterator(); ++it) {
+    const auto& m = *it;
+    ExitStatus e;
+    if (m[2].matched) e.exit_code = std::stoi(m[2].str());
+    else e.signal = std::stoi(m[3].str());
+    e.oom = m[4].matched;
+    out = e;
+  }
+  return out;
+}
+
+MicroVmResult run_microvm(const MicroVmOptions& o, std::chrono::milliseconds timeout) {
+  const auto argv = qemu_argv(o);
   pid_t pid = ::fork();
   if (pid == 0) {
     exec_or_exit(argv);
   }
   MicroVmResult r;
-  const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   while (::waitpid(pid, &status, WNOHANG) == 0) {
     if (std::chrono::steady_clock::now() >= deadline) {
@@ -123,11 +189,7 @@ MicroVmResult run_microvm(const MicroVmOptions& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   r.console = read_text(o.console_path);
-  static const std::regex ended(R"(platform-init: (exited with status (\d+)|killed by signal (\d+)))");
-  for (auto it = std::sregex_iterator(r.console.begin(), r.console.end(), ended); it != std::sregex_iterator(); ++it) {
-    const auto& m = *it;
-    r.exit_code = m[2].matched ? std::stoi(m[2].str()) : 128 + std::stoi(m[3].str());
-  }
+  r.exit = parse_verdict(r.console);
   return r;
 }
 

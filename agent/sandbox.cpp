@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agent/files.h"
+#include "agent/process_spec.h"
 #include "engine/error.h"
 #include "engine/exec.h"
 
@@ -27,69 +28,18 @@ namespace {
   throw PlatformError(ErrorCode::internal, what, hint);
 }
 
-// "name" or "uid" -> uid from the image's /etc/passwd (or /etc/group for groups).
-std::optional<long> lookup_id(const fs::path& rootfs, const std::string& file, const std::string& name) {
-  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) return std::stol(name);
-  std::ifstream in(rootfs / "etc" / file);
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream fields(line);
-    std::string n, pw, id;
-    if (std::getline(fields, n, ':') && std::getline(fields, pw, ':') && std::getline(fields, id, ':') && n == name &&
-        !id.empty() && id.find_first_not_of("0123456789") == std::string::npos)
-      return std::stol(id);
-  }
-  return std::nullopt;
-}
-
 Json process_json(const InstanceSpec& s) {
-  const auto& ic = s.image_config;
-  std::vector<std::string> args = s.command;
-  if (args.empty()) {
-    for (const char* k : {"Entrypoint", "Cmd"})
-      if (ic.contains(k) && ic[k].is_array())
-        for (const auto& a : ic[k])
-          if (a.is_string()) args.push_back(a);
-  }
-  if (args.empty())
-    throw PlatformError(ErrorCode::invalid_request, "instance " + s.id + " has nothing to run",
-                        "The image has no Entrypoint or Cmd: give the process a command in platform.toml.");
-  std::map<std::string, std::string> env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}};
-  if (ic.contains("Env") && ic["Env"].is_array())
-    for (const auto& e : ic["Env"])
-      if (e.is_string()) {
-        const auto& kv = e.get_ref<const std::string&>();
-        if (auto eq = kv.find('='); eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-      }
-  for (const auto& [k, v] : s.env) env[k] = v;
-  env["PLATFORM_INSTANCE_ID"] = s.id;
+  const auto p = resolve_process(s);
   Json envs = Json::array();
-  for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
-  // User: "user", "user:group", "uid", "uid:gid"; names from the image's /etc/passwd and /etc/group.
-  long uid = 0, gid = 0;
-  std::string user = ic.value("User", std::string());
-  if (!user.empty()) {
-    auto colon = user.find(':');
-    auto u = lookup_id(s.rootfs, "passwd", user.substr(0, colon));
-    if (!u)
-      throw PlatformError(ErrorCode::invalid_request, "the image's user \"" + user + "\" is not in its /etc/passwd",
-                          "Use a numeric uid in the image's USER, or add the user to the image.");
-    uid = *u;
-    if (colon != std::string::npos) {
-      auto g = lookup_id(s.rootfs, "group", user.substr(colon + 1));
-      if (!g)
-        throw PlatformError(ErrorCode::invalid_request, "the image's group in \"" + user + "\" is not in its /etc/group",
-                            "Use a numeric gid in the image's USER.");
-      gid = *g;
-    }
-  }
+  for (const auto& [k, v] : p.env) envs.push_back(k + "=" + v);
   const Json caps = {"CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",   "CAP_FOWNER",           "CAP_MKNOD",
                      "CAP_NET_RAW", "CAP_SETGID",       "CAP_SETUID",   "CAP_SETFCAP",          "CAP_SETPCAP",
                      "CAP_KILL",    "CAP_SYS_CHROOT",   "CAP_AUDIT_WRITE", "CAP_NET_BIND_SERVICE"};
   return {{"terminal", false},
-          {"user", {{"uid", uid}, {"gid", gid}}},
-          {"args", args},
+          {"user", {{"uid", p.uid}, {"gid", p.gid}}},
+          {"args", p.argv},
           {"env", envs},
-          {"cwd", ic.value("WorkingDir", std::string()).empty() ? "/" : ic.value("WorkingDir", std::string("/"))},
+          {"cwd", p.workdir},
           {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
           {"noNewPrivileges", true}};
 }
@@ -127,17 +77,7 @@ Json config_json(const InstanceSpec& s, const fs::path& merged) {
             {"readonlyPaths", {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}}};
 }
 
-bool valid_id(const std::string& id) {
-  return !id.empty() && id.size() <= 128 && id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos;
-}
-
 }  // namespace
-
-std::string ExitStatus::describe() const {
-  if (oom) return "killed for running out of memory (OOM)";
-  if (signal) return fmt::format("killed by signal {} ({})", signal, ::strsignal(signal));
-  return fmt::format("exited with status {}", exit_code);
-}
 
 Sandbox::Sandbox(std::string state_dir, std::string shim, std::string runc)
     : state_dir_(std::move(state_dir)), shim_(std::move(shim)), runc_(std::move(runc)) {
@@ -158,13 +98,8 @@ std::string Sandbox::stdout_path(const std::string& id) const { return dir(id) +
 std::string Sandbox::stderr_path(const std::string& id) const { return dir(id) + "/stderr.log"; }
 
 void Sandbox::start(const InstanceSpec& spec) {
-  if (!valid_id(spec.id))
-    throw PlatformError(ErrorCode::invalid_request, "invalid instance id \"" + spec.id.substr(0, 80) + "\"",
-                        "Instance ids are lowercase letters, digits, '_' and '-'.");
+  shim_files::check_new_run(spec.id, dir(spec.id));
   const fs::path d = dir(spec.id), merged = d / "rootfs";
-  if (fs::exists(d / "shim.state"))
-    throw PlatformError(ErrorCode::precondition_failed, "instance " + spec.id + " was already started on this host",
-                        "Instance ids are never reused; destroy the old one first.");
   fs::create_directories(d / "upper");
   fs::create_directories(d / "work");
   fs::create_directories(merged);
@@ -177,47 +112,17 @@ void Sandbox::start(const InstanceSpec& spec) {
     std::ofstream cfg(d / "config.json", std::ios::trunc);
     cfg << config_json(spec, merged).dump(2);
   }
-  // The shim is detached (its own session, reparented away from us), so it outlives an agent restart.
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setsid();
-    if (::fork() != 0) ::_exit(0);
-    int in = ::open("/dev/null", O_RDWR);
-    int log = ::open((d / "shim.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
-    ::dup2(in, 0);
-    ::dup2(log, 1);
-    ::dup2(log, 2);
-    exec_or_exit({shim_, "shim", "--dir", d.string(), "--id", spec.id, "--runc", runc_, "--root",
-                  (fs::path(state_dir_) / "runc").string()});
-  }
-  ::waitpid(pid, nullptr, 0);
-  // The shim reports "running <pid>" or "failed <why>".
-  for (int i = 0; i < 3000; ++i) {
-    auto state = read_text(d / "shim.state");
-    if (state.rfind("running", 0) == 0 || state.rfind("exited", 0) == 0) return;
-    if (state.rfind("failed", 0) == 0)
-      fail("runc could not start instance " + spec.id + ": " + state.substr(7, 2000), "See " + d.string() + "/runc.log.");
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  fail("the shim of instance " + spec.id + " did not report within 30 s", "See " + (d / "shim.log").string() + ".");
+  shim_files::spawn_detached({shim_, "shim", "--dir", d.string(), "--id", spec.id, "--runc", runc_, "--root",
+                              (fs::path(state_dir_) / "runc").string()},
+                             (d / "shim.log").string());
+  shim_files::await_started(d.string(), "runc could not start instance " + spec.id, d.string() + "/runc.log",
+                            std::chrono::seconds(30));
 }
 
 std::optional<ExitStatus> Sandbox::wait(const std::string& id, std::chrono::milliseconds timeout) {
-  const fs::path d = dir(id);
-  if (!fs::exists(d / "shim.state")) throw PlatformError(ErrorCode::not_found, "instance " + id + " is not on this host");
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    auto doc = Json::parse(read_text(d / "exit.json"), nullptr, false);
-    if (doc.is_object()) {
-      ExitStatus out;
-      out.exit_code = doc.value("exit_code", -1);
-      out.signal = doc.value("signal", 0);
-      out.oom = doc.value("oom", false);
-      return out;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  if (!fs::exists(fs::path(dir(id)) / "shim.state"))
+    throw PlatformError(ErrorCode::not_found, "instance " + id + " is not on this host");
+  return shim_files::wait_exit(dir(id), timeout);
 }
 
 void Sandbox::kill(const std::string& id, const char* signal) const {
@@ -252,10 +157,10 @@ std::vector<std::string> Sandbox::running() const {
   return out;
 }
 
-Sandbox::ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& argv,
+ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& argv,
                                   const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout) const {
   ExecResult out;
-  if (!valid_id(id) || argv.empty()) {
+  if (!valid_run_id(id) || argv.empty()) {
     out.output = "nothing to run";
     return out;
   }
@@ -316,16 +221,16 @@ std::vector<std::string> Sandbox::present() const {
   return out;
 }
 
-std::optional<pid_t> Sandbox::pid(const std::string& id) const {
-  auto state = read_text(fs::path(dir(id)) / "shim.state");
-  if (state.rfind("running ", 0) != 0) return std::nullopt;
-  auto p = static_cast<pid_t>(std::atol(state.c_str() + 8));
-  if (p <= 0) return std::nullopt;
-  return p;
+std::optional<ProbeTarget> Sandbox::probe_target(const std::string& id) const {
+  auto p = pid(id);
+  if (!p) return std::nullopt;
+  return ProbeTarget{*p, "127.0.0.1"};
 }
 
+std::optional<pid_t> Sandbox::pid(const std::string& id) const { return shim_files::running_pid(dir(id)); }
+
 void Sandbox::destroy(const std::string& id) {
-  if (!valid_id(id)) return;
+  if (!valid_run_id(id)) return;
   ::umount2((fs::path(dir(id)) / "rootfs").c_str(), MNT_DETACH);
   std::error_code ec;
   fs::remove_all(dir(id), ec);

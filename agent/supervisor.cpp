@@ -75,7 +75,7 @@ void InstanceSupervisor::report(const std::string& type, Json data) {
 }
 
 void InstanceSupervisor::track_logs() {
-  tail_.emplace(a_.id, *run_, deps_.sandbox->stdout_path(*run_), deps_.sandbox->stderr_path(*run_));
+  tail_.emplace(a_.id, *run_, deps_.runtime->stdout_path(*run_), deps_.runtime->stderr_path(*run_));
   next_ship_ = Clock::now() + milliseconds(1000);
 }
 
@@ -100,7 +100,7 @@ void InstanceSupervisor::ship_logs(bool final) {
 
 ProbeResult InstanceSupervisor::exec_probe(const manifest::HealthCheck& check) {
   const auto start = Clock::now();
-  auto res = deps_.sandbox->exec(*run_, check.command, a_.env, milliseconds(check.timeout_ms));
+  auto res = deps_.runtime->exec(*run_, check.command, a_.env, milliseconds(check.timeout_ms));
   ProbeResult r;
   r.took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
   r.ok = !res.timed_out && res.exit_code == 0;
@@ -147,14 +147,14 @@ bool InstanceSupervisor::start_run() {
       write_atomically(spec.secrets_file, deps_.fetch_secrets(a_.id));
       ::chmod(spec.secrets_file.c_str(), 0600);
     }
-    deps_.sandbox->destroy(id);  // leftovers of a start that never reported
-    deps_.sandbox->start(spec);
+    deps_.runtime->destroy(id);  // leftovers of a start that never reported
+    deps_.runtime->start(spec);
     run_ = id;
     started_ = Clock::now();
     track_logs();
     report("InstanceStarted", {{"restarts", attempt_},
                                {"run", id},
-                               {"runtime", "sandbox"},
+                               {"runtime", deps_.runtime->name()},
                                {"image_digest", a_.image.digest},
                                {"health_check", a_.process.health.has_value()},
                                {"reason", attempt_ == 0 ? "started" : fmt::format("restart {}", attempt_)}});
@@ -164,7 +164,7 @@ bool InstanceSupervisor::start_run() {
   } catch (const std::exception& e) {
     why = e.what();
   }
-  deps_.sandbox->destroy(id);
+  deps_.runtime->destroy(id);
   // A start that fails counts as a failed run: the restart policy and its backoff apply.
   auto d = decide_restart(a_.process.restart, ExitStatus{1, 0, false}, attempt_, milliseconds(0), false);
   const auto reason = "could not start: " + why;
@@ -198,7 +198,7 @@ void InstanceSupervisor::after_exit(const ExitStatus& how, const std::string& un
                                                          : "stopped after failing its health check (" + unhealthy + ")"}});
   ship_logs(true);  // what it wrote up to its end, also after a crash
   tail_.reset();
-  deps_.sandbox->destroy(*run_);
+  deps_.runtime->destroy(*run_);
   run_.reset();
   if (stopping_ || detached_) return;
   // A process stopped for failing its health check counts as failed, whatever its exit status.
@@ -220,7 +220,7 @@ void InstanceSupervisor::run() {
   if (run_ && a_.state != "running") {
     // Adopted, but the control plane never heard it started (the agent died before sending that).
     started_ = Clock::now();
-    report("InstanceStarted", {{"restarts", attempt_}, {"run", *run_}, {"runtime", "sandbox"},
+    report("InstanceStarted", {{"restarts", attempt_}, {"run", *run_}, {"runtime", deps_.runtime->name()},
                                {"image_digest", a_.image.digest}, {"health_check", a_.process.health.has_value()},
                                {"reason", "adopted after an agent restart"}});
   } else if (run_) {
@@ -236,7 +236,7 @@ void InstanceSupervisor::run() {
                                   {"reason", std::string("lost track of the run: ") + e.what()}});
         ship_logs(true);
         tail_.reset();
-        deps_.sandbox->destroy(*run_);
+        deps_.runtime->destroy(*run_);
         run_.reset();
       }
       sleep_unless_stopping(milliseconds(1000));
@@ -257,7 +257,7 @@ void InstanceSupervisor::supervise() {
     if (a_.process.health) tracker.emplace(*a_.process.health);
     auto next_probe = Clock::now() + milliseconds(300);
     while (!stopping_ && !detached_) {
-      if (auto how = deps_.sandbox->wait(*run_, milliseconds(200))) {
+      if (auto how = deps_.runtime->wait(*run_, milliseconds(200))) {
         after_exit(*how, "");
         break;
       }
@@ -271,8 +271,8 @@ void InstanceSupervisor::supervise() {
       if (check.type == "exec") {
         r = exec_probe(check);
       } else {
-        auto pid = deps_.sandbox->pid(*run_);
-        r = pid ? probe(check, *pid) : ProbeResult{false, "the process is not running", milliseconds(0)};
+        auto target = deps_.runtime->probe_target(*run_);
+        r = target ? probe(check, *target) : ProbeResult{false, "the process is not running", milliseconds(0)};
       }
       const auto before = tracker->state();
       const auto& now = tracker->record(r, std::chrono::duration_cast<milliseconds>(Clock::now() - started_));
@@ -282,7 +282,7 @@ void InstanceSupervisor::supervise() {
       if (now == "healthy") report("InstanceHealthy", {{"reason", ""}, {"run", *run_}});
       if (now == "unhealthy") {
         report("InstanceUnhealthy", {{"reason", tracker->last_error()}, {"run", *run_}});
-        auto how = deps_.sandbox->stop(*run_, deps_.stop_grace);
+        auto how = deps_.runtime->stop(*run_, deps_.stop_grace);
         after_exit(how, tracker->last_error());
         break;
       }
@@ -300,7 +300,7 @@ void InstanceSupervisor::finish() {
     Json data = {{"reason", reason}};
     if (run_) {
       try {
-        auto how = deps_.sandbox->stop(*run_, deps_.stop_grace);
+        auto how = deps_.runtime->stop(*run_, deps_.stop_grace);
         data["exit_code"] = how.exit_code;
         data["signal"] = how.signal;
         data["exit"] = how.describe();
@@ -309,7 +309,7 @@ void InstanceSupervisor::finish() {
       }
       ship_logs(true);
       tail_.reset();
-      deps_.sandbox->destroy(*run_);
+      deps_.runtime->destroy(*run_);
     }
     std::error_code ec;
     fs::remove(fs::path(deps_.secrets_dir) / a_.id, ec);

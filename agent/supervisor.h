@@ -1,8 +1,8 @@
 #pragma once
 // One assigned instance on this host, from pull to stop (docs/agent.md): a thread that pulls the image
-// (cached by digest), writes the secrets file, starts the instance in the sandbox runtime, probes its
+// (cached by digest), writes the secrets file, starts the instance in the host's runtime, probes its
 // health, restarts it by its restart policy with backoff, and stops it when told, reporting every
-// transition to the outbox with its reason. Each run is a sandbox instance of its own, "<id>-r<n>", so
+// transition to the outbox with its reason. Each run is a runtime instance of its own, "<id>-r<n>", so
 // a restart never reuses a container; after an agent restart the newest run is adopted, running or not.
 #include <atomic>
 #include <functional>
@@ -16,7 +16,7 @@
 #include "agent/image_store.h"
 #include "agent/log_tail.h"
 #include "agent/outbox.h"
-#include "agent/sandbox.h"
+#include "agent/runtime.h"
 #include "engine/json.h"
 #include "engine/manifest/manifest.h"
 #include "engine/oci/image_ref.h"
@@ -42,7 +42,7 @@ struct Assignment {
 
 struct SupervisorDeps {
   ImageStore* images = nullptr;
-  Sandbox* sandbox = nullptr;
+  Runtime* runtime = nullptr;
   Outbox* outbox = nullptr;
   std::function<std::string(const std::string& instance_id)> fetch_secrets;  // the secrets file's bytes
   std::function<void(const Json& lines)> ship_logs;  // POST /v1/agent/logs; throws when it did not arrive
@@ -83,7 +83,7 @@ class InstanceSupervisor {
 
   Assignment a_;
   SupervisorDeps deps_;
-  std::optional<std::string> run_;  // the current run's sandbox id
+  std::optional<std::string> run_;  // the current run's id in the runtime
   std::optional<LogTail> tail_;
   std::chrono::steady_clock::time_point next_ship_{};
   bool ship_failed_ = false;  // said once until it works again

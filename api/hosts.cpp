@@ -70,6 +70,11 @@ void check_host_report(const Json& report) {
     fail("has no runtime.name");
   const auto& name = report["runtime"]["name"].get_ref<const std::string&>();
   if (name != "microvm" && name != "sandbox" && name != "none") fail("runtime.name is not microvm, sandbox or none");
+  if (report["runtime"].contains("instance_overhead_mib")) {
+    const auto& o = report["runtime"]["instance_overhead_mib"];
+    if (!o.is_number_integer() || o.get<std::int64_t>() < 0 || o.get<std::int64_t>() > 65536)
+      fail("runtime.instance_overhead_mib is not an integer from 0 to 65536");
+  }
   if (report.dump().size() > 16 * 1024) fail("is larger than 16 KiB");
 }
 

@@ -96,11 +96,11 @@ std::string agent_binary() {
 
 // The dev host's agent. The first start enrols it with a join token issued here; later starts reuse the
 // identity in <state>/agent.
-pid_t spawn_agent(const std::string& conninfo, const std::string& url, const fs::path& state) {
+pid_t spawn_agent(const std::string& conninfo, const std::string& url, const fs::path& state, const std::string& runtime) {
   const auto dir = state / "agent";
   // Ctrl-C stops the dev host's instances too: nothing of platformd dev outlives it.
   std::vector<std::string> argv = {agent_binary(), "--control", url, "--state", dir.string(), "--name", "dev",
-                                   "--stop-instances-on-exit"};
+                                   "--stop-instances-on-exit", "--runtime", runtime};
   if (!fs::exists(dir / "host.json")) {
     db::Pool pool(conninfo, 1, "platformd-dev");
     auto token = pool.transact([&](pqxx::work& tx) {
@@ -185,7 +185,7 @@ int dev(const DevOptions& options) {
   }
   pid_t agent_pid = -1;
   try {
-    agent_pid = spawn_agent(conninfo, url, state);
+    agent_pid = spawn_agent(conninfo, url, state, options.runtime);
   } catch (const std::exception& e) {
     std::cerr << "platformd dev: cannot start the agent: " << e.what() << "\n";
   }
@@ -209,7 +209,7 @@ int dev(const DevOptions& options) {
             << "  org           " << boot.org << (boot.created ? " (created)" : "") << "\n"
             << "  registry      pid " << registry.pid() << "  " << registry.address() << "  (log "
             << registry.log_file() << "; push images with scripts/sample-image " << registry.address() << ")\n"
-            << "  agent         pid " << agent_pid << "  host \"dev\"  (log " << (state / "agent.log").string()
+            << "  agent         pid " << agent_pid << "  host \"dev\", --runtime " << options.runtime << "  (log " << (state / "agent.log").string()
             << "; platform host list)\n"
             << "  admin token   " << (state / "admin-token").string() << "\n"
             << "  secrets key   " << secrets_key.string() << (key_created ? " (created, mode 0600)" : "")
@@ -245,7 +245,7 @@ int dev(const DevOptions& options) {
     }
     if (agent_pid <= 0 && agent_restarts > 0 && std::chrono::steady_clock::now() >= agent_next) {
       try {
-        agent_pid = spawn_agent(conninfo, url, state);
+        agent_pid = spawn_agent(conninfo, url, state, options.runtime);
       } catch (const std::exception& e) {
         std::cerr << "platformd dev: " << e.what() << "\n";
         agent_next = std::chrono::steady_clock::now() + std::chrono::seconds(30);

@@ -10,6 +10,7 @@ struct DevOptions {
   int pg_port = 54320;
   int registry_port = 7071;  // the OCI registry on 127.0.0.1
   std::string context_name = "dev";
+  std::string runtime = "auto";  // the dev agent's --runtime: auto, microvm or sandbox
 };
 
 int dev(const DevOptions& options);

@@ -94,6 +94,11 @@ int main(int argc, char** argv) {
   dev->add_option("--pg-port", dev_opts.pg_port, "PostgreSQL port on 127.0.0.1")->capture_default_str();
   dev->add_option("--registry-port", dev_opts.registry_port, "OCI registry port on 127.0.0.1")->capture_default_str();
   dev->add_option("--context", dev_opts.context_name, "CLI context to write")->capture_default_str();
+  dev->add_option("--runtime", dev_opts.runtime,
+                  "The dev agent's runtime: auto (microvm where KVM runs guests, else sandbox), microvm (also under "
+                  "TCG emulation) or sandbox")
+      ->check(CLI::IsMember({"auto", "microvm", "sandbox"}))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);

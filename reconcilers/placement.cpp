@@ -6,6 +6,11 @@
 
 namespace platform::reconcilers {
 
+namespace {
+// The memory an instance takes on that host: its own and the runtime's share.
+std::int64_t need(const HostCapacity& h, const PlacementRequest& r) { return r.memory_mib + h.instance_overhead_mib; }
+}  // namespace
+
 Placer::Placer(std::vector<HostCapacity> hosts, double cpu_ratio) : hosts_(std::move(hosts)), cpu_ratio_(cpu_ratio) {
   // A stable order (by id) makes every tie-break, and so every placement, deterministic.
   std::sort(hosts_.begin(), hosts_.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -20,7 +25,7 @@ PlacementResult Placer::place(const PlacementRequest& r) {
     const auto& h = hosts_[i];
     if (!h.up || !h.unavailable.empty()) continue;
     if (!r.pinned_host.empty() && h.id != r.pinned_host) continue;
-    if (h.memory_mib - h.memory_allocated < r.memory_mib) continue;          // memory: hard
+    if (h.memory_mib - h.memory_allocated < need(h, r)) continue;            // memory: hard
     if (h.cpu_allocated + r.cpu > h.cpus * cpu_ratio_ + 1e-9) continue;      // cpu: soft, up to the ratio
     if (!best) {
       best = i;
@@ -35,7 +40,7 @@ PlacementResult Placer::place(const PlacementRequest& r) {
   if (!best) return {std::nullopt, why_not(r)};
   auto& h = hosts_[*best];
   h.cpu_allocated += r.cpu;
-  h.memory_allocated += r.memory_mib;
+  h.memory_allocated += need(h, r);
   ++counts[*best];
   return {h.id, ""};
 }
@@ -45,7 +50,7 @@ void Placer::record(const std::string& host_id, const PlacementRequest& r) {
   if (it == index_.end()) return;
   auto& h = hosts_[it->second];
   h.cpu_allocated += r.cpu;
-  h.memory_allocated += r.memory_mib;
+  h.memory_allocated += need(h, r);
   auto& counts = group_counts_[r.group];
   if (counts.size() != hosts_.size()) counts.assign(hosts_.size(), 0);
   ++counts[it->second];
@@ -57,7 +62,7 @@ bool Placer::would_fit_after(const std::string& host_id, const PlacementRequest&
   if (it == index_.end()) return false;
   const auto& h = hosts_[it->second];
   if (!h.up || !h.unavailable.empty()) return false;
-  return h.memory_mib - (h.memory_allocated - freed.memory_mib) >= r.memory_mib &&
+  return h.memory_mib - (h.memory_allocated - need(h, freed)) >= need(h, r) &&
          h.cpu_allocated - freed.cpu + r.cpu <= h.cpus * cpu_ratio_ + 1e-9;
 }
 
@@ -66,7 +71,7 @@ void Placer::release(const std::string& host_id, const PlacementRequest& r) {
   if (it == index_.end()) return;
   auto& h = hosts_[it->second];
   h.cpu_allocated = std::max(0.0, h.cpu_allocated - r.cpu);
-  h.memory_allocated = std::max<std::int64_t>(0, h.memory_allocated - r.memory_mib);
+  h.memory_allocated = std::max<std::int64_t>(0, h.memory_allocated - need(h, r));
   auto g = group_counts_.find(r.group);
   if (g != group_counts_.end() && g->second.size() == hosts_.size() && g->second[it->second] > 0)
     --g->second[it->second];
@@ -97,8 +102,10 @@ std::string Placer::why_not(const PlacementRequest& r) const {
       out += "; " + name + " is down";
     } else if (!h.unavailable.empty()) {
       out += "; " + name + " " + h.unavailable;
-    } else if (h.memory_mib - h.memory_allocated < r.memory_mib) {
+    } else if (h.memory_mib - h.memory_allocated < need(h, r)) {
       out += fmt::format("; {} has {} MiB free", name, h.memory_mib - h.memory_allocated);
+      if (h.instance_overhead_mib > 0)
+        out += fmt::format(" (an instance there takes {} MiB more for its microVM)", h.instance_overhead_mib);
     } else {
       out += fmt::format("; {} has {:g} of {:g} CPU left (CPU may be {:g}x oversubscribed)", name,
                          std::max(0.0, h.cpus * cpu_ratio_ - h.cpu_allocated), h.cpus * cpu_ratio_, cpu_ratio_);

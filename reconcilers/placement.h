@@ -21,6 +21,8 @@ struct HostCapacity {
   double cpu_allocated = 0;
   std::int64_t memory_allocated = 0;
   std::string unavailable = {};  // non-empty: up, but takes no instances, and why ("has no runtime (...)")
+  // Memory each instance there takes besides its own (a microVM's guest kernel); counted like its own.
+  std::int64_t instance_overhead_mib = 0;
 };
 
 struct PlacementRequest {

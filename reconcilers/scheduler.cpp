@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -83,6 +84,8 @@ std::map<std::string, HostRow> read_hosts(pqxx::transaction_base& tx) {
     h.capacity.cpus = report["capacity"].value("cpus", 0.0);
     h.capacity.memory_mib = report["capacity"].value("memory_mib", std::int64_t{0});
     const auto runtime = report.contains("runtime") ? report["runtime"] : Json::object();
+    if (runtime.contains("instance_overhead_mib") && runtime["instance_overhead_mib"].is_number_integer())
+      h.capacity.instance_overhead_mib = std::clamp<std::int64_t>(runtime["instance_overhead_mib"].get<std::int64_t>(), 0, 65536);
     if (runtime.value("name", "none") == "none")
       h.capacity.unavailable = "has no runtime (" + runtime.value("reason", std::string("none reported")).substr(0, 200) + ")";
     h.last_seen = r[4].as<std::string>();

@@ -5,9 +5,12 @@
 //   ECHO_EXIT=N: exit with status N at once (the image's "crash" variant sets it).
 //   ECHO_ALLOC_MIB=N: first allocate and touch N MiB (past a memory limit: the instance is OOM-killed).
 //   ECHO_IGNORE_TERM=1: ignore SIGTERM (a process that must be killed after the stop grace period).
+//   ECHO_SHOW=1: print what the process sees (uid, gid, workdir, GREETING, PLATFORM_INSTANCE_ID, the
+//   secrets file and whether it can write it) and exit 0: for runtime tests and exec checks.
 //   It prints "echo: listening on port N" once it accepts connections, and exits 0 on SIGTERM.
 // No dependencies beyond libc, built with -static so the image holds one file.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -59,6 +62,27 @@ void serve(int fd) {
 }  // namespace
 
 int main() {
+  if (std::getenv("ECHO_SHOW")) {
+    char cwd[512] = "?";
+    if (!::getcwd(cwd, sizeof cwd)) std::strcpy(cwd, "?");
+    const char* greeting = std::getenv("GREETING");
+    const char* id = std::getenv("PLATFORM_INSTANCE_ID");
+    std::printf("echo: uid=%d gid=%d cwd=%s greeting=%s instance=%s\n", static_cast<int>(::getuid()),
+                static_cast<int>(::getgid()), cwd, greeting ? greeting : "", id ? id : "");
+    std::string secrets;
+    if (FILE* f = std::fopen("/run/platform/secrets", "r")) {
+      char buf[256];
+      for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) secrets.append(buf, n);
+      std::fclose(f);
+      for (auto& c : secrets)
+        if (c == '\n') c = '|';
+      int w = ::open("/run/platform/secrets", O_WRONLY | O_APPEND);
+      std::printf("echo: secrets=%s writable=%s\n", secrets.c_str(), w >= 0 ? "yes" : "no");
+    } else {
+      std::printf("echo: secrets=none\n");
+    }
+    return 0;
+  }
   if (const char* e = std::getenv("ECHO_EXIT")) {
     std::fprintf(stderr, "echo: exiting with status %s (ECHO_EXIT)\n", e);
     return std::atoi(e);

@@ -32,7 +32,7 @@ TEST(Health, FailuresCountAfterTheGracePeriodUpToTheThreshold) {
 TEST(Health, ExecChecksAreNotNetworkProbes) {
   manifest::HealthCheck c;
   c.type = "exec";
-  auto r = agent::probe(c, 1);
+  auto r = agent::probe(c, {1, "127.0.0.1"});
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.error.find("through the instance's runtime"), std::string::npos);
 }

@@ -161,18 +161,18 @@ TEST_F(SandboxTest, HealthProbesReachTheInstanceInsideItsNetwork) {
   c.port = 8080;
   c.timeout_ms = 2000;
   c.type = "tcp";
-  EXPECT_TRUE(agent::probe(c, pid).ok);
+  EXPECT_TRUE(agent::probe(c, {pid, "127.0.0.1"}).ok);
   c.type = "http";
   c.path = "/healthz";
-  auto ok = agent::probe(c, pid);
+  auto ok = agent::probe(c, {pid, "127.0.0.1"});
   EXPECT_TRUE(ok.ok) << ok.error;
   c.path = "/not-http";  // the sample echoes anything else back: not an HTTP answer
-  auto echoed = agent::probe(c, pid);
+  auto echoed = agent::probe(c, {pid, "127.0.0.1"});
   EXPECT_FALSE(echoed.ok);
   EXPECT_EQ(echoed.error, "the answer to GET /not-http is not HTTP");
   c.type = "tcp";
   c.port = 9999;
-  auto refused = agent::probe(c, pid);
+  auto refused = agent::probe(c, {pid, "127.0.0.1"});
   EXPECT_FALSE(refused.ok);
   EXPECT_EQ(refused.error, "cannot connect to port 9999: Connection refused");
 }
@@ -198,7 +198,7 @@ TEST_F(SandboxTest, ExecRunsACommandInsideTheInstanceWithItsStatusAndOutput) {
   c.port = 8081;
   c.timeout_ms = 1000;
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_FALSE(agent::probe(c, pid).ok) << "the timed-out command is killed too";
+  EXPECT_FALSE(agent::probe(c, {pid, "127.0.0.1"}).ok) << "the timed-out command is killed too";
 }
 
 TEST_F(SandboxTest, AnImageWithNothingToRunIsAClearError) {

@@ -93,3 +93,18 @@ TEST(Placement, MakingRoomIsOnlyWorthItWhenTheRequestThenFits) {
   EXPECT_FALSE(placer.would_fit_after("h1", small, huge));
   EXPECT_FALSE(placer.would_fit_after("nope", small, big));
 }
+
+TEST(Placement, AMicroVmHostCountsEachInstancesVmOverheadAsMemory) {
+  auto h = host("vm", 8, 1024);
+  h.instance_overhead_mib = 96;
+  Placer p({h});
+  PlacementRequest r{"env/web", 0.1, 256, ""};
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(p.place(r).host_id) << i;  // 2 x (256 + 96) = 704 of 1024
+  auto third = p.place(r);
+  EXPECT_FALSE(third.host_id) << "3 x 352 MiB would oversubscribe the host's memory";
+  EXPECT_EQ(third.reason, "needs 256 MiB and 0.1 CPU; vm has 320 MiB free (an instance there takes 96 MiB more for "
+                          "its microVM)");
+  EXPECT_TRUE(p.would_fit_after("host_vm", r, r));
+  p.release("host_vm", r);
+  EXPECT_EQ(p.hosts()[0].memory_allocated, 352);
+}

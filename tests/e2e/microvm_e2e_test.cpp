@@ -1,0 +1,136 @@
+// Issue 4's microvm story against `platformd dev --runtime microvm` (QEMU -M microvm; TCG where KVM
+// cannot run guests): the host says which runtime and why; the sample image deploys as VMs that boot
+// through platform-init, pass their http health checks over the VM's own network, log what they print,
+// scale, restart a crashing process by its policy with its exit code, and Ctrl-C leaves no VM behind.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "tests/support/dev_platform.h"
+#include "tests/support/echo_manifest.h"
+
+using namespace platform;
+using namespace platform::e2e;
+
+namespace {
+
+bool can_run_microvms(std::string* why) {
+  const std::filesystem::path build = std::filesystem::path(PLATFORM_AGENT_BIN).parent_path().parent_path();
+  if (::geteuid() != 0) return *why = "needs root (each VM gets a network namespace and a tap device)", false;
+  if (!std::filesystem::exists("/usr/bin/qemu-system-x86_64")) return *why = "needs qemu-system-x86 (scripts/setup)", false;
+  if (!std::filesystem::exists(build / "guest/modules/load-order"))
+    return *why = "needs the guest kernel and modules in build/guest (scripts/setup)", false;
+  return true;
+}
+
+}  // namespace
+
+TEST(MicroVmEndToEnd, InstancesRunAsMicroVmsServeLogRestartAndStop) {
+  std::string why;
+  if (!can_run_microvms(&why)) GTEST_SKIP() << why;
+  DevPlatform dev("microvm");
+  auto pushed = run(std::string("SAMPLE_ECHO=") + SAMPLE_ECHO_BIN + " " + SOURCE_DIR + "/scripts/sample-image " +
+                    dev.registry());
+  ASSERT_EQ(pushed.exit, 0) << pushed.out;
+  const auto agent_log = [&] { return run("tail -30 " + (dev.root() / "state/agent.log").string()).out; };
+
+  // The host says which runtime it runs instances with, and why.
+  Json host;
+  for (int i = 0; i < 100; ++i) {
+    auto h = cli("-o json host describe dev");
+    if (h.exit == 0) {
+      host = one_json(h);
+      if (host.contains("runtime") && host["runtime"].is_object()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(host.contains("runtime")) << host.dump() << agent_log();
+  EXPECT_EQ(host["runtime"]["name"], "microvm") << host.dump();
+  EXPECT_NE(host["runtime"]["reason"].get<std::string>().find("--runtime microvm"), std::string::npos) << host.dump();
+
+  ASSERT_EQ(cli("project create vms --org dev").exit, 0);
+  ASSERT_EQ(cli("app create echo --org dev --project vms").exit, 0);
+  for (const char* env : {"prod", "crash"})
+    ASSERT_EQ(cli(std::string("env create ") + env + " --org dev --project vms --app echo").exit, 0);
+  const auto manifest = (dev.root() / "microvm.toml").string();
+  std::ofstream(manifest) << harness::echo_manifest(1, R"([processes.web.restart]
+backoff = "200ms"
+max_attempts = 1
+[processes.worker]
+cpu = 0.1
+memory = "64MiB"
+count = 1
+)");
+  const auto in = [](const std::string& env) { return " --org dev --project vms --app echo --env " + env; };
+  const auto image = [&](const std::string& tag) { return " --image " + dev.registry() + "/sample/echo:" + tag; };
+  const std::string m = " --manifest " + manifest;
+
+  // 1 web (http check over the VM's network) + 1 worker: both VMs boot and converge.
+  ASSERT_EQ(cli("-o json deploy" + image("v1") + m + in("prod")).exit, 0);
+  auto w = cli("-o json wait --timeout 180s" + in("prod"));
+  ASSERT_EQ(w.exit, 0) << w.out << agent_log();
+  auto st = one_json(w);
+  EXPECT_EQ(instance_releases(st, "web").size(), 1u);
+  EXPECT_EQ(instance_releases(st, "worker").size(), 1u);
+  for (const auto& i : st["instances"]) {
+    EXPECT_EQ(i["state"], "running") << i.dump();
+    if (i["process"] == "web") {
+      EXPECT_EQ(i["health"], "healthy") << i.dump();
+    }
+  }
+  auto web = one_json(cli("-o json instance describe web-1" + in("prod")));
+  std::string runtime;
+  for (const auto& e : web["events"])
+    if (e["type"] == "InstanceStarted") runtime = e["data"].value("runtime", "");
+  EXPECT_EQ(runtime, "microvm") << web.dump();
+
+  // Logs: what each VM's process printed on its stdout port.
+  std::set<std::string> listening;
+  std::string last;
+  for (int i = 0; i < 100 && listening.size() < 2; ++i) {
+    auto logs = cli("-o json logs --source app" + in("prod"));
+    ASSERT_EQ(logs.exit, 0) << logs.out;
+    last = logs.out;
+    const auto page = one_json(logs);
+    for (const auto& l : page["lines"])
+      if (l["message"].get<std::string>().find("listening on port 8080") != std::string::npos)
+        listening.insert(l["instance"].get<std::string>());
+    if (listening.size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(listening.size(), 2u) << last;
+
+  // Scale web to 2: a third VM boots and turns healthy.
+  ASSERT_EQ(cli("-o json scale web=2" + in("prod")).exit, 0);
+  ASSERT_EQ(cli("-o json wait --timeout 180s" + in("prod")).exit, 0) << agent_log();
+  st = one_json(cli("-o json status" + in("prod")));
+  EXPECT_EQ(instance_releases(st, "web").size(), 2u);
+
+  // The crashing image: each run is a VM whose exit code comes back through platform-init; one restart,
+  // then failed.
+  ASSERT_EQ(cli("-o json deploy" + image("crash") + m + in("crash")).exit, 0);
+  auto failed = cli("-o json wait --timeout 180s" + in("crash"));
+  EXPECT_EQ(failed.exit, 1) << failed.out << agent_log();
+  Json d;
+  for (int i = 0; i < 200; ++i) {
+    d = one_json(cli("-o json instance describe web-1" + in("crash")));
+    if (d["state"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(d["state"], "failed") << d.dump();
+  EXPECT_EQ(d["restarts"], 1);
+  EXPECT_EQ(d["last_exit"]["exit_code"], 3) << d.dump();
+  int crash_lines = 0;
+  const auto crash_logs = one_json(cli("-o json logs --source app --instance web-1" + in("crash")));
+  for (const auto& l : crash_logs["lines"])
+    crash_lines += l["message"].get<std::string>().find("exiting with status 3 (ECHO_EXIT)") != std::string::npos;
+  EXPECT_EQ(crash_lines, 2) << crash_logs.dump();
+
+  // Ctrl-C stops every VM with everything else.
+  const auto vms = "'[q]emu-system-x86_64 .*" + (dev.root() / "state/agent/microvm").string() + "'";
+  EXPECT_FALSE(run("pgrep -f " + vms).out.empty());
+  EXPECT_TRUE(dev.stop());
+  EXPECT_EQ(run("pgrep -f " + vms).out, "") << agent_log();
+}

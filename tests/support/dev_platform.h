@@ -1,0 +1,126 @@
+#pragma once
+// End-to-end harness: `platformd dev` on its own state folder and ports (its own PostgreSQL, registry
+// and agent), driven by the `platform` CLI and psql. The test binary defines PLATFORMD_BIN and
+// PLATFORM_BIN (tests/CMakeLists.txt) and runs under tests/support/pg_main.cpp.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "engine/json.h"
+#include "tests/support/pg.h"
+#include "tests/support/process.h"
+
+namespace platform::e2e {
+struct Run {
+  int exit = -1;
+  std::string out;
+};
+
+inline Run run(const std::string& cmd) {
+  Run r;
+  FILE* f = ::popen((cmd + " 2>/dev/null").c_str(), "r");
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+  int status = ::pclose(f);
+  r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline Run cli(const std::string& args) { return run(std::string(PLATFORM_BIN) + " " + args); }
+
+class DevPlatform {
+ public:
+  // `runtime`: the dev agent's --runtime (auto, microvm or sandbox).
+  explicit DevPlatform(std::string runtime = "sandbox") : runtime_(std::move(runtime)) {
+    root_ = harness::PgEnvironment::get().root() / "e2e";
+    std::filesystem::create_directories(root_);
+    ::setenv("PLATFORM_CONFIG", (root_ / "cli.json").c_str(), 1);
+    start();
+  }
+  void start() {
+    child_ = std::make_unique<harness::Child>(
+        std::vector<std::string>{PLATFORMD_BIN, "dev", "--state", (root_ / "state").string(), "--api-port",
+                                 std::to_string(api_port_), "--pg-port", std::to_string(pg_port_),
+                                 "--registry-port", std::to_string(registry_port_), "--runtime", runtime_},
+        (root_ / "dev.log").string());
+    for (int i = 0; i < 600; ++i) {
+      if (cli("org list -o json").exit == 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL() << "platformd dev did not come up";
+  }
+  // SIGTERM; returns the exit status and whether postgres is gone with it.
+  bool stop() {
+    child_->signal(SIGTERM);
+    int status = child_->wait(std::chrono::seconds(60));
+    auto pidfile = root_ / "state/postgres/postmaster.pid";
+    if (status != 0) std::cerr << "platformd dev exited with status " << status << "; its log:\n" << run("tail -20 " + (root_ / "dev.log").string()).out;
+    // platformd dev exits 0 (also when stopped while still starting) and leaves no postgres or registry behind.
+    // "[d]": the pattern must not match the shell that runs pgrep.
+    bool registry_gone = run("pgrep -f '[d]ocker-registry serve " + (root_ / "state/registry").string() + "'").out.empty();
+    bool agent_gone = run("pgrep -f '[p]latform-agent .*--state " + (root_ / "state/agent").string() + "'").out.empty();
+    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !std::filesystem::exists(pidfile) &&
+           registry_gone && agent_gone;
+  }
+  std::string conninfo() const {
+    return "host=" + (root_ / "state/run").string() + " port=" + std::to_string(pg_port_) +
+           " user=platform dbname=platform";
+  }
+  std::string psql(const std::string& sql) const {
+    return "psql '" + conninfo() + "' -v ON_ERROR_STOP=1 -At -c \"" + sql + "\"";
+  }
+  const std::filesystem::path& root() const { return root_; }
+  // Whatever a failed test left of the dev host's instances (shims, containers, overlay mounts) goes.
+  ~DevPlatform() { remove_agent_leftovers(root_ / "state/agent"); }
+  // Kills the agent with that state folder and everything its sandboxes and microVMs still run.
+  static void remove_agent_leftovers(const std::filesystem::path& agent_state) {
+    const auto sandbox = (agent_state / "sandbox").string();
+    const auto microvm = (agent_state / "microvm").string();
+    run("pkill -9 -f '[p]latform-agent .*--state " + agent_state.string() + "'");
+    run("pkill -9 -f '[p]latform-agent vm-shim --dir " + microvm + "'");
+    run("pkill -9 -f '[q]emu-system-x86_64 .*" + microvm + "'");
+    run("pkill -9 -f '[p]latform-agent shim --dir " + sandbox + "'");
+    run("for c in $(runc --root " + sandbox + "/runc list -q); do runc --root " + sandbox +
+        "/runc delete --force $c; done");
+    run("grep -o ' " + sandbox + "/[^ ]*' /proc/mounts | xargs -r -n1 umount -l");
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(api_port_); }
+  std::string registry() const { return "127.0.0.1:" + std::to_string(registry_port_); }
+
+ private:
+  std::string runtime_;
+  std::filesystem::path root_;
+  int api_port_ = dev::free_loopback_port(20000, 26000);
+  int pg_port_ = dev::free_loopback_port(26000, 29000);
+  int registry_port_ = dev::free_loopback_port(29000, 32000);
+  std::unique_ptr<harness::Child> child_;
+};
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+inline Json one_json(const Run& r) {
+  // -o json prints exactly one JSON document on stdout: parsing the whole output must succeed.
+  return Json::parse(r.out);
+}
+// Every instance of the status answer, by process, with their releases.
+inline std::multiset<std::string> instance_releases(const Json& st, const std::string& process) {
+  std::multiset<std::string> out;
+  for (const auto& i : st["instances"])
+    if (i["process"] == process && i["desired"] == "run") out.insert(i["release"]["name"].get<std::string>());
+  return out;
+}
+
+inline bool can_run_sandboxes() { return ::geteuid() == 0 && std::filesystem::exists("/usr/sbin/runc"); }
+}  // namespace platform::e2e
