@@ -4,7 +4,22 @@
 
 namespace platform::agent {
 
-Converger::Converger(SupervisorDeps deps) : deps_(std::move(deps)) {}
+Converger::Converger(SupervisorDeps deps, std::chrono::milliseconds gc_interval)
+    : deps_(std::move(deps)), gc_interval_(gc_interval), next_gc_(std::chrono::steady_clock::now() + gc_interval) {}
+
+void Converger::collect_images(const std::set<std::string>& in_use) {
+  // Not while a run nobody is assigned is being stopped: its image may still be under it.
+  if (!deps_.images || *cleanups_running_ > 0 || std::chrono::steady_clock::now() < next_gc_) return;
+  next_gc_ = std::chrono::steady_clock::now() + gc_interval_;
+  try {
+    auto r = deps_.images->gc(in_use);
+    if (r.images_removed > 0 || r.blobs_removed > 0)
+      std::cerr << "platform-agent: image cache: removed " << r.images_removed << " images and " << r.blobs_removed
+                << " blobs no instance here uses (" << r.bytes_freed / (1024 * 1024) << " MiB)\n";
+  } catch (const std::exception& e) {
+    std::cerr << "platform-agent: image cache garbage collection failed: " << e.what() << "\n";
+  }
+}
 
 Converger::~Converger() {
   for (auto& [id, s] : supervisors_) s->detach();
@@ -79,7 +94,8 @@ void Converger::apply(const Json& set) {
   for (const auto& [instance, run] : runs) {
     if (assigned.count(instance) || supervisors_.count(instance) || cleaning_.count(run.second)) continue;
     cleaning_.insert(run.second);
-    cleanups_.emplace_back([deps = deps_, instance = instance, run = run.second] {
+    ++*cleanups_running_;
+    cleanups_.emplace_back([deps = deps_, instance = instance, run = run.second, running = cleanups_running_] {
       Json data = {{"reason", "not assigned to this host"}};
       try {
         data["exit"] = deps.runtime->stop(run, deps.stop_grace).describe();
@@ -88,8 +104,16 @@ void Converger::apply(const Json& set) {
       }
       deps.runtime->destroy(run);
       deps.outbox->add(instance, "InstanceStopped", std::move(data));
+      --*running;
     });
   }
+
+  std::set<std::string> in_use;  // every image an assigned or still stopping instance runs
+  for (const auto& j : set.value("instances", Json::array()))
+    if (j.contains("image") && j["image"].is_object() && j["image"].contains("digest") && j["image"]["digest"].is_string())
+      in_use.insert(j["image"]["digest"].get<std::string>());
+  for (const auto& [id, s] : supervisors_) in_use.insert(s->image_digest());
+  collect_images(in_use);
 }
 
 }  // namespace platform::agent

@@ -65,6 +65,7 @@ class InstanceSupervisor {
   void request_stop(const std::string& reason);  // SIGTERM, grace, SIGKILL; reported as InstanceStopped
   void detach();                                 // the agent is exiting: leave the instance as it is
   bool finished() const { return finished_; }
+  const std::string& image_digest() const { return a_.image.digest; }
 
  private:
   void run();
