@@ -385,6 +385,28 @@ TEST(EndToEnd, SampleImagesPushToTheDevRegistryAndDeploy) {
 }
 
 
+// The quick start's sample app (scripts/dev runs scripts/deploy-sample on every start): deployed and
+// healthy on the first run, left as it is on the next.
+TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
+  if (!can_run_sandboxes()) GTEST_SKIP() << "needs root and runc (/usr/sbin/runc) to run sandboxes";
+  DevPlatform dev;
+  const auto deploy_sample = std::string("PLATFORM=") + PLATFORM_BIN + " SAMPLE_ECHO=" + SAMPLE_ECHO_BIN + " " +
+                             SOURCE_DIR + "/scripts/deploy-sample " + dev.registry();
+  auto first = run(deploy_sample);
+  ASSERT_EQ(first.exit, 0) << first.out;
+  EXPECT_NE(first.out.find("the sample app runs"), std::string::npos) << first.out;
+  auto st = one_json(cli("-o json status --project sample --app echo --env dev"));
+  EXPECT_EQ(st["phase"], "converged") << st.dump();
+  int healthy = 0;
+  for (const auto& i : st["instances"]) healthy += i["process"] == "web" && i["health"] == "healthy";
+  EXPECT_EQ(healthy, 2) << st.dump();
+  auto again = run(deploy_sample);
+  EXPECT_EQ(again.exit, 0) << again.out;
+  EXPECT_NE(again.out.find("deployed already"), std::string::npos) << again.out;
+  EXPECT_EQ(one_json(cli("-o json releases list --project sample --app echo --env dev"))["releases"].size(), 1u);
+  EXPECT_TRUE(dev.stop());
+}
+
 // Issue 4's end-to-end story against platformd dev and its agent (runc sandboxes): deploy 2 web + 1
 // worker and converge; scale up and down; a crashing image restarts with backoff and fails; a process
 // past its memory limit is OOM; deploy B then roll back to A; kill -9 the agent mid-rollout.
