@@ -93,7 +93,8 @@ Json read_logs(pqxx::transaction_base& tx, const LogQuery& q) {
              " FROM core.log_lines WHERE env_id = $1 AND (tx_id, id) > ($2::text::xid8, $3) AND tx_id < " + horizon +
              " AND ($4::text IS NULL OR process = $4) AND ($5::text IS NULL OR instance_name = $5 OR instance_id = $5)"
              " AND ($6::text IS NULL OR at >= $6::timestamptz) AND ($7::text IS NULL OR at < $7::timestamptz)"
-             " ORDER BY tx_id, id LIMIT $8",
+             // Qualified: a bare tx_id would name the output column, the text, and order 1000 before 959.
+             " ORDER BY log_lines.tx_id, log_lines.id LIMIT $8",
              q.env_id, std::to_string(cursor.app.tx), cursor.app.pos, process, instance, since, until, q.limit)) {
       cursor.app = {r[0].as<std::uint64_t>(), r[1].as<std::int64_t>()};
       lines.push_back({{"at", r[2].as<std::string>()}, {"source", "app"}, {"process", r[3].as<std::string>()},

@@ -126,7 +126,8 @@ count = 1
   const auto crash_logs = one_json(cli("-o json logs --source app --instance web-1" + in("crash")));
   for (const auto& l : crash_logs["lines"])
     crash_lines += l["message"].get<std::string>().find("exiting with status 3 (ECHO_EXIT)") != std::string::npos;
-  EXPECT_EQ(crash_lines, 2) << crash_logs.dump();
+  EXPECT_EQ(crash_lines, 2) << crash_logs.dump()
+                            << run(dev.psql("SELECT id, tx_id, run, stream, byte_offset FROM core.log_lines ORDER BY id")).out;
 
   // Ctrl-C stops every VM with everything else.
   const auto vms = "'[q]emu-system-x86_64 .*" + (dev.root() / "state/agent/microvm").string() + "'";
