@@ -66,9 +66,11 @@ bool read_server_name(std::span<const std::uint8_t> ext, std::string& out, std::
     std::string host(name.begin(), name.end());
     std::transform(host.begin(), host.end(), host.begin(),
                    [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
-    if (host.back() == '.') host.pop_back();
+    if (host.back() == '.') host.pop_back();  // the root label: "a.example." is "a.example"
     if (host.empty() || host.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-._") != std::string::npos)
       return why = "the server name has characters a host name cannot have", false;
+    if (host.front() == '.' || host.back() == '.' || host.find("..") != std::string::npos)
+      return why = "the server name has an empty label", false;
     out = std::move(host);
   }
   return true;

@@ -117,6 +117,9 @@ TEST(ClientHello, WhatIsNotAHelloIsRefusedSayingWhy) {
   EXPECT_EQ(read_client_hello(split).status, Status::malformed);
   // A name with characters no host name has.
   EXPECT_EQ(read_client_hello(in_records(hello_message("bad name"), 16384)).status, Status::malformed);
+  // Empty labels (the fuzzer found "a.." reading as "a."): refused.
+  for (const char* name : {"a.example..", ".a.example", "a..example", "."})
+    EXPECT_EQ(read_client_hello(in_records(hello_message(name), 16384)).status, Status::malformed) << name;
   // More than 64 records for one hello.
   EXPECT_EQ(read_client_hello(in_records(hello_message("a.example"), 1)).status, Status::malformed);
 }
