@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -133,6 +134,16 @@ long host_tsc_khz() {
 }
 }  // namespace
 
+std::string mac_for(const std::string& seed) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : seed) h = (h ^ c) * 1099511628211ULL;
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "02:%02x:%02x:%02x:%02x:%02x", static_cast<unsigned>((h >> 32) & 0xff),
+                static_cast<unsigned>((h >> 24) & 0xff), static_cast<unsigned>((h >> 16) & 0xff),
+                static_cast<unsigned>((h >> 8) & 0xff), static_cast<unsigned>(h & 0xff));
+  return buf;
+}
+
 std::vector<std::string> qemu_argv(const MicroVmOptions& o) {
   const auto cmdline = "console=ttyS0 quiet pci=off panic=-1 reboot=t tsc_early_khz=" + std::to_string(host_tsc_khz());
   std::vector<std::string> argv = {o.qemu, "-M", "microvm", "-m", std::to_string(o.memory_mib) + "M",
@@ -152,7 +163,7 @@ std::vector<std::string> qemu_argv(const MicroVmOptions& o) {
   if (!o.control_socket.empty()) port("ctl", "socket,path=" + o.control_socket + ",server=on,wait=off", "0x2e8", "3");
   if (o.tap_fd >= 0)
     argv.insert(argv.end(), {"-netdev", "tap,id=net0,fd=" + std::to_string(o.tap_fd), "-device",
-                             "virtio-net-device,netdev=net0"});
+                             "virtio-net-device,netdev=net0,mac=" + (o.mac.empty() ? mac_for(o.initramfs) : o.mac)});
   return argv;
 }
 

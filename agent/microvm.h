@@ -52,7 +52,11 @@ struct MicroVmOptions {
   // limited to 107 bytes); empty: none
   std::string control_socket;
   int tap_fd = -1;               // a tap device's fd QEMU inherits: virtio-net; -1: no network
+  std::string mac;               // the NIC's address, always passed (DESIGN.md section 13); empty: from the initramfs path
 };
+
+// A locally administered unicast MAC address derived from `seed` (e.g. the run id): 02:xx:xx:xx:xx:xx.
+std::string mac_for(const std::string& seed);
 
 // QEMU's command line for these options.
 std::vector<std::string> qemu_argv(const MicroVmOptions& options);

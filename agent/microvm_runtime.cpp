@@ -92,6 +92,7 @@ void MicroVmRuntime::start(const InstanceSpec& spec) {
   vm.stderr_path = stderr_path(spec.id);
   vm.control_socket = "control.sock";  // the shim runs QEMU in the run's folder
   vm.tap_fd = 3;  // the shim's tap device
+  vm.mac = mac_for(spec.id);
   write_atomically(d / "vm.json", Json{{"argv", qemu_argv(vm)}, {"network", true}}.dump());
   shim_files::spawn_detached({o_.shim, "vm-shim", "--dir", d.string()}, (d / "shim.log").string());
   shim_files::await_started(d.string(), "the microVM of instance " + spec.id + " could not start",

@@ -118,6 +118,14 @@ TEST(MicroVmVerdict, TheConsolesLastVerdictSaysHowTheProcessEnded) {
   EXPECT_EQ(k->describe(), "killed for running out of memory (OOM)");
 }
 
+TEST(MicroVmMac, EachRunHasItsOwnLocallyAdministeredAddress) {
+  const auto a = agent::mac_for("ins_1-r0"), b = agent::mac_for("ins_1-r1");
+  EXPECT_EQ(a.size(), 17u);
+  EXPECT_EQ(a.substr(0, 3), "02:");
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a, agent::mac_for("ins_1-r0"));
+}
+
 // The runtime: detached VMs with their own network namespace, as the agent runs them.
 class MicroVmRuntimeTest : public ::testing::Test {
  protected:
