@@ -13,9 +13,9 @@ constexpr std::uint8_t kVersion2 = 0x20, kCmdLocal = 0x00, kCmdProxy = 0x01;
 constexpr std::uint8_t kTcp4 = 0x11, kTcp6 = 0x21, kUnspec = 0x00;
 constexpr std::uint8_t kTlvAuthority = 0x02;
 
-Endpoint mapped(const Endpoint& e) {
+SocketAddress mapped(const SocketAddress& e) {
   if (e.v6) return e;
-  Endpoint m;
+  SocketAddress m;
   m.v6 = true;
   m.addr[10] = m.addr[11] = 0xff;
   std::memcpy(m.addr + 12, e.addr, 4);
@@ -30,8 +30,8 @@ void put16(std::vector<std::uint8_t>& out, std::uint16_t v) {
 
 }  // namespace
 
-std::optional<Endpoint> Endpoint::parse(const std::string& address, std::uint16_t port) {
-  Endpoint e;
+std::optional<SocketAddress> SocketAddress::parse(const std::string& address, std::uint16_t port) {
+  SocketAddress e;
   e.port = port;
   if (::inet_pton(AF_INET, address.c_str(), e.addr) == 1) return e;
   e.v6 = true;
@@ -39,8 +39,8 @@ std::optional<Endpoint> Endpoint::parse(const std::string& address, std::uint16_
   return std::nullopt;
 }
 
-Endpoint Endpoint::from(const sockaddr* sa) {
-  Endpoint e;
+SocketAddress SocketAddress::from(const sockaddr* sa) {
+  SocketAddress e;
   if (sa->sa_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
     std::memcpy(e.addr, &in->sin_addr, 4);
@@ -54,7 +54,7 @@ Endpoint Endpoint::from(const sockaddr* sa) {
   return e;
 }
 
-std::string Endpoint::address() const {
+std::string SocketAddress::address() const {
   char buf[INET6_ADDRSTRLEN] = {};
   ::inet_ntop(v6 ? AF_INET6 : AF_INET, addr, buf, sizeof buf);
   return buf;
@@ -69,7 +69,7 @@ std::vector<std::uint8_t> encode_proxy_v2(const ProxyHeader& h) {
     return out;
   }
   const bool v6 = h.source.v6 || h.destination.v6;
-  const Endpoint src = v6 ? mapped(h.source) : h.source, dst = v6 ? mapped(h.destination) : h.destination;
+  const SocketAddress src = v6 ? mapped(h.source) : h.source, dst = v6 ? mapped(h.destination) : h.destination;
   const std::string authority = h.authority.substr(0, 255);
   const std::size_t addresses = v6 ? 36 : 12;
   const std::size_t tlvs = authority.empty() ? 0 : 3 + authority.size();

@@ -14,18 +14,18 @@
 namespace platform::ingress {
 
 // An address and port, IPv4 or IPv6.
-struct Endpoint {
+struct SocketAddress {
   bool v6 = false;
   std::uint8_t addr[16] = {};  // IPv4 in the first 4 bytes
   std::uint16_t port = 0;
-  static std::optional<Endpoint> parse(const std::string& address, std::uint16_t port);  // "192.0.2.1", "2001:db8::1"
-  static Endpoint from(const sockaddr* sa);                                                // AF_INET or AF_INET6
+  static std::optional<SocketAddress> parse(const std::string& address, std::uint16_t port);  // "192.0.2.1", "2001:db8::1"
+  static SocketAddress from(const sockaddr* sa);                                                // AF_INET or AF_INET6
   std::string address() const;                                                            // text form
 };
 
 struct ProxyHeader {
   bool local = false;        // LOCAL command (a health check of the proxy itself): no addresses
-  Endpoint source, destination;
+  SocketAddress source, destination;
   std::string authority;     // PP2_TYPE_AUTHORITY: the host name the client asked for (SNI); "" none
 };
 

@@ -14,8 +14,8 @@ using Bytes = std::vector<std::uint8_t>;
 ProxyHeader header(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
                    const std::string& authority = "") {
   ProxyHeader h;
-  h.source = *Endpoint::parse(src, sport);
-  h.destination = *Endpoint::parse(dst, dport);
+  h.source = *SocketAddress::parse(src, sport);
+  h.destination = *SocketAddress::parse(dst, dport);
   h.authority = authority;
   return h;
 }

@@ -1,0 +1,475 @@
+// The edge's data plane on loopback: bytes exact both ways through a TCP endpoint (1 B to 64 MiB, SHA-256
+// at both ends), IPv6 listeners that IPv4 cannot reach without the add-on, SNI routing to two TLS servers
+// with their own certificates (openssl s_server/s_client: the edge never terminates TLS), the ways a
+// hello is refused, limits, live reconfiguration, and /metrics.
+#include "ingress/edge.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "engine/error.h"
+
+namespace platform::ingress {
+namespace {
+namespace fs = std::filesystem;
+
+std::string sha256(const std::string& data) {
+  unsigned char md[32];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
+  return hex;
+}
+
+int connect_to(const std::string& ip, int port) {
+  const bool v6 = ip.find(':') != std::string::npos;
+  int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+    len = sizeof *a;
+  }
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{20, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// A TCP echo server on 127.0.0.1: echoes every byte, half-closes after the peer's EOF, and keeps the
+// SHA-256 of what it received per connection.
+class EchoServer {
+ public:
+  EchoServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(fd_, 1024);
+    thread_ = std::thread([this] {
+      for (;;) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        ++accepted_;
+        std::thread([this, c] {
+          std::string got;
+          char buf[65536];
+          for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+            got.append(buf, static_cast<std::size_t>(n));
+            for (ssize_t off = 0; off < n;) {
+              auto w = ::send(c, buf + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
+              if (w <= 0) break;
+              off += w;
+            }
+          }
+          ::shutdown(c, SHUT_WR);
+          {
+            std::lock_guard lock(mu_);
+            digests_.push_back(sha256(got));
+          }
+          ::close(c);
+        }).detach();
+      }
+    });
+  }
+  ~EchoServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<std::string> digests() {
+    std::lock_guard lock(mu_);
+    return digests_;
+  }
+  int accepted() const { return accepted_; }
+
+ private:
+  int fd_ = -1, port_ = 0;
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> digests_;
+};
+
+// Sends `data`, half-closes, and returns everything that came back until the peer's EOF.
+std::string round_trip(int fd, const std::string& data) {
+  std::thread writer([fd, &data] {
+    for (std::size_t off = 0; off < data.size();) {
+      auto w = ::send(fd, data.data() + off, std::min<std::size_t>(data.size() - off, 1 << 20), MSG_NOSIGNAL);
+      if (w <= 0) break;
+      off += static_cast<std::size_t>(w);
+    }
+    ::shutdown(fd, SHUT_WR);
+  });
+  std::string back;
+  char buf[65536];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) back.append(buf, static_cast<std::size_t>(n));
+  writer.join();
+  return back;
+}
+
+// One connection: sends `text`, half-closes, returns what came back ("" when it could not connect).
+std::string echo_through(const std::string& ip, int port, const std::string& text) {
+  int fd = connect_to(ip, port);
+  if (fd < 0) return "";
+  auto back = round_trip(fd, text);
+  ::close(fd);
+  return back;
+}
+
+// True when the peer closes the connection within `ms` without sending anything.
+bool closed_by_peer(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, ms) != 1) return false;
+  char c;
+  return ::recv(fd, &c, 1, 0) <= 0;
+}
+
+Json endpoint(const std::string& id, std::vector<std::pair<std::string, int>> listen, int backend_port, int max = 0) {
+  Json l = Json::array();
+  for (const auto& [ip, port] : listen) l.push_back({{"address", ip}, {"port", port}});
+  Json e = {{"id", id}, {"name", id}, {"listen", l}, {"backends", {{{"address", "127.0.0.1"}, {"port", backend_port}}}}};
+  if (max) e["max_connections"] = max;
+  return e;
+}
+
+// A port free on both 127.0.0.1 and ::1, below the ephemeral range (32768 and up), so no client socket
+// of another test holds it.
+int free_port() {
+  static std::mt19937 rng(std::random_device{}());
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(10000, 19999)(rng);
+    bool free = true;
+    for (const char* ip : {"127.0.0.1", "::1"}) {
+      const bool v6 = ip[0] == ':';
+      int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+      sockaddr_storage ss{};
+      socklen_t len;
+      if (v6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(static_cast<std::uint16_t>(port));
+        ::inet_pton(AF_INET6, ip, &a->sin6_addr);
+        len = sizeof *a;
+      } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(static_cast<std::uint16_t>(port));
+        ::inet_pton(AF_INET, ip, &a->sin_addr);
+        len = sizeof *a;
+      }
+      free = free && ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0;
+      ::close(fd);
+    }
+    if (free) return port;
+  }
+  throw std::runtime_error("no free port from 10000 to 19999");
+}
+
+TEST(Edge, BytesAreExactBothWaysThroughATcpEndpoint) {
+  EchoServer echo;
+  Edge edge;
+  const int port = free_port();
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_echo", {{"::1", port}}, echo.port())}}}));
+  std::mt19937_64 rng(42);
+  for (std::size_t size : {std::size_t{1}, std::size_t{1000}, std::size_t{65543}, std::size_t{1} << 20, std::size_t{64} << 20}) {
+    std::string data(size, '\0');
+    for (auto& c : data) c = static_cast<char>(rng());
+    int fd = connect_to("::1", port);
+    ASSERT_GE(fd, 0);
+    const auto back = round_trip(fd, data);
+    ::close(fd);
+    ASSERT_EQ(back.size(), size);
+    EXPECT_EQ(sha256(back), sha256(data)) << size << " bytes came back changed";
+  }
+  // The backend saw exactly what was sent, each time.
+  for (int i = 0; i < 100 && echo.digests().size() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(echo.digests().size(), 5u);
+  EXPECT_NE(edge.metrics_text().find("platform_edge_connections_forwarded_total 5"), std::string::npos);
+}
+
+TEST(Edge, AnIpv6EndpointIsNotReachableOverIpv4UntilItHasTheAddOn) {
+  EchoServer echo;
+  Edge edge;
+  const int port = free_port();
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_1", {{"::1", port}}, echo.port())}}}));
+  EXPECT_EQ(echo_through("::1", port, "over IPv6"), "over IPv6");
+  EXPECT_LT(connect_to("127.0.0.1", port), 0) << "IPV6_V6ONLY: no IPv4 without the add-on";
+  // The add-on: the same endpoint also on an IPv4 address; the IPv6 listener is kept, not re-bound.
+  auto r = edge.apply(parse_edge_config(
+      {{"version", 2}, {"endpoints", {endpoint("ep_1", {{"::1", port}, {"127.0.0.1", port}}, echo.port())}}}));
+  EXPECT_EQ(r.opened, 1);
+  EXPECT_EQ(r.kept, 1);
+  EXPECT_EQ(echo_through("127.0.0.1", port, "over IPv4"), "over IPv4");
+}
+
+TEST(Edge, ALongConnectionOutlivesReconfigurationsAndARemovedEndpointOnlyStopsNewOnes) {
+  EchoServer echo;
+  Edge edge;
+  const int port = free_port(), other = free_port();
+  auto config = [&](int version, bool with_endpoint, int other_backend) {
+    Json eps = Json::array();
+    if (with_endpoint) eps.push_back(endpoint("ep_long", {{"::1", port}}, echo.port()));
+    eps.push_back(endpoint("ep_other", {{"::1", other}}, other_backend));
+    return parse_edge_config({{"version", version}, {"endpoints", eps}});
+  };
+  edge.apply(config(1, true, echo.port()));
+  int fd = connect_to("::1", port);
+  ASSERT_GE(fd, 0);
+  auto say = [fd](const std::string& s) {
+    ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    std::string back(s.size(), '\0');
+    std::size_t got = 0;
+    while (got < s.size()) {
+      auto n = ::recv(fd, back.data() + got, s.size() - got, 0);
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    return back.substr(0, got);
+  };
+  // A connect loop on the other endpoint sees no refusal while its backend list changes under it.
+  std::atomic<bool> done{false};
+  std::atomic<int> refused{0}, ok{0};
+  std::thread loop([&] {
+    for (int i = 0; i < 300 && !done; ++i) {
+      int c = connect_to("::1", other);
+      if (c < 0 || round_trip(c, "x") != "x") ++refused;
+      else ++ok;
+      if (c >= 0) ::close(c);
+    }
+  });
+  for (int v = 2; v <= 101; ++v) {
+    auto r = edge.apply(config(v, true, echo.port()));
+    ASSERT_EQ(r.opened, 0);  // nothing re-bound
+    ASSERT_EQ(r.kept, 2);
+    if (v % 10 == 0) {
+      ASSERT_EQ(say("still here " + std::to_string(v)), "still here " + std::to_string(v));
+    }
+  }
+  done = true;
+  loop.join();
+  EXPECT_EQ(refused, 0) << ok << " worked";
+  EXPECT_GT(ok, 0);
+  // Removing the endpoint: new connections are refused; the established one goes on.
+  auto r = edge.apply(config(102, false, echo.port()));
+  EXPECT_EQ(r.closed, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_LT(connect_to("::1", port), 0);
+  EXPECT_EQ(say("after removal"), "after removal");
+  ::shutdown(fd, SHUT_WR);
+  EXPECT_TRUE(closed_by_peer(fd, 5000)) << "the half-close is forwarded and the backend's answers it";
+  ::close(fd);
+}
+
+TEST(Edge, ASnapshotThatCannotBeBoundChangesNothing) {
+  EchoServer echo;
+  Edge edge;
+  const int port = free_port();
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_1", {{"::1", port}}, echo.port())}}}));
+  // Hold an address, then ask the edge for it too.
+  int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(held, reinterpret_cast<sockaddr*>(&a), &len);
+  ::listen(held, 1);
+  const int taken = ntohs(a.sin_port);
+  const int fresh = free_port();
+  try {
+    edge.apply(parse_edge_config({{"version", 2},
+                                  {"endpoints", {endpoint("ep_1", {{"::1", port}}, echo.port()),
+                                                 endpoint("ep_2", {{"::1", fresh}}, echo.port()),
+                                                 endpoint("ep_3", {{"127.0.0.1", taken}}, echo.port())}}}));
+    ADD_FAILURE() << "applied";
+  } catch (const PlatformError& e) {
+    EXPECT_NE(e.error().message.find("cannot listen on 127.0.0.1:" + std::to_string(taken)), std::string::npos)
+        << e.error().message;
+  }
+  ::close(held);
+  EXPECT_EQ(edge.current()->version, 1);
+  EXPECT_LT(connect_to("::1", fresh), 0) << "nothing of the refused snapshot listens";
+  EXPECT_EQ(echo_through("::1", port, "v1"), "v1");
+}
+
+TEST(Edge, LimitsAndBackendsThatAreNotThere) {
+  EchoServer echo;
+  Edge edge;
+  const int port = free_port(), dead = free_port(), none = free_port();
+  Json no_backends = endpoint("ep_none", {{"::1", none}}, 1);
+  no_backends["backends"] = Json::array();
+  edge.apply(parse_edge_config({{"version", 1},
+                                {"limits", {{"connect_timeout_ms", 1000}}},
+                                {"endpoints", {endpoint("ep_2", {{"::1", port}}, echo.port(), 2),
+                                               endpoint("ep_dead", {{"::1", dead}}, free_port()), no_backends}}}));
+  int a = connect_to("::1", port), b = connect_to("::1", port);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  ::send(a, "a", 1, 0);  // both forwarded (echoed) before the third arrives
+  ::send(b, "b", 1, 0);
+  char c;
+  ASSERT_EQ(::recv(a, &c, 1, 0), 1);
+  ASSERT_EQ(::recv(b, &c, 1, 0), 1);
+  int third = connect_to("::1", port);
+  ASSERT_GE(third, 0);
+  EXPECT_TRUE(closed_by_peer(third, 3000)) << "max_connections = 2";
+  ::close(third);
+  ::close(a);
+  ::close(b);
+  int d = connect_to("::1", dead);
+  EXPECT_TRUE(closed_by_peer(d, 5000)) << "no backend answers";
+  ::close(d);
+  int n = connect_to("::1", none);
+  EXPECT_TRUE(closed_by_peer(n, 3000)) << "no healthy backend";
+  ::close(n);
+  const auto m = edge.metrics_text();
+  EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"limit\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"connect_failed\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"no_backend\"} 1"), std::string::npos) << m;
+}
+
+// Two TLS servers, each with its own certificate, behind one TLS listener routed by server name.
+class SniTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access("/usr/bin/openssl", X_OK) != 0) GTEST_SKIP() << "needs openssl";
+    dir_ = fs::temp_directory_path() / ("platform-edge-sni-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    // Distinct ports first; the edge binds its TLS listener before the servers start (no port is
+    // picked twice while a server is still binding).
+    tls_port_ = free_port();
+    while (ports_.size() < 2) {
+      const int p = free_port();
+      if (p != tls_port_ && (ports_.empty() || p != ports_[0])) ports_.push_back(p);
+    }
+    Json routes = Json::array();
+    routes.push_back({{"id", "rt_a"}, {"hostnames", {"a.test"}}, {"backends", {{{"address", "127.0.0.1"}, {"port", ports_[0]}}}}});
+    routes.push_back({{"id", "rt_b"}, {"hostnames", {"*.b.test", "b.test"}}, {"backends", {{{"address", "127.0.0.1"}, {"port", ports_[1]}}}}});
+    edge_.apply(parse_edge_config({{"version", 1},
+                                   {"limits", {{"hello_timeout_ms", 2000}}},
+                                   {"tls", {{"listen", {{{"address", "::1"}, {"port", tls_port_}}}}, {"routes", routes}}}}));
+    for (std::size_t i = 0; i < 2; ++i) {
+      const std::string name = i == 0 ? "a" : "b";
+      const auto d = dir_.string() + "/" + name;
+      ASSERT_EQ(std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=" +
+                             name + ".test -keyout " + d + ".key -out " + d + ".pem >/dev/null 2>&1")
+                                .c_str()),
+                0);
+      pids_.push_back(spawn({"/usr/bin/openssl", "s_server", "-quiet", "-accept", "127.0.0.1:" + std::to_string(ports_[i]),
+                             "-cert", d + ".pem", "-key", d + ".key"}));
+    }
+    for (int port : ports_)  // the servers are up
+      for (int i = 0; i < 100; ++i) {
+        int fd = connect_to("127.0.0.1", port);
+        if (fd >= 0) {
+          ::close(fd);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+  }
+  void TearDown() override {
+    for (pid_t p : pids_) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    fs::remove_all(dir_);
+  }
+  static pid_t spawn(std::vector<std::string> argv) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      std::vector<char*> a;
+      for (auto& s : argv) a.push_back(s.data());
+      a.push_back(nullptr);
+      ::execv(a[0], a.data());
+      ::_exit(127);
+    }
+    return pid;
+  }
+  // openssl s_client through the edge: what it printed (the server's certificate subject among it).
+  std::string client(const std::string& servername) {
+    const auto cmd = "echo | timeout 10 openssl s_client -connect '[::1]:" + std::to_string(tls_port_) + "' -servername " +
+                     servername + " 2>&1";
+    std::string out;
+    FILE* f = ::popen(cmd.c_str(), "r");
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+    ::pclose(f);
+    return out;
+  }
+  fs::path dir_;
+  std::vector<int> ports_;
+  std::vector<pid_t> pids_;
+  int tls_port_ = 0;
+  Edge edge_;
+};
+
+TEST_F(SniTest, EachNameReachesItsOwnServerWhichPresentsItsOwnCertificate) {
+  auto a = client("a.test");
+  EXPECT_NE(a.find("subject=CN = a.test"), std::string::npos) << a;
+  auto b = client("api.b.test");  // the wildcard route
+  EXPECT_NE(b.find("subject=CN = b.test"), std::string::npos) << b;
+  auto unknown = client("c.test");
+  EXPECT_EQ(unknown.find("subject="), std::string::npos) << "no route: closed before any certificate\n" << unknown;
+  EXPECT_NE(edge_.metrics_text().find("reason=\"unknown_sni\"} 1"), std::string::npos);
+}
+
+TEST_F(SniTest, WhatIsNotAClientHelloIsClosedAndCounted) {
+  int fd = connect_to("::1", tls_port_);
+  ::send(fd, "GET / HTTP/1.1\r\n\r\n", 18, 0);
+  EXPECT_TRUE(closed_by_peer(fd, 1000)) << "not TLS: closed at once";
+  ::close(fd);
+  fd = connect_to("::1", tls_port_);
+  const unsigned char big[] = {22, 3, 1, 0, 4, 1, 0, 0x4e, 0x20};  // a 20,000-byte hello
+  ::send(fd, big, sizeof big, 0);
+  EXPECT_TRUE(closed_by_peer(fd, 1000));
+  ::close(fd);
+  fd = connect_to("::1", tls_port_);
+  ::send(fd, big, 3, 0);  // then nothing: the hello times out
+  EXPECT_TRUE(closed_by_peer(fd, 5000));
+  ::close(fd);
+  const auto m = edge_.metrics_text();
+  EXPECT_NE(m.find("reason=\"not_tls\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("reason=\"hello_too_large\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("reason=\"hello_timeout\"} 1"), std::string::npos) << m;
+}
+
+}  // namespace
+}  // namespace platform::ingress
