@@ -9,6 +9,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
@@ -17,7 +18,9 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <utility>
 
 #include "engine/error.h"
 #include "ingress/client_hello.h"
@@ -53,11 +56,44 @@ tcp::endpoint to_endpoint(const Address& a) { return {asio::ip::make_address(a.i
 
 // Decrements a counter when the connection ends, however it ends.
 struct Hold {
-  std::atomic<std::int64_t>* global;
+  std::atomic<std::int64_t>* global = nullptr;
   std::shared_ptr<TargetState> target;
+  Hold(std::atomic<std::int64_t>* g, std::shared_ptr<TargetState> t) : global(g), target(std::move(t)) {}
+  Hold(Hold&& o) noexcept : global(std::exchange(o.global, nullptr)), target(std::move(o.target)) {}
+  Hold(const Hold&) = delete;
+  Hold& operator=(const Hold&) = delete;
   ~Hold() {
     if (global) --*global;
     if (target) --target->active;
+  }
+};
+
+// A forwarded connection: both sockets, when bytes last moved, and the idle timer (a callback that
+// re-arms itself, not a coroutine). Shared by the two directions; closed when the last one ends.
+struct Conn : std::enable_shared_from_this<Conn> {
+  tcp::socket client, backend;
+  asio::steady_timer idle;
+  std::optional<Hold> hold;  // the connection counts until both directions have ended
+  Clock::time_point last = Clock::now();
+  int directions = 2;  // still copying
+  explicit Conn(tcp::socket c) : client(std::move(c)), backend(client.get_executor()), idle(client.get_executor()) {}
+  void close() {
+    boost::system::error_code ignore;
+    idle.cancel();
+    client.close(ignore);
+    backend.close(ignore);
+  }
+  void watch_idle(std::chrono::milliseconds limit, std::atomic<std::uint64_t>& closed) {
+    idle.expires_at(last + limit);
+    idle.async_wait([self = shared_from_this(), limit, &closed](boost::system::error_code ec) {
+      if (ec || self->directions == 0) return;
+      if (Clock::now() - self->last >= limit) {
+        ++closed;
+        self->close();
+        return;
+      }
+      self->watch_idle(limit, closed);
+    });
   }
 };
 
@@ -71,21 +107,53 @@ struct Edge::Impl {
   std::shared_ptr<const EdgeConfig> config = std::make_shared<EdgeConfig>();
   std::map<std::string, std::shared_ptr<TargetState>> targets;
 
+  // What a connection on a listener needs, fixed per snapshot: read with one lock per connection.
+  struct Plan {
+    std::shared_ptr<const EdgeConfig> config;
+    bool tls = false;
+    const Target* target = nullptr;               // tcp: the endpoint (inside `config`)
+    std::shared_ptr<TargetState> target_state;    // tcp: its state
+    std::map<std::string, std::shared_ptr<TargetState>> route_states;  // tls: by route id
+  };
+  struct Slot {
+    std::mutex mu;
+    std::shared_ptr<const Plan> plan;
+    std::shared_ptr<const Plan> get() {
+      std::lock_guard lock(mu);
+      return plan;
+    }
+  };
   struct Listener {
     std::string key;  // "tcp <addr>" / "tls <addr>"
     Address address;
     bool tls = false;
-    std::string endpoint_id;  // tcp: whose port this is (looked up in the current snapshot at accept)
+    std::string endpoint_id;  // tcp: whose port this is
     std::shared_ptr<tcp::acceptor> acceptor;
+    std::shared_ptr<Slot> slot = std::make_shared<Slot>();
   };
   std::map<std::string, Listener> listeners;
   std::shared_ptr<tcp::acceptor> metrics_acceptor;
 
-  std::shared_ptr<TargetState> state_for(const std::string& id) {
-    std::lock_guard lock(mu);
+  std::shared_ptr<TargetState> state_for_locked(const std::string& id) {  // with `mu` held
     auto& s = targets[id];
     if (!s) s = std::make_shared<TargetState>();
     return s;
+  }
+
+  std::shared_ptr<const Plan> plan_for(const Listener& l, const std::shared_ptr<const EdgeConfig>& cfg) {
+    auto p = std::make_shared<Plan>();
+    p->config = cfg;
+    p->tls = l.tls;
+    if (l.tls) {
+      for (const auto& r : cfg->routes) p->route_states[r.id] = state_for_locked(r.id);
+    } else {
+      for (const auto& e : cfg->endpoints)
+        if (e.id == l.endpoint_id) {
+          p->target = &e;
+          p->target_state = state_for_locked(e.id);
+        }
+    }
+    return p;
   }
 
   std::shared_ptr<const EdgeConfig> snapshot() const {
@@ -93,46 +161,61 @@ struct Edge::Impl {
     return config;
   }
 
-  awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::string key) {
+  awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Slot> slot) {
     for (;;) {
-      auto [ec, socket] = co_await acceptor->async_accept(tuple_awaitable);
+      // Each connection on a strand of its own: its sockets and timers are never used by two threads at once.
+      // (With one thread there is nothing to order, and the strand's cost is saved.)
+      boost::system::error_code ec;
+      tcp::socket socket(io);
+      if (threads.size() > 1) {
+        auto [e, s] = co_await acceptor->async_accept(asio::make_strand(io), tuple_awaitable);
+        ec = e;
+        socket = tcp::socket(std::move(s));
+      } else {
+        auto [e, s] = co_await acceptor->async_accept(io, tuple_awaitable);
+        ec = e;
+        socket = tcp::socket(std::move(s));
+      }
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
       if (ec) {  // e.g. out of file descriptors: pause instead of spinning
         asio::steady_timer t(io, std::chrono::milliseconds(50));
         co_await t.async_wait(tuple_awaitable);
         continue;
       }
-      ++counters.accepted;
-      asio::co_spawn(io, handle(std::move(socket), key), asio::detached);
+      auto plan = slot->get();
+      start(std::move(socket), plan);
+      // Under load more are waiting: take them now, without a wake-up each (the acceptor is non-blocking).
+      for (int more = 0; more < 32; ++more) {
+        tcp::socket next = threads.size() > 1 ? tcp::socket(asio::make_strand(io)) : tcp::socket(io);
+        boost::system::error_code again;
+        acceptor->accept(next, again);
+        if (again) break;
+        start(std::move(next), plan);
+      }
     }
   }
 
+  void start(tcp::socket socket, const std::shared_ptr<const Plan>& plan) {
+    ++counters.accepted;
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, handle(std::move(socket), plan), asio::detached);
+  }
+
   // One client connection, from accept to close.
-  awaitable<void> handle(tcp::socket client, std::string key) {
-    auto cfg = snapshot();
+  awaitable<void> handle(tcp::socket client, std::shared_ptr<const Plan> plan) {
+    const auto& cfg = plan->config;
     Hold hold{&counters.active, nullptr};
     if (++counters.active > cfg->limits.max_connections) {
       ++counters.refused_limit;
       co_return;
     }
-    client.set_option(tcp::no_delay(true));
-    const Target* target = nullptr;
+    boost::system::error_code ec;
+    client.set_option(tcp::no_delay(true), ec);
+    const Target* target = plan->target;
+    std::shared_ptr<TargetState> state = plan->target_state;
     std::string sni;
     std::vector<std::uint8_t> hello;  // TLS: the bytes read to find the server name, sent on first
-    bool tls = false;
-    std::string endpoint_id;
-    {
-      std::lock_guard lock(mu);
-      auto it = listeners.find(key);
-      if (it != listeners.end()) {
-        tls = it->second.tls;
-        endpoint_id = it->second.endpoint_id;
-      }
-    }
-    if (!tls) {
-      for (const auto& e : cfg->endpoints)
-        if (e.id == endpoint_id) target = &e;
-    } else {
+    if (plan->tls) {
       auto got = co_await read_hello(client, *cfg, hello);
       if (got.status != ClientHello::Status::ok) co_return;
       sni = got.sni;
@@ -141,9 +224,9 @@ struct Edge::Impl {
         ++counters.unknown_sni;
         co_return;
       }
+      state = plan->route_states.at(target->id);
     }
     if (!target) co_return;  // the endpoint went away between accept and now
-    auto state = state_for(target->id);
     hold.target = state;
     if (++state->active > target->max_connections && target->max_connections > 0) {
       ++counters.refused_limit;
@@ -153,24 +236,24 @@ struct Edge::Impl {
       ++counters.refused_no_backend;
       co_return;
     }
-    tcp::socket backend(io);
+    auto conn = std::make_shared<Conn>(std::move(client));
+    conn->hold.emplace(std::move(hold));  // from here the connection holds its counts
     bool connected = false;
     for (std::size_t attempt = 0; attempt < target->backends.size() && !connected; ++attempt) {
       const auto& b = target->backends[state->next++ % target->backends.size()];
-      connected = co_await connect(backend, to_endpoint(b), std::chrono::milliseconds(cfg->limits.connect_timeout_ms));
+      connected = co_await connect(conn->backend, to_endpoint(b), std::chrono::milliseconds(cfg->limits.connect_timeout_ms));
     }
     if (!connected) {
       ++counters.connect_failed;
       co_return;
     }
-    backend.set_option(tcp::no_delay(true));
+    conn->backend.set_option(tcp::no_delay(true), ec);
     // The PROXY header and what the client already sent go in one write: the header whole, first.
     std::vector<std::uint8_t> first;
     if (target->proxy_v2) {
-      boost::system::error_code ec;
       ProxyHeader h;
-      auto peer = client.remote_endpoint(ec);
-      auto local = client.local_endpoint(ec);
+      auto peer = conn->client.remote_endpoint(ec);
+      auto local = conn->client.local_endpoint(ec);
       if (ec) co_return;
       h.source = *SocketAddress::parse(peer.address().to_string(), peer.port());
       h.destination = *SocketAddress::parse(local.address().to_string(), local.port());
@@ -179,21 +262,20 @@ struct Edge::Impl {
     }
     first.insert(first.end(), hello.begin(), hello.end());
     if (!first.empty()) {
-      auto [ec, n] = co_await asio::async_write(backend, asio::buffer(first), tuple_awaitable);
-      if (ec) co_return;
+      auto [wec, n] = co_await asio::async_write(conn->backend, asio::buffer(first), tuple_awaitable);
+      if (wec) co_return;
       counters.bytes_to_backend += hello.size();
     }
     ++counters.forwarded;
-    auto last = std::make_shared<Clock::time_point>(Clock::now());
-    co_await ((pump(client, backend, last, counters.bytes_to_backend) && pump(backend, client, last, counters.bytes_to_client)) ||
-              watchdog(last, std::chrono::milliseconds(cfg->limits.idle_timeout_ms)));
-    boost::system::error_code ignore;
-    client.close(ignore);
-    backend.close(ignore);
+    conn->watch_idle(std::chrono::milliseconds(cfg->limits.idle_timeout_ms), counters.idle_closed);
+    // One direction on a coroutine of its own, the other here; the connection ends when both have.
+    asio::co_spawn(conn->client.get_executor(), pump(conn, conn->backend, conn->client, counters.bytes_to_client),
+                   asio::detached);
+    co_await pump(conn, conn->client, conn->backend, counters.bytes_to_backend);
   }
 
   awaitable<ClientHello> read_hello(tcp::socket& client, const EdgeConfig& cfg, std::vector<std::uint8_t>& buf) {
-    asio::steady_timer deadline(io, std::chrono::milliseconds(cfg.limits.hello_timeout_ms));
+    asio::steady_timer deadline(client.get_executor(), std::chrono::milliseconds(cfg.limits.hello_timeout_ms));
     ClientHello got;
     std::array<std::uint8_t, 4096> chunk;
     // Room for the largest hello in the most records the reader accepts.
@@ -227,49 +309,49 @@ struct Edge::Impl {
   awaitable<bool> connect(tcp::socket& s, const tcp::endpoint& to, std::chrono::milliseconds timeout) {
     boost::system::error_code ignore;
     if (s.is_open()) s.close(ignore);
-    asio::steady_timer t(io, timeout);
-    auto result = co_await (s.async_connect(to, tuple_awaitable) || t.async_wait(tuple_awaitable));
-    if (result.index() == 1) co_return false;
-    auto [ec] = std::get<0>(result);
-    co_return !ec;
+    asio::steady_timer t(s.get_executor(), timeout);
+    bool expired = false;
+    t.async_wait([&s, &expired](boost::system::error_code ec) {
+      if (ec) return;
+      expired = true;
+      boost::system::error_code e;
+      s.cancel(e);
+    });
+    auto [ec] = co_await s.async_connect(to, tuple_awaitable);
+    t.cancel();
+    co_return !ec && !expired;
   }
 
-  // Copies one direction until its end; then half-closes the other side's sending direction.
-  awaitable<void> pump(tcp::socket& from, tcp::socket& to, std::shared_ptr<Clock::time_point> last,
-                       std::atomic<std::uint64_t>& bytes) {
-    std::array<std::uint8_t, 65536> buf;
+  // Copies one direction until its end, then half-closes the other side's sending direction. A reset or
+  // error ends both directions.
+  awaitable<void> pump(std::shared_ptr<Conn> conn, tcp::socket& from, tcp::socket& to, std::atomic<std::uint64_t>& bytes) {
+    // 16 KiB to start (most connections are small and short); a read that fills it moves the
+    // direction to a 128 KiB buffer, for bulk transfers.
+    std::array<std::uint8_t, 16384> small;
+    std::unique_ptr<std::uint8_t[]> big;
+    asio::mutable_buffer buf = asio::buffer(small);
+    bool clean = false;
     for (;;) {
-      auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), tuple_awaitable);
+      auto [ec, n] = co_await from.async_read_some(buf, tuple_awaitable);
       if (n > 0) {
-        *last = Clock::now();
+        conn->last = Clock::now();
         auto [wec, written] = co_await asio::async_write(to, asio::buffer(buf.data(), n), tuple_awaitable);
+        if (n == buf.size() && !big) {
+          big = std::make_unique<std::uint8_t[]>(128 * 1024);
+          buf = asio::buffer(big.get(), 128 * 1024);
+        }
         bytes += written;
         if (wec) break;
       }
       if (ec == asio::error::eof) {
         boost::system::error_code ignore;
         to.shutdown(tcp::socket::shutdown_send, ignore);  // half-close forwarded
-        co_return;
+        clean = true;
+        break;
       }
       if (ec) break;
     }
-    boost::system::error_code ignore;  // a reset or error: both sides go
-    from.close(ignore);
-    to.close(ignore);
-  }
-
-  awaitable<void> watchdog(std::shared_ptr<Clock::time_point> last, std::chrono::milliseconds idle) {
-    asio::steady_timer t(io);
-    for (;;) {
-      const auto due = *last + idle;
-      if (Clock::now() >= due) {
-        ++counters.idle_closed;
-        co_return;
-      }
-      t.expires_at(due);
-      auto [ec] = co_await t.async_wait(tuple_awaitable);
-      if (ec) co_return;  // cancelled: the connection ended
-    }
+    if (--conn->directions == 0 || !clean) conn->close();
   }
 
   awaitable<void> metrics_loop(std::shared_ptr<tcp::acceptor> acceptor, Edge* edge) {
@@ -339,6 +421,7 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
       if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(true));  // IPv4 only where the add-on says
       acc->bind(ep);
       acc->listen(asio::socket_base::max_listen_connections);
+      acc->non_blocking(true);
       l.acceptor = acc;
       opened.push_back(key);
     } catch (const boost::system::system_error& e) {
@@ -354,6 +437,12 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   // 2. Swap: new listeners start accepting, unchanged ones keep their socket, removed ones stop accepting
   // (their connections finish on the snapshot they started with).
   im.config = config;
+  for (auto& [key, l] : im.listeners)  // kept listeners serve the new snapshot from their next connection
+    if (auto w = wanted.find(key); w != wanted.end()) {
+      l.endpoint_id = w->second.endpoint_id;  // the port may now belong to another endpoint id
+      std::lock_guard slot_lock(l.slot->mu);
+      l.slot->plan = im.plan_for(l, config);
+    }
   for (auto it = im.listeners.begin(); it != im.listeners.end();) {
     auto w = wanted.find(it->first);
     if (w == wanted.end()) {
@@ -364,15 +453,15 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
       ++out.closed;
       it = im.listeners.erase(it);
     } else {
-      it->second.endpoint_id = w->second.endpoint_id;  // the port may now belong to another endpoint id
       ++out.kept;
       ++it;
     }
   }
   for (const auto& key : opened) {
     auto l = wanted[key];
+    l.slot->plan = im.plan_for(l, config);
     im.listeners[key] = l;
-    asio::co_spawn(im.io, im.accept_loop(l.acceptor, key), asio::detached);
+    asio::co_spawn(im.io, im.accept_loop(l.acceptor, l.slot), asio::detached);
     ++out.opened;
   }
   return out;

@@ -60,6 +60,24 @@ TEST(Edge, BytesAreExactBothWaysThroughATcpEndpoint) {
   EXPECT_NE(edge.metrics_text().find("platform_edge_connections_forwarded_total 5"), std::string::npos);
 }
 
+TEST(Edge, WithSeveralThreadsConcurrentConnectionsStayExact) {
+  EchoServer echo;
+  Edge edge(4);  // each connection on a strand of its own
+  const int port = free_port();
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_mt", {{"::1", port}}, echo.port())}}}));
+  std::atomic<int> exact{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t)
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        std::string data(65536 + t * 100 + i, static_cast<char>('a' + (t + i) % 26));
+        if (echo_through("::1", port, data) == data) ++exact;
+      }
+    });
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(exact, 200);
+}
+
 TEST(Edge, AnIpv6EndpointIsNotReachableOverIpv4UntilItHasTheAddOn) {
   EchoServer echo;
   Edge edge;

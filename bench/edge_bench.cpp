@@ -1,0 +1,376 @@
+// Edge benchmark: the same backend and the same load generator, one run, three ways in: straight to
+// the backend, through HAProxy (mode tcp), and through platform-edge. Both proxies run as their own
+// process with one thread, pinned to the same CPU; the backend and the load generator share the other.
+// Measures keep-alive requests/s and p99 latency, connection-churn requests/s, bulk throughput, and the
+// proxy process's CPU-seconds per request. Prints a table (with edge/HAProxy ratios) and writes JSON.
+// Goals: >= 1.0x HAProxy on the throughput figures, p99 <= 1.1x.
+#include <CLI/CLI.hpp>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <iostream>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "engine/json.h"
+
+using namespace platform;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+int listen_loopback(int* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  ::listen(fd, 4096);
+  return fd;
+}
+
+// A free loopback port (bound and released).
+int free_port() {
+  int port = 0;
+  ::close(listen_loopback(&port));
+  return port;
+}
+
+int dial(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int on = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  return fd;
+}
+
+bool read_exact(int fd, char* buf, std::size_t n) {
+  for (std::size_t got = 0; got < n;) {
+    auto r = ::recv(fd, buf + got, n - got, 0);
+    if (r <= 0) return false;
+    got += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+// The backend: echoes every byte, a thread per connection.
+struct Backend {
+  int fd = -1, port = 0;
+  std::thread t;
+  Backend() {
+    fd = listen_loopback(&port);
+    t = std::thread([this] {
+      for (;;) {
+        int c = ::accept(fd, nullptr, nullptr);
+        if (c < 0) return;
+        int on = 1;
+        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+        std::thread([c] {
+          char buf[65536];
+          for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;)
+            for (ssize_t off = 0; off < n;) {
+              auto w = ::send(c, buf + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
+              if (w <= 0) break;
+              off += w;
+            }
+          ::close(c);
+        }).detach();
+      }
+    });
+  }
+  ~Backend() {
+    ::shutdown(fd, SHUT_RDWR);
+    ::close(fd);
+    t.join();
+  }
+};
+
+// A proxy in a process of its own, pinned to `cpu`.
+struct Proxy {
+  pid_t pid = -1;
+  Proxy(std::vector<std::string> argv, int cpu, const std::string& log) {
+    pid = ::fork();
+    if (pid == 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu, &set);
+      ::sched_setaffinity(0, sizeof set, &set);
+      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(out, 1);
+      ::dup2(out, 2);
+      std::vector<char*> a;
+      for (auto& s : argv) a.push_back(s.data());
+      a.push_back(nullptr);
+      ::execv(a[0], a.data());
+      ::_exit(127);
+    }
+  }
+  ~Proxy() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  double cpu_seconds() const {  // utime + stime
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    std::istringstream f(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && f >> field; ++i)
+      if (i == 14 || i == 15) ticks += std::stod(field);
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+};
+
+bool wait_listening(int port) {
+  for (int i = 0; i < 200; ++i) {
+    int fd = dial(port);
+    if (fd >= 0) {
+      ::close(fd);
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return false;
+}
+
+struct Result {
+  double keepalive_rps = 0, keepalive_p99_us = 0, churn_rps = 0, bulk_mib_s = 0, cpu_us_per_request = -1;
+};
+
+// Keep-alive: `conns` connections, each sending 64 bytes and waiting for them back, for `d`.
+void keepalive(int port, int conns, std::chrono::milliseconds d, Result& r, std::vector<double>* latencies) {
+  std::atomic<std::uint64_t> total{0};
+  std::vector<std::vector<double>> lat(static_cast<std::size_t>(conns));
+  std::vector<std::thread> ts;
+  const auto end = Clock::now() + d;
+  for (int c = 0; c < conns; ++c)
+    ts.emplace_back([&, c] {
+      int fd = dial(port);
+      if (fd < 0) return;
+      char req[64] = {}, res[64];
+      auto& mine = lat[static_cast<std::size_t>(c)];
+      while (Clock::now() < end) {
+        const auto t0 = Clock::now();
+        if (::send(fd, req, sizeof req, MSG_NOSIGNAL) != sizeof req || !read_exact(fd, res, sizeof res)) break;
+        mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        ++total;
+      }
+      ::close(fd);
+    });
+  for (auto& t : ts) t.join();
+  std::vector<double> all;
+  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  r.keepalive_rps = static_cast<double>(total) / (static_cast<double>(d.count()) / 1000.0);
+  r.keepalive_p99_us = all.empty() ? 0 : all[static_cast<std::size_t>(static_cast<double>(all.size() - 1) * 0.99)];
+  if (latencies) *latencies = std::move(all);
+}
+
+// Churn: each request on a new connection (connect, 64 bytes there and back, close).
+std::uint64_t churn(int port, int threads, std::chrono::milliseconds d, Result& r) {
+  std::atomic<std::uint64_t> total{0};
+  std::vector<std::thread> ts;
+  const auto end = Clock::now() + d;
+  for (int i = 0; i < threads; ++i)
+    ts.emplace_back([&] {
+      char req[64] = {}, res[64];
+      while (Clock::now() < end) {
+        int fd = dial(port);
+        if (fd < 0) continue;
+        linger l{1, 0};  // close with RST: no TIME_WAIT pile-up on the client side
+        ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        if (::send(fd, req, sizeof req, MSG_NOSIGNAL) == sizeof req && read_exact(fd, res, sizeof res)) ++total;
+        ::close(fd);
+      }
+    });
+  for (auto& t : ts) t.join();
+  r.churn_rps = static_cast<double>(total) / (static_cast<double>(d.count()) / 1000.0);
+  return total;
+}
+
+// Bulk: one connection, bytes both ways as fast as they go, for `d`.
+void bulk(int port, std::chrono::milliseconds d, Result& r) {
+  int fd = dial(port);
+  if (fd < 0) return;
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::vector<char> buf(1 << 20, 'x');
+    while (!stop) {
+      if (::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL) <= 0) break;
+    }
+    ::shutdown(fd, SHUT_WR);
+  });
+  std::uint64_t got = 0;
+  std::vector<char> buf(1 << 20);
+  const auto t0 = Clock::now();
+  const auto end = t0 + d;
+  while (Clock::now() < end) {
+    auto n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    got += static_cast<std::uint64_t>(n);
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  stop = true;
+  for (ssize_t n; (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+  }
+  writer.join();
+  ::close(fd);
+  r.bulk_mib_s = static_cast<double>(got) / (1024.0 * 1024.0) / secs;
+}
+
+// Totals over the slices of one target.
+struct Totals {
+  double keepalive_requests = 0, churn_requests = 0, bulk_mib = 0, cpu_seconds = 0, seconds = 0, bulk_seconds = 0;
+  std::vector<double> latencies_us;
+};
+
+// One slice of every load against one target.
+void slice(int port, const Proxy* proxy, std::chrono::milliseconds d, Totals& t) {
+  Result r;
+  const double cpu0 = proxy ? proxy->cpu_seconds() : 0;
+  std::vector<double> lat;
+  keepalive(port, 8, d, r, &lat);
+  const auto churned = churn(port, 4, d, r);
+  if (proxy) t.cpu_seconds += proxy->cpu_seconds() - cpu0;
+  t.keepalive_requests += r.keepalive_rps * static_cast<double>(d.count()) / 1000.0;
+  t.churn_requests += static_cast<double>(churned);
+  t.seconds += static_cast<double>(d.count()) / 1000.0;
+  t.latencies_us.insert(t.latencies_us.end(), lat.begin(), lat.end());
+  bulk(port, d, r);
+  t.bulk_mib += r.bulk_mib_s * static_cast<double>(d.count()) / 1000.0;
+  t.bulk_seconds += static_cast<double>(d.count()) / 1000.0;
+}
+
+Result summarise(Totals& t, bool proxied) {
+  Result r;
+  r.keepalive_rps = t.keepalive_requests / t.seconds;
+  r.churn_rps = t.churn_requests / t.seconds;
+  r.bulk_mib_s = t.bulk_mib / t.bulk_seconds;
+  std::sort(t.latencies_us.begin(), t.latencies_us.end());
+  if (!t.latencies_us.empty())
+    r.keepalive_p99_us = t.latencies_us[static_cast<std::size_t>(static_cast<double>(t.latencies_us.size() - 1) * 0.99)];
+  const double requests = t.keepalive_requests + t.churn_requests;
+  if (proxied && requests > 0) r.cpu_us_per_request = t.cpu_seconds / requests * 1e6;
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Edge benchmark: platform-edge vs HAProxy vs direct"};
+  int seconds = 5;
+  bool quick = false;
+  std::string json_path = "edge_bench.json", edge_bin = PLATFORM_EDGE_BIN, haproxy_bin = "/usr/sbin/haproxy";
+  app.add_option("--seconds", seconds, "Per load and target")->check(CLI::Range(1, 600))->capture_default_str();
+  app.add_option("--json", json_path, "Where to write the JSON results");
+  app.add_option("--edge", edge_bin, "platform-edge binary");
+  app.add_option("--haproxy", haproxy_bin, "haproxy binary");
+  app.add_flag("--quick", quick, "A short run that only checks everything works");
+  CLI11_PARSE(app, argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);
+  const auto d = std::chrono::milliseconds(quick ? 600 : seconds * 1000);  // per load and target, in slices
+  const int cpus = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  const int proxy_cpu = cpus > 1 ? 1 : 0;
+  {  // the generator and the backend on CPU 0, the proxies on CPU 1
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    ::sched_setaffinity(0, sizeof set, &set);
+  }
+  char tmpl[] = "/tmp/platform-edge-bench-XXXXXX";
+  if (!::mkdtemp(tmpl)) return 1;
+  const fs::path dir = tmpl;
+  Backend backend;
+  const int edge_port = free_port(), haproxy_port = free_port();
+  std::ofstream(dir / "edge.json") << Json{{"version", 1},
+                                           {"endpoints", {{{"id", "ep_bench"},
+                                                           {"listen", {{{"address", "127.0.0.1"}, {"port", edge_port}}}},
+                                                           {"backends", {{{"address", "127.0.0.1"}, {"port", backend.port}}}}}}}}
+                                          .dump();
+  std::ofstream(dir / "haproxy.cfg") << "global\n  maxconn 8000\n  nbthread 1\n"
+                                        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+                                        "frontend fe\n  bind 127.0.0.1:" << haproxy_port << "\n  default_backend be\n"
+                                        "backend be\n  server b 127.0.0.1:" << backend.port << "\n";
+  int rc = 0;
+  Json out;
+  {
+    Proxy edge({edge_bin, "--config", (dir / "edge.json").string(), "--threads", "1"}, proxy_cpu, (dir / "edge.log").string());
+    Proxy haproxy({haproxy_bin, "-db", "-f", (dir / "haproxy.cfg").string()}, proxy_cpu, (dir / "haproxy.log").string());
+    if (!wait_listening(edge_port) || !wait_listening(haproxy_port)) {
+      std::ifstream e(dir / "edge.log"), h(dir / "haproxy.log");
+      std::cerr << "edge_bench: a proxy did not start. platform-edge said:\n" << e.rdbuf() << "HAProxy said:\n" << h.rdbuf();
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      return 1;
+    }
+    // Six slices; in each, the three targets take turns in a rotating order, so the machine's drift
+    // hits them alike.
+    constexpr int kSlices = 6;
+    Totals t_direct, t_hap, t_edge;
+    for (int i = 0; i < kSlices; ++i)
+      for (int k = 0; k < 3; ++k)
+        switch ((i + k) % 3) {
+          case 0: slice(backend.port, nullptr, d / kSlices, t_direct); break;
+          case 1: slice(haproxy_port, &haproxy, d / kSlices, t_hap); break;
+          default: slice(edge_port, &edge, d / kSlices, t_edge); break;
+        }
+    const auto direct = summarise(t_direct, false), hap = summarise(t_hap, true), ours = summarise(t_edge, true);
+    auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+    fmt::print("Edge benchmark: same backend and load generator, proxies in their own process, one thread, pinned to "
+               "CPU {}; {} ms per load and target, in 6 interleaved slices\n",
+               proxy_cpu, d.count());
+    fmt::print("{:<32} | {:>12} | {:>12} | {:>12} | {:>12}\n", "figure", "direct", "haproxy", "edge", "edge/haproxy");
+    auto row = [&](const char* name, double a, double b, double c) {
+      fmt::print("{:<32} | {:>12.1f} | {:>12.1f} | {:>12.1f} | {:>11.2f}x\n", name, a, b, c, ratio(c, b));
+      out["figures"][name] = {{"direct", a}, {"haproxy", b}, {"edge", c}, {"edge_over_haproxy", ratio(c, b)}};
+    };
+    row("keep-alive requests/s", direct.keepalive_rps, hap.keepalive_rps, ours.keepalive_rps);
+    row("keep-alive p99 latency us", direct.keepalive_p99_us, hap.keepalive_p99_us, ours.keepalive_p99_us);
+    row("churn requests/s", direct.churn_rps, hap.churn_rps, ours.churn_rps);
+    row("bulk MiB/s", direct.bulk_mib_s, hap.bulk_mib_s, ours.bulk_mib_s);
+    row("proxy CPU us per request", 0, hap.cpu_us_per_request, ours.cpu_us_per_request);
+    const bool met = ratio(ours.keepalive_rps, hap.keepalive_rps) >= 1.0 && ratio(ours.churn_rps, hap.churn_rps) >= 1.0 &&
+                     ratio(ours.bulk_mib_s, hap.bulk_mib_s) >= 1.0 &&
+                     ratio(ours.keepalive_p99_us, hap.keepalive_p99_us) <= 1.1;
+    fmt::print("\nGoals (>= 1.0x HAProxy on throughput, p99 <= 1.1x): {}\n", met ? "met" : "NOT met");
+    out["benchmark"] = "edge";
+    out["quick"] = quick;
+    out["ms_per_load"] = d.count();
+    out["goals_met"] = met;
+    std::ofstream(json_path) << out.dump(2) << "\n";
+    fmt::print("JSON written to {}\n", json_path);
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return rc;
+}
