@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <random>
@@ -75,31 +76,24 @@ class EchoServer {
         int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;
         ++accepted_;
-        std::thread([this, c] {
-          std::string got;
-          char buf[65536];
-          for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
-            got.append(buf, static_cast<std::size_t>(n));
-            for (ssize_t off = 0; off < n;) {
-              auto w = ::send(c, buf + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
-              if (w <= 0) break;
-              off += w;
-            }
-          }
-          ::shutdown(c, SHUT_WR);
-          {
-            std::lock_guard lock(mu_);
-            digests_.push_back(sha256(got));
-          }
-          ::close(c);
-        }).detach();
+        std::lock_guard lock(mu_);
+        open_.push_back(c);
+        connections_.emplace_back([this, c] { serve(c); });
       }
     });
   }
+  // Ends every connection still open and waits for its thread: none outlives the server.
   ~EchoServer() {
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     thread_.join();
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      for (int c : open_) ::shutdown(c, SHUT_RDWR);
+      threads.swap(connections_);
+    }
+    for (auto& t : threads) t.join();
   }
   int port() const { return port_; }
   std::vector<std::string> digests() {
@@ -109,11 +103,31 @@ class EchoServer {
   int accepted() const { return accepted_; }
 
  private:
+  void serve(int c) {
+    std::string got;
+    char buf[65536];
+    for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+      got.append(buf, static_cast<std::size_t>(n));
+      for (ssize_t off = 0; off < n;) {
+        auto w = ::send(c, buf + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += w;
+      }
+    }
+    ::shutdown(c, SHUT_WR);
+    std::lock_guard lock(mu_);
+    digests_.push_back(sha256(got));
+    open_.erase(std::find(open_.begin(), open_.end(), c));
+    ::close(c);
+  }
+
   int fd_ = -1, port_ = 0;
   std::atomic<int> accepted_{0};
   std::thread thread_;
   std::mutex mu_;
   std::vector<std::string> digests_;
+  std::vector<int> open_;                 // connection sockets not yet closed
+  std::vector<std::thread> connections_;  // one per connection, joined by the destructor
 };
 
 // Sends `data`, half-closes, and returns everything that came back until the peer's EOF.
