@@ -94,6 +94,8 @@ std::optional<ExitStatus> wait_exit(const std::string& dir, std::chrono::millise
 }
 
 std::optional<pid_t> running_pid(const std::string& dir) {
+  // The shim writes exit.json before it changes shim.state: once ended, never "running".
+  if (read_exit(dir)) return std::nullopt;
   auto state = read_text(fs::path(dir) / "shim.state");
   if (state.rfind("running ", 0) != 0) return std::nullopt;
   auto p = static_cast<pid_t>(std::atol(state.c_str() + 8));

@@ -95,7 +95,7 @@ std::optional<ExitStatus> read_exit(const std::string& dir);  // nullopt while i
 // The exit status once written; nullopt after `timeout`. A shim that died without writing one (killed)
 // reads as killed by SIGKILL.
 std::optional<ExitStatus> wait_exit(const std::string& dir, std::chrono::milliseconds timeout);
-std::optional<pid_t> running_pid(const std::string& dir);  // the pid in "running <pid>"
+std::optional<pid_t> running_pid(const std::string& dir);  // the pid in "running <pid>"; nullopt once ended
 bool shim_alive(const std::string& dir);
 }  // namespace shim_files
 

@@ -9,6 +9,7 @@
 
 #include "api/body.h"
 #include "api/env_vars.h"
+#include "api/instances.h"
 #include "api/metrics.h"
 #include "api/mutation.h"
 #include "api/path.h"
@@ -215,9 +216,7 @@ CommandReceipt point_env(pqxx::work& tx, const Actor& actor, const Target& t, co
   out.resource_id = env.id;
   out.appended = events::append(tx, releases_stream(env.id), current.stream_version, created);
   // What the scheduler reads (core.env_runtime); the event above is the record of it.
-  tx.exec_params("INSERT INTO core.env_runtime (env_id, org_id, release_id) VALUES ($1, $2, $3)"
-                 " ON CONFLICT (env_id) DO UPDATE SET release_id = $3, updated_at = now()",
-                 env.id, env.org_id, r.id);
+  set_env_runtime(tx, env.id, env.org_id, r.id, std::nullopt);
   CommandReceipt receipt;
   receipt.last = out.last();
   receipt.receipt = {{"resource", env_resource_json(env, t.path())},

@@ -129,8 +129,7 @@ Response post_scale(Context& ctx, const Request& req, Principal& p, const Params
                    {"note", "nothing changed: every process already had that size"}};
       return r;
     }
-    tx.exec_params("UPDATE core.env_runtime SET scale = $2::jsonb, updated_at = now() WHERE env_id = $1", env.id,
-                   scale.dump());
+    set_env_runtime(tx, env.id, env.org_id, "", scale);
     Json data = {{"env_id", env.id}, {"release_id", release->id}, {"changes", changes}, {"scale", scale}};
     CommandOutcome out;
     out.resource_id = env.id;

@@ -91,7 +91,11 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
   auto instances = list_instances(tx, env_id, false);
   auto sizes = release ? process_sizes(release->manifest, scale) : std::map<std::string, ProcessSize>{};
   std::map<std::string, std::string> unschedulable;
-  for (const auto& r : tx.exec_params("SELECT process, reason, missing FROM core.unschedulable WHERE env_id = $1", env_id))
+  // Only verdicts about the env's current spec (a pass that read an older one may have written after it).
+  for (const auto& r : tx.exec_params("SELECT u.process, u.reason, u.missing FROM core.unschedulable u"
+                                      " JOIN core.env_runtime rt ON rt.env_id = u.env_id"
+                                      " WHERE u.env_id = $1 AND u.spec_at = rt.updated_at",
+                                      env_id))
     unschedulable[r[0].as<std::string>()] =
         fmt::format("{} instance{} cannot be placed: {}", r[2].as<int>(), r[2].as<int>() == 1 ? "" : "s",
                     r[1].as<std::string>());

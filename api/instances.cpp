@@ -191,4 +191,16 @@ std::string instance_secrets_file(pqxx::transaction_base& tx, const std::string&
   return secrets::encode_file(values);
 }
 
+void set_env_runtime(pqxx::work& tx, const std::string& env_id, const std::string& org_id,
+                     const std::string& release_id, const std::optional<Json>& scale) {
+  if (!release_id.empty())
+    tx.exec_params("INSERT INTO core.env_runtime (env_id, org_id, release_id) VALUES ($1, $2, $3)"
+                   " ON CONFLICT (env_id) DO UPDATE SET release_id = $3, updated_at = now()",
+                   env_id, org_id, release_id);
+  if (scale)
+    tx.exec_params("UPDATE core.env_runtime SET scale = $2::jsonb, updated_at = now() WHERE env_id = $1", env_id,
+                   scale->dump());
+  tx.exec_params("DELETE FROM core.unschedulable WHERE env_id = $1", env_id);
+}
+
 }  // namespace platform::api

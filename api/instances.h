@@ -27,6 +27,13 @@ struct ProcessSize {
 };
 std::map<std::string, ProcessSize> process_sizes(const Json& manifest, const Json& scale);
 
+// An env's desired spec changed (a deploy, rollback or scale): sets its release and/or scale in
+// core.env_runtime for the scheduler, and drops the scheduler's unschedulable verdicts, which were about
+// the old spec (until its next pass the env is "progressing", never "unschedulable" for a size it no
+// longer asks for). `release_id` or `scale` empty: unchanged.
+void set_env_runtime(pqxx::work& tx, const std::string& env_id, const std::string& org_id,
+                     const std::string& release_id, const std::optional<Json>& scale);
+
 // --- for platform-agent (host credential) ---
 
 // The largest assignment version among the host's instances (0 when it has none): it changes whenever

@@ -100,7 +100,6 @@ struct Conn : std::enable_shared_from_this<Conn> {
 }  // namespace
 
 struct Edge::Impl {
-  asio::io_context io;
   std::vector<std::thread> threads;
   Counters counters;
   mutable std::mutex mu;  // config, listeners, targets
@@ -133,6 +132,9 @@ struct Edge::Impl {
   };
   std::map<std::string, Listener> listeners;
   std::shared_ptr<tcp::acceptor> metrics_acceptor;
+  // Declared last, so destroyed first: the handlers it destroys (connections, their counts) still find
+  // the counters, targets and locks above alive.
+  asio::io_context io;
 
   std::shared_ptr<TargetState> state_for_locked(const std::string& id) {  // with `mu` held
     auto& s = targets[id];
@@ -396,6 +398,9 @@ Edge::~Edge() {
   }
   impl_->io.stop();
   for (auto& t : impl_->threads) t.join();
+  // Only the pending handlers still hold sockets now; destroying the io_context (first) ends them.
+  impl_->listeners.clear();
+  impl_->metrics_acceptor.reset();
 }
 
 std::shared_ptr<const EdgeConfig> Edge::current() const { return impl_->snapshot(); }

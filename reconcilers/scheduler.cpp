@@ -34,6 +34,7 @@ struct EnvRow {
   std::string env_id, org_id, release_id;  // release_id empty: nothing to run
   Json scale;
   bool deleted = false;
+  std::string spec_at;  // core.env_runtime.updated_at as text: which version of the spec this pass saw
 };
 
 Json meta(const std::string& org_id, const std::string& kind, const std::string& id, const std::string& parent) {
@@ -97,10 +98,10 @@ std::map<std::string, HostRow> read_hosts(pqxx::transaction_base& tx) {
 std::vector<EnvRow> read_envs(pqxx::transaction_base& tx) {
   std::vector<EnvRow> out;
   for (const auto& r : tx.exec("SELECT rt.env_id, rt.org_id, coalesce(rt.release_id, ''), rt.scale::text,"
-                               " res.deleted_at IS NOT NULL FROM core.env_runtime rt"
+                               " res.deleted_at IS NOT NULL, rt.updated_at::text FROM core.env_runtime rt"
                                " JOIN core.resources res ON res.id = rt.env_id ORDER BY rt.env_id"))
     out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
-                   Json::parse(r[3].as<std::string>()), r[4].as<bool>()});
+                   Json::parse(r[3].as<std::string>()), r[4].as<bool>(), r[5].as<std::string>()});
   return out;
 }
 
@@ -254,7 +255,9 @@ Scheduler::PassResult Scheduler::pass() {
         }
       }
       // What cannot be placed: recorded with why, and an event each time the reason changes.
-      auto known = tx.exec_params("SELECT process, reason, missing FROM core.unschedulable WHERE env_id = $1", env.env_id);
+      auto known = tx.exec_params(
+          "SELECT process, reason, missing, coalesce(spec_at::text, '') FROM core.unschedulable WHERE env_id = $1",
+          env.env_id);
       for (const auto& k : known)
         if (!unplaced.count(k[0].as<std::string>()))
           tx.exec_params("DELETE FROM core.unschedulable WHERE env_id = $1 AND process = $2", env.env_id,
@@ -264,12 +267,16 @@ Scheduler::PassResult Scheduler::pass() {
         bool same = false;
         for (const auto& k : known)
           same |= k[0].as<std::string>() == process && k[1].as<std::string>() == u.second && k[2].as<int>() == u.first;
-        if (same) continue;
+        bool current = false;  // the verdict on record is about the spec this pass saw
+        for (const auto& k : known) current |= k[0].as<std::string>() == process && k[3].as<std::string>() == env.spec_at;
+        if (same && current) continue;
         tx.exec_params(
-            "INSERT INTO core.unschedulable (env_id, process, release_id, missing, reason) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (env_id, process) DO UPDATE SET release_id = $3, missing = $4, reason = $5, since ="
-            " CASE WHEN core.unschedulable.reason = $5 THEN core.unschedulable.since ELSE now() END",
-            env.env_id, process, release->id, u.first, u.second);
+            "INSERT INTO core.unschedulable (env_id, process, release_id, missing, reason, spec_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6::timestamptz)"
+            " ON CONFLICT (env_id, process) DO UPDATE SET release_id = $3, missing = $4, reason = $5, spec_at = $6::timestamptz,"
+            " since = CASE WHEN core.unschedulable.reason = $5 THEN core.unschedulable.since ELSE now() END",
+            env.env_id, process, release->id, u.first, u.second, env.spec_at);
+        if (same) continue;  // the same reason, now about the current spec: no new event
         append(tx, "scheduler-" + env.env_id, std::nullopt, "ProcessUnschedulable",
                {{"env_id", env.env_id}, {"process", process}, {"release_id", release->id}, {"missing", u.first},
                 {"reason", u.second}},
