@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <thread>
 
 #include "agent/files.h"
 #include "agent/vm_shim.h"

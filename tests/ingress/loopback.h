@@ -75,7 +75,6 @@ class EchoServer {
       for (;;) {
         int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;
-        ++accepted_;
         std::lock_guard lock(mu_);
         open_.push_back(c);
         connections_.emplace_back([this, c] { serve(c); });
@@ -100,7 +99,6 @@ class EchoServer {
     std::lock_guard lock(mu_);
     return digests_;
   }
-  int accepted() const { return accepted_; }
 
  private:
   void serve(int c) {
@@ -122,7 +120,6 @@ class EchoServer {
   }
 
   int fd_ = -1, port_ = 0;
-  std::atomic<int> accepted_{0};
   std::thread thread_;
   std::mutex mu_;
   std::vector<std::string> digests_;
