@@ -98,6 +98,7 @@ void build_initramfs(const std::string& rootfs, const std::string& init, const G
   run += "dir " + p.workdir + "\nuid " + std::to_string(p.uid) + "\ngid " + std::to_string(p.gid) + "\n";
   if (boot.memory_mib > 0) run += "memory_mib " + std::to_string(boot.memory_mib) + "\n";
   if (!boot.guest_cidr.empty()) run += "net " + boot.guest_cidr + " " + boot.gateway + "\n";
+  if (!boot.guest_cidr.empty() && !boot.instance_address.empty()) run += "address " + boot.instance_address + "\n";
   if (boot.serial_ports) run += "stdio serial\n";
   const auto init_bytes = read_text(init);
   if (init_bytes.empty()) throw PlatformError(ErrorCode::internal, "platform-init is missing at " + init, "Build it: scripts/setup.");

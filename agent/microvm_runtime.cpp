@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "agent/files.h"
+#include "agent/run_network.h"
 #include "agent/vm_shim.h"
 #include "engine/error.h"
 
@@ -73,6 +74,7 @@ void MicroVmRuntime::start(const InstanceSpec& spec) {
   boot.memory_mib = spec.memory_mib;
   boot.guest_cidr = fmt::format("{}/{}", kVmGuestAddress, kVmPrefix);
   boot.gateway = kVmHostAddress;
+  boot.instance_address = spec.address;
   boot.modules = o_.guest.modules();
   boot.secrets_file = spec.secrets_file;
   boot.serial_ports = true;
@@ -92,7 +94,13 @@ void MicroVmRuntime::start(const InstanceSpec& spec) {
   vm.control_socket = "control.sock";  // the shim runs QEMU in the run's folder
   vm.tap_fd = 3;  // the shim's tap device
   vm.mac = mac_for(spec.id);
-  write_atomically(d / "vm.json", Json{{"argv", qemu_argv(vm)}, {"network", true}}.dump());
+  Json shim = {{"argv", qemu_argv(vm)}, {"network", true}};
+  if (!spec.address.empty()) {
+    // The run's namespace, reached from the host at the instance's address; the shim adds the tap.
+    shim["netns"] = create_run_network(spec.id, spec.address, RunNetworkKind::routed);
+    shim["address"] = spec.address;
+  }
+  write_atomically(d / "vm.json", shim.dump());
   shim_files::spawn_detached({o_.shim, "vm-shim", "--dir", d.string()}, (d / "shim.log").string());
   shim_files::await_started(d.string(), "the microVM of instance " + spec.id + " could not start",
                             (d / "qemu.log").string(), std::chrono::seconds(30));
@@ -222,6 +230,7 @@ void MicroVmRuntime::destroy(const std::string& id) {
   // A VM still running (a start that never reported): its shim is alive, so the pid is still QEMU.
   if (auto qemu = shim_files::running_pid(dir(id)); qemu && shim_files::shim_alive(dir(id)) && !shim_files::read_exit(dir(id)))
     ::kill(*qemu, SIGKILL);
+  destroy_run_network(id);
   std::error_code ec;
   fs::remove_all(dir(id), ec);
 }

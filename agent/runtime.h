@@ -29,6 +29,9 @@ struct InstanceSpec {
   std::string secrets_file;                     // host path; mounted read-only at /run/platform/secrets
   std::int64_t memory_mib = 256;
   double cpu = 0.25;
+  // Its private IPv4 address (from the control plane's IPAM), routed from the host to the run's network
+  // namespace (sandbox: a veth pair; microvm: the tap), where the edge reaches its ports. "": loopback only.
+  std::string address;
 };
 
 struct ExitStatus {

@@ -16,6 +16,7 @@
 
 #include "agent/files.h"
 #include "agent/process_spec.h"
+#include "agent/run_network.h"
 #include "engine/error.h"
 #include "engine/exec.h"
 
@@ -44,7 +45,9 @@ Json process_json(const InstanceSpec& s) {
           {"noNewPrivileges", true}};
 }
 
-Json config_json(const InstanceSpec& s, const fs::path& merged) {
+// `netns`: the path of the run's network namespace (agent/run_network.h); "": a new one of its own with
+// loopback only.
+Json config_json(const InstanceSpec& s, const fs::path& merged, const std::string& netns) {
   Json mounts = {
       {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
       {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
@@ -59,13 +62,15 @@ Json config_json(const InstanceSpec& s, const fs::path& merged) {
     mounts.push_back({{"destination", "/run/platform/secrets"}, {"type", "bind"}, {"source", s.secrets_file},
                       {"options", {"rbind", "ro", "nosuid", "nodev", "noexec"}}});
   const auto limit = s.memory_mib * 1024 * 1024;
+  Json network = {{"type", "network"}};
+  if (!netns.empty()) network["path"] = netns;
   return {{"ociVersion", "1.0.2"},
           {"process", process_json(s)},
           {"root", {{"path", merged.string()}, {"readonly", false}}},
           {"hostname", s.id.substr(0, 63)},
           {"mounts", mounts},
           {"linux",
-           {{"namespaces", {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}},
+           {{"namespaces", {{{"type", "pid"}}, network, {{"type", "ipc"}}, {{"type", "uts"}},
                             {{"type", "mount"}}}},
             {"cgroupsPath", "/platform/" + s.id},
             {"resources",
@@ -108,9 +113,10 @@ void Sandbox::start(const InstanceSpec& spec) {
   if (::mount("overlay", merged.c_str(), "overlay", 0, opts.c_str()) != 0 && errno != EBUSY)
     fail("cannot mount the instance's root filesystem: " + std::string(std::strerror(errno)),
          "The sandbox runtime needs root and overlayfs.");
+  const auto netns = spec.address.empty() ? std::string() : create_run_network(spec.id, spec.address);
   {
     std::ofstream cfg(d / "config.json", std::ios::trunc);
-    cfg << config_json(spec, merged).dump(2);
+    cfg << config_json(spec, merged, netns).dump(2);
   }
   shim_files::spawn_detached({shim_, "shim", "--dir", d.string(), "--id", spec.id, "--runc", runc_, "--root",
                               (fs::path(state_dir_) / "runc").string()},
@@ -232,6 +238,7 @@ std::optional<pid_t> Sandbox::pid(const std::string& id) const { return shim_fil
 void Sandbox::destroy(const std::string& id) {
   if (!valid_run_id(id)) return;
   ::umount2((fs::path(dir(id)) / "rootfs").c_str(), MNT_DETACH);
+  destroy_run_network(id);
   std::error_code ec;
   fs::remove_all(dir(id), ec);
 }

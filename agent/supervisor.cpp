@@ -34,6 +34,7 @@ Assignment Assignment::from_json(const Json& j) {
   a.desired_reason = j.value("desired_reason", "");
   a.restarts = j.value("restarts", 0);
   a.state = j.value("state", "");
+  a.address = j.value("address", "");
   return a;
 }
 
@@ -140,6 +141,7 @@ bool InstanceSupervisor::start_run() {
     spec.env = a_.env;
     spec.memory_mib = a_.memory_mib;
     spec.cpu = a_.cpu;
+    spec.address = a_.address;
     if (a_.secrets) {
       fs::create_directories(deps_.secrets_dir);
       ::chmod(deps_.secrets_dir.c_str(), 0700);

@@ -36,6 +36,7 @@ struct Assignment {
   std::string desired_reason;
   int restarts = 0;  // as the control plane knows them (an adopted instance continues the count)
   std::string state;  // as the control plane knows it
+  std::string address;  // its private address from the control plane's IPAM ("": none, loopback only)
   // Throws Json::exception or PlatformError when the entry is malformed.
   static Assignment from_json(const Json& j);
 };

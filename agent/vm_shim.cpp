@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 
 #include "agent/files.h"
 #include "agent/microvm.h"
+#include "agent/run_network.h"
 #include "engine/exec.h"
 #include "engine/json.h"
 
@@ -49,9 +51,46 @@ bool set_address(int sock, const char* name, unsigned long request, const char* 
   return true;
 }
 
-// A network namespace of our own with lo up and tap0 (host side of the VM's link); the tap's fd, or -1.
-int private_network(std::string* why) {
-  if (::unshare(CLONE_NEWNET) != 0) return *why = errno_text("unshare(CLONE_NEWNET)"), -1;
+bool write_sysctl(const std::string& path, std::string* why) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  const bool ok = fd >= 0 && ::write(fd, "1", 1) == 1;
+  if (!ok) *why = errno_text(path);
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+
+// Routes `address`/32 through tap0 to the guest, forwards, and answers ARP for it on the uplink.
+bool route_to_guest(int sock, const std::string& address, std::string* why) {
+  rtentry rt{};
+  auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+  auto* gw = reinterpret_cast<sockaddr_in*>(&rt.rt_gateway);
+  auto* mask = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+  dst->sin_family = gw->sin_family = mask->sin_family = AF_INET;
+  if (::inet_pton(AF_INET, address.c_str(), &dst->sin_addr) != 1) return *why = "not an IPv4 address: " + address, false;
+  ::inet_pton(AF_INET, kVmGuestAddress, &gw->sin_addr);
+  mask->sin_addr.s_addr = 0xffffffffu;
+  rt.rt_flags = RTF_UP | RTF_GATEWAY | RTF_HOST;
+  char dev[] = "tap0";
+  rt.rt_dev = dev;
+  if (::ioctl(sock, SIOCADDRT, &rt) != 0 && errno != EEXIST) return *why = errno_text("route " + address + " via the guest"), false;
+  // /proc/sys/net is the namespace's own once the shim has joined it.
+  return write_sysctl("/proc/sys/net/ipv4/ip_forward", why) &&
+         write_sysctl(std::string("/proc/sys/net/ipv4/conf/") + kRunUplink + "/proxy_arp", why);
+}
+
+// The VM's network namespace (the run's, `netns`, or a new one of our own) with lo up and tap0 (host
+// side of the VM's link), and `address` routed on to the guest when given; the tap's fd, or -1.
+int vm_network(const std::string& netns, const std::string& address, std::string* why) {
+  if (netns.empty()) {
+    if (::unshare(CLONE_NEWNET) != 0) return *why = errno_text("unshare(CLONE_NEWNET)"), -1;
+  } else {
+    int fd = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return *why = errno_text(netns), -1;
+    const bool joined = ::setns(fd, CLONE_NEWNET) == 0;
+    if (!joined) *why = errno_text("setns " + netns);
+    ::close(fd);
+    if (!joined) return -1;
+  }
   int tap = ::open("/dev/net/tun", O_RDWR);
   if (tap < 0) return *why = errno_text("/dev/net/tun"), -1;
   ifreq ifr{};
@@ -65,7 +104,8 @@ int private_network(std::string* why) {
   int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   const bool ok = sock >= 0 && interface_up(sock, "lo", why) &&
                   set_address(sock, "tap0", SIOCSIFADDR, kVmHostAddress, why) &&
-                  set_address(sock, "tap0", SIOCSIFNETMASK, "255.255.255.252", why) && interface_up(sock, "tap0", why);
+                  set_address(sock, "tap0", SIOCSIFNETMASK, "255.255.255.252", why) && interface_up(sock, "tap0", why) &&
+                  (address.empty() || route_to_guest(sock, address, why));
   if (sock >= 0) ::close(sock);
   if (!ok) {
     ::close(tap);
@@ -89,7 +129,7 @@ int run_vm_shim(const std::string& dir) {
   int tap = -1;
   if (spec.value("network", false)) {
     std::string why;
-    tap = private_network(&why);
+    tap = vm_network(spec.value("netns", ""), spec.value("address", ""), &why);
     if (tap < 0) return failed("cannot give the VM its network: " + why);  // argv names it as fd 3
   }
   pid_t qemu = ::fork();

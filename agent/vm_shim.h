@@ -1,7 +1,9 @@
 #pragma once
 // The per-run shim of the microvm runtime (`platform-agent vm-shim --dir D`): detached from the agent,
-// it gives the VM a network namespace of its own with a tap device (host side 10.255.255.1/30, the
-// guest 10.255.255.2/30), runs QEMU (the command line in D/vm.json) as its child with the tap's fd, and
+// it gives the VM a network namespace with a tap device (host side 10.255.255.1/30, the guest
+// 10.255.255.2/30): its own, or, when vm.json names "netns" and "address", the run's namespace that the
+// agent made (agent/run_network.h, routed), where it routes the instance's address on to the guest
+// (which holds it beside 10.255.255.2) and answers ARP for it on the uplink. It runs QEMU (the command line in D/vm.json) as its child with the tap's fd, and
 // when QEMU exits records how the process ended (platform-init's verdict on the console, else "killed")
 // so a restarted agent still learns it.
 //

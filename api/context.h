@@ -1,6 +1,7 @@
 #pragma once
 // What every handler may use. Built once by the server; handlers hold no state of their own.
 #include <chrono>
+#include <string>
 #include <vector>
 
 #include "engine/secrets/secrets.h"
@@ -15,6 +16,11 @@ class Authenticator;
 class Hub;
 class Metrics;
 
+struct ListenAddress {  // an address and port the edge listens on
+  std::string address;  // "::1", "2001:db8::10"
+  int port = 0;
+};
+
 struct Context {
   db::Pool& pool;
   Hub& hub;
@@ -27,6 +33,8 @@ struct Context {
   std::vector<secrets::Key> secret_keys;
   // How often platform-agent should send a heartbeat (told to it at enrolment and on every heartbeat).
   std::chrono::milliseconds host_heartbeat{5000};
+  // The edge's shared TLS listeners (port 443 in production), where SNI routes are served.
+  std::vector<ListenAddress> edge_tls_listen;
 };
 
 }  // namespace platform::api

@@ -9,6 +9,8 @@
 
 #include "api/body.h"
 #include "api/env_vars.h"
+#include "api/exposure.h"
+#include "api/ipam.h"
 #include "api/instances.h"
 #include "api/metrics.h"
 #include "api/mutation.h"
@@ -198,9 +200,14 @@ Json next_after(const Target& t, const Release& r) {
 }
 
 // Appends EnvReleaseSet pointing the env at `r`; `created` events come first when the release is new.
+// What the release exposes is claimed first (a port or host name held elsewhere refuses the change), and
+// the env's addresses are allocated when missing.
 CommandReceipt point_env(pqxx::work& tx, const Actor& actor, const Target& t, const Current& current,
-                         const Release& r, const std::string& reason, std::vector<events::NewEvent> created) {
+                         const Release& r, const std::string& reason, std::vector<events::NewEvent> created,
+                         std::optional<std::int64_t> accept_ipv4_price) {
   const auto& env = t.env();
+  claim_manifest_exposure(tx, env, r.manifest);
+  auto addresses = ensure_env_addresses(tx, actor, env, r.manifest, accept_ipv4_price);
   Json data = {{"env_id", env.id},
                {"release_id", r.id},
                {"number", r.number},
@@ -222,6 +229,7 @@ CommandReceipt point_env(pqxx::work& tx, const Actor& actor, const Target& t, co
   receipt.receipt = {{"resource", env_resource_json(env, t.path())},
                      {"release", release_summary(r)},
                      {"events", out.events_json(releases_stream(env.id))},
+                     {"addresses", addresses},
                      {"next", next_after(t, r)}};
   return receipt;
 }
@@ -232,7 +240,10 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
                                     {"manifest_file", FieldType::string},
                                     {"dry_run", FieldType::boolean},
                                     {"check_gates", FieldType::boolean},
-                                    {"plan", FieldType::object}});
+                                    {"plan", FieldType::object},
+                                    {"accept_ipv4_price_cents_month", FieldType::integer}});
+  std::optional<std::int64_t> accept_ipv4;
+  if (body.contains("accept_ipv4_price_cents_month")) accept_ipv4 = body["accept_ipv4_price_cents_month"].get<std::int64_t>();
   const bool dry_run = body.value("dry_run", false);
   if (auto f = body.value("manifest_file", std::string());
       f.size() > 255 || std::any_of(f.begin(), f.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
@@ -355,7 +366,7 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
       created.push_back({uuid_to_string(new_uuid_v7()), "ReleaseCreated", 1, data,
                          event_metadata(actor, env.org_id, "release", rel.id, env.id)});
     }
-    auto r = point_env(tx, actor, t, p.current, rel, "deploy", std::move(created));
+    auto r = point_env(tx, actor, t, p.current, rel, "deploy", std::move(created), accept_ipv4);
     r.receipt["created"] = !existing.has_value();
     if (existing)
       r.receipt["note"] = fmt::format("the same content as v{} ({}): the env now runs that release again", rel.number,
@@ -366,7 +377,9 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
 }
 
 Response post_rollback(Context& ctx, const Request& req, Principal& principal, const Params& params) {
-  auto body = parse_body(req.body, {{"release", FieldType::string}});
+  auto body = parse_body(req.body, {{"release", FieldType::string}, {"accept_ipv4_price_cents_month", FieldType::integer}});
+  std::optional<std::int64_t> accept_ipv4;
+  if (body.contains("accept_ipv4_price_cents_month")) accept_ipv4 = body["accept_ipv4_price_cents_month"].get<std::int64_t>();
   const auto t = target_of(ctx, principal, params);
   const auto& env = t.env();
   ctx.metrics.mutations_total++;
@@ -400,7 +413,7 @@ Response post_rollback(Context& ctx, const Request& req, Principal& principal, c
                                         target.id)}};
       return r;
     }
-    auto r = point_env(tx, actor, t, current, target, "rollback", {});
+    auto r = point_env(tx, actor, t, current, target, "rollback", {}, accept_ipv4);
     r.receipt["diff"] = diff;
     r.receipt["rolled_back_from"] = release_summary(*current.release);
     r.receipt["note"] = fmt::format("env {} runs v{} ({}) again: the same image digest, manifest and config and "

@@ -95,6 +95,23 @@ std::string host_credential(const Request& req) {
   return h.substr(7);
 }
 
+VersionedWait versioned_wait(const Request& req, const std::string& what) {
+  VersionedWait out;
+  if (auto a = req.param("after"); !a.empty()) {
+    if (a.size() > 18 || a.find_first_not_of("0123456789") != std::string::npos)
+      throw PlatformError(ErrorCode::invalid_request, "after must be " + what + " (a number)",
+                          "Pass back the version of the previous answer.");
+    out.after = std::stoll(a);
+  }
+  if (auto w = req.param("wait"); !w.empty()) {
+    auto d = parse_duration(w);
+    if (!d || *d > std::chrono::seconds(60))
+      throw PlatformError(ErrorCode::invalid_request, "wait must be a duration of at most 60s", "e.g. wait=30s");
+    out.wait = *d;
+  }
+  return out;
+}
+
 void add_host_routes(std::vector<Route>& out) {
   out.push_back({"POST", "/v1/hosts/join-tokens", "Issue a single-use join token for platform-agent (operators)",
                  post_join_token, {}, {}});

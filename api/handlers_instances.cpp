@@ -186,20 +186,9 @@ Response post_logs(Context& ctx, const Request& req) {
 WatchPlan watch_assignments(Context& ctx, const Request& req) {
   const auto credential = host_credential(req);
   auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
-  std::int64_t after = -1;
-  if (auto a = req.param("after"); !a.empty()) {
-    if (a.size() > 18 || a.find_first_not_of("0123456789") != std::string::npos)
-      throw PlatformError(ErrorCode::invalid_request, "after must be an assignment version (a number)",
-                          "Pass back the version of the previous answer.");
-    after = std::stoll(a);
-  }
+  const auto [after, wait] = versioned_wait(req, "an assignment version");
   WatchPlan plan;
-  if (auto w = req.param("wait"); !w.empty()) {
-    auto d = parse_duration(w);
-    if (!d || *d > std::chrono::seconds(60))
-      throw PlatformError(ErrorCode::invalid_request, "wait must be a duration of at most 60s", "e.g. wait=30s");
-    plan.wait = *d;
-  }
+  plan.wait = wait;
   ctx.metrics.watch_requests_total++;
   plan.level = [&ctx, host, after](bool last) -> std::optional<Response> {
     return ctx.pool.read([&](pqxx::transaction_base& tx) -> std::optional<Response> {

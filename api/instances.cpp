@@ -24,7 +24,7 @@ std::int64_t assignment_version(pqxx::transaction_base& tx, const std::string& h
 Json host_assignments(pqxx::transaction_base& tx, const std::string& host_id) {
   auto rows = tx.exec_params(
       "SELECT i.id, i.name, i.org_id, i.app_id, i.env_id, i.process, i.release_id, i.cpu, i.memory_mib, i.desired,"
-      " i.desired_reason, i.restarts, i.state, a.name, e.name"
+      " i.desired_reason, i.restarts, i.state, a.name, e.name, coalesce(host(i.address), '')"
       " FROM core.instances i JOIN core.resources a ON a.id = i.app_id JOIN core.resources e ON e.id = i.env_id"
       " WHERE i.host_id = $1 AND i.state NOT IN ('stopped', 'lost') ORDER BY i.id",
       host_id);
@@ -69,7 +69,8 @@ Json host_assignments(pqxx::transaction_base& tx, const std::string& host_id) {
                     {"desired", row[9].as<std::string>()},
                     {"desired_reason", row[10].as<std::string>()},
                     {"restarts", row[11].as<int>()},
-                    {"state", row[12].as<std::string>()}});
+                    {"state", row[12].as<std::string>()},
+                    {"address", row[15].as<std::string>()}});
   }
   return {{"version", assignment_version(tx, host_id)}, {"instances", list}};
 }

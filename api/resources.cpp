@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "api/exposure.h"
+#include "api/ipam.h"
 #include "engine/error.h"
 #include "engine/ids.h"
 #include "engine/payloads.h"
@@ -151,7 +153,14 @@ CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolve
                                    events::to_json({e}).dump(), *expected_version)
                   : tx.exec_params("SELECT * FROM core.delete_resource($1, $2::jsonb)", target.id,
                                    events::to_json({e}).dump());
-  return outcome_from(rows, target.id);
+  auto out = outcome_from(rows, target.id);
+  if (target.kind == "env" && !out.duplicate) {
+    // A deleted env gives back its addresses (their last hours recorded) and everything it exposed.
+    release_env_addresses(tx, actor, target);
+    drop_claims(tx, target.id);
+    tx.exec_params("UPDATE core.endpoints SET deleted_at = now() WHERE env_id = $1 AND deleted_at IS NULL", target.id);
+  }
+  return out;
 }
 
 std::optional<Json> read_resource(pqxx::transaction_base& tx, const std::string& id) {

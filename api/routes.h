@@ -54,9 +54,18 @@ void add_secrets_routes(std::vector<Route>& out);
 void add_deploy_routes(std::vector<Route>& out);
 void add_host_routes(std::vector<Route>& out);
 void add_instance_routes(std::vector<Route>& out);
+void add_network_routes(std::vector<Route>& out);
 
 // The host credential of a platform-agent request ("Authorization: Bearer phc_..."); throws unauthenticated.
 std::string host_credential(const Request& req);
+
+// The after= version and wait= duration of a level-triggered long poll by version (the agent's
+// assignments, the edge's config); throws invalid_request, naming `what` the version is.
+struct VersionedWait {
+  std::int64_t after = -1;  // none: answer at once
+  std::chrono::milliseconds wait{0};
+};
+VersionedWait versioned_wait(const Request& req, const std::string& what);
 
 // "10m" (that long ago) or an RFC 3339 UTC time ("...Z") -> "YYYY-MM-DDTHH:MM:SS.ffffffZ"; "" stays "".
 // Throws invalid_request naming the query parameter `name`.

@@ -48,7 +48,7 @@ struct Server::Impl {
         pool(conninfo, options.db_pool_size, "platformd-api"),
         auth(pool),
         hub(conninfo),
-        ctx{pool, hub, auth, metrics, options.apply_wait, {}},
+        ctx{pool, hub, auth, metrics, options.apply_wait, {}, std::chrono::milliseconds(5000), options.edge_tls_listen},
         io(options.io_threads),
         workers(static_cast<std::size_t>(options.worker_threads)) {
     if (!options.secrets_key_file.empty()) ctx.secret_keys.push_back(secrets::load_key_file(options.secrets_key_file));

@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "api/context.h"
 
 namespace platform::db {
 class Pool;
@@ -29,6 +32,8 @@ struct ServerOptions {
   std::chrono::milliseconds apply_wait{2000};
   // The secrets key file (engine/secrets); empty: the secrets endpoints answer 503.
   std::string secrets_key_file;
+  // The edge's shared TLS listeners, as its config snapshot names them.
+  std::vector<ListenAddress> edge_tls_listen;
 };
 
 class Server {

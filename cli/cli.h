@@ -73,6 +73,11 @@ void add_secrets_commands(CLI::App& app, Globals& g);
 void add_deploy_commands(CLI::App& app, Globals& g);
 void add_host_commands(CLI::App& app, Globals& g);
 void add_instance_commands(CLI::App& app, Globals& g);
+void add_network_commands(CLI::App& app, Globals& g);
+
+// The IPv4 add-on's price, accepted: states it (stderr) and asks on a terminal, or takes `yes`; otherwise
+// a precondition error (exit 6) naming the price and --yes. nullopt when the env already holds one.
+std::optional<std::int64_t> accept_ipv4_price(Session& s, const Globals& g, bool yes, const std::string& why);
 
 // `platform wait` without a target: the env's rollout (converged 0, failed 1, unplaceable 5, timeout 4).
 void run_wait_converged(const Globals& g, const std::string& timeout);

@@ -120,6 +120,18 @@ void print_receipt(const Globals& g, const Json& r) {
     for (const auto& k : r.value("not_delivered", Json::object()).value(kind, Json::array()))
       std::cout << "  not delivered  " << kind << " " << k.get<std::string>()
                 << " (set in the env, not declared in platform.toml)\n";
+  auto address_line = [](const Json& a) {
+    std::cout << "  address    " << a.value("family", "") << " " << a.value("address", "") << " (" << a.value("price", "")
+              << (a.value("state", "") == "released" ? ", released" : "") << ")\n";
+  };
+  if (r.contains("address")) address_line(r["address"]);
+  for (const auto& a : r.value("addresses", Json::array())) address_line(a);
+  if (r.contains("endpoint")) {
+    const auto& e = r["endpoint"];
+    std::cout << "  endpoint   " << e.value("name", "") << ": tcp port " << e.value("port", 0) << " -> process "
+              << e.value("process", "") << " port " << e.value("internal_port", 0) << " (PROXY "
+              << e.value("proxy_protocol", "off") << ")\n";
+  }
   if (r.contains("note")) std::cout << "  note       " << r["note"].get<std::string>() << "\n";
   for (const auto& e : r.value("events", Json::array()))
     std::cout << "  event      #" << e.value("position", 0) << " " << e.value("stream", "") << " v"

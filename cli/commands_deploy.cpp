@@ -14,6 +14,8 @@ namespace {
 struct DeployArgs {
   std::string image, manifest, plan_file, apply_file, idempotency_key;
   bool detach = false;
+  bool dry_run = false;  // a plan or a diff: nothing is allocated
+  bool yes = false;  // accept the IPv4 add-on's price when the manifest asks for it
 };
 
 // The request body for a deploy or a dry run: the image if given, the manifest if given or found in
@@ -29,6 +31,12 @@ Json deploy_body(Session& s, const Globals& g, const DeployArgs& a) {
     body["manifest"] = read_manifest_file(path);
     body["manifest_file"] = std::filesystem::path(path).filename().string();
     if (g.app.empty()) s.ctx.app = m.app;
+    bool wants_ipv4 = false;
+    for (const auto& e : m.endpoints) wants_ipv4 |= e.ipv4;
+    if (wants_ipv4 && !a.dry_run)
+      if (auto price = accept_ipv4_price(s, g, a.yes, "the manifest asks for the IPv4 add-on (ipv4 = true): env " +
+                                                           s.need_env() + " gets a dedicated IPv4 address"))
+        body["accept_ipv4_price_cents_month"] = *price;
   } else {
     note(g, "no platform.toml here and no --manifest: the current release's manifest is used");
   }
@@ -89,6 +97,7 @@ void add_deploy(CLI::App& app, Globals& g) {
   deploy->add_option("--plan", a->plan_file, "Write a plan (what would change, pinned to digests) to FILE; deploy nothing");
   deploy->add_option("--apply", a->apply_file, "Deploy exactly the plan in FILE (refused if anything moved since)");
   deploy->add_flag("--detach", a->detach, "Answer as soon as the deploy is recorded, without waiting for it to apply");
+  deploy->add_flag("--yes", a->yes, "Accept the IPv4 add-on's monthly price when the manifest asks for it (ipv4 = true)");
   deploy->add_option("--idempotency-key", a->idempotency_key, "Make a retried request safe");
   deploy->callback([&g, a] {
     if (!a->apply_file.empty() && (!a->image.empty() || !a->manifest.empty() || !a->plan_file.empty()))
@@ -113,6 +122,7 @@ void add_deploy(CLI::App& app, Globals& g) {
       return print_receipt(g, s.client().call("POST", s.env_path() + "/deploys", Json{{"plan", plan}}, headers,
                                               std::chrono::seconds(120)));
     }
+    a->dry_run = !a->plan_file.empty();
     auto body = deploy_body(s, g, *a);
     if (!a->plan_file.empty()) {
       body["dry_run"] = true;
@@ -137,6 +147,7 @@ void add_diff(CLI::App& app, Globals& g) {
   add_source_options(diff, *a);
   diff->callback([&g, a] {
     auto s = open_session(g);
+    a->dry_run = true;
     auto body = deploy_body(s, g, *a);
     body["dry_run"] = true;
     body["check_gates"] = false;

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   cli::add_deploy_commands(app, g);
   cli::add_host_commands(app, g);
   cli::add_instance_commands(app, g);
+  cli::add_network_commands(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {

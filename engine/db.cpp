@@ -31,6 +31,8 @@ PlatformError translate(const std::exception& e) {
     if (state == "PN001") return {ErrorCode::name_taken, msg, "Choose another name, or describe the existing resource."};
     if (state == "PN002" || state == "PN003") return {ErrorCode::not_found, msg, "List the parent's resources to see what exists."};
     if (state == "PN004") return {ErrorCode::precondition_failed, msg, "Delete the children first."};
+    if (state == "PC001") return {ErrorCode::capacity, msg, "Release addresses no longer needed (platform ip release), or ask an operator to widen the pool."};
+    if (state == "PC002") return {ErrorCode::precondition_failed, msg, "An operator configures pools with platformd serve --ipv6-pool, --ipv4-pool and --instance-pool."};
     if (state == "PA001") return {ErrorCode::precondition_failed, msg, "Events are never rewritten."};
     if (state == "PI002") return {ErrorCode::precondition_failed, msg, "Releases are never changed: deploy a new one or roll back."};
     if (state == "57014") return {ErrorCode::timed_out, "the database cancelled a statement that ran too long", ""};

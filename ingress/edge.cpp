@@ -1,5 +1,7 @@
 #include "ingress/edge.h"
 
+#include <netinet/in.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -424,6 +426,11 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
       acc->open(ep.protocol());
       acc->set_option(tcp::acceptor::reuse_address(true));
       if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(true));  // IPv4 only where the add-on says
+      // An env's address may not be configured on an interface: it is served through a local route for
+      // the whole pool (AnyIP, docs/network.md), which needs a free bind.
+      const int one = 1;
+      if (ep.address().is_v6()) ::setsockopt(acc->native_handle(), IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+      else ::setsockopt(acc->native_handle(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
       acc->bind(ep);
       acc->listen(asio::socket_base::max_listen_connections);
       acc->non_blocking(true);

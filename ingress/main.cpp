@@ -1,7 +1,8 @@
 // platform-edge: the L4 edge (docs/edge.md). Serves a config snapshot: explicit TCP endpoints and the
-// shared TLS listener routed by server name, with PROXY v2 where a backend opted in. For now it reads
-// the snapshot from a file and applies every change to it live (checked twice a second); a snapshot
-// that does not validate or cannot be bound is reported and the last good one keeps serving.
+// shared TLS listener routed by server name, with PROXY v2 where a backend opted in. The snapshot comes
+// from the control plane (--control: a long poll of GET /v1/edge/config with the host's credential) or
+// from a file (--config, checked twice a second); every change is applied live, and one that does not
+// validate or cannot be bound is reported while the last good one keeps serving.
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "api/client.h"
 #include "engine/error.h"
 #include "ingress/edge.h"
 
@@ -30,13 +32,102 @@ std::optional<ingress::Address> parse_address(const std::string& s) {
   if (p < 1 || p > 65535) return std::nullopt;
   return ingress::Address{ip, static_cast<std::uint16_t>(p)};
 }
+
+// Applies a snapshot; false (with why on stderr) when it is refused, the last good one still serving.
+bool apply(ingress::Edge& edge, const Json& j, bool first) {
+  try {
+    auto cfg = ingress::parse_edge_config(j);
+    auto r = edge.apply(cfg);
+    std::cerr << "platform-edge: serving config version " << cfg->version << " (" << r.opened << " listeners opened, "
+              << r.closed << " closed, " << r.kept << " kept)\n";
+    return true;
+  } catch (const std::exception& e) {
+    if (first) throw;
+    std::cerr << "platform-edge: config not applied, still serving version " << edge.current()->version << ": "
+              << e.what() << "\n";
+    return false;
+  }
+}
+
+void serve_file(ingress::Edge& edge, const std::string& config_path) {
+  std::filesystem::file_time_type seen{};
+  std::uintmax_t seen_size = 0;
+  bool first = true;
+  while (!g_stop) {
+    std::error_code ec;
+    const auto mtime = std::filesystem::last_write_time(config_path, ec);
+    const auto size = ec ? 0 : std::filesystem::file_size(config_path, ec);
+    if (ec && first) throw PlatformError(ErrorCode::not_found, "cannot read " + config_path + ": " + ec.message(), "");
+    if (!ec && (first || mtime != seen || size != seen_size)) {
+      seen = mtime;
+      seen_size = size;
+      std::ifstream in(config_path);
+      std::stringstream text;
+      text << in.rdbuf();
+      try {
+        apply(edge, Json::parse(text.str()), first);
+      } catch (const Json::exception& e) {
+        if (first) throw PlatformError(ErrorCode::invalid_request, config_path + " is not JSON: " + e.what(), "");
+        std::cerr << "platform-edge: " << config_path << " is not JSON, still serving the last good config\n";
+      }
+      first = false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+// The host's credential from the agent's identity file (host.json); waits while the agent enrols.
+std::string host_credential(const std::string& identity_file) {
+  for (bool said = false; !g_stop; std::this_thread::sleep_for(std::chrono::milliseconds(500))) {
+    std::ifstream in(identity_file);
+    if (in) {
+      auto j = Json::parse(in, nullptr, false);
+      if (j.is_object() && j.value("credential", "").rfind("phc_", 0) == 0) return j["credential"];
+      throw PlatformError(ErrorCode::invalid_request, identity_file + " holds no host credential",
+                          "Point --host-identity at the host.json in platform-agent's state folder.");
+    }
+    if (!said) std::cerr << "platform-edge: waiting for " << identity_file << " (the agent enrols this host)\n";
+    said = true;
+  }
+  return {};
+}
+
+// Long-polls the control plane for new snapshot versions; errors are retried with a growing pause while
+// the last good snapshot keeps serving.
+void serve_control(ingress::Edge& edge, const std::string& url, const std::string& identity_file) {
+  const auto credential = host_credential(identity_file);
+  if (g_stop) return;
+  api::Client client(url, credential);
+  std::int64_t version = -1;
+  int failures = 0;
+  while (!g_stop) {
+    try {
+      auto j = client.call("GET", "/v1/edge/config?wait=20s" + (version >= 0 ? "&after=" + std::to_string(version) : ""),
+                           std::nullopt, std::string(), std::chrono::seconds(30));
+      if (failures) std::cerr << "platform-edge: the control plane answers again\n";
+      failures = 0;
+      const auto v = j.value("version", std::int64_t{-1});
+      if (v != version && apply(edge, j, false)) version = v;
+      if (v != version) std::this_thread::sleep_for(std::chrono::seconds(1));  // refused: ask again shortly
+    } catch (const std::exception& e) {
+      if (!failures) std::cerr << "platform-edge: cannot read the config from " << url << ": " << e.what()
+                               << " (retrying; serving the last good config)\n";
+      ++failures;
+      for (int i = 0; i < std::min(50, 5 * failures) && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"platform-edge: the L4 edge (docs/edge.md)"};
-  std::string config_path, metrics;
+  std::string config_path, metrics, control, identity;
   int threads = 1;
-  app.add_option("--config", config_path, "The config snapshot (JSON), applied again whenever the file changes")->required();
+  auto* file_opt =
+      app.add_option("--config", config_path, "The config snapshot (JSON), applied again whenever the file changes");
+  auto* control_opt = app.add_option("--control", control, "The control plane's URL: long-poll the config from it");
+  app.add_option("--host-identity", identity, "With --control: platform-agent's host.json, whose credential the edge uses");
+  file_opt->excludes(control_opt);
   app.add_option("--metrics", metrics, "Serve GET /metrics on ADDRESS:PORT, e.g. 127.0.0.1:9100");
   app.add_option("--threads", threads, "I/O threads")->check(CLI::Range(1, 64))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -50,34 +141,26 @@ int main(int argc, char** argv) {
       if (!a) throw PlatformError(ErrorCode::invalid_request, "--metrics \"" + metrics + "\" is not ADDRESS:PORT", "e.g. 127.0.0.1:9100");
       edge.serve_metrics(*a);
     }
-    std::filesystem::file_time_type seen{};
-    std::uintmax_t seen_size = 0;
-    bool first = true;
-    while (!g_stop) {
-      std::error_code ec;
-      const auto mtime = std::filesystem::last_write_time(config_path, ec);
-      const auto size = ec ? 0 : std::filesystem::file_size(config_path, ec);
-      if (ec && first) throw PlatformError(ErrorCode::not_found, "cannot read " + config_path + ": " + ec.message(), "");
-      if (!ec && (first || mtime != seen || size != seen_size)) {
-        seen = mtime;
-        seen_size = size;
-        std::ifstream in(config_path);
-        std::stringstream text;
-        text << in.rdbuf();
+    if (!control.empty()) {
+      if (identity.empty())
+        throw PlatformError(ErrorCode::invalid_request, "--control needs --host-identity",
+                            "Give the host.json of platform-agent's state folder, e.g. --host-identity /var/lib/platform/agent/host.json");
+      // The long poll runs beside; a stop does not wait for it to come back (the listeners close with the process).
+      std::thread([&edge, control, identity] {
         try {
-          auto cfg = ingress::parse_edge_config(Json::parse(text.str()));
-          auto r = edge.apply(cfg);
-          std::cerr << "platform-edge: serving config version " << cfg->version << " (" << r.opened << " listeners opened, "
-                    << r.closed << " closed, " << r.kept << " kept)\n";
-        } catch (const std::exception& e) {
-          if (first) throw;
-          std::cerr << "platform-edge: config not applied, still serving version " << edge.current()->version << ": "
-                    << e.what() << "\n";
+          serve_control(edge, control, identity);
+        } catch (const PlatformError& e) {
+          std::cerr << "platform-edge: error: " << e.error().message << "\nhint: " << e.error().hint << "\n";
+          std::_Exit(exit_code(e.error().code));
         }
-        first = false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }).detach();
+      while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::cerr << "platform-edge: stopping\n";
+      std::_Exit(0);
     }
+    if (config_path.empty())
+      throw PlatformError(ErrorCode::invalid_request, "give --control URL (with --host-identity) or --config FILE", "");
+    serve_file(edge, config_path);
     std::cerr << "platform-edge: stopping\n";
     return 0;
   } catch (const PlatformError& e) {

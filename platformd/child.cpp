@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -103,6 +104,14 @@ std::string tail_of(const std::string& file, int lines) {
   auto n = static_cast<std::size_t>(lines);
   for (std::size_t i = all.size() > n ? all.size() - n : 0; i < all.size(); ++i) last += all[i] + "\n";
   return last;
+}
+
+int run_to_end(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  pid_t pid = spawn(argv, options);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace platform::dev

@@ -20,6 +20,9 @@ struct SpawnOptions {
 // Forks and execs argv[0] (an absolute path). Throws PlatformError when fork fails.
 pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
 
+// Spawns argv and waits for it; its exit status (-1 when it did not exit normally).
+int run_to_end(const std::vector<std::string>& argv, const SpawnOptions& options);
+
 // True while the child runs; once it has exited, reaps it and sets pid to -1.
 bool child_running(pid_t& pid);
 

@@ -65,7 +65,8 @@ Bootstrap bootstrap(const std::string& conninfo, const fs::path& state) {
   return b;
 }
 
-pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log, const fs::path& secrets_key) {
+pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log, const fs::path& secrets_key,
+                  const DevOptions& o) {
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -79,7 +80,9 @@ pid_t spawn_serve(const std::string& conninfo, int api_port, const fs::path& log
     }
     auto port = "127.0.0.1:" + std::to_string(api_port);
     ::execl("/proc/self/exe", "platformd", "serve", "--database", conninfo.c_str(), "--listen", port.c_str(),
-            "--secrets-key", secrets_key.c_str(), "--host-grace", "15s", static_cast<char*>(nullptr));
+            "--secrets-key", secrets_key.c_str(), "--host-grace", "15s", "--ipv6-pool", o.ipv6_pool.c_str(),
+            "--ipv4-pool", o.ipv4_pool.c_str(), "--instance-pool", o.instance_pool.c_str(), "--edge-tls-listen",
+            o.edge_tls_listen.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
   return pid;
@@ -110,6 +113,36 @@ pid_t spawn_agent(const std::string& conninfo, const std::string& url, const fs:
     argv.insert(argv.end(), {"--join", token.secret});
   }
   return dev::spawn(argv, {(state / "agent.log").string(), false, SIGTERM});
+}
+
+// platform-edge beside platformd (installed) or in the build tree (build/ingress/).
+std::string edge_binary() {
+  const auto self = fs::read_symlink("/proc/self/exe").parent_path();
+  for (const auto& p : {self / "platform-edge", self.parent_path() / "ingress" / "platform-edge"})
+    if (fs::exists(p)) return p.string();
+  throw PlatformError(ErrorCode::unavailable, "platform-edge was not found beside platformd",
+                      "Build it (scripts/setup) or install it next to platformd.");
+}
+
+// The dev host's edge, with the agent's host credential.
+pid_t spawn_edge(const std::string& url, const fs::path& state, const DevOptions& o) {
+  return dev::spawn({edge_binary(), "--control", url, "--host-identity", (state / "agent" / "host.json").string(),
+                     "--metrics", o.edge_metrics},
+                    {(state / "edge.log").string(), false, SIGTERM});
+}
+
+// The dev IPv6 pool is local: a route of type local on lo for the whole prefix (AnyIP), so the edge
+// binds any address of it (with IP_FREEBIND) and clients on this machine reach it. Returns whether it
+// is in place (and so is removed at the end); "replace" also takes over one a killed run left.
+bool add_local_route(const std::string& pool, const fs::path& log) {
+  if (::geteuid() != 0) return false;
+  return dev::run_to_end({"/usr/sbin/ip", "-6", "route", "replace", "local", pool, "dev", "lo", "table", "local"},
+                         {log.string(), false, 0}) == 0;  // when not possible, the log says why
+}
+
+void remove_local_route(const std::string& pool, const fs::path& log) {
+  dev::run_to_end({"/usr/sbin/ip", "-6", "route", "del", "local", pool, "dev", "lo", "table", "local"},
+                  {log.string(), false, 0});
 }
 
 bool wait_healthy(const std::string& url, pid_t serve_pid, std::chrono::seconds timeout) {
@@ -176,21 +209,29 @@ int dev(const DevOptions& options) {
     secrets::create_key_file(secrets_key.string());
     key_created = true;
   }
-  pid_t serve_pid = spawn_serve(conninfo, options.api_port, serve_log, secrets_key);
+  pid_t serve_pid = spawn_serve(conninfo, options.api_port, serve_log, secrets_key, options);
   if (!wait_healthy(url, serve_pid, std::chrono::seconds(60)) && !g_stop) {
     std::cerr << "platformd dev: the control plane did not become healthy; see " << serve_log << "\n";
     dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
     pg.stop();
     return 1;
   }
-  pid_t agent_pid = -1;
+  pid_t agent_pid = -1, edge_pid = -1;
   try {
     agent_pid = spawn_agent(conninfo, url, state, options.runtime);
   } catch (const std::exception& e) {
     std::cerr << "platformd dev: cannot start the agent: " << e.what() << "\n";
   }
+  const bool route_added = add_local_route(options.ipv6_pool, state / "edge.log");
+  try {
+    edge_pid = spawn_edge(url, state, options);
+  } catch (const std::exception& e) {
+    std::cerr << "platformd dev: cannot start the edge: " << e.what() << "\n";
+  }
   auto stop_all = [&] {
-    std::cerr << "platformd dev: stopping agent, control plane, registry and postgres...\n";
+    std::cerr << "platformd dev: stopping edge, agent, control plane, registry and postgres...\n";
+    dev::stop_child(edge_pid, SIGTERM, std::chrono::seconds(10));
+    if (route_added) remove_local_route(options.ipv6_pool, state / "edge.log");
     dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(30));
     dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
     registry.stop();
@@ -211,6 +252,9 @@ int dev(const DevOptions& options) {
             << registry.log_file() << "; push images with scripts/sample-image " << registry.address() << ")\n"
             << "  agent         pid " << agent_pid << "  host \"dev\", --runtime " << options.runtime << "  (log " << (state / "agent.log").string()
             << "; platform host list)\n"
+            << "  edge          pid " << edge_pid << "  endpoints on the env addresses of " << options.ipv6_pool
+            << " (IPv4 add-on: " << options.ipv4_pool << "), TLS routes on " << options.edge_tls_listen << "  (log "
+            << (state / "edge.log").string() << "; platform exposure)\n"
             << "  admin token   " << (state / "admin-token").string() << "\n"
             << "  secrets key   " << secrets_key.string() << (key_created ? " (created, mode 0600)" : "")
             << "  (back it up: without it the secrets cannot be read)\n"
@@ -225,6 +269,8 @@ int dev(const DevOptions& options) {
     if (!pg.alive()) {
       std::cerr << "platformd dev: postgres exited unexpectedly; stopping (see " << (state / "postgres.log").string()
                 << ")\n";
+      dev::stop_child(edge_pid, SIGTERM, std::chrono::seconds(10));
+      if (route_added) remove_local_route(options.ipv6_pool, state / "edge.log");
       dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(30));
       dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
       return 1;
@@ -251,12 +297,21 @@ int dev(const DevOptions& options) {
         agent_next = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       }
     }
+    if (edge_pid > 0 && !dev::child_running(edge_pid)) {
+      std::cerr << "platformd dev: the edge exited; restarting it (see " << (state / "edge.log").string() << ")\n";
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      try {
+        edge_pid = spawn_edge(url, state, options);
+      } catch (const std::exception& e) {
+        std::cerr << "platformd dev: " << e.what() << "\n";
+      }
+    }
     int status = 0;
     if (serve_pid > 0 && ::waitpid(serve_pid, &status, WNOHANG) == serve_pid) {
       ++restarts;
       std::cerr << "platformd dev: control plane exited (status " << status << "); restart #" << restarts << "\n";
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 * restarts)));
-      serve_pid = spawn_serve(conninfo, options.api_port, serve_log, secrets_key);
+      serve_pid = spawn_serve(conninfo, options.api_port, serve_log, secrets_key, options);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

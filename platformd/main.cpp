@@ -63,6 +63,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 64.0));
   serve->add_option("--max-connections", serve_opts.api.max_connections, "Concurrent API connections")->capture_default_str();
   serve->add_option("--projection-batch-pause-ms", pause_ms, "Fault injection for crash tests")->group("");
+  std::vector<std::string> tls_listen;
+  std::string ipv4_price = "2.00";
+  serve->add_option("--ipv6-pool", serve_opts.pools.ipv6, "CIDR each app env's dedicated IPv6 address comes from");
+  serve->add_option("--ipv4-pool", serve_opts.pools.ipv4, "CIDR of the IPv4 add-on (scarce; without it, no IPv4 is offered)");
+  serve->add_option("--ipv4-price", ipv4_price, "The IPv4 add-on's monthly price in dollars")->capture_default_str();
+  serve->add_option("--instance-pool", serve_opts.pools.instance,
+                    "IPv4 CIDR of the instances' private addresses (on their veth or tap, where the edge reaches them)");
+  serve->add_option("--edge-tls-listen", tls_listen, "The edge's shared TLS listener ADDRESS:PORT (repeatable), e.g. [2001:db8::1]:443");
   if (const char* k = std::getenv("PLATFORM_SECRETS_KEY")) serve_opts.api.secrets_key_file = k;
   serve->add_option("--secrets-key", serve_opts.api.secrets_key_file,
                     "Secrets key file, mode 0600 (env PLATFORM_SECRETS_KEY); without one the secrets API answers 503");
@@ -99,6 +107,11 @@ int main(int argc, char** argv) {
                   "TCG emulation) or sandbox")
       ->check(CLI::IsMember({"auto", "microvm", "sandbox"}))
       ->capture_default_str();
+  dev->add_option("--ipv6-pool", dev_opts.ipv6_pool, "Env IPv6 addresses (served on loopback)")->capture_default_str();
+  dev->add_option("--ipv4-pool", dev_opts.ipv4_pool, "The IPv4 add-on's addresses (in 127.0.0.0/8)")->capture_default_str();
+  dev->add_option("--instance-pool", dev_opts.instance_pool, "Instances' private addresses (on veths)")->capture_default_str();
+  dev->add_option("--edge-tls-listen", dev_opts.edge_tls_listen, "The edge's shared TLS listener")->capture_default_str();
+  dev->add_option("--edge-metrics", dev_opts.edge_metrics, "The edge's /metrics address")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -123,6 +136,32 @@ int main(int argc, char** argv) {
         serve_opts.api.address = serve_opts.api.address.substr(1, serve_opts.api.address.size() - 2);
       serve_opts.api.port = static_cast<std::uint16_t>(std::stoi(listen.substr(colon + 1)));
       serve_opts.conninfo = database;
+      {
+        double dollars = -1;
+        try {
+          std::size_t used = 0;
+          dollars = std::stod(ipv4_price, &used);
+          if (used != ipv4_price.size()) dollars = -1;
+        } catch (const std::exception&) {
+        }
+        if (dollars < 0 || dollars > 10000)
+          throw PlatformError(ErrorCode::invalid_request, "--ipv4-price \"" + ipv4_price + "\" is not a price in dollars",
+                              "e.g. --ipv4-price 2.00");
+        serve_opts.pools.ipv4_price_cents_month = static_cast<int>(dollars * 100 + 0.5);
+      }
+      for (const auto& l : tls_listen) {
+        auto colon = l.rfind(':');
+        auto host = colon == std::string::npos ? std::string() : l.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        int port = 0;
+        if (colon != std::string::npos && colon + 1 < l.size() && l.size() - colon <= 6 &&
+            l.find_first_not_of("0123456789", colon + 1) == std::string::npos)
+          port = std::stoi(l.substr(colon + 1));
+        if (host.empty() || port < 1 || port > 65535)
+          throw PlatformError(ErrorCode::invalid_request, "--edge-tls-listen \"" + l + "\" is not ADDRESS:PORT",
+                              "e.g. [2001:db8::1]:443 or 203.0.113.1:443");
+        serve_opts.api.edge_tls_listen.push_back({host, port});
+      }
       serve_opts.roles.clear();
       std::stringstream ss(roles);
       for (std::string r; std::getline(ss, r, ',');) {

@@ -7,6 +7,8 @@
 #include <memory>
 #include <thread>
 
+#include "engine/db.h"
+#include "engine/error.h"
 #include "engine/listener.h"
 #include "engine/signal.h"
 #include "projections/runner.h"
@@ -27,6 +29,18 @@ int serve(const ServeOptions& options) {
     return std::find(options.roles.begin(), options.roles.end(), role) != options.roles.end();
   };
   Signal wake;
+  // The address pools as configured now (allocations already made stay where they are); a bad one stops
+  // the start before anything runs.
+  if (!options.pools.ipv6.empty() || !options.pools.ipv4.empty() || !options.pools.instance.empty()) {
+    try {
+      db::Pool pool(options.conninfo, 1, "platformd-pools");
+      pool.transact([&](pqxx::work& tx) { api::configure_pools(tx, options.pools); });
+    } catch (const PlatformError& e) {
+      spdlog::error("{} ({})", e.error().message, e.error().hint);
+      return 2;
+    }
+  }
+
   boost::asio::io_context io;
   Listener listener(io, options.conninfo, "platform_events", [&wake] { wake.notify(); });
   listener.start();

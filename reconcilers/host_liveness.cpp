@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/hosts.h"
+#include "api/ipam.h"
 #include "engine/db.h"
 
 namespace platform::reconcilers {
@@ -13,12 +14,18 @@ HostLiveness::HostLiveness(std::string conninfo, std::chrono::milliseconds grace
 void HostLiveness::run() {
   db::Pool pool(conninfo_, 1, "platform-host-liveness");
   std::unique_lock lock(mu_);
+  auto next_meter = std::chrono::steady_clock::now();
   while (!stopping_) {
     lock.unlock();
     try {
       auto down = pool.transact([&](pqxx::work& tx) { return api::mark_silent_hosts_down(tx, grace_); });
       for (const auto& id : down) spdlog::warn("host {} is down: no heartbeat within {} ms", id, grace_.count());
       marked_down_ += static_cast<int>(down.size());
+      // The same housekeeping pass records the priced addresses' usage hours, once a minute.
+      if (std::chrono::steady_clock::now() >= next_meter) {
+        pool.transact([&](pqxx::work& tx) { return api::meter_usage(tx); });
+        next_meter = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+      }
     } catch (const std::exception& e) {
       spdlog::warn("host liveness: {}", e.what());
     }

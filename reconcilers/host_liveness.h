@@ -1,7 +1,8 @@
 #pragma once
 // The host liveness reconciler: a host whose agent has been silent for longer than the grace period is
 // marked down, with an event saying since when and why. (Rescheduling its instances joins with the
-// scheduler.) Safe to run in several platformd processes: each host goes down once.
+// scheduler.) Safe to run in several platformd processes: each host goes down once. Once a minute the
+// same pass records the usage hours of priced addresses (api/ipam.h meter_usage; each hour once).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>

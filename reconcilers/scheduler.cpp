@@ -240,16 +240,21 @@ Scheduler::PassResult Scheduler::pass() {
           const auto id = new_id("ins");
           const auto name = fmt::format("{}-{}", process, ++ordinal);
           const auto& host = hosts.at(*placed.host_id).capacity;
-          tx.exec_params(
+          // Its private address comes from the instance pool (IPAM), when one is configured.
+          auto address = tx.exec_params(
               "INSERT INTO core.instances (id, name, ordinal, org_id, app_id, env_id, process, release_id, host_id, cpu,"
-              " memory_mib, desired, desired_reason, assign_version)"
-              " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'run', $12, nextval('core.assignment_versions'))",
+              " memory_mib, desired, desired_reason, assign_version, address)"
+              " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'run', $12, nextval('core.assignment_versions'),"
+              " CASE WHEN EXISTS (SELECT 1 FROM core.ip_pools WHERE kind = 'instance')"
+              "      THEN core.free_address('instance') END)"
+              " RETURNING coalesce(host(address), '')",
               id, name, ordinal, env.org_id, release->app_id, env.env_id, process, release->id, host.id, size.cpu,
-              size.memory_mib, reason);
+              size.memory_mib, reason)[0][0].as<std::string>();
           append(tx, api::instance_stream(id), -1, "InstancePlaced",
                  {{"instance_id", id}, {"name", name}, {"env_id", env.env_id}, {"process", process},
                   {"release_id", release->id}, {"release_number", release->number}, {"host_id", host.id},
-                  {"host_name", host.name}, {"cpu", size.cpu}, {"memory_mib", size.memory_mib}, {"reason", reason}},
+                  {"host_name", host.name}, {"cpu", size.cpu}, {"memory_mib", size.memory_mib}, {"address", address},
+                  {"reason", reason}},
                  meta(env.org_id, "instance", id, env.env_id));
           ++result.placed;
         }

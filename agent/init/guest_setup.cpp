@@ -40,6 +40,7 @@ RunFile read_run(const char* path) {
     else if (key == "gid") r.gid = static_cast<gid_t>(std::strtoul(value.c_str(), nullptr, 10));
     else if (key == "stdio") r.serial_stdio = value == "serial";
     else if (key == "memory_mib") r.memory_mib = std::strtol(value.c_str(), nullptr, 10);
+    else if (key == "address") r.address = value;
     else if (key == "net") {
       std::istringstream words(value);
       words >> r.guest_cidr >> r.gateway;
@@ -145,6 +146,11 @@ void setup_network(const RunFile& run) {
     rt.rt_dev = dev;
     if (::ioctl(sock, SIOCADDRT, &rt) != 0) say(std::string("cannot add the default route: ") + std::strerror(errno));
   }
+  // The instance's address as an alias of eth0: the host routes it here through the VM's tap.
+  if (!run.address.empty() &&
+      !(set_v4(sock, "eth0:1", SIOCSIFADDR, run.address) && set_v4(sock, "eth0:1", SIOCSIFNETMASK, "255.255.255.255") &&
+        set_flags_up(sock, "eth0:1")))
+    say("cannot add the instance's address " + run.address + ": " + std::strerror(errno));
   ::close(sock);
 }
 

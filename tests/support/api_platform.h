@@ -3,6 +3,7 @@
 // connection on a fresh database of the test's PostgreSQL cluster (tests/support/pg.h), with two users'
 // tokens and a secrets key. Stopped by the destructor.
 #include <boost/asio/io_context.hpp>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -30,7 +31,8 @@ struct Platform {
   std::unique_ptr<api::Server> server;
   std::string url, token, other_token, key_file;
 
-  Platform() {
+  // `tune` adjusts the server's options before it starts.
+  explicit Platform(const std::function<void(api::ServerOptions&)>& tune = {}) {
     listener = std::make_unique<Listener>(io, conninfo, "platform_events", [this] { wake.notify(); });
     listener->start();
     io_thread = std::thread([this] {
@@ -46,6 +48,7 @@ struct Platform {
     key_file = (harness::PgEnvironment::get().root() / ("secrets-" + new_id("k") + ".key")).string();
     secrets::create_key_file(key_file);
     o.secrets_key_file = key_file;
+    if (tune) tune(o);
     server = std::make_unique<api::Server>(o, conninfo, wake);
     server->start();
     url = "http://127.0.0.1:" + std::to_string(server->port());

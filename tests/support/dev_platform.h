@@ -50,7 +50,10 @@ class DevPlatform {
     child_ = std::make_unique<harness::Child>(
         std::vector<std::string>{PLATFORMD_BIN, "dev", "--state", (root_ / "state").string(), "--api-port",
                                  std::to_string(api_port_), "--pg-port", std::to_string(pg_port_),
-                                 "--registry-port", std::to_string(registry_port_), "--runtime", runtime_},
+                                 "--registry-port", std::to_string(registry_port_), "--runtime", runtime_,
+                                 "--ipv6-pool", ipv6_pool(), "--ipv4-pool", ipv4_pool(), "--instance-pool",
+                                 instance_pool(), "--edge-tls-listen", "[::1]:" + std::to_string(tls_port_),
+                                 "--edge-metrics", "127.0.0.1:" + std::to_string(edge_metrics_port_)},
         (root_ / "dev.log").string());
     for (int i = 0; i < 600; ++i) {
       if (cli("org list -o json").exit == 0) return;
@@ -94,6 +97,12 @@ class DevPlatform {
     run("grep -o ' " + sandbox + "/[^ ]*' /proc/mounts | xargs -r -n1 umount -l");
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(api_port_); }
+  // This platform's own address pools and edge ports, so that two of them on one machine never meet.
+  std::string ipv6_pool() const { return "fd70:6c61:7466:" + std::to_string(net_) + "::/112"; }
+  std::string ipv4_pool() const { return "127.78." + std::to_string(net_) + ".0/28"; }
+  std::string instance_pool() const { return "10.213." + std::to_string(net_) + ".0/24"; }
+  int tls_port() const { return tls_port_; }
+  int edge_metrics_port() const { return edge_metrics_port_; }
   std::string registry() const { return "127.0.0.1:" + std::to_string(registry_port_); }
 
  private:
@@ -102,6 +111,9 @@ class DevPlatform {
   int api_port_ = dev::free_loopback_port(20000, 26000);
   int pg_port_ = dev::free_loopback_port(26000, 29000);
   int registry_port_ = dev::free_loopback_port(29000, 32000);
+  int tls_port_ = dev::free_loopback_port(40000, 43000);
+  int edge_metrics_port_ = dev::free_loopback_port(43000, 46000);
+  int net_ = api_port_ % 250 + 1;
   std::unique_ptr<harness::Child> child_;
 };
 

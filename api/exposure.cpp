@@ -1,0 +1,285 @@
+#include "api/exposure.h"
+
+#include <fmt/format.h>
+
+#include <map>
+
+#include "engine/crypto.h"
+#include "engine/error.h"
+
+namespace platform::api {
+
+namespace {
+
+struct EnvRow {
+  std::string env_id, org_id, project, app, env;
+  Json manifest;  // null when the env has no release
+};
+
+struct InstanceRow {
+  std::string process, address;
+  bool healthy = false;
+};
+
+Json listen_json(const std::string& address, int port) { return {{"address", address}, {"port", port}}; }
+
+std::string family_name(const std::string& address) { return address.find(':') == std::string::npos ? "ipv4" : "ipv6"; }
+
+}  // namespace
+
+std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_id) {
+  std::vector<EnvRow> envs;
+  for (const auto& r : tx.exec_params(
+           "SELECT e.id, e.org_id, pr.name, ap.name, e.name, coalesce(rel.manifest::text, '')"
+           " FROM core.resources e JOIN core.resources ap ON ap.id = e.parent_id"
+           " JOIN core.resources pr ON pr.id = ap.parent_id"
+           " LEFT JOIN core.env_runtime er ON er.env_id = e.id LEFT JOIN core.releases rel ON rel.id = er.release_id"
+           " WHERE e.kind = 'env' AND e.deleted_at IS NULL AND ($1 = '' OR e.org_id = $1)"
+           "   AND (rel.id IS NOT NULL OR EXISTS (SELECT 1 FROM core.endpoints x WHERE x.env_id = e.id AND x.deleted_at IS NULL))"
+           " ORDER BY pr.name, ap.name, e.name",
+           org_id)) {
+    const auto m = r[5].as<std::string>();
+    envs.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::string>(),
+                    r[4].as<std::string>(), m.empty() ? Json() : Json::parse(m)});
+  }
+  std::map<std::string, std::vector<std::pair<int, std::string>>> addresses;
+  for (const auto& r : tx.exec_params("SELECT env_id, family, host(address) FROM core.ip_allocations"
+                                      " WHERE released_at IS NULL AND ($1 = '' OR org_id = $1) ORDER BY family DESC",
+                                      org_id))
+    addresses[r[0].as<std::string>()].emplace_back(r[1].as<int>(), r[2].as<std::string>());
+  std::map<std::string, std::vector<InstanceRow>> instances;
+  for (const auto& r : tx.exec_params(
+           "SELECT env_id, process, coalesce(host(address), ''), state = 'running' AND health IN ('healthy', 'none')"
+           " FROM core.instances WHERE desired = 'run' AND state NOT IN ('stopped', 'lost')"
+           " AND ($1 = '' OR org_id = $1) ORDER BY address",
+           org_id))
+    instances[r[0].as<std::string>()].push_back({r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<bool>()});
+  std::map<std::string, std::vector<pqxx::row>> cli;
+  auto cli_rows = tx.exec_params(
+      "SELECT id, env_id, name, port, internal_port, process, proxy_protocol FROM core.endpoints"
+      " WHERE deleted_at IS NULL AND ($1 = '' OR org_id = $1) ORDER BY port",
+      org_id);
+  for (const auto& r : cli_rows) cli[r[1].as<std::string>()].push_back(r);
+
+  std::vector<Exposed> out;
+  for (const auto& e : envs) {
+    auto fill = [&](Exposed& x) {
+      x.org_id = e.org_id;
+      x.env_id = e.env_id;
+      x.project = e.project;
+      x.app = e.app;
+      x.env = e.env;
+      for (const auto& i : instances[e.env_id]) {
+        if (i.process != x.process) continue;
+        ++x.instances;
+        if (i.healthy && !i.address.empty()) x.backends.push_back(i.address);
+      }
+    };
+    if (e.manifest.is_object())
+      for (const auto& m : e.manifest.value("endpoints", Json::array())) {
+        Exposed x;
+        x.kind = "endpoint";
+        x.source = "manifest";
+        x.name = m.value("name", "");
+        x.id = e.env_id + "/" + x.name;
+        x.process = m.value("process", "");
+        x.port = m.value("port", 0);
+        x.internal_port = m.value("internal_port", 0);
+        x.proxy_protocol = m.value("proxy_protocol", "");
+        x.addresses = addresses[e.env_id];
+        fill(x);
+        out.push_back(std::move(x));
+      }
+    for (const auto& r : cli[e.env_id]) {
+      Exposed x;
+      x.kind = "endpoint";
+      x.source = "cli";
+      x.id = r[0].as<std::string>();
+      x.name = r[2].as<std::string>();
+      x.port = r[3].as<int>();
+      x.internal_port = r[4].as<int>();
+      x.process = r[5].as<std::string>();
+      x.proxy_protocol = r[6].as<std::string>();
+      x.addresses = addresses[e.env_id];
+      fill(x);
+      out.push_back(std::move(x));
+    }
+    if (e.manifest.is_object()) {
+      int n = 0;
+      for (const auto& m : e.manifest.value("routes", Json::array())) {
+        Exposed x;
+        x.kind = "route";
+        x.source = "manifest";
+        x.name = e.app + "-" + e.env + (n ? "-" + std::to_string(n) : "");
+        x.id = e.env_id + "/route-" + std::to_string(n++);
+        x.process = m.value("process", "");
+        x.internal_port = m.value("internal_port", 0);
+        x.proxy_protocol = m.value("proxy_protocol", "");
+        x.hostnames = m.value("hostnames", std::vector<std::string>{});
+        fill(x);
+        out.push_back(std::move(x));
+      }
+    }
+  }
+  return out;
+}
+
+Json exposure_json(const std::vector<Exposed>& all, const std::vector<ListenAddress>& tls_listen) {
+  Json rows = Json::array();
+  auto base = [](const Exposed& x) {
+    return Json{{"kind", x.kind},
+                {"id", x.id},
+                {"name", x.name},
+                {"source", x.source},
+                {"proxy_protocol", x.proxy_protocol.empty() ? "off" : x.proxy_protocol},
+                {"target", {{"project", x.project}, {"app", x.app}, {"env", x.env}, {"env_id", x.env_id},
+                            {"process", x.process}, {"internal_port", x.internal_port}}},
+                {"backends", {{"healthy", x.backends.size()}, {"total", x.instances}}}};
+  };
+  for (const auto& x : all) {
+    if (x.kind == "endpoint") {
+      if (x.addresses.empty()) {
+        Json j = base(x);
+        j.update({{"family", ""}, {"address", ""}, {"port", x.port}, {"protocol", "tcp"}, {"sni", Json::array()},
+                  {"tls", "none: raw TCP, the app's own protocol"},
+                  {"note", "the env holds no address yet (deploy it, or configure an IPv6 pool)"}});
+        rows.push_back(std::move(j));
+      }
+      for (const auto& [family, address] : x.addresses) {
+        Json j = base(x);
+        j.update({{"family", family == 4 ? "ipv4" : "ipv6"}, {"address", address}, {"port", x.port},
+                  {"protocol", "tcp"}, {"sni", Json::array()}, {"tls", "none: raw TCP, the app's own protocol"}});
+        if (family == 4) j["add_on"] = "ipv4";
+        rows.push_back(std::move(j));
+      }
+    } else {
+      for (const auto& l : tls_listen) {
+        Json j = base(x);
+        j.update({{"family", family_name(l.address)}, {"address", l.address}, {"port", l.port}, {"protocol", "tls"},
+                  {"sni", x.hostnames}, {"tls", "passthrough: the app terminates TLS"}, {"shared_listener", true}});
+        rows.push_back(std::move(j));
+      }
+    }
+  }
+  return rows;
+}
+
+Json edge_snapshot(const std::vector<Exposed>& all, const std::vector<ListenAddress>& tls_listen) {
+  Json endpoints = Json::array(), routes = Json::array(), listen = Json::array();
+  for (const auto& l : tls_listen) listen.push_back(listen_json(l.address, l.port));
+  for (const auto& x : all) {
+    Json backends = Json::array();
+    for (const auto& b : x.backends) backends.push_back(listen_json(b, x.internal_port));
+    Json t = {{"id", x.id}, {"name", x.app + "/" + x.env + "/" + x.name}, {"backends", backends}};
+    if (!x.proxy_protocol.empty()) t["proxy_protocol"] = x.proxy_protocol;
+    if (x.kind == "endpoint") {
+      if (x.addresses.empty()) continue;
+      Json at = Json::array();
+      for (const auto& a : x.addresses) at.push_back(listen_json(a.second, x.port));
+      t["listen"] = at;
+      endpoints.push_back(std::move(t));
+    } else {
+      t["name"] = x.hostnames.empty() ? x.name : x.hostnames.front();
+      t["hostnames"] = x.hostnames;
+      routes.push_back(std::move(t));
+    }
+  }
+  Json out = {{"endpoints", endpoints}};
+  if (!listen.empty() || !routes.empty()) out["tls"] = {{"listen", listen}, {"routes", routes}};
+  return out;
+}
+
+Json versioned_edge_snapshot(pqxx::work& tx, const std::vector<ListenAddress>& tls_listen) {
+  auto snapshot = edge_snapshot(exposed(tx, ""), tls_listen);
+  const auto hash = sha256_hex(snapshot.dump());
+  auto row = tx.exec("SELECT version, content_hash FROM core.edge_config WHERE id = 1 FOR UPDATE");
+  auto version = row[0][0].as<std::int64_t>();
+  if (row[0][1].as<std::string>() != hash) {
+    ++version;
+    tx.exec_params("UPDATE core.edge_config SET version = $1, content_hash = $2, changed_at = now() WHERE id = 1", version,
+                   hash);
+  }
+  snapshot["version"] = version;
+  return snapshot;
+}
+
+namespace {
+
+// Inserts the claim; when another env holds it, throws name_taken naming the holder (same org) or not.
+void claim(pqxx::work& tx, const Resolved& env, const std::string& kind, const std::string& key,
+           const std::string& source, const std::string& what) {
+  pqxx::result h;
+  // A holder that lets go between the insert and the look (its transaction deleted the claim) is
+  // raced again, a few times.
+  for (int attempt = 0; attempt < 5 && h.empty(); ++attempt) {
+    auto r = tx.exec_params(
+        "INSERT INTO core.exposure_claims (kind, key, env_id, org_id, source) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (kind, key) DO NOTHING RETURNING 1",
+        kind, key, env.id, env.org_id, source);
+    if (!r.empty()) return;
+    h = tx.exec_params(
+        "SELECT c.env_id, c.org_id, c.source, pr.name, ap.name, e.name FROM core.exposure_claims c"
+        " JOIN core.resources e ON e.id = c.env_id JOIN core.resources ap ON ap.id = e.parent_id"
+        " JOIN core.resources pr ON pr.id = ap.parent_id WHERE c.kind = $1 AND c.key = $2",
+        kind, key);
+  }
+  if (h.empty()) throw PlatformError(ErrorCode::unavailable, what + " is changing hands; try again", "");
+  if (h[0][1].as<std::string>() != env.org_id)
+    throw PlatformError(ErrorCode::name_taken, what + " is taken", "Choose another host name.");
+  const bool same_env = h[0][0].as<std::string>() == env.id;
+  const auto holder = same_env ? std::string("this env's ") + (h[0][2].as<std::string>() == "cli" ? "endpoint made with platform endpoint create" : "manifest")
+                               : fmt::format("project {} app {} env {}", h[0][3].as<std::string>(),
+                                             h[0][4].as<std::string>(), h[0][5].as<std::string>());
+  throw PlatformError(ErrorCode::name_taken, fmt::format("{} is already held by {}", what, holder),
+                      same_env ? "Delete that endpoint (platform endpoint delete) or use another port."
+                               : "Remove it there first (deploy that env without it), or choose another.");
+}
+
+}  // namespace
+
+void claim_manifest_exposure(pqxx::work& tx, const Resolved& env, const Json& manifest) {
+  drop_claims(tx, env.id, "manifest");
+  for (const auto& e : manifest.value("endpoints", Json::array())) {
+    const int port = e.value("port", 0);
+    claim(tx, env, "port", fmt::format("{}/{}", env.id, port), "manifest", fmt::format("port {}", port));
+  }
+  for (const auto& r : manifest.value("routes", Json::array()))
+    for (const auto& h : r.value("hostnames", std::vector<std::string>{}))
+      claim(tx, env, "hostname", h, "manifest", "host name " + h);
+}
+
+void claim_endpoint_port(pqxx::work& tx, const Resolved& env, int port) {
+  claim(tx, env, "port", fmt::format("{}/{}", env.id, port), "cli", fmt::format("port {}", port));
+}
+
+void drop_claims(pqxx::work& tx, const std::string& env_id, const std::string& source, int port) {
+  tx.exec_params(
+      "DELETE FROM core.exposure_claims WHERE env_id = $1 AND ($2 = '' OR source = $2)"
+      " AND ($3 = 0 OR (kind = 'port' AND key = $1 || '/' || $3::text))",
+      env_id, source, port);
+}
+
+Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
+  Json out = Json::array();
+  auto org = tx.exec_params("SELECT org_id FROM core.resources WHERE id = $1", env_id);
+  if (org.empty()) return out;
+  for (const auto& x : exposed(tx, org[0][0].as<std::string>())) {
+    if (x.env_id != env_id || x.kind != "endpoint") continue;
+    Json addrs = Json::array();
+    for (const auto& [family, address] : x.addresses)
+      addrs.push_back({{"family", family == 4 ? "ipv4" : "ipv6"}, {"address", address}});
+    out.push_back({{"id", x.id},
+                   {"name", x.name},
+                   {"source", x.source},
+                   {"protocol", "tcp"},
+                   {"port", x.port},
+                   {"internal_port", x.internal_port},
+                   {"process", x.process},
+                   {"proxy_protocol", x.proxy_protocol.empty() ? "off" : x.proxy_protocol},
+                   {"addresses", addrs},
+                   {"backends", {{"healthy", x.backends.size()}, {"total", x.instances}}}});
+  }
+  return out;
+}
+
+}  // namespace platform::api

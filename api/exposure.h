@@ -1,0 +1,58 @@
+#pragma once
+// What each env exposes (docs/network.md): its endpoints (the current release's manifest ones and the
+// ones made with `platform endpoint create`) on its own addresses, and its SNI routes on the shared TLS
+// listener. One computation serves three readers: the claims checked at deploy, `platform exposure`, and
+// the edge's config snapshot (the same JSON as ingress/edge_config.h reads).
+#include <pqxx/pqxx>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/context.h"
+#include "api/resources.h"
+#include "engine/json.h"
+
+namespace platform::api {
+
+struct Exposed {
+  std::string kind;    // "endpoint" | "route"
+  std::string id;      // ep_... for CLI endpoints; "<env id>/<name>" for the manifest's
+  std::string name;
+  std::string source;  // "manifest" | "cli"
+  std::string org_id, env_id, project, app, env, process;
+  int port = 0;            // endpoints: the external port (routes listen on the shared TLS listener)
+  int internal_port = 0;
+  std::string proxy_protocol;           // "" | "v2"
+  std::vector<std::string> hostnames;   // routes
+  std::vector<std::pair<int, std::string>> addresses;  // endpoints: (family, address) the env holds
+  std::vector<std::string> backends;    // healthy instances' addresses
+  int instances = 0;                    // instances of the process that should run
+};
+
+// Everything exposed, of one org or ("" ) of all, in a stable order.
+std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_id);
+
+// `platform exposure`: one row per address and port (endpoints) or per shared listener (routes).
+Json exposure_json(const std::vector<Exposed>& all, const std::vector<ListenAddress>& tls_listen);
+
+// The edge's snapshot without its version: endpoints with listen addresses and healthy backends, and the
+// routes on the shared TLS listeners.
+Json edge_snapshot(const std::vector<Exposed>& all, const std::vector<ListenAddress>& tls_listen);
+
+// The snapshot with its version: bumped (core.edge_config) when the content changed since last asked.
+Json versioned_edge_snapshot(pqxx::work& tx, const std::vector<ListenAddress>& tls_listen);
+
+// Replaces the env's manifest claims with the ports and host names of `manifest` (normalised release
+// JSON). A claim held elsewhere is refused (name_taken): naming the holder when it is in the same org,
+// only "taken" when not.
+void claim_manifest_exposure(pqxx::work& tx, const Resolved& env, const Json& manifest);
+// Claims the port of an endpoint made with the CLI (same rules).
+void claim_endpoint_port(pqxx::work& tx, const Resolved& env, int port);
+// Drops the env's claims: every one, or those of `source` on `port` (0: all of that source).
+void drop_claims(pqxx::work& tx, const std::string& env_id, const std::string& source = {}, int port = 0);
+
+// The endpoints of the env, both sources, as JSON (endpoint list and describe).
+Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id);
+
+}  // namespace platform::api

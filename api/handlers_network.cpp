@@ -1,0 +1,263 @@
+// Addresses, endpoints, exposure and the edge's config (docs/network.md): IPAM per env (IPv6 by
+// default, the IPv4 add-on only when asked with its price accepted), CLI-managed endpoints, the org's
+// exposure in one answer, and the versioned snapshot platform-edge long-polls with its host credential.
+#include <fmt/format.h>
+
+#include "api/body.h"
+#include "api/env_vars.h"
+#include "api/exposure.h"
+#include "api/hosts.h"
+#include "api/ipam.h"
+#include "api/metrics.h"
+#include "api/mutation.h"
+#include "api/path.h"
+#include "api/routes.h"
+#include "engine/db.h"
+#include "engine/duration.h"
+#include "engine/ids.h"
+#include "engine/names.h"
+
+namespace platform::api {
+namespace {
+
+int family_param(const Params& params) {
+  const auto f = params.at("family");
+  if (f == "ipv4") return 4;
+  if (f == "ipv6") return 6;
+  throw PlatformError(ErrorCode::not_found, "no address family \"" + f + "\"", "Use ipv4 or ipv6.");
+}
+
+std::string flags_of(const std::vector<Resolved>& chain) {
+  return fmt::format("--project {} --app {} --env {}", chain[1].name, chain[2].name, chain[3].name);
+}
+
+CommandReceipt address_receipt(const std::vector<Resolved>& chain, const Allocated& a, const std::string& stream) {
+  CommandOutcome out;
+  out.resource_id = chain.back().id;
+  out.appended = a.appended;
+  CommandReceipt r;
+  r.last = out.last();
+  r.duplicate = a.appended.empty();
+  r.receipt = {{"resource", env_resource_json(chain.back(), path_of(chain))},
+               {"address", a.address},
+               {"events", out.events_json(stream)},
+               {"next", Json::array({"platform ip list " + flags_of(chain), "platform exposure"})}};
+  return r;
+}
+
+Response get_env_ips(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  const bool all = req.param("all") == "true";
+  return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
+    return Json{{"addresses", list_addresses(tx, chain.back().org_id, chain.back().id, all)}};
+  }));
+}
+
+Response get_org_ips(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto chain = resolve_path(ctx, p, params);
+  const bool all = req.param("all") == "true";
+  return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
+    return Json{{"addresses", list_addresses(tx, chain[0].id, "", all)}};
+  }));
+}
+
+// The quote for the IPv4 add-on: its price, and what the env holds now.
+Response get_ipv4_quote(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
+    const int cents = ipv4_price_cents(tx);
+    auto held = env_address(tx, chain.back().id, 4);
+    return Json{{"family", "ipv4"}, {"price_cents_month", cents}, {"price", format_price(cents)},
+                {"held", held ? *held : Json()}};
+  }));
+}
+
+Response post_address(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto body = parse_body(req.body, {{"accept_price_cents_month", FieldType::integer}});
+  const int family = family_param(params);
+  auto chain = env_chain(ctx, p, params);
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, family == 4 ? "ip.allocate-v4" : "ip.allocate-v6", 200,
+                      [&](pqxx::work& tx, const Actor& actor) {
+    if (family == 4 && !env_address(tx, chain.back().id, 4)) {
+      const int cents = ipv4_price_cents(tx);
+      if (!body.contains("accept_price_cents_month") || body["accept_price_cents_month"].get<std::int64_t>() != cents)
+        throw PlatformError(ErrorCode::precondition_failed,
+                            fmt::format("a dedicated IPv4 address costs {}; the request did not accept that price",
+                                        format_price(cents)),
+                            fmt::format("Send accept_price_cents_month = {} (platform ip allocate-v4 asks, or takes --yes).",
+                                        cents));
+    }
+    return address_receipt(chain, allocate_address(tx, actor, chain.back(), family), ips_stream(chain.back().id));
+  });
+}
+
+Response delete_address(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  const int family = family_param(params);
+  auto chain = env_chain(ctx, p, params);
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, family == 4 ? "ip.release-v4" : "ip.release-v6", 200,
+                      [&](pqxx::work& tx, const Actor& actor) {
+    return address_receipt(chain, release_address(tx, actor, chain.back(), family), ips_stream(chain.back().id));
+  });
+}
+
+Response get_exposure(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = resolve_path(ctx, p, params);
+  return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
+    return Json{{"org_id", chain[0].id},
+                {"exposed", exposure_json(exposed(tx, chain[0].id), ctx.edge_tls_listen)}};
+  }));
+}
+
+// --- endpoints made with the CLI ---
+
+std::string endpoints_stream(const std::string& env_id) { return "endpoints-" + env_id; }
+
+Response get_endpoints(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
+    return Json{{"env_id", chain.back().id}, {"endpoints", env_endpoints(tx, chain.back().id)}};
+  }));
+}
+
+Json find_endpoint(pqxx::transaction_base& tx, const std::string& env_id, const std::string& id_or_name) {
+  for (auto& e : env_endpoints(tx, env_id))
+    if (e["id"] == id_or_name || e["name"] == id_or_name) return e;
+  throw PlatformError(ErrorCode::not_found, "no endpoint \"" + id_or_name + "\" in this env",
+                      "List them: platform endpoint list");
+}
+
+Response get_endpoint(Context& ctx, const Request&, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
+    return find_endpoint(tx, chain.back().id, params.at("endpoint"));
+  }));
+}
+
+Response post_endpoint(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto body = parse_body(req.body, {{"name", FieldType::string},
+                                    {"port", FieldType::integer, true},
+                                    {"internal_port", FieldType::integer},
+                                    {"process", FieldType::string, true},
+                                    {"proxy_protocol", FieldType::string}});
+  const auto port = body["port"].get<std::int64_t>();
+  const auto internal = body.value("internal_port", port);
+  if (port < 1 || port > 65535 || internal < 1 || internal > 65535)
+    throw PlatformError(ErrorCode::invalid_request, "port and internal_port must be between 1 and 65535", "");
+  const auto proxy = body.value("proxy_protocol", std::string());
+  if (!proxy.empty() && proxy != "v2")
+    throw PlatformError(ErrorCode::invalid_request, "proxy_protocol must be \"v2\" or absent",
+                        "PROXY protocol v2 is the one version offered.");
+  const auto process = body["process"].get<std::string>();
+  const auto name = body.value("name", fmt::format("{}-{}", process, port));
+  if (!valid_name(name) || !valid_name(process))
+    throw PlatformError(ErrorCode::invalid_request, "the endpoint's name and process must be names: " + std::string(kNameRule),
+                        "");
+  auto chain = env_chain(ctx, p, params);
+  const auto env = chain.back();
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, "endpoint.create", 201, [&](pqxx::work& tx, const Actor& actor) {
+    claim_endpoint_port(tx, env, static_cast<int>(port));
+    const auto id = new_id("ep");
+    auto ins = tx.exec_params(
+        "INSERT INTO core.endpoints (id, org_id, env_id, name, port, internal_port, process, proxy_protocol, created_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1",
+        id, env.org_id, env.id, name, port, internal, process, proxy, actor.user_id);
+    if (ins.empty())
+      throw PlatformError(ErrorCode::name_taken, "this env already has an endpoint named " + name,
+                          "Choose another --name, or delete that one first.");
+    Json data = {{"endpoint_id", id}, {"env_id", env.id},          {"name", name},        {"port", port},
+                 {"internal_port", internal}, {"process", process}, {"proxy_protocol", proxy}};
+    CommandOutcome out;
+    out.resource_id = id;
+    out.appended = events::append(tx, endpoints_stream(env.id), std::nullopt,
+                                  {{uuid_to_string(new_uuid_v7()), "EndpointCreated", 1, data,
+                                    event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+    CommandReceipt r;
+    r.last = out.last();
+    r.receipt = {{"resource", env_resource_json(env, path_of(chain))},
+                 {"endpoint", find_endpoint(tx, env.id, id)},
+                 {"events", out.events_json(endpoints_stream(env.id))},
+                 {"next", Json::array({"platform endpoint describe " + name + " " + flags_of(chain), "platform exposure"})}};
+    return r;
+  });
+}
+
+Response delete_endpoint(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto chain = env_chain(ctx, p, params);
+  const auto env = chain.back();
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, "endpoint.delete", 200, [&](pqxx::work& tx, const Actor& actor) {
+    auto e = find_endpoint(tx, env.id, params.at("endpoint"));
+    if (e["source"] != "cli")
+      throw PlatformError(ErrorCode::precondition_failed,
+                          "endpoint " + e["name"].get<std::string>() + " comes from the manifest of the current release",
+                          "Remove it from platform.toml and deploy.");
+    tx.exec_params("UPDATE core.endpoints SET deleted_at = now() WHERE id = $1", e["id"].get<std::string>());
+    tx.exec_params("DELETE FROM core.exposure_claims WHERE kind = 'port' AND key = $1 AND source = 'cli'",
+                   fmt::format("{}/{}", env.id, e["port"].get<int>()));
+    CommandOutcome out;
+    out.resource_id = e["id"];
+    out.appended = events::append(tx, endpoints_stream(env.id), std::nullopt,
+                                  {{uuid_to_string(new_uuid_v7()), "EndpointDeleted", 1,
+                                    {{"endpoint_id", e["id"]}, {"env_id", env.id}, {"name", e["name"]}, {"port", e["port"]}},
+                                    event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+    CommandReceipt r;
+    r.last = out.last();
+    r.receipt = {{"resource", env_resource_json(env, path_of(chain))},
+                 {"endpoint", e},
+                 {"events", out.events_json(endpoints_stream(env.id))},
+                 {"next", Json::array({"platform endpoint list " + flags_of(chain), "platform exposure"})}};
+    return r;
+  });
+}
+
+// --- platform-edge ---
+
+WatchPlan watch_edge_config(Context& ctx, const Request& req) {
+  const auto credential = host_credential(req);
+  ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
+  const auto [after, wait] = versioned_wait(req, "a snapshot version");
+  WatchPlan plan;
+  plan.wait = wait;
+  ctx.metrics.watch_requests_total++;
+  plan.level = [&ctx, after](bool last) -> std::optional<Response> {
+    return ctx.pool.transact([&](pqxx::work& tx) -> std::optional<Response> {
+      auto j = versioned_edge_snapshot(tx, ctx.edge_tls_listen);
+      if (!last && j["version"].get<std::int64_t>() == after) return std::nullopt;
+      return json_response(200, j);
+    });
+  };
+  return plan;
+}
+
+}  // namespace
+
+void add_network_routes(std::vector<Route>& out) {
+  const std::string org = "/v1/orgs/{org}";
+  const std::string env = org + "/projects/{project}/apps/{app}/envs/{env}";
+  out.push_back({"GET", org + "/ips", "The org's addresses (all=true: released ones too), with hours recorded for priced ones",
+                 get_org_ips, {}, {}});
+  out.push_back({"GET", org + "/exposure",
+                 "Everything the org exposes: family, address, port, protocol, SNI names, PROXY v2, TLS, target, backends",
+                 get_exposure, {}, {}});
+  out.push_back({"GET", env + "/ips", "An env's addresses (all=true: released ones too)", get_env_ips, {}, {}});
+  out.push_back({"GET", env + "/ips/ipv4-quote", "The IPv4 add-on's monthly price, and the address the env holds",
+                 get_ipv4_quote, {}, {}});
+  out.push_back({"POST", env + "/ips/{family}",
+                 "Allocate the env's ipv4 (the paid add-on: accept_price_cents_month is needed) or ipv6 address",
+                 post_address, {}, {}});
+  out.push_back({"DELETE", env + "/ips/{family}", "Release the env's ipv4 or ipv6 address", delete_address, {}, {}});
+  out.push_back({"GET", env + "/endpoints", "An env's endpoints: the manifest's and those made with the CLI",
+                 get_endpoints, {}, {}});
+  out.push_back({"POST", env + "/endpoints", "Create an endpoint: a TCP port on the env's addresses to a process",
+                 post_endpoint, {}, {}});
+  out.push_back({"GET", env + "/endpoints/{endpoint}", "One endpoint with its addresses and backends", get_endpoint, {}, {}});
+  out.push_back({"DELETE", env + "/endpoints/{endpoint}", "Delete an endpoint made with the CLI", delete_endpoint, {}, {}});
+  out.push_back({"GET", "/v1/edge/config",
+                 "The edge's config snapshot, level-triggered long poll by version (platform-edge, host credential)", {},
+                 {}, {}, watch_edge_config});
+}
+
+}  // namespace platform::api

@@ -1,0 +1,222 @@
+// platform ip list|allocate-v4|release, platform endpoint create|list|describe|delete and platform
+// exposure (docs/network.md).
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "cli/cli.h"
+#include "engine/ids.h"
+
+namespace platform::cli {
+namespace {
+
+std::string join(const Json& list, const char* sep = ",") {
+  std::string out;
+  for (const auto& s : list) out += (out.empty() ? "" : sep) + s.get<std::string>();
+  return out;
+}
+
+std::map<std::string, std::string> idempotent(const std::string& key) {
+  return {{"Idempotency-Key", key.empty() ? new_id("idem") : key}};
+}
+
+// Asks on a terminal; true only for "yes" or "y".
+bool ask(const std::string& question) {
+  std::cerr << question << " [y/N] " << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "y" || answer == "yes";
+}
+
+void print_rows(const Globals& g, const Json& items, const std::vector<std::string>& headers,
+                const std::function<std::vector<std::string>(const Json&)>& row) {
+  if (g.format() == Format::json) return print_json(items);
+  if (g.format() == Format::ndjson) {
+    for (const auto& i : items) std::cout << i.dump() << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& i : items) rows.push_back(row(i));
+  print_table(headers, rows);
+}
+
+void add_ip(CLI::App& app, Globals& g) {
+  auto* ip = app.add_subcommand("ip", "An env's addresses: its IPv6 (by default) and the paid IPv4 add-on");
+  ip->require_subcommand(1);
+
+  auto all = std::make_shared<bool>(false);
+  auto* list = ip->add_subcommand("list", "Addresses of the env (with --env) or of the whole org");
+  list->add_flag("--all", *all, "Released addresses too");
+  list->callback([&g, all] {
+    auto s = open_session(g);
+    const auto base = s.ctx.env.empty() ? "/v1/orgs/" + api::url_encode(s.need_org()) : s.env_path();
+    auto out = s.client().call("GET", base + "/ips" + (*all ? "?all=true" : ""));
+    if (g.format() == Format::json) return print_json(out);
+    print_rows(g, out["addresses"], {"FAMILY", "ADDRESS", "APP", "ENV", "PRICE", "HOURS", "STATE", "ALLOCATED", "ID"},
+               [](const Json& a) {
+                 return std::vector<std::string>{a.value("family", ""), a.value("address", ""), a.value("app", ""),
+                                                 a.value("env", ""), a.value("price", ""),
+                                                 a.contains("usage_hours") ? std::to_string(a["usage_hours"].get<int>()) : "-",
+                                                 a.value("state", ""), a.value("allocated_at", ""), a.value("id", "")};
+               });
+  });
+
+  auto yes = std::make_shared<bool>(false);
+  auto key = std::make_shared<std::string>();
+  auto* v4 = ip->add_subcommand("allocate-v4", "Allocate the env's dedicated IPv4 address (a paid add-on: states its price)");
+  v4->add_flag("--yes", *yes, "Accept the monthly price without asking (needed when not on a terminal)");
+  v4->add_option("--idempotency-key", *key, "Make a retried request safe");
+  v4->callback([&g, yes, key] {
+    auto s = open_session(g);
+    Json body = Json::object();
+    if (auto price = accept_ipv4_price(s, g, *yes, "env " + s.need_env() + " gets a dedicated IPv4 address"))
+      body["accept_price_cents_month"] = *price;
+    print_receipt(g, s.client().call("POST", s.env_path() + "/ips/ipv4", body, idempotent(*key)));
+  });
+
+  auto family = std::make_shared<std::string>("ipv4");
+  auto ryes = std::make_shared<bool>(false);
+  auto* release = ip->add_subcommand("release", "Release the env's ipv4 (default) or ipv6 address: it may go to another env");
+  release->add_option("family", *family, "ipv4 or ipv6")->check(CLI::IsMember({"ipv4", "ipv6"}))->capture_default_str();
+  release->add_flag("--yes", *ryes, "Do not ask (needed when not on a terminal)");
+  release->add_option("--idempotency-key", *key, "Make a retried request safe");
+  release->callback([&g, family, ryes, key] {
+    auto s = open_session(g);
+    const auto what = fmt::format("release the {} address of env {}? Its endpoints stop answering on it, and the "
+                                  "address may go to another env",
+                                  *family, s.need_env());
+    if (!*ryes) {
+      if (!::isatty(0))
+        throw PlatformError(ErrorCode::precondition_failed, "releasing an address needs confirmation",
+                            "Add --yes: platform ip release " + *family + " --yes");
+      if (!ask(what)) throw PlatformError(ErrorCode::interrupted, "not released", "");
+    }
+    print_receipt(g, s.client().call("DELETE", s.env_path() + "/ips/" + *family, std::nullopt, idempotent(*key)));
+  });
+}
+
+struct EndpointArgs {
+  std::string name, process, proxy, key;
+  int port = 0, internal_port = 0;
+};
+
+void add_endpoint(CLI::App& app, Globals& g) {
+  auto* ep = app.add_subcommand("endpoint", "An env's TCP endpoints: the manifest's and ones made here");
+  ep->require_subcommand(1);
+
+  auto a = std::make_shared<EndpointArgs>();
+  auto* create = ep->add_subcommand("create", "Expose a process's port as a TCP port on the env's addresses");
+  create->add_option("--port", a->port, "The external port")->required()->check(CLI::Range(1, 65535));
+  create->add_option("--internal-port", a->internal_port, "Where the process listens (default: --port)")
+      ->check(CLI::Range(1, 65535));
+  create->add_option("--process", a->process, "The process that serves it")->required();
+  create->add_option("--proxy-protocol", a->proxy, "v2: send a PROXY v2 header first")->check(CLI::IsMember({"v2"}));
+  create->add_option("--name", a->name, "Its name (default: PROCESS-PORT)");
+  create->add_option("--idempotency-key", a->key, "Make a retried request safe");
+  create->callback([&g, a] {
+    auto s = open_session(g);
+    Json body = {{"port", a->port}, {"process", a->process}};
+    if (a->internal_port) body["internal_port"] = a->internal_port;
+    if (!a->proxy.empty()) body["proxy_protocol"] = a->proxy;
+    if (!a->name.empty()) body["name"] = a->name;
+    print_receipt(g, s.client().call("POST", s.env_path() + "/endpoints", body, idempotent(a->key)));
+  });
+
+  auto* list = ep->add_subcommand("list", "The env's endpoints with their addresses and backends");
+  list->callback([&g] {
+    auto s = open_session(g);
+    auto out = s.client().call("GET", s.env_path() + "/endpoints");
+    if (g.format() == Format::json) return print_json(out);
+    print_rows(g, out["endpoints"], {"NAME", "PORT", "PROCESS", "INTERNAL", "PROXY", "ADDRESSES", "BACKENDS", "SOURCE"},
+               [](const Json& e) {
+                 std::string addrs;
+                 for (const auto& x : e["addresses"]) addrs += (addrs.empty() ? "" : ",") + x.value("address", "");
+                 return std::vector<std::string>{
+                     e.value("name", ""), std::to_string(e.value("port", 0)), e.value("process", ""),
+                     std::to_string(e.value("internal_port", 0)), e.value("proxy_protocol", ""), addrs.empty() ? "-" : addrs,
+                     fmt::format("{}/{} healthy", e["backends"].value("healthy", 0), e["backends"].value("total", 0)),
+                     e.value("source", "")};
+               });
+  });
+
+  auto which = std::make_shared<std::string>();
+  auto* describe = ep->add_subcommand("describe", "One endpoint: where it listens and what it reaches");
+  describe->add_option("endpoint", *which, "Name or ID")->required();
+  describe->callback([&g, which] {
+    auto s = open_session(g);
+    auto e = s.client().call("GET", s.env_path() + "/endpoints/" + api::url_encode(*which));
+    if (g.format() != Format::table) return print_json(e);
+    std::cout << "endpoint   " << e.value("name", "") << " (" << e.value("id", "") << ", from the " << e.value("source", "")
+              << ")\n";
+    for (const auto& x : e["addresses"])
+      std::cout << "listens    " << x.value("family", "") << " "
+                << (x.value("family", "") == "ipv6" ? "[" + x.value("address", "") + "]" : x.value("address", "")) << ":"
+                << e.value("port", 0) << " tcp\n";
+    if (e["addresses"].empty()) std::cout << "listens    nowhere yet: the env holds no address (deploy it)\n";
+    std::cout << "reaches    process " << e.value("process", "") << " port " << e.value("internal_port", 0) << "\n";
+    std::cout << "proxy      " << e.value("proxy_protocol", "off") << "\n";
+    std::cout << "backends   " << e["backends"].value("healthy", 0) << " healthy of " << e["backends"].value("total", 0)
+              << "\n";
+  });
+
+  auto key = std::make_shared<std::string>();
+  auto* del = ep->add_subcommand("delete", "Delete an endpoint made with `platform endpoint create`");
+  del->add_option("endpoint", *which, "Name or ID")->required();
+  del->add_option("--idempotency-key", *key, "Make a retried request safe");
+  del->callback([&g, which, key] {
+    auto s = open_session(g);
+    print_receipt(g, s.client().call("DELETE", s.env_path() + "/endpoints/" + api::url_encode(*which), std::nullopt,
+                                     idempotent(*key)));
+  });
+}
+
+void add_exposure(CLI::App& app, Globals& g) {
+  auto* exposure = app.add_subcommand(
+      "exposure", "Everything the org exposes to the internet: addresses, ports, SNI names, PROXY, TLS, targets");
+  exposure->callback([&g] {
+    auto s = open_session(g);
+    auto out = s.client().call("GET", "/v1/orgs/" + api::url_encode(s.need_org()) + "/exposure");
+    if (g.format() == Format::json) return print_json(out);
+    print_rows(g, out["exposed"],
+               {"FAMILY", "ADDRESS", "PORT", "PROTO", "SNI", "PROXY", "TLS", "TARGET", "BACKENDS"}, [](const Json& x) {
+                 const auto& t = x["target"];
+                 return std::vector<std::string>{
+                     x.value("family", "-"), x.value("address", "") == "" ? "-" : x.value("address", ""),
+                     std::to_string(x.value("port", 0)), x.value("protocol", ""),
+                     x["sni"].empty() ? "-" : join(x["sni"]), x.value("proxy_protocol", ""),
+                     x.value("protocol", "") == "tls" ? "passthrough" : "none",
+                     fmt::format("{}/{}/{} {}:{}", t.value("project", ""), t.value("app", ""), t.value("env", ""),
+                                 t.value("process", ""), t.value("internal_port", 0)),
+                     fmt::format("{}/{} healthy", x["backends"].value("healthy", 0), x["backends"].value("total", 0))};
+               });
+  });
+}
+
+}  // namespace
+
+std::optional<std::int64_t> accept_ipv4_price(Session& s, const Globals& g, bool yes, const std::string& why) {
+  auto quote = s.client().call("GET", s.env_path() + "/ips/ipv4-quote");
+  if (quote["held"].is_object()) return std::nullopt;
+  const auto price = quote.value("price", "");
+  const auto cents = quote.value("price_cents_month", std::int64_t{0});
+  if (yes) {
+    note(g, why + ": " + price + " (accepted with --yes)");
+    return cents;
+  }
+  if (!::isatty(0))
+    throw PlatformError(ErrorCode::precondition_failed,
+                        why + ", which costs " + price + "; that needs confirmation",
+                        "Add --yes to accept the price when not on a terminal.");
+  if (!ask(why + ", which costs " + price + ". Go ahead?")) throw PlatformError(ErrorCode::interrupted, "nothing allocated", "");
+  return cents;
+}
+
+void add_network_commands(CLI::App& app, Globals& g) {
+  add_ip(app, g);
+  add_endpoint(app, g);
+  add_exposure(app, g);
+}
+
+}  // namespace platform::cli

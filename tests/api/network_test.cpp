@@ -1,0 +1,445 @@
+// Addresses, endpoints, exposure and the edge's config through the REST API, against a real PostgreSQL
+// and a real OCI registry the test starts: IPv6 per env by default, the IPv4 add-on only with its price
+// accepted and never allocated twice under concurrent requests, usage hours, conflicts named within an
+// org and only "taken" across orgs, CLI endpoints, `exposure`, and the edge's long poll.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <set>
+#include <thread>
+
+#include "api/hosts.h"
+#include "api/ipam.h"
+#include "engine/error_details.h"
+#include "engine/oci/registry.h"
+#include "platformd/local_registry.h"
+#include "tests/support/api_platform.h"
+#include "tests/support/registry_push.h"
+
+using namespace platform;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kApp = "/v1/orgs/acme/projects/shop/apps/api";
+const std::string kEnvs = kApp + "/envs/";
+
+std::string manifest(const std::string& extra) {
+  return "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 1\nmemory = \"128MiB\"\n"
+         "[processes.worker]\ncount = 1\nmemory = \"128MiB\"\n" +
+         extra;
+}
+const std::string kEndpoint = "[[endpoints]]\nname = \"db\"\nport = 5432\ninternal_port = 5432\nprocess = \"web\"\n";
+const std::string kEndpointV4 = kEndpoint + "ipv4 = true\n";
+std::string route(const std::string& host) {
+  return "[[routes]]\nhostnames = [\"" + host + "\"]\nprocess = \"web\"\ninternal_port = 8443\nproxy_protocol = \"v2\"\n";
+}
+
+void configure(const std::string& conninfo, const api::Pools& pools) {
+  db::Pool pool(conninfo, 1);
+  pool.transact([&](pqxx::work& tx) { api::configure_pools(tx, pools); });
+}
+
+void tls_on_8443(api::ServerOptions& o) { o.edge_tls_listen = {{"::1", 8443}, {"127.0.0.1", 8443}}; }
+
+// The error a call throws: its code and message.
+std::pair<ErrorCode, std::string> error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const PlatformError& e) {
+    return {e.error().code, e.error().message};
+  }
+  return {ErrorCode::internal, "no error"};
+}
+
+class NetworkTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(harness::PgEnvironment::get().root() / "registry-network");
+    registry_ = new dev::LocalRegistry({dir_->string(), dev::free_loopback_port(36000, 40000), ""});
+    registry_->start();
+    platform_ = new harness::Platform(tls_on_8443);
+    configure(platform_->conninfo, {"fd00:70::/120", "192.0.2.0/28", "10.77.0.0/24", 250});
+    harness::create_envs(platform_->client(), {"prod", "v4", "quote", "meter", "routes-a", "routes-b", "cli", "gone",
+                                               "edge", "bad"});
+    oci::RegistryClient c;
+    auto ref = oci::parse_image_ref(image());
+    harness::push_manifest(c, ref, "v1", oci::kOciManifest, harness::push_image(c, ref, "amd64", "layer v1"));
+  }
+  static void TearDownTestSuite() {
+    delete platform_;
+    delete registry_;
+    delete dir_;
+  }
+
+  static std::string image() { return registry_->address() + "/acme/api:v1"; }
+  static api::Client client() { return platform_->client(); }
+  static Json deploy(const std::string& env, const std::string& m, std::optional<int> accept_ipv4 = std::nullopt,
+                     const api::Client& c = client(), const std::string& envs = kEnvs) {
+    Json body = {{"image", image()}, {"manifest", m}};
+    if (accept_ipv4) body["accept_ipv4_price_cents_month"] = *accept_ipv4;
+    return c.call("POST", envs + env + "/deploys", body, new_id("idem"), std::chrono::seconds(60));
+  }
+  static Json ips(const std::string& env, bool all = false) {
+    return client().call("GET", kEnvs + env + "/ips" + (all ? "?all=true" : ""))["addresses"];
+  }
+  static Json exposure() { return client().call("GET", "/v1/orgs/acme/exposure")["exposed"]; }
+  static pqxx::result sql(const std::string& q) {
+    pqxx::connection c(platform_->conninfo);
+    pqxx::work tx(c);
+    auto r = tx.exec(q);
+    tx.commit();
+    return r;
+  }
+
+  static inline fs::path* dir_ = nullptr;
+  static inline dev::LocalRegistry* registry_ = nullptr;
+  static inline harness::Platform* platform_ = nullptr;
+};
+
+TEST_F(NetworkTest, AFirstDeployGivesTheEnvItsOwnIpv6AndNoIpv4) {
+  auto r = deploy("prod", manifest(kEndpoint));
+  ASSERT_EQ(r["addresses"].size(), 1u) << r.dump();
+  const auto address = r["addresses"][0]["address"].get<std::string>();
+  EXPECT_EQ(r["addresses"][0]["family"], "ipv6");
+  EXPECT_EQ(address.rfind("fd00:70::", 0), 0u) << address;
+  EXPECT_EQ(r["addresses"][0]["price"], "included");
+  auto list = ips("prod");
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["address"], address);
+  // A second deploy keeps the address.
+  auto again = deploy("prod", manifest(kEndpoint + "\n[config]\noptional = [\"X\"]\n"));
+  EXPECT_EQ(again["addresses"][0]["address"], address);
+  EXPECT_EQ(ips("prod").size(), 1u);
+  // Exposure: the endpoint on that address only, raw TCP, to process web.
+  int rows = 0;
+  for (const auto& x : exposure()) {
+    if (x["target"]["env"] != "prod") continue;
+    ++rows;
+    EXPECT_EQ(x["family"], "ipv6");
+    EXPECT_EQ(x["address"], address);
+    EXPECT_EQ(x["port"], 5432);
+    EXPECT_EQ(x["protocol"], "tcp");
+    EXPECT_EQ(x["proxy_protocol"], "off");
+    EXPECT_EQ(x["target"]["process"], "web");
+    EXPECT_EQ(x["target"]["internal_port"], 5432);
+    EXPECT_EQ(x["backends"]["total"], 0);
+  }
+  EXPECT_EQ(rows, 1);
+  // The allocation is an event, and the audit view shows it.
+  auto events = client().call("GET", "/v1/orgs/acme/events?type=IpAllocated")["events"];
+  EXPECT_FALSE(events.empty());
+  EXPECT_EQ(sql("SELECT count(*) FROM audit.ip_allocations WHERE env = 'prod' AND family = 6")[0][0].as<int>(), 1);
+}
+
+TEST_F(NetworkTest, TheIpv4AddOnNeedsItsPriceAcceptedAtDeploy) {
+  auto [code, message] = error_of([] { deploy("v4", manifest(kEndpointV4)); });
+  EXPECT_EQ(code, ErrorCode::precondition_failed);
+  EXPECT_NE(message.find("$2.50/month"), std::string::npos) << message;
+  EXPECT_EQ(error_of([] { deploy("v4", manifest(kEndpointV4), 100); }).first, ErrorCode::precondition_failed);
+  EXPECT_TRUE(ips("v4").empty()) << "a refused deploy allocates nothing";
+  auto r = deploy("v4", manifest(kEndpointV4), 250);
+  std::set<std::string> families;
+  for (const auto& a : r["addresses"]) families.insert(a["family"]);
+  EXPECT_EQ(families, (std::set<std::string>{"ipv4", "ipv6"}));
+  auto list = ips("v4");
+  ASSERT_EQ(list.size(), 2u);
+  for (const auto& a : list)
+    if (a["family"] == "ipv4") {
+      EXPECT_EQ(a["price"], "$2.50/month");
+      EXPECT_EQ(a["address"].get<std::string>().rfind("192.0.2.", 0), 0u);
+    }
+  // Exposure lists the endpoint on both families, the IPv4 row marked as the add-on.
+  int v4_rows = 0;
+  for (const auto& x : exposure())
+    if (x["target"]["env"] == "v4" && x["family"] == "ipv4") {
+      ++v4_rows;
+      EXPECT_EQ(x["add_on"], "ipv4");
+    }
+  EXPECT_EQ(v4_rows, 1);
+  // Once held, later deploys need no acceptance.
+  deploy("v4", manifest(kEndpointV4 + "\n[config]\noptional = [\"Y\"]\n"));
+}
+
+TEST_F(NetworkTest, AllocateV4QuotesThePriceAndNeedsItAccepted) {
+  auto quote = client().call("GET", kEnvs + "quote/ips/ipv4-quote");
+  EXPECT_EQ(quote["price_cents_month"], 250);
+  EXPECT_EQ(quote["price"], "$2.50/month");
+  EXPECT_TRUE(quote["held"].is_null());
+  auto r = client().request("POST", kEnvs + "quote/ips/ipv4", "{}");
+  EXPECT_EQ(r.status, 412) << r.body;
+  EXPECT_NE(r.body.find("$2.50/month"), std::string::npos);
+  auto ok = client().call("POST", kEnvs + "quote/ips/ipv4", Json{{"accept_price_cents_month", 250}}, new_id("idem"));
+  EXPECT_EQ(ok["address"]["family"], "ipv4");
+  EXPECT_FALSE(ok["events"].empty());
+  // Asking again answers the same address, allocating nothing.
+  auto again = client().call("POST", kEnvs + "quote/ips/ipv4", Json{{"accept_price_cents_month", 250}}, new_id("idem"));
+  EXPECT_EQ(again["address"]["address"], ok["address"]["address"]);
+  EXPECT_TRUE(again["events"].empty());
+  EXPECT_EQ(client().call("GET", kEnvs + "quote/ips/ipv4-quote")["held"]["address"], ok["address"]["address"]);
+  // Released, it is gone from the live list and shown as released with --all.
+  auto rel = client().call("DELETE", kEnvs + "quote/ips/ipv4", std::nullopt, new_id("idem"));
+  EXPECT_EQ(rel["address"]["state"], "released");
+  for (const auto& a : ips("quote")) EXPECT_NE(a["family"], "ipv4");
+  bool released = false;
+  for (const auto& a : ips("quote", true)) released |= a["family"] == "ipv4" && a["state"] == "released";
+  EXPECT_TRUE(released);
+  EXPECT_EQ(client().request("DELETE", kEnvs + "quote/ips/ipv4").status, 404);
+}
+
+TEST_F(NetworkTest, EveryStartedHourOfAPricedAddressIsOneUsageRecord) {
+  auto a = client().call("POST", kEnvs + "meter/ips/ipv4", Json{{"accept_price_cents_month", 250}}, new_id("idem"));
+  const auto id = a["address"]["id"].get<std::string>();
+  // As if it had been allocated 3.5 hours ago: hours 0..3 have started.
+  sql("UPDATE core.ip_allocations SET allocated_at = now() - interval '210 minutes' WHERE id = '" + id + "'");
+  db::Pool pool(platform_->conninfo, 1);
+  pool.transact([](pqxx::work& tx) { return api::meter_usage(tx); });
+  auto hours = [&] {
+    return sql("SELECT count(*) FROM core.ip_usage WHERE allocation_id = '" + id + "'")[0][0].as<int>();
+  };
+  EXPECT_EQ(hours(), 4);
+  pool.transact([](pqxx::work& tx) { return api::meter_usage(tx); });
+  EXPECT_EQ(hours(), 4) << "an hour is recorded once";
+  // IPv6 addresses are included: never metered.
+  EXPECT_EQ(sql("SELECT count(*) FROM core.ip_usage u JOIN core.ip_allocations a ON a.id = u.allocation_id"
+                " WHERE a.family = 6")[0][0].as<int>(), 0);
+  client().call("DELETE", kEnvs + "meter/ips/ipv4", std::nullopt, new_id("idem"));
+  EXPECT_EQ(hours(), 4);
+  for (const auto& x : ips("meter", true))
+    if (x["id"] == id) {
+      EXPECT_EQ(x["usage_hours"], 4);
+    }
+}
+
+TEST_F(NetworkTest, HostNamesAndPortsConflictNamingTheHolderOnlyWithinTheOrg) {
+  deploy("routes-a", manifest(route("shop.example.com")));
+  auto [code, message] = error_of([] { deploy("routes-b", manifest(route("shop.example.com"))); });
+  EXPECT_EQ(code, ErrorCode::name_taken);
+  EXPECT_NE(message.find("project shop app api env routes-a"), std::string::npos) << message;
+  // Another org learns only that it is taken.
+  auto mallory = platform_->client(platform_->other_token);
+  mallory.call("POST", "/v1/orgs", Json{{"name", "evil"}});
+  mallory.call("POST", "/v1/orgs/evil/projects", Json{{"name", "p"}});
+  mallory.call("POST", "/v1/orgs/evil/projects/p/apps", Json{{"name", "api"}});
+  mallory.call("POST", "/v1/orgs/evil/projects/p/apps/api/envs", Json{{"name", "e"}});
+  auto [evil_code, evil_message] = error_of(
+      [&] { deploy("e", manifest(route("shop.example.com")), std::nullopt, mallory, "/v1/orgs/evil/projects/p/apps/api/envs/"); });
+  EXPECT_EQ(evil_code, ErrorCode::name_taken);
+  EXPECT_NE(evil_message.find("is taken"), std::string::npos) << evil_message;
+  EXPECT_EQ(evil_message.find("routes-a"), std::string::npos) << evil_message;
+  EXPECT_EQ(evil_message.find("shop"), evil_message.find("shop.example.com")) << evil_message;
+  // Mallory's exposure shows nothing of acme's.
+  EXPECT_TRUE(mallory.call("GET", "/v1/orgs/evil/exposure")["exposed"].empty());
+  // A route dropped by a deploy frees its name for another env.
+  deploy("routes-a", manifest(route("other.example.com")));
+  deploy("routes-b", manifest(route("shop.example.com")));
+  // The same port on two envs is fine (each has its own address).
+  deploy("routes-a", manifest(route("other.example.com") + kEndpoint));
+  deploy("routes-b", manifest(route("shop.example.com") + kEndpoint));
+  // Routes listen on the shared TLS listeners, passthrough.
+  int rows = 0;
+  for (const auto& x : exposure())
+    if (x["kind"] == "route" && x["target"]["env"] == "routes-b") {
+      ++rows;
+      EXPECT_EQ(x["sni"], Json::array({"shop.example.com"}));
+      EXPECT_EQ(x["port"], 8443);
+      EXPECT_EQ(x["protocol"], "tls");
+      EXPECT_EQ(x["proxy_protocol"], "v2");
+      EXPECT_NE(x["tls"].get<std::string>().find("passthrough"), std::string::npos);
+    }
+  EXPECT_EQ(rows, 2);  // [::1]:8443 and 127.0.0.1:8443
+}
+
+TEST_F(NetworkTest, EndpointsMadeWithTheCliLiveBesideTheManifestOnes) {
+  deploy("cli", manifest(kEndpoint));
+  const auto base = kEnvs + "cli/endpoints";
+  auto made = client().call("POST", base, Json{{"port", 9000}, {"internal_port", 9090}, {"process", "worker"},
+                                               {"proxy_protocol", "v2"}}, new_id("idem"));
+  EXPECT_EQ(made["endpoint"]["name"], "worker-9000");
+  EXPECT_EQ(made["endpoint"]["source"], "cli");
+  EXPECT_EQ(made["endpoint"]["proxy_protocol"], "v2");
+  EXPECT_EQ(made["endpoint"]["addresses"].size(), 1u);
+  auto list = client().call("GET", base)["endpoints"];
+  std::set<std::string> names;
+  for (const auto& e : list) names.insert(e["name"].get<std::string>() + "/" + e["source"].get<std::string>());
+  EXPECT_EQ(names, (std::set<std::string>{"db/manifest", "worker-9000/cli"}));
+  EXPECT_EQ(client().call("GET", base + "/worker-9000")["internal_port"], 9090);
+  // The manifest's port is taken by the manifest; a second CLI endpoint on 9000 too.
+  auto clash = client().request("POST", base, Json{{"port", 5432}, {"process", "web"}}.dump());
+  EXPECT_EQ(clash.status, 409);
+  EXPECT_NE(clash.body.find("this env's manifest"), std::string::npos) << clash.body;
+  auto twice = client().request("POST", base, Json{{"port", 9000}, {"process", "web"}, {"name", "again"}}.dump());
+  EXPECT_EQ(twice.status, 409);
+  EXPECT_NE(twice.body.find("platform endpoint create"), std::string::npos) << twice.body;
+  // A deploy whose manifest takes the CLI endpoint's port is refused, naming it.
+  auto [code, message] = error_of([] {
+    deploy("cli", manifest(kEndpoint + "[[endpoints]]\nname = \"w\"\nport = 9000\ninternal_port = 9000\nprocess = \"worker\"\n"));
+  });
+  EXPECT_EQ(code, ErrorCode::name_taken);
+  EXPECT_NE(message.find("platform endpoint create"), std::string::npos) << message;
+  // A manifest endpoint is deleted by a deploy, not here.
+  EXPECT_EQ(client().request("DELETE", base + "/db").status, 412);
+  auto gone = client().call("DELETE", base + "/worker-9000", std::nullopt, new_id("idem"));
+  EXPECT_EQ(gone["endpoint"]["name"], "worker-9000");
+  EXPECT_EQ(client().request("GET", base + "/worker-9000").status, 404);
+  // Its port is free again.
+  client().call("POST", base, Json{{"port", 9000}, {"process", "web"}}, new_id("idem"));
+  std::set<std::string> types;
+  const auto page = client().call("GET", "/v1/orgs/acme/events?type=Endpoint*&limit=1000");
+  for (const auto& e : page["events"]) types.insert(e["type"].get<std::string>());
+  EXPECT_EQ(types, (std::set<std::string>{"EndpointCreated", "EndpointDeleted"}));
+}
+
+TEST_F(NetworkTest, ADeletedEnvGivesBackItsAddressesAndNames) {
+  deploy("gone", manifest(kEndpointV4 + route("gone.example.com")), 250);
+  ASSERT_EQ(ips("gone").size(), 2u);
+  client().call("DELETE", kEnvs + "gone", std::nullopt, new_id("idem"));
+  EXPECT_EQ(sql("SELECT count(*) FROM core.ip_allocations a JOIN core.resources e ON e.id = a.env_id"
+                " WHERE e.name = 'gone' AND a.released_at IS NULL")[0][0].as<int>(), 0);
+  EXPECT_EQ(sql("SELECT count(*) FROM core.exposure_claims WHERE key = 'gone.example.com'")[0][0].as<int>(), 0);
+  for (const auto& x : exposure()) EXPECT_NE(x["target"]["env"], "gone");
+}
+
+TEST_F(NetworkTest, BadInputGetsItsStatus) {
+  const auto base = kEnvs + "bad";
+  auto check = [&](const std::string& method, const std::string& target, const std::string& body, int status) {
+    auto r = client().request(method, target, body);
+    EXPECT_EQ(r.status, status) << method << " " << target << " " << body << " -> " << r.body;
+    EXPECT_TRUE(platform_->healthy());
+  };
+  check("POST", base + "/endpoints", R"({"port": 0, "process": "web"})", 400);
+  check("POST", base + "/endpoints", R"({"port": 70000, "process": "web"})", 400);
+  check("POST", base + "/endpoints", R"({"port": 80, "process": "web", "proxy_protocol": "v1"})", 400);
+  check("POST", base + "/endpoints", R"({"port": 80, "process": "Web Server"})", 400);
+  check("POST", base + "/endpoints", R"({"port": "80", "process": "web"})", 400);
+  check("POST", base + "/endpoints", R"({"port": 80})", 400);
+  check("POST", base + "/endpoints", R"({"port": 80, "process": "web", "colour": 1})", 400);
+  check("POST", base + "/ips/ipv5", "{}", 404);
+  check("POST", base + "/ips/ipv4", R"({"accept_price_cents_month": "250"})", 400);
+  check("GET", base + "/endpoints/nothing", "", 404);
+  // Another org's env is not found, never forbidden.
+  auto r = platform_->client(platform_->other_token).request("GET", base + "/ips");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(platform_->client(platform_->other_token).request("GET", "/v1/orgs/acme/exposure").status, 404);
+}
+
+TEST_F(NetworkTest, TheEdgeLongPollsItsSnapshotWithAHostCredential) {
+  std::string credential;
+  {
+    pqxx::connection c(platform_->conninfo);
+    pqxx::work tx(c);
+    const auto alice = tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>();
+    auto token = api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op");
+    credential = api::enrol_host(tx, token.secret, "edge-host",
+                                 {{"capacity", {{"cpus", 2}, {"memory_mib", 1024}, {"disk_mib", 1000}}},
+                                  {"runtime", {{"name", "none"}, {"reason", "test"}}}})
+                     .credential;
+    tx.commit();
+  }
+  api::Client edge(platform_->url, credential);
+  EXPECT_EQ(api::Client(platform_->url, platform_->token).request("GET", "/v1/edge/config").status, 401);
+  EXPECT_EQ(api::Client(platform_->url, "").request("GET", "/v1/edge/config").status, 401);
+  EXPECT_EQ(edge.request("GET", "/v1/edge/config?after=x").status, 400);
+  EXPECT_EQ(edge.request("GET", "/v1/edge/config?wait=2h").status, 400);
+  deploy("edge", manifest(kEndpoint));
+  auto first = edge.call("GET", "/v1/edge/config");
+  const auto version = first["version"].get<std::int64_t>();
+  EXPECT_EQ(first["tls"]["listen"].size(), 2u);
+  bool listed = false;
+  for (const auto& e : first["endpoints"])
+    if (e["name"] == "api/edge/db") {
+      listed = true;
+      ASSERT_EQ(e["listen"].size(), 1u);
+      EXPECT_EQ(e["listen"][0]["port"], 5432);
+      EXPECT_TRUE(e["backends"].empty()) << "no instance runs";
+    }
+  EXPECT_TRUE(listed) << first.dump();
+  // Asked again with its version, nothing changed: the long poll answers the same version at the end.
+  auto same = edge.call("GET", "/v1/edge/config?after=" + std::to_string(version) + "&wait=1s");
+  EXPECT_EQ(same["version"], version);
+  // A change wakes a waiting poll with a new version.
+  auto waiting = std::async(std::launch::async, [&] {
+    auto t0 = std::chrono::steady_clock::now();
+    auto j = edge.call("GET", "/v1/edge/config?after=" + std::to_string(version) + "&wait=20s", std::nullopt,
+                       std::string(), std::chrono::seconds(30));
+    return std::make_pair(j, std::chrono::steady_clock::now() - t0);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  client().call("POST", kEnvs + "edge/endpoints", Json{{"port", 6000}, {"process", "web"}}, new_id("idem"));
+  auto [next, took] = waiting.get();
+  EXPECT_GT(next["version"].get<std::int64_t>(), version);
+  EXPECT_LT(took, std::chrono::seconds(10));
+  bool added = false;
+  for (const auto& e : next["endpoints"]) added |= e["name"] == "api/edge/web-6000";
+  EXPECT_TRUE(added) << next.dump();
+}
+
+// A small pool, many envs asking at once: every address goes to one env, and the rest hear "capacity".
+TEST(NetworkPool, TheScarceIpv4PoolIsNeverAllocatedTwice) {
+  harness::Platform p;
+  configure(p.conninfo, {"", "198.51.100.0/29", "", 200});  // 6 usable addresses (.1 to .6)
+  auto c = p.client();
+  std::vector<std::string> envs;
+  for (int i = 0; i < 10; ++i) envs.push_back("e" + std::to_string(i));
+  harness::create_envs(c, envs);
+  std::vector<std::future<api::ClientResponse>> asks;
+  for (const auto& e : envs)
+    asks.push_back(std::async(std::launch::async, [&p, e] {
+      return p.client().request("POST", kEnvs + e + "/ips/ipv4", Json{{"accept_price_cents_month", 200}}.dump(),
+                                {{"Idempotency-Key", new_id("idem")}});
+    }));
+  std::set<std::string> addresses;
+  int ok = 0, full = 0;
+  for (auto& f : asks) {
+    auto r = f.get();
+    if (r.status == 200) {
+      ++ok;
+      addresses.insert(Json::parse(r.body)["address"]["address"].get<std::string>());
+    } else {
+      EXPECT_EQ(r.status, 409) << r.body;
+      EXPECT_EQ(Json::parse(r.body)["code"], "capacity") << r.body;
+      ++full;
+    }
+  }
+  EXPECT_EQ(ok, 6);
+  EXPECT_EQ(full, 4);
+  EXPECT_EQ(addresses, (std::set<std::string>{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4",
+                                              "198.51.100.5", "198.51.100.6"}));
+  // A released address goes to the next env that asks.
+  std::string holder, freed;
+  for (const auto& e : envs) {
+    auto list = c.call("GET", kEnvs + e + "/ips")["addresses"];
+    if (!list.empty()) {
+      holder = e;
+      freed = list[0]["address"];
+      break;
+    }
+  }
+  c.call("DELETE", kEnvs + holder + "/ips/ipv4", std::nullopt, new_id("idem"));
+  for (const auto& e : envs) {
+    if (e == holder || !c.call("GET", kEnvs + e + "/ips")["addresses"].empty()) continue;
+    auto got = c.call("POST", kEnvs + e + "/ips/ipv4", Json{{"accept_price_cents_month", 200}}, new_id("idem"));
+    EXPECT_EQ(got["address"]["address"], freed);
+    break;
+  }
+  pqxx::connection conn(p.conninfo);
+  pqxx::work tx(conn);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM core.ip_allocations WHERE released_at IS NULL")[0][0].as<int>(), 6);
+}
+
+TEST(NetworkPool, PoolsAreCheckedWhenConfigured) {
+  harness::Platform p;
+  auto bad = [&](const api::Pools& pools) {
+    return error_of([&] { configure(p.conninfo, pools); }).first;
+  };
+  EXPECT_EQ(bad({"not-a-cidr", "", "", 0}), ErrorCode::invalid_request);
+  EXPECT_EQ(bad({"192.0.2.0/24", "", "", 0}), ErrorCode::invalid_request);  // an IPv4 prefix as the IPv6 pool
+  EXPECT_EQ(bad({"", "2001:db8::/64", "", 0}), ErrorCode::invalid_request);
+  // Without an IPv4 pool the add-on is not offered, and says so.
+  harness::create_envs(p.client(), {"x"});
+  auto r = p.client().request("GET", kEnvs + "x/ips/ipv4-quote");
+  EXPECT_EQ(r.status, 412);
+  EXPECT_NE(r.body.find("no IPv4 pool"), std::string::npos) << r.body;
+}
+
+}  // namespace
