@@ -100,6 +100,7 @@ void build_initramfs(const std::string& rootfs, const std::string& init, const G
   if (!boot.guest_cidr.empty()) run += "net " + boot.guest_cidr + " " + boot.gateway + "\n";
   if (!boot.guest_cidr.empty() && !boot.instance_address.empty()) run += "address " + boot.instance_address + "\n";
   if (boot.serial_ports) run += "stdio serial\n";
+  if (!boot.hostname.empty()) run += "hostname " + boot.hostname + "\n";
   const auto init_bytes = read_text(init);
   if (init_bytes.empty()) throw PlatformError(ErrorCode::internal, "platform-init is missing at " + init, "Build it: scripts/setup.");
   w.add("init", file_stat(S_IFREG | 0755, init_bytes.size()), init_bytes);

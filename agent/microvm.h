@@ -30,6 +30,7 @@ struct GuestBoot {
   std::int64_t memory_mib = 0;          // the process's memory limit (a cgroup in the guest); 0: none
   std::string guest_cidr, gateway;      // eth0's address and default route; empty: no network
   std::string instance_address;         // the instance's IPAM address, held beside guest_cidr; empty: none
+  std::string hostname;                 // the guest's host name (the run id, as in a sandbox); empty: none
   std::vector<std::string> modules;     // host paths, loaded in this order
   std::string secrets_file;             // host path; the guest mounts it read-only at /run/platform/secrets
   bool serial_ports = false;            // the VM has ttyS1-3 (stdout, stderr, control); else all on the console

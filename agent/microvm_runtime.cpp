@@ -75,6 +75,7 @@ void MicroVmRuntime::start(const InstanceSpec& spec) {
   boot.guest_cidr = fmt::format("{}/{}", kVmGuestAddress, kVmPrefix);
   boot.gateway = kVmHostAddress;
   boot.instance_address = spec.address;
+  boot.hostname = spec.id.substr(0, 63);
   boot.modules = o_.guest.modules();
   boot.secrets_file = spec.secrets_file;
   boot.serial_ports = true;

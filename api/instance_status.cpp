@@ -37,7 +37,7 @@ const std::string kInstanceColumns =
     "i.id, i.name, i.process, i.release_id, r.number, i.host_id, h.name, i.desired, i.desired_reason, i.state,"
     " i.health, i.restarts, i.last_exit::text, i.state_reason, " +
     db::sql_rfc3339("i.created_at") + ", " + db::sql_rfc3339("i.started_at") + ", " + db::sql_rfc3339("i.state_at") +
-    ", extract(epoch FROM now() - i.created_at)::bigint, i.cpu, i.memory_mib";
+    ", extract(epoch FROM now() - i.created_at)::bigint, i.cpu, i.memory_mib, coalesce(host(i.address), '')";
 const std::string kInstanceFrom =
     " FROM core.instances i JOIN core.releases r ON r.id = i.release_id JOIN core.hosts h ON h.id = i.host_id";
 
@@ -61,7 +61,8 @@ Json instance_json(const pqxx::row& row) {
           {"state_at", row[16].as<std::string>()},
           {"age_seconds", row[17].as<std::int64_t>()},
           {"cpu", row[18].as<double>()},
-          {"memory_mib", row[19].as<std::int64_t>()}};
+          {"memory_mib", row[19].as<std::int64_t>()},
+          {"address", row[20].as<std::string>()}};  // its private address, where the edge reaches it ("": none)
 }
 
 bool serving(const Json& i) {

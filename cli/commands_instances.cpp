@@ -88,6 +88,8 @@ void print_instance(const Json& i) {
   std::cout << "state     " << state_of(i) << ", health " << health_of(i) << ", restarts " << i.value("restarts", 0)
             << (i.value("state_reason", "").empty() ? "" : ": " + i.value("state_reason", "")) << "\n";
   std::cout << "desired   " << i.value("desired", "") << ": " << i.value("desired_reason", "") << "\n";
+  if (!i.value("address", "").empty())
+    std::cout << "address   " << i.value("address", "") << " (private: the edge reaches its ports here)\n";
   if (!i["last_exit"].is_null())
     std::cout << "last exit " << i["last_exit"].value("reason", "") << " at " << i["last_exit"].value("reported_at", "")
               << "\n";

@@ -41,6 +41,7 @@ RunFile read_run(const char* path) {
     else if (key == "stdio") r.serial_stdio = value == "serial";
     else if (key == "memory_mib") r.memory_mib = std::strtol(value.c_str(), nullptr, 10);
     else if (key == "address") r.address = value;
+    else if (key == "hostname") r.hostname = value;
     else if (key == "net") {
       std::istringstream words(value);
       words >> r.guest_cidr >> r.gateway;
@@ -112,6 +113,8 @@ void setup_network(const RunFile& run) {
     return;
   }
   set_flags_up(sock, "lo");
+  if (!run.hostname.empty() && ::sethostname(run.hostname.data(), run.hostname.size()) != 0)
+    say(std::string("cannot set the host name: ") + std::strerror(errno));
   if (run.guest_cidr.empty()) {
     ::close(sock);
     return;

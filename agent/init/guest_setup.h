@@ -18,6 +18,7 @@ struct RunFile {
   long memory_mib = 0;                 // 0: no limit
   std::string guest_cidr, gateway;     // "10.255.255.2/30", "10.255.255.1"; empty: no network
   std::string address;                 // the instance's own address (eth0:1, a /32), where the edge reaches it
+  std::string hostname;                // set with sethostname; empty: none
   bool serial_stdio = false;           // "stdio serial": stdout on ttyS1, stderr on ttyS2, control on ttyS3
 };
 RunFile read_run(const char* path);
@@ -26,8 +27,8 @@ void say(const std::string& line);  // "platform-init: <line>" on the console
 
 void mount_basics();                                   // /proc, /sys, /dev, /tmp, /run
 void load_modules(const std::vector<std::string>& paths);  // finit_module each, in order
-// Brings lo up and, when the run file gives an address, eth0 with it and a default route, and the
-// instance's address beside it.
+// Sets the host name; brings lo up and, when the run file gives an address, eth0 with it and a default
+// route, and the instance's address beside it.
 void setup_network(const RunFile& run);
 // A cgroup "app" with memory.max; the process and exec commands join it. False when unavailable.
 bool setup_memory_cgroup(long memory_mib);

@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/ingress/loopback.h"
 #include "tests/support/dev_platform.h"
 #include "tests/support/echo_manifest.h"
 
@@ -107,6 +108,27 @@ count = 1
   ASSERT_EQ(cli("-o json wait --timeout 180s" + in("prod")).exit, 0) << agent_log();
   st = one_json(cli("-o json status" + in("prod")));
   EXPECT_EQ(instance_releases(st, "web").size(), 2u);
+
+  // Reachable through the edge: an endpoint on the env's IPv6 address reaches both VMs at their own
+  // addresses (the host routes each through the VM's namespace and tap), bytes exact both ways.
+  auto made = cli("-o json endpoint create --port 7000 --internal-port 8080 --process web" + in("prod"));
+  ASSERT_EQ(made.exit, 0) << made.out;
+  const auto ep = one_json(made);
+  ASSERT_EQ(ep["endpoint"]["addresses"].size(), 1u) << made.out;
+  const auto v6 = ep["endpoint"]["addresses"][0]["address"].get<std::string>();
+  std::set<std::string> answered;
+  for (int i = 0; i < 300 && answered.size() < 2; ++i) {
+    auto g = ingress::testing::echo_through(v6, 7000, "GET / HTTP/1.0\r\n\r\n");
+    if (auto at = g.find("hello from "); at != std::string::npos) answered.insert(g.substr(at));
+    else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(answered.size(), 2u) << run("tail -20 " + (dev.root() / "state/edge.log").string()).out << agent_log();
+  std::string payload(1 << 20, 'v');
+  for (std::size_t i = 0; i < payload.size(); i += 7) payload[i] = static_cast<char>(i * 31);
+  int fd = ingress::testing::connect_to(v6, 7000);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ingress::testing::sha256(ingress::testing::round_trip(fd, payload)), ingress::testing::sha256(payload));
+  ::close(fd);
 
   // The crashing image: each run is a VM whose exit code comes back through platform-init; one restart,
   // then failed.

@@ -95,6 +95,10 @@ class DevPlatform {
     run("for c in $(runc --root " + sandbox + "/runc list -q); do runc --root " + sandbox +
         "/runc delete --force $c; done");
     run("grep -o ' " + sandbox + "/[^ ]*' /proc/mounts | xargs -r -n1 umount -l");
+    // Each run's network namespace is named after its id (agent/run_network.cpp); with it go its veth
+    // pair and the host's route to its address.
+    run("for d in " + sandbox + "/instances/* " + microvm + "/instances/*; do [ -d \"$d\" ] && ip netns del plr-$(printf %s "
+        "\"$(basename \"$d\")\" | sha256sum | cut -c1-10); done");
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(api_port_); }
   // This platform's own address pools and edge ports, so that two of them on one machine never meet.
