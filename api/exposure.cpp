@@ -27,7 +27,7 @@ std::string family_name(const std::string& address) { return address.find(':') =
 
 }  // namespace
 
-std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_id) {
+std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_id, const std::string& host_id) {
   std::vector<EnvRow> envs;
   for (const auto& r : tx.exec_params(
            "SELECT e.id, e.org_id, pr.name, ap.name, e.name, coalesce(rel.manifest::text, '')"
@@ -51,8 +51,8 @@ std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_
   for (const auto& r : tx.exec_params(
            "SELECT env_id, process, coalesce(host(address), ''), state = 'running' AND health IN ('healthy', 'none')"
            " FROM core.instances WHERE desired = 'run' AND state NOT IN ('stopped', 'lost')"
-           " AND ($1 = '' OR org_id = $1) ORDER BY address",
-           org_id))
+           " AND ($1 = '' OR org_id = $1) AND ($2 = '' OR host_id = $2) ORDER BY address",
+           org_id, host_id))
     instances[r[0].as<std::string>()].push_back({r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<bool>()});
   std::map<std::string, std::vector<pqxx::row>> cli;
   auto cli_rows = tx.exec_params(
@@ -189,17 +189,19 @@ Json edge_snapshot(const std::vector<Exposed>& all, const std::vector<ListenAddr
   return out;
 }
 
-Json versioned_edge_snapshot(pqxx::work& tx, const std::vector<ListenAddress>& tls_listen) {
-  auto snapshot = edge_snapshot(exposed(tx, ""), tls_listen);
+Json versioned_edge_snapshot(pqxx::work& tx, const std::string& host_id, const std::vector<ListenAddress>& tls_listen) {
+  auto snapshot = edge_snapshot(exposed(tx, "", host_id), tls_listen);
   const auto hash = sha256_hex(snapshot.dump());
-  auto row = tx.exec("SELECT version, content_hash FROM core.edge_config WHERE id = 1 FOR UPDATE");
-  auto version = row[0][0].as<std::int64_t>();
-  if (row[0][1].as<std::string>() != hash) {
-    ++version;
-    tx.exec_params("UPDATE core.edge_config SET version = $1, content_hash = $2, changed_at = now() WHERE id = 1", version,
-                   hash);
-  }
-  snapshot["version"] = version;
+  // The row is locked for the rest of the transaction: two polls of one edge bump it once.
+  auto version = tx.exec_params(
+      "INSERT INTO core.edge_config AS c (host_id, version, content_hash) VALUES ($1, 1, $2)"
+      " ON CONFLICT (host_id) DO UPDATE SET version = c.version + 1, content_hash = excluded.content_hash, changed_at = now()"
+      "   WHERE c.content_hash <> excluded.content_hash"
+      " RETURNING version",
+      host_id, hash);
+  if (version.empty())
+    version = tx.exec_params("SELECT version FROM core.edge_config WHERE host_id = $1", host_id);
+  snapshot["version"] = version[0][0].as<std::int64_t>();
   return snapshot;
 }
 

@@ -30,8 +30,9 @@ struct Exposed {
   int instances = 0;                    // instances of the process that should run
 };
 
-// Everything exposed, of one org or ("" ) of all, in a stable order.
-std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_id);
+// Everything exposed, of one org or ("") of all, in a stable order; with `host_id`, only the instances on
+// that host count (as backends and in the totals).
+std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_id, const std::string& host_id = {});
 
 // `platform exposure`: one row per address and port (endpoints) or per shared listener (routes).
 Json exposure_json(const std::vector<Exposed>& all, const std::vector<ListenAddress>& tls_listen);
@@ -40,8 +41,10 @@ Json exposure_json(const std::vector<Exposed>& all, const std::vector<ListenAddr
 // routes on the shared TLS listeners.
 Json edge_snapshot(const std::vector<Exposed>& all, const std::vector<ListenAddress>& tls_listen);
 
-// The snapshot with its version: bumped (core.edge_config) when the content changed since last asked.
-Json versioned_edge_snapshot(pqxx::work& tx, const std::vector<ListenAddress>& tls_listen);
+// The snapshot of the edge on `host_id`, whose backends are that host's healthy instances (the edge
+// reaches instances on its own host: docs/decisions/0007-network.md), with its version: bumped
+// (core.edge_config, per host) when the content changed since that edge last asked.
+Json versioned_edge_snapshot(pqxx::work& tx, const std::string& host_id, const std::vector<ListenAddress>& tls_listen);
 
 // Replaces the env's manifest claims with the ports and host names of `manifest` (normalised release
 // JSON). A claim held elsewhere is refused (name_taken): naming the holder when it is in the same org,

@@ -217,14 +217,14 @@ Response delete_endpoint(Context& ctx, const Request& req, Principal& p, const P
 
 WatchPlan watch_edge_config(Context& ctx, const Request& req) {
   const auto credential = host_credential(req);
-  ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
+  const auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
   const auto [after, wait] = versioned_wait(req, "a snapshot version");
   WatchPlan plan;
   plan.wait = wait;
   ctx.metrics.watch_requests_total++;
-  plan.level = [&ctx, after](bool last) -> std::optional<Response> {
+  plan.level = [&ctx, host, after](bool last) -> std::optional<Response> {
     return ctx.pool.transact([&](pqxx::work& tx) -> std::optional<Response> {
-      auto j = versioned_edge_snapshot(tx, ctx.edge_tls_listen);
+      auto j = versioned_edge_snapshot(tx, host.id, ctx.edge_tls_listen);
       if (!last && j["version"].get<std::int64_t>() == after) return std::nullopt;
       return json_response(200, j);
     });

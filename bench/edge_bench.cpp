@@ -165,6 +165,7 @@ bool wait_listening(int port) {
 
 struct Result {
   double keepalive_rps = 0, keepalive_p99_us = 0, churn_rps = 0, bulk_mib_s = 0, cpu_us_per_request = -1;
+  double churn_cpu_us_per_request = -1, churn_cpu_busy = -1;  // the proxy's CPU in the churn load alone
 };
 
 // Keep-alive: `conns` connections, each sending 64 bytes and waiting for them back, for `d`.
@@ -251,6 +252,7 @@ void bulk(int port, std::chrono::milliseconds d, Result& r) {
 // Totals over the slices of one target.
 struct Totals {
   double keepalive_requests = 0, churn_requests = 0, bulk_mib = 0, cpu_seconds = 0, seconds = 0, bulk_seconds = 0;
+  double churn_cpu_seconds = 0;
   std::vector<double> latencies_us;
 };
 
@@ -260,8 +262,13 @@ void slice(int port, const Proxy* proxy, std::chrono::milliseconds d, Totals& t)
   const double cpu0 = proxy ? proxy->cpu_seconds() : 0;
   std::vector<double> lat;
   keepalive(port, 8, d, r, &lat);
+  const double cpu1 = proxy ? proxy->cpu_seconds() : 0;
   const auto churned = churn(port, 4, d, r);
-  if (proxy) t.cpu_seconds += proxy->cpu_seconds() - cpu0;
+  if (proxy) {
+    const double cpu2 = proxy->cpu_seconds();
+    t.cpu_seconds += cpu2 - cpu0;
+    t.churn_cpu_seconds += cpu2 - cpu1;
+  }
   t.keepalive_requests += r.keepalive_rps * static_cast<double>(d.count()) / 1000.0;
   t.churn_requests += static_cast<double>(churned);
   t.seconds += static_cast<double>(d.count()) / 1000.0;
@@ -281,6 +288,10 @@ Result summarise(Totals& t, bool proxied) {
     r.keepalive_p99_us = t.latencies_us[static_cast<std::size_t>(static_cast<double>(t.latencies_us.size() - 1) * 0.99)];
   const double requests = t.keepalive_requests + t.churn_requests;
   if (proxied && requests > 0) r.cpu_us_per_request = t.cpu_seconds / requests * 1e6;
+  if (proxied && t.churn_requests > 0) {
+    r.churn_cpu_us_per_request = t.churn_cpu_seconds / t.churn_requests * 1e6;
+    r.churn_cpu_busy = t.churn_cpu_seconds / t.seconds * 100;  // % of its CPU while the churn load ran
+  }
   return r;
 }
 
@@ -359,6 +370,8 @@ int main(int argc, char** argv) {
     row("churn requests/s", direct.churn_rps, hap.churn_rps, ours.churn_rps);
     row("bulk MiB/s", direct.bulk_mib_s, hap.bulk_mib_s, ours.bulk_mib_s);
     row("proxy CPU us per request", 0, hap.cpu_us_per_request, ours.cpu_us_per_request);
+    row("proxy CPU us per churn request", 0, hap.churn_cpu_us_per_request, ours.churn_cpu_us_per_request);
+    row("proxy CPU busy in churn %", 0, hap.churn_cpu_busy, ours.churn_cpu_busy);
     const bool met = ratio(ours.keepalive_rps, hap.keepalive_rps) >= 1.0 && ratio(ours.churn_rps, hap.churn_rps) >= 1.0 &&
                      ratio(ours.bulk_mib_s, hap.bulk_mib_s) >= 1.0 &&
                      ratio(ours.keepalive_p99_us, hap.keepalive_p99_us) <= 1.1;

@@ -85,6 +85,14 @@ struct Conn : std::enable_shared_from_this<Conn> {
     client.close(ignore);
     backend.close(ignore);
   }
+  // An aborted connection (a reset or an error on one side) is aborted on the other side too: closed
+  // with a reset, as the peer would have seen it without the edge, and no TIME_WAIT left here.
+  void abort() {
+    boost::system::error_code ignore;
+    client.set_option(asio::socket_base::linger(true, 0), ignore);
+    backend.set_option(asio::socket_base::linger(true, 0), ignore);
+    close();
+  }
   void watch_idle(std::chrono::milliseconds limit, std::atomic<std::uint64_t>& closed) {
     idle.expires_at(last + limit);
     idle.async_wait([self = shared_from_this(), limit, &closed](boost::system::error_code ec) {
@@ -186,16 +194,9 @@ struct Edge::Impl {
         co_await t.async_wait(tuple_awaitable);
         continue;
       }
-      auto plan = slot->get();
-      start(std::move(socket), plan);
-      // Under load more are waiting: take them now, without a wake-up each (the acceptor is non-blocking).
-      for (int more = 0; more < 32; ++more) {
-        tcp::socket next = threads.size() > 1 ? tcp::socket(asio::make_strand(io)) : tcp::socket(io);
-        boost::system::error_code again;
-        acceptor->accept(next, again);
-        if (again) break;
-        start(std::move(next), plan);
-      }
+      // Under load the next async_accept takes a waiting connection at once (a speculative accept,
+      // without an epoll round), so no loop of our own here: it would cost a failed accept per wake-up.
+      start(std::move(socket), slot->get());
     }
   }
 
@@ -355,7 +356,8 @@ struct Edge::Impl {
       }
       if (ec) break;
     }
-    if (--conn->directions == 0 || !clean) conn->close();
+    if (!clean) conn->abort();
+    else if (--conn->directions == 0) conn->close();
   }
 
   awaitable<void> metrics_loop(std::shared_ptr<tcp::acceptor> acceptor, Edge* edge) {

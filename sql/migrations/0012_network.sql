@@ -127,14 +127,14 @@ CREATE TABLE core.endpoints (
 );
 CREATE UNIQUE INDEX endpoints_live_name ON core.endpoints (env_id, name) WHERE deleted_at IS NULL;
 
--- The edge's snapshot version: bumped whenever what the edge must serve changes.
+-- The snapshot version of the edge on each host (it serves that host's instances): bumped whenever
+-- what that edge must serve changes.
 CREATE TABLE core.edge_config (
-  id           integer PRIMARY KEY CHECK (id = 1),
+  host_id      text PRIMARY KEY REFERENCES core.hosts(id),
   version      bigint NOT NULL,
   content_hash text NOT NULL,
   changed_at   timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO core.edge_config VALUES (1, 0, '', now());
 
 -- For psql: every address with its app and env, live or released.
 CREATE VIEW audit.ip_allocations AS

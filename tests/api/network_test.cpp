@@ -12,6 +12,7 @@
 #include "api/ipam.h"
 #include "engine/error_details.h"
 #include "engine/oci/registry.h"
+#include "ingress/edge_config.h"
 #include "platformd/local_registry.h"
 #include "tests/support/api_platform.h"
 #include "tests/support/registry_push.h"
@@ -190,8 +191,10 @@ TEST_F(NetworkTest, AllocateV4QuotesThePriceAndNeedsItAccepted) {
 TEST_F(NetworkTest, EveryStartedHourOfAPricedAddressIsOneUsageRecord) {
   auto a = client().call("POST", kEnvs + "meter/ips/ipv4", Json{{"accept_price_cents_month", 250}}, new_id("idem"));
   const auto id = a["address"]["id"].get<std::string>();
-  // As if it had been allocated 3.5 hours ago: hours 0..3 have started.
-  sql("UPDATE core.ip_allocations SET allocated_at = now() - interval '210 minutes' WHERE id = '" + id + "'");
+  // As if it had been allocated a minute into the clock hour three hours ago: four clock hours have
+  // started (that one, the two after it and this one), whatever the time is now.
+  sql("UPDATE core.ip_allocations SET allocated_at = date_trunc('hour', now()) - interval '3 hours' + interval '1 minute'"
+      " WHERE id = '" + id + "'");
   db::Pool pool(platform_->conninfo, 1);
   pool.transact([](pqxx::work& tx) { return api::meter_usage(tx); });
   auto hours = [&] {
@@ -372,6 +375,19 @@ TEST_F(NetworkTest, TheEdgeLongPollsItsSnapshotWithAHostCredential) {
   bool added = false;
   for (const auto& e : next["endpoints"]) added |= e["name"] == "api/edge/web-6000";
   EXPECT_TRUE(added) << next.dump();
+  // platform-edge takes the snapshot as it is: endpoints on their addresses, the routes of the other
+  // tests on the shared TLS listeners, PROXY v2 where asked.
+  auto cfg = ingress::parse_edge_config(next);
+  EXPECT_EQ(cfg->version, next["version"].get<std::int64_t>());
+  EXPECT_EQ(cfg->tls_listen.size(), 2u);
+  const auto* shop = cfg->route_for("shop.example.com");
+  ASSERT_NE(shop, nullptr) << next.dump();
+  EXPECT_TRUE(shop->proxy_v2);
+  EXPECT_EQ(cfg->route_for("nobody.example.com"), nullptr);
+  bool v4_listener = false;
+  for (const auto& e : cfg->endpoints)
+    for (const auto& a : e.listen) v4_listener |= !a.v6();
+  EXPECT_TRUE(v4_listener) << "env v4 holds the add-on";
 }
 
 // A small pool, many envs asking at once: every address goes to one env, and the rest hear "capacity".

@@ -78,6 +78,61 @@ TEST(Edge, WithSeveralThreadsConcurrentConnectionsStayExact) {
   EXPECT_EQ(exact, 200);
 }
 
+// A backend that keeps one connection and reports how its read ended: "eof" (a FIN) or "reset".
+struct OneConnectionBackend {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0), port = 0;
+  std::string ended;
+  std::thread t;
+  OneConnectionBackend() {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    ::listen(fd, 4);
+    t = std::thread([this] {
+      int c = ::accept(fd, nullptr, nullptr);
+      if (c < 0) return;
+      timeval tv{10, 0};
+      ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      char buf[256];
+      ssize_t n;
+      while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) (void)!::send(c, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL);
+      ended = n == 0 ? "eof" : errno == ECONNRESET ? "reset" : "error";
+      ::close(c);
+    });
+  }
+  std::string wait() {
+    t.join();
+    ::close(fd);
+    return ended;
+  }
+};
+
+TEST(Edge, AClientResetResetsTheBackendAndAHalfCloseStaysAHalfClose) {
+  for (const bool reset : {true, false}) {
+    OneConnectionBackend backend;
+    Edge edge;
+    const int port = free_port();
+    edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_rst", {{"::1", port}}, backend.port)}}}));
+    int fd = connect_to("::1", port);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::send(fd, "ping", 4, MSG_NOSIGNAL), 4);
+    char buf[4];
+    ASSERT_EQ(::recv(fd, buf, 4, MSG_WAITALL), 4);
+    if (reset) {
+      linger l{1, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    } else {
+      ::shutdown(fd, SHUT_WR);
+    }
+    ::close(fd);
+    EXPECT_EQ(backend.wait(), reset ? "reset" : "eof");
+  }
+}
+
 TEST(Edge, AnIpv6EndpointIsNotReachableOverIpv4UntilItHasTheAddOn) {
   EchoServer echo;
   Edge edge;
