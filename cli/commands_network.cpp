@@ -54,9 +54,11 @@ void add_ip(CLI::App& app, Globals& g) {
     const auto base = s.ctx.env.empty() ? "/v1/orgs/" + api::url_encode(s.need_org()) : s.env_path();
     auto out = s.client().call("GET", base + "/ips" + (*all ? "?all=true" : ""));
     if (g.format() == Format::json) return print_json(out);
-    print_rows(g, out["addresses"], {"FAMILY", "ADDRESS", "APP", "ENV", "PRICE", "HOURS", "STATE", "ALLOCATED", "ID"},
+    print_rows(g, out["addresses"],
+               {"FAMILY", "ADDRESS", "PROJECT", "APP", "ENV", "PRICE", "HOURS", "STATE", "ALLOCATED", "ID"},
                [](const Json& a) {
-                 return std::vector<std::string>{a.value("family", ""), a.value("address", ""), a.value("app", ""),
+                 return std::vector<std::string>{a.value("family", ""), a.value("address", ""), a.value("project", ""),
+                                                 a.value("app", ""),
                                                  a.value("env", ""), a.value("price", ""),
                                                  a.contains("usage_hours") ? std::to_string(a["usage_hours"].get<int>()) : "-",
                                                  a.value("state", ""), a.value("allocated_at", ""), a.value("id", "")};

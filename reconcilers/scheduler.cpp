@@ -240,16 +240,25 @@ Scheduler::PassResult Scheduler::pass() {
           const auto id = new_id("ins");
           const auto name = fmt::format("{}-{}", process, ++ordinal);
           const auto& host = hosts.at(*placed.host_id).capacity;
-          // Its private address comes from the instance pool (IPAM), when one is configured.
-          auto address = tx.exec_params(
+          // Its private address comes from the instance pool (IPAM), when one is configured; a full pool
+          // leaves the rest unplaced, with why.
+          const auto free = tx.exec(
+              "SELECT EXISTS (SELECT 1 FROM core.ip_pools WHERE kind = 'instance'),"
+              " coalesce(host(core.next_free_address('instance')), '')")[0];
+          const auto address = free[1].as<std::string>();
+          if (free[0].as<bool>() && address.empty()) {
+            unplaced[process] = {n - k, "no private address is left for it: the instance address pool is full "
+                                        "(an operator widens platformd serve --instance-pool)"};
+            --ordinal;
+            break;
+          }
+          tx.exec_params(
               "INSERT INTO core.instances (id, name, ordinal, org_id, app_id, env_id, process, release_id, host_id, cpu,"
               " memory_mib, desired, desired_reason, assign_version, address)"
               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'run', $12, nextval('core.assignment_versions'),"
-              " CASE WHEN EXISTS (SELECT 1 FROM core.ip_pools WHERE kind = 'instance')"
-              "      THEN core.free_address('instance') END)"
-              " RETURNING coalesce(host(address), '')",
+              " nullif($13, '')::inet)",
               id, name, ordinal, env.org_id, release->app_id, env.env_id, process, release->id, host.id, size.cpu,
-              size.memory_mib, reason)[0][0].as<std::string>();
+              size.memory_mib, reason, address);
           append(tx, api::instance_stream(id), -1, "InstancePlaced",
                  {{"instance_id", id}, {"name", name}, {"env_id", env.env_id}, {"process", process},
                   {"release_id", release->id}, {"release_number", release->number}, {"host_id", host.id},

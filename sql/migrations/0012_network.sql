@@ -66,8 +66,8 @@ CREATE UNIQUE INDEX instances_live_address ON core.instances (address)
 -- allocations from one pool take turns and never pick the same address. Candidates are the first
 -- address and the one after each address in use, so the cost grows with the addresses in use, not with
 -- the pool's size. The network address and (for IPv4 pools wider than /31) the broadcast address are
--- never given. Raises PC001 when the pool is full and PC002 when it is not configured.
-CREATE FUNCTION core.free_address(p_kind text) RETURNS inet LANGUAGE plpgsql AS $$
+-- never given. NULL when the pool is full or not configured.
+CREATE FUNCTION core.next_free_address(p_kind text) RETURNS inet LANGUAGE plpgsql AS $$
 DECLARE
   pool cidr;
   bits integer;
@@ -75,9 +75,7 @@ DECLARE
   found bigint;
 BEGIN
   SELECT cidr INTO pool FROM core.ip_pools WHERE kind = p_kind FOR UPDATE;
-  IF pool IS NULL THEN
-    RAISE EXCEPTION 'no % address pool is configured on this platform', p_kind USING ERRCODE = 'PC002';
-  END IF;
+  IF pool IS NULL THEN RETURN NULL; END IF;
   bits := (CASE WHEN family(pool) = 4 THEN 32 ELSE 128 END) - masklen(pool);
   span := 2::numeric ^ bits;                                  -- addresses in the pool
   IF family(pool) = 4 AND bits > 1 THEN span := span - 1; END IF;  -- not the broadcast
@@ -92,10 +90,25 @@ BEGIN
   FROM (SELECT 1::bigint AS o UNION SELECT u.o + 1 FROM used u) c
   WHERE c.o < span AND NOT EXISTS (SELECT 1 FROM used u WHERE u.o = c.o)
   ORDER BY c.o LIMIT 1;
+  IF found IS NULL THEN RETURN NULL; END IF;
+  RETURN host(network(pool) + found)::inet;
+END $$;
+
+-- The same, raising PC002 when the pool is not configured and PC001 when it is full.
+CREATE FUNCTION core.free_address(p_kind text) RETURNS inet LANGUAGE plpgsql AS $$
+DECLARE
+  pool cidr;
+  found inet;
+BEGIN
+  SELECT cidr INTO pool FROM core.ip_pools WHERE kind = p_kind;
+  IF pool IS NULL THEN
+    RAISE EXCEPTION 'no % address pool is configured on this platform', p_kind USING ERRCODE = 'PC002';
+  END IF;
+  found := core.next_free_address(p_kind);
   IF found IS NULL THEN
     RAISE EXCEPTION 'the % address pool % is full', p_kind, pool USING ERRCODE = 'PC001';
   END IF;
-  RETURN host(network(pool) + found)::inet;
+  RETURN found;
 END $$;
 
 -- What each env exposes is claimed here, so two envs never hold the same thing: a port on an env's

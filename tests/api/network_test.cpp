@@ -13,6 +13,7 @@
 #include "engine/error_details.h"
 #include "engine/oci/registry.h"
 #include "ingress/edge_config.h"
+#include "reconcilers/scheduler.h"
 #include "platformd/local_registry.h"
 #include "tests/support/api_platform.h"
 #include "tests/support/registry_push.h"
@@ -456,6 +457,48 @@ TEST(NetworkPool, PoolsAreCheckedWhenConfigured) {
   auto r = p.client().request("GET", kEnvs + "x/ips/ipv4-quote");
   EXPECT_EQ(r.status, 412);
   EXPECT_NE(r.body.find("no IPv4 pool"), std::string::npos) << r.body;
+}
+
+// The scheduler gives each placed instance its own address from the instance pool; when the pool runs
+// out, the rest are unplaced with that reason instead of failing the pass.
+TEST_F(NetworkTest, InstancesGetPrivateAddressesAndAFullPoolLeavesTheRestUnplacedWithWhy) {
+  harness::Platform p;
+  configure(p.conninfo, {"fd00:71::/120", "", "10.78.0.0/30", 0});  // two instance addresses: .1 and .2
+  harness::create_envs(p.client(), {"sched"});
+  {
+    pqxx::connection c(p.conninfo);
+    pqxx::work tx(c);
+    const auto alice = tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>();
+    api::enrol_host(tx, api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op").secret, "big",
+                    {{"capacity", {{"cpus", 16}, {"memory_mib", 65536}, {"disk_mib", 100000}}},
+                     {"runtime", {{"name", "sandbox"}, {"reason", "test"}}}});
+    tx.commit();
+  }
+  p.client().call("POST", kEnvs + "sched/deploys",
+                  Json{{"image", image()},
+                       {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 3\n"
+                                    "memory = \"128MiB\"\n"}},
+                  new_id("idem"), std::chrono::seconds(60));
+  reconcilers::SchedulerOptions so;
+  so.conninfo = p.conninfo;
+  so.use_lease = false;
+  Signal wake;
+  reconcilers::Scheduler scheduler(so, &wake);
+  auto r = scheduler.pass();
+  EXPECT_EQ(r.placed, 2);
+  EXPECT_EQ(r.unschedulable, 1);
+  pqxx::connection c(p.conninfo);
+  pqxx::work tx(c);
+  std::set<std::string> addresses;
+  for (const auto& row : tx.exec("SELECT host(address) FROM core.instances")) addresses.insert(row[0].as<std::string>());
+  EXPECT_EQ(addresses, (std::set<std::string>{"10.78.0.1", "10.78.0.2"}));
+  auto why = tx.exec("SELECT reason, missing FROM core.unschedulable");
+  ASSERT_EQ(why.size(), 1u);
+  EXPECT_NE(why[0][0].as<std::string>().find("instance address pool is full"), std::string::npos) << why[0][0].c_str();
+  EXPECT_EQ(why[0][1].as<int>(), 1);
+  // The placed instances carry their addresses to the agent and to the events.
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM events WHERE type = 'InstancePlaced' AND data->>'address' LIKE '10.78.0.%'")[0][0]
+                .as<int>(), 2);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 // PLATFORM_BIN (tests/CMakeLists.txt) and runs under tests/support/pg_main.cpp.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +38,22 @@ inline Run run(const std::string& cmd) {
 }
 
 inline Run cli(const std::string& args) { return run(std::string(PLATFORM_BIN) + " " + args); }
+
+// A port free on ::1 (and on 127.0.0.1) in [lo, hi).
+inline int free_on_ipv6_loopback(int lo, int hi) {
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int port = dev::free_loopback_port(lo, hi);
+    int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(static_cast<std::uint16_t>(port));
+    a.sin6_addr = in6addr_loopback;
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  return dev::free_loopback_port(lo, hi);
+}
 
 class DevPlatform {
  public:
@@ -115,8 +133,9 @@ class DevPlatform {
   int api_port_ = dev::free_loopback_port(20000, 26000);
   int pg_port_ = dev::free_loopback_port(26000, 29000);
   int registry_port_ = dev::free_loopback_port(29000, 32000);
-  int tls_port_ = dev::free_loopback_port(40000, 43000);
-  int edge_metrics_port_ = dev::free_loopback_port(43000, 46000);
+  // Below the ephemeral range (32768 and up), so no client socket of another test holds them.
+  int tls_port_ = free_on_ipv6_loopback(16000, 18000);
+  int edge_metrics_port_ = dev::free_loopback_port(18000, 20000);
   int net_ = api_port_ % 250 + 1;
   std::unique_ptr<harness::Child> child_;
 };
