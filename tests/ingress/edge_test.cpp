@@ -80,18 +80,10 @@ TEST(Edge, WithSeveralThreadsConcurrentConnectionsStayExact) {
 
 // A backend that keeps one connection and reports how its read ended: "eof" (a FIN) or "reset".
 struct OneConnectionBackend {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0), port = 0;
+  int port = 0, fd = listen_on_loopback(&port, 4);
   std::string ended;
   std::thread t;
   OneConnectionBackend() {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    ::listen(fd, 4);
     t = std::thread([this] {
       int c = ::accept(fd, nullptr, nullptr);
       if (c < 0) return;
@@ -212,15 +204,8 @@ TEST(Edge, ASnapshotThatCannotBeBoundChangesNothing) {
   const int port = free_port();
   edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_1", {{"::1", port}}, echo.port())}}}));
   // Hold an address, then ask the edge for it too.
-  int held = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(held, reinterpret_cast<sockaddr*>(&a), &len);
-  ::listen(held, 1);
-  const int taken = ntohs(a.sin_port);
+  int taken = 0;
+  int held = listen_on_loopback(&taken, 1);
   const int fresh = free_port();
   try {
     edge.apply(parse_edge_config({{"version", 2},
