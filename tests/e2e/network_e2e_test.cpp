@@ -1,7 +1,8 @@
 // Issue 5's end-to-end story against `platformd dev` (its edge, its agent's runc sandboxes, this
 // platform's own address pools): the sample app answers through its endpoint at its env's IPv6 address,
 // over IPv4 only once the add-on is allocated (its price accepted), bytes exact both ways; `exposure`
-// says what is exposed; CLI endpoints open and close; a long-lived connection outlives config changes;
+// says what is exposed; CLI endpoints open and close; PROXY v2 reaches the instance with the client's
+// address; a long-lived connection outlives config changes;
 // a released IPv4 stops answering; psql shows the allocations.
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "ingress/proxy_v2.h"
 #include "tests/ingress/loopback.h"
 #include "tests/support/dev_platform.h"
 
@@ -148,6 +150,37 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   for (ssize_t n; (n = ::recv(lived, buf, sizeof buf, 0)) > 0;) back.append(buf, static_cast<std::size_t>(n));
   ::close(lived);
   EXPECT_EQ(back, "x1x2");
+
+  // PROXY v2 through the whole stack: an endpoint that asks for it, to the sample app (which echoes what
+  // it gets), so the header the instance received comes back: the client's own address and port first.
+  auto pp = cli("-o json endpoint create --port 7002 --internal-port 8080 --process web --proxy-protocol v2" + kIn);
+  ASSERT_EQ(pp.exit, 0) << pp.out;
+  bool serving = false;  // (the greeting check does not apply: the app sees the header first)
+  for (int i = 0; i < 100 && !serving; ++i) {
+    serving = !echo_through(v6, 7002, "x").empty();
+    if (!serving) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(serving) << logs();
+  {
+    int fd = connect_to(v6, 7002);
+    ASSERT_GE(fd, 0);
+    sockaddr_in6 me{};
+    socklen_t len = sizeof me;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len);
+    const auto back = round_trip(fd, "hello through PROXY v2");
+    ::close(fd);
+    auto parsed = ingress::parse_proxy_v2(
+        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(back.data()), back.size()));
+    ASSERT_EQ(parsed.status, ingress::ProxyParse::Status::ok) << parsed.error;
+    const auto client = ingress::SocketAddress::from(reinterpret_cast<const sockaddr*>(&me));
+    EXPECT_EQ(parsed.header.source.address(), client.address());
+    EXPECT_EQ(parsed.header.source.port, client.port);
+    EXPECT_EQ(parsed.header.destination.address(), ingress::SocketAddress::parse(v6, 7002)->address());
+    EXPECT_EQ(parsed.header.destination.port, 7002);
+    EXPECT_EQ(back.substr(parsed.length), "hello through PROXY v2");
+  }
+  auto described = one_json(cli("-o json endpoint describe web-7002" + kIn));
+  EXPECT_EQ(described["proxy_protocol"], "v2");
 
   // The manifest's endpoint cannot be deleted from the CLI; exit 6 says why.
   EXPECT_EQ(cli("endpoint delete echo" + kIn).exit, 6);
