@@ -4,17 +4,10 @@
 #include <optional>
 #include <string>
 
+#include "agent/identity.h"
 #include "engine/json.h"
 
 namespace platform::agent {
-
-struct Identity {
-  std::string host_id, name, credential, control;
-};
-
-// <state>/host.json (mode 0600); nullopt when the agent never enrolled.
-std::optional<Identity> load_identity(const std::string& state_dir);
-void save_identity(const std::string& state_dir, const Identity& id);
 
 // The runtime this agent runs instances with, chosen once at start, and why that one.
 struct RuntimeChoice {

@@ -54,9 +54,10 @@ bool ip(const std::vector<std::string>& args, std::string* error) {
 
 std::string name_of(const std::string& run_id) { return "plr-" + sha256_hex(run_id).substr(0, 10); }
 
-}  // namespace
-
+// Whether the run has a namespace of its own (made by create_run_network).
 bool has_run_network(const std::string& run_id) { return std::filesystem::exists("/run/netns/" + name_of(run_id)); }
+
+}  // namespace
 
 std::string create_run_network(const std::string& run_id, const std::string& address, RunNetworkKind kind) {
   const auto ns = name_of(run_id);

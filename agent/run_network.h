@@ -21,7 +21,5 @@ std::string create_run_network(const std::string& run_id, const std::string& add
                                RunNetworkKind kind = RunNetworkKind::holds_address);
 // Removes the namespace and with it the veth pair and the host's route; nothing when there is none.
 void destroy_run_network(const std::string& run_id);
-// Whether the run has a namespace of its own (made by create_run_network).
-bool has_run_network(const std::string& run_id);
 
 }  // namespace platform::agent

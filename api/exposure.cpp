@@ -189,9 +189,18 @@ Json edge_snapshot(const std::vector<Exposed>& all, const std::vector<ListenAddr
   return out;
 }
 
-Json versioned_edge_snapshot(pqxx::work& tx, const std::string& host_id, const std::vector<ListenAddress>& tls_listen) {
-  auto snapshot = edge_snapshot(exposed(tx, "", host_id), tls_listen);
-  const auto hash = sha256_hex(snapshot.dump());
+HostEdgeSnapshot host_edge_snapshot(pqxx::transaction_base& tx, const std::string& host_id,
+                                    const std::vector<ListenAddress>& tls_listen) {
+  HostEdgeSnapshot out;
+  out.content = edge_snapshot(exposed(tx, "", host_id), tls_listen);
+  out.hash = sha256_hex(out.content.dump());
+  auto row = tx.exec_params("SELECT version FROM core.edge_config WHERE host_id = $1 AND content_hash = $2", host_id,
+                            out.hash);
+  if (!row.empty()) out.content["version"] = row[0][0].as<std::int64_t>();
+  return out;
+}
+
+std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const std::string& hash) {
   // The row is locked for the rest of the transaction: two polls of one edge bump it once.
   auto version = tx.exec_params(
       "INSERT INTO core.edge_config AS c (host_id, version, content_hash) VALUES ($1, 1, $2)"
@@ -201,8 +210,7 @@ Json versioned_edge_snapshot(pqxx::work& tx, const std::string& host_id, const s
       host_id, hash);
   if (version.empty())
     version = tx.exec_params("SELECT version FROM core.edge_config WHERE host_id = $1", host_id);
-  snapshot["version"] = version[0][0].as<std::int64_t>();
-  return snapshot;
+  return version[0][0].as<std::int64_t>();
 }
 
 namespace {

@@ -42,9 +42,16 @@ Json exposure_json(const std::vector<Exposed>& all, const std::vector<ListenAddr
 Json edge_snapshot(const std::vector<Exposed>& all, const std::vector<ListenAddress>& tls_listen);
 
 // The snapshot of the edge on `host_id`, whose backends are that host's healthy instances (the edge
-// reaches instances on its own host: docs/decisions/0007-network.md), with its version: bumped
-// (core.edge_config, per host) when the content changed since that edge last asked.
-Json versioned_edge_snapshot(pqxx::work& tx, const std::string& host_id, const std::vector<ListenAddress>& tls_listen);
+// reaches instances on its own host: docs/decisions/0007-network.md). Its "version" is set when this
+// content is the version on record (core.edge_config, per host); otherwise bump_edge_version records it.
+struct HostEdgeSnapshot {
+  Json content;
+  std::string hash;  // of the content without its version
+};
+HostEdgeSnapshot host_edge_snapshot(pqxx::transaction_base& tx, const std::string& host_id,
+                                    const std::vector<ListenAddress>& tls_listen);
+// Records `hash` as the host's snapshot and returns its version (the same one when it is already there).
+std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const std::string& hash);
 
 // Replaces the env's manifest claims with the ports and host names of `manifest` (normalised release
 // JSON). A claim held elsewhere is refused (name_taken): naming the holder when it is in the same org,

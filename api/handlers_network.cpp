@@ -79,16 +79,10 @@ Response post_address(Context& ctx, const Request& req, Principal& p, const Para
   ctx.metrics.mutations_total++;
   return run_mutation(ctx, req, p, family == 4 ? "ip.allocate-v4" : "ip.allocate-v6", 200,
                       [&](pqxx::work& tx, const Actor& actor) {
-    if (family == 4 && !env_address(tx, chain.back().id, 4)) {
-      const int cents = ipv4_price_cents(tx);
-      if (!body.contains("accept_price_cents_month") || body["accept_price_cents_month"].get<std::int64_t>() != cents)
-        throw PlatformError(ErrorCode::precondition_failed,
-                            fmt::format("a dedicated IPv4 address costs {}; the request did not accept that price",
-                                        format_price(cents)),
-                            fmt::format("Send accept_price_cents_month = {} (platform ip allocate-v4 asks, or takes --yes).",
-                                        cents));
-    }
-    return address_receipt(chain, allocate_address(tx, actor, chain.back(), family), ips_stream(chain.back().id));
+    PriceAcceptance accepted{std::nullopt, "", "Send accept_price_cents_month equal to the quote (GET .../ips/ipv4-quote); "
+                                               "platform ip allocate-v4 asks, or takes --yes."};
+    if (body.contains("accept_price_cents_month")) accepted.cents = body["accept_price_cents_month"].get<std::int64_t>();
+    return address_receipt(chain, allocate_address(tx, actor, chain.back(), family, accepted), ips_stream(chain.back().id));
   });
 }
 
@@ -223,11 +217,12 @@ WatchPlan watch_edge_config(Context& ctx, const Request& req) {
   plan.wait = wait;
   ctx.metrics.watch_requests_total++;
   plan.level = [&ctx, host, after](bool last) -> std::optional<Response> {
-    return ctx.pool.transact([&](pqxx::work& tx) -> std::optional<Response> {
-      auto j = versioned_edge_snapshot(tx, host.id, ctx.edge_tls_listen);
-      if (!last && j["version"].get<std::int64_t>() == after) return std::nullopt;
-      return json_response(200, j);
-    });
+    // Computed in a read; written only when the content moved (most wake-ups change nothing for it).
+    auto s = ctx.pool.read([&](pqxx::transaction_base& tx) { return host_edge_snapshot(tx, host.id, ctx.edge_tls_listen); });
+    if (!s.content.contains("version"))
+      s.content["version"] = ctx.pool.transact([&](pqxx::work& tx) { return bump_edge_version(tx, host.id, s.hash); });
+    if (!last && s.content["version"].get<std::int64_t>() == after) return std::nullopt;
+    return json_response(200, s.content);
   };
   return plan;
 }

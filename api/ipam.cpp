@@ -11,10 +11,9 @@ namespace platform::api {
 
 namespace {
 
-constexpr const char* kColumns =
-    "a.id, a.family, host(a.address), a.price_cents_month, a.env_id, ap.name, e.name, "
-    "to_char(a.allocated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), a.allocated_by, "
-    "coalesce(to_char(a.released_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''), "
+const std::string kColumns =
+    "a.id, a.family, host(a.address), a.price_cents_month, a.env_id, ap.name, e.name, " + db::sql_rfc3339("a.allocated_at") +
+    ", a.allocated_by, coalesce(" + db::sql_rfc3339("a.released_at") + ", ''), "
     "(SELECT count(*) FROM core.ip_usage u WHERE u.allocation_id = a.id)::int, a.operation_id, pr.name";
 constexpr const char* kFrom =
     " FROM core.ip_allocations a JOIN core.resources e ON e.id = a.env_id JOIN core.resources ap ON ap.id = e.parent_id"
@@ -40,13 +39,17 @@ Json row_json(const pqxx::row& r) {
   return j;
 }
 
-std::optional<Json> one_live(pqxx::transaction_base& tx, const std::string& env_id, int family) {
-  auto r = tx.exec_params(std::string("SELECT ") + kColumns + kFrom +
+}  // namespace
+
+std::optional<Json> env_address(pqxx::transaction_base& tx, const std::string& env_id, int family) {
+  auto r = tx.exec_params("SELECT " + kColumns + kFrom +
                               " WHERE a.env_id = $1 AND a.family = $2 AND a.released_at IS NULL",
                           env_id, family);
   if (r.empty()) return std::nullopt;
   return row_json(r[0]);
 }
+
+namespace {
 
 void check_cidr(pqxx::work& tx, const std::string& cidr, const char* flag, int family) {
   try {
@@ -84,10 +87,6 @@ void configure_pools(pqxx::work& tx, const Pools& pools) {
   put("instance", pools.instance, 0, "--instance-pool", 4);
 }
 
-std::optional<Json> env_address(pqxx::transaction_base& tx, const std::string& env_id, int family) {
-  return one_live(tx, env_id, family);
-}
-
 int ipv4_price_cents(pqxx::transaction_base& tx) {
   auto r = tx.exec("SELECT price_cents_month FROM core.ip_pools WHERE kind = 'ipv4'");
   if (r.empty())
@@ -96,13 +95,21 @@ int ipv4_price_cents(pqxx::transaction_base& tx) {
   return r[0][0].as<int>();
 }
 
-Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& env, int family) {
+Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& env, int family,
+                           const PriceAcceptance& accepted) {
   Allocated out;
-  if (auto live = one_live(tx, env.id, family)) {
+  if (auto live = env_address(tx, env.id, family)) {
     out.address = *live;
     return out;
   }
   const int cents = family == 4 ? ipv4_price_cents(tx) : 0;
+  if (family == 4 && accepted.cents != cents)
+    throw PlatformError(ErrorCode::precondition_failed,
+                        fmt::format("{}a dedicated IPv4 address for env {} costs {}, and the request did not accept "
+                                    "that price",
+                                    accepted.asked_by.empty() ? "" : accepted.asked_by + ": ", env.name,
+                                    format_price(cents)),
+                        accepted.hint);
   // core.free_address locks the pool's row: concurrent allocations take turns (docs/network.md).
   auto address = tx.exec_params("SELECT host(core.free_address($1))", family == 4 ? "ipv4" : "ipv6")[0][0].as<std::string>();
   const auto id = new_id("ip");
@@ -110,8 +117,7 @@ Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& e
       "INSERT INTO core.ip_allocations (id, org_id, env_id, family, address, price_cents_month, allocated_by, operation_id)"
       " VALUES ($1, $2, $3, $4, $5::inet, $6, $7, $8)",
       id, env.org_id, env.id, family, address, cents, actor.user_id, actor.operation_id);
-  out.address = *one_live(tx, env.id, family);
-  out.created = true;
+  out.address = *env_address(tx, env.id, family);
   Json data = {{"allocation_id", id}, {"env_id", env.id}, {"family", out.address["family"]},
                {"address", address},  {"price_cents_month", cents}};
   out.appended = events::append(tx, ips_stream(env.id), std::nullopt,
@@ -126,22 +132,16 @@ Json ensure_env_addresses(pqxx::work& tx, const Actor& actor, const Resolved& en
   std::string wants;
   for (const auto& e : manifest.value("endpoints", Json::array()))
     if (e.value("ipv4", false)) wants = e.value("name", "");
-  if (!wants.empty() && !one_live(tx, env.id, 4)) {
-    const int cents = ipv4_price_cents(tx);
-    if (accept_price_cents_month != cents)
-      throw PlatformError(ErrorCode::precondition_failed,
-                          fmt::format("endpoint {} asks for the IPv4 add-on (ipv4 = true): a dedicated IPv4 address for "
-                                      "env {} costs {}, and the deploy did not accept that price",
-                                      wants, env.name, format_price(cents)),
-                          "Confirm it: platform deploy --yes (or answer the question), or allocate it first with "
-                          "platform ip allocate-v4. Without ipv4 = true the endpoint answers over IPv6 only.");
-    allocate_address(tx, actor, env, 4);
-  }
+  if (!wants.empty())
+    allocate_address(tx, actor, env, 4,
+                     {accept_price_cents_month, "endpoint " + wants + " asks for the IPv4 add-on (ipv4 = true)",
+                      "Confirm it: platform deploy --yes (or answer the question), or allocate it first with "
+                      "platform ip allocate-v4. Without ipv4 = true the endpoint answers over IPv6 only."});
   return list_addresses(tx, env.org_id, env.id, false);
 }
 
 Allocated release_address(pqxx::work& tx, const Actor& actor, const Resolved& env, int family) {
-  auto live = one_live(tx, env.id, family);
+  auto live = env_address(tx, env.id, family);
   if (!live)
     throw PlatformError(ErrorCode::not_found, fmt::format("env {} holds no IPv{} address", env.name, family),
                         "List what it holds: platform ip list");
@@ -162,11 +162,11 @@ Allocated release_address(pqxx::work& tx, const Actor& actor, const Resolved& en
 
 void release_env_addresses(pqxx::work& tx, const Actor& actor, const Resolved& env) {
   for (int family : {4, 6})
-    if (one_live(tx, env.id, family)) release_address(tx, actor, env, family);
+    if (env_address(tx, env.id, family)) release_address(tx, actor, env, family);
 }
 
 Json list_addresses(pqxx::transaction_base& tx, const std::string& org_id, const std::string& env_id, bool all) {
-  auto rows = tx.exec_params(std::string("SELECT ") + kColumns + kFrom +
+  auto rows = tx.exec_params("SELECT " + kColumns + kFrom +
                                  " WHERE a.org_id = $1 AND ($2 = '' OR a.env_id = $2) AND ($3 OR a.released_at IS NULL)"
                                  " ORDER BY a.allocated_at DESC, a.id",
                              org_id, env_id, all);

@@ -31,12 +31,19 @@ std::string format_price(int cents_month);  // "$2.00/month"
 
 struct Allocated {
   Json address;  // {id, family, address, price_cents_month, price, allocated_at, ...}
-  bool created = false;
   std::vector<events::Appended> appended;
 };
-// The env's address of `family`, allocated now from its pool when it has none. Throws capacity when the
-// pool is full and precondition_failed when it is not configured.
-Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& env, int family);
+// The price the caller accepted for a new IPv4 address, and what to say when it is not the price.
+struct PriceAcceptance {
+  std::optional<std::int64_t> cents;  // must equal the IPv4 add-on's monthly price
+  std::string asked_by;               // who wants it, to begin the error message ("" : nothing)
+  std::string hint;
+};
+// The env's address of `family`, allocated now from its pool when it has none. A new IPv4 address needs
+// its price accepted (else precondition_failed, naming the price). Throws capacity when the pool is full
+// and precondition_failed when it is not configured.
+Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& env, int family,
+                           const PriceAcceptance& accepted = {});
 
 // What a deploy or rollback to `manifest` (normalised release JSON) needs: the env's IPv6 address when an
 // IPv6 pool is configured, and the IPv4 add-on when an endpoint asks for it (ipv4 = true) and the env

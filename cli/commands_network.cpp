@@ -30,9 +30,9 @@ bool ask(const std::string& question) {
   return answer == "y" || answer == "yes";
 }
 
+// A listing as ndjson (one item a line) or a table; callers print the whole answer for -o json.
 void print_rows(const Globals& g, const Json& items, const std::vector<std::string>& headers,
                 const std::function<std::vector<std::string>(const Json&)>& row) {
-  if (g.format() == Format::json) return print_json(items);
   if (g.format() == Format::ndjson) {
     for (const auto& i : items) std::cout << i.dump() << "\n";
     return;

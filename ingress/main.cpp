@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/identity.h"
 #include "api/client.h"
 #include "engine/error.h"
 #include "ingress/edge.h"
@@ -79,13 +80,7 @@ void serve_file(ingress::Edge& edge, const std::string& config_path) {
 // The host's credential from the agent's identity file (host.json); waits while the agent enrols.
 std::string host_credential(const std::string& identity_file) {
   for (bool said = false; !g_stop; std::this_thread::sleep_for(std::chrono::milliseconds(500))) {
-    std::ifstream in(identity_file);
-    if (in) {
-      auto j = Json::parse(in, nullptr, false);
-      if (j.is_object() && j.value("credential", "").rfind("phc_", 0) == 0) return j["credential"];
-      throw PlatformError(ErrorCode::invalid_request, identity_file + " holds no host credential",
-                          "Point --host-identity at the host.json in platform-agent's state folder.");
-    }
+    if (auto id = agent::load_identity_file(identity_file)) return id->credential;
     if (!said) std::cerr << "platform-edge: waiting for " << identity_file << " (the agent enrols this host)\n";
     said = true;
   }
