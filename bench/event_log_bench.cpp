@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,17 +43,53 @@ struct Settings {
   std::vector<int> writers = {1, 4, 16};
   std::vector<int> watchers = {1, 10, 100};  // the goal is on one watcher; more show the fan-out cost
   std::string json_path = "event_log_bench.json";
+  int slices = 6;     // alternating slices per side
+  std::string only;  // measure one side alone (for profiling it); empty: all three side by side
+};
+
+// CPU time of the whole machine (/proc/stat) and of this process (the client side), in seconds.
+struct CpuSample {
+  double busy = 0, idle = 0, steal = 0, self = 0;
+  static CpuSample now() {
+    CpuSample c;
+    std::ifstream stat("/proc/stat");
+    std::string cpu;
+    double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+    stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+    const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    // Steal is time the hypervisor gave to someone else: neither ours nor idle.
+    c.busy = (user + nice + system + irq + softirq) / tick;
+    c.idle = (idle + iowait) / tick;
+    c.steal = steal / tick;
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    c.self = secs(ru.ru_utime) + secs(ru.ru_stime);
+    return c;
+  }
 };
 
 struct Stats {
   std::int64_t ops = 0;
   double seconds = 0;
+  // CPU-seconds spent while measuring: by this process (client threads, pool, doorbell) and by the
+  // rest of the machine (PostgreSQL's backends, WAL writer, kernel work for them), and idle.
+  double client_cpu = 0, server_cpu = 0, idle_cpu = 0, steal_cpu = 0;
   double p50_ms = 0, p99_ms = 0;
   std::vector<double> latencies_ms;
   double rate() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
+  double per_op_us(double cpu) const { return ops > 0 ? cpu * 1e6 / static_cast<double>(ops) : 0; }
+  double share(double cpu) const {
+    double all = client_cpu + server_cpu + idle_cpu + steal_cpu;
+    return all > 0 ? cpu / all : 0;
+  }
   void add(const Stats& slice) {
     ops += slice.ops;
     seconds += slice.seconds;
+    client_cpu += slice.client_cpu;
+    server_cpu += slice.server_cpu;
+    idle_cpu += slice.idle_cpu;
+    steal_cpu += slice.steal_cpu;
     latencies_ms.insert(latencies_ms.end(), slice.latencies_ms.begin(), slice.latencies_ms.end());
   }
 };
@@ -88,11 +125,17 @@ Stats measure(const std::string& conninfo, int writers, double seconds, Op op) {
         mine.push_back(ms_since(t));
       }
     });
+  auto cpu_before = CpuSample::now();
   auto start = Clock::now();
   go = true;
   for (auto& t : threads) t.join();
   Stats s;
   s.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  auto cpu_after = CpuSample::now();
+  s.client_cpu = cpu_after.self - cpu_before.self;
+  s.server_cpu = std::max(0.0, (cpu_after.busy - cpu_before.busy) - s.client_cpu);
+  s.idle_cpu = cpu_after.idle - cpu_before.idle;
+  s.steal_cpu = cpu_after.steal - cpu_before.steal;
   for (auto& v : lat) s.latencies_ms.insert(s.latencies_ms.end(), v.begin(), v.end());
   s.ops = static_cast<std::int64_t>(s.latencies_ms.size());
   return s;
@@ -277,11 +320,14 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string database;
   CLI::App app{"Event log benchmark: append vs plain INSERT, and NOTIFY -> watcher wake-up latency"};
-  app.add_option("--seconds", s.seconds, "Seconds per side and writer count (split into 6 alternating slices)")->check(CLI::Range(0.1, 600.0));
+  app.add_option("--seconds", s.seconds, "Seconds per side and writer count (split into --slices alternating slices)")->check(CLI::Range(0.1, 600.0));
   app.add_option("--wakeups", s.wakeups, "Wake-up samples per watcher count")->check(CLI::Range(1, 100000));
   app.add_option("--writers", s.writers, "Writer counts to measure (default 1 4 16)")->check(CLI::Range(1, 64));
   app.add_option("--watchers", s.watchers, "Watcher counts to measure (default 1 10 100)")->check(CLI::Range(1, 1000));
   app.add_option("--json", s.json_path, "Where to write the JSON results");
+  app.add_option("--slices", s.slices, "Alternating slices per side (more: less drift, more start-up)")->check(CLI::Range(1, 100));
+  app.add_option("--only", s.only, "Measure one side alone, e.g. under perf (no ratios then)")
+      ->check(CLI::IsMember({"ceiling", "events-insert", "append"}));
   app.add_flag("--quick", quick, "A short run that only checks everything works (numbers are not meaningful)");
   CLI11_PARSE(app, argc, argv);
   if (quick) {
@@ -323,7 +369,7 @@ int main(int argc, char** argv) {
       Stats plain, raw, append;
     };
     std::vector<Row> rows;
-    const int slices = quick ? 1 : 6;
+    const int slices = quick ? 1 : s.slices;
     for (int w : s.writers) {
       // Side by side on the same database: the ceiling and the append alternate in slices.
       db::Pool pool(conninfo, static_cast<std::size_t>(w), "bench");
@@ -333,9 +379,10 @@ int main(int argc, char** argv) {
       }
       auto slice = s.seconds / slices;
       auto run = [w](int k) { return std::to_string(w) + "-" + std::to_string(k); };
-      auto st = alternate(slices, {[&](int) { return plain_insert(conninfo, w, slice); },
-                                   [&](int k) { return raw_events_insert(conninfo, w, slice, run(k)); },
-                                   [&](int k) { return append(pool, w, slice, run(k)); }});
+      auto skip = [&](const char* side) { return !s.only.empty() && s.only != side; };
+      auto st = alternate(slices, {[&](int) { return skip("ceiling") ? Stats{} : plain_insert(conninfo, w, slice); },
+                                   [&](int k) { return skip("events-insert") ? Stats{} : raw_events_insert(conninfo, w, slice, run(k)); },
+                                   [&](int k) { return skip("append") ? Stats{} : append(pool, w, slice, run(k)); }});
       rows.push_back({w, std::move(st[0]), std::move(st[1]), std::move(st[2])});
     }
     pg.stop();
@@ -355,15 +402,34 @@ int main(int argc, char** argv) {
       fmt::print("{:>8} | {:>14.0f} {:>9.2f} {:>9.2f} | {:>14.0f} | {:>14.0f} {:>9.2f} {:>9.2f} | {:>5.2f}x {:>11.2f}x\n",
                  r.writers, r.plain.rate(), r.plain.p50_ms, r.plain.p99_ms, r.raw.rate(), r.append.rate(),
                  r.append.p50_ms, r.append.p99_ms, ratio, vs_events);
+      auto side = [](const Stats& st) {
+        return Json{{"per_second", st.rate()},
+                    {"ops", st.ops},
+                    {"p50_ms", st.p50_ms},
+                    {"p99_ms", st.p99_ms},
+                    {"client_cpu_us_per_op", st.per_op_us(st.client_cpu)},
+                    {"server_cpu_us_per_op", st.per_op_us(st.server_cpu)},
+                    {"idle_share", st.share(st.idle_cpu)},
+                    {"steal_share", st.share(st.steal_cpu)}};
+      };
       jrows.push_back({{"writers", r.writers},
-                       {"plain_insert", {{"per_second", r.plain.rate()}, {"ops", r.plain.ops}, {"p50_ms", r.plain.p50_ms},
-                                         {"p99_ms", r.plain.p99_ms}}},
-                       {"append", {{"per_second", r.append.rate()}, {"ops", r.append.ops}, {"p50_ms", r.append.p50_ms},
-                                   {"p99_ms", r.append.p99_ms}}},
-                       {"events_insert", {{"per_second", r.raw.rate()}, {"ops", r.raw.ops}, {"p50_ms", r.raw.p50_ms},
-                                          {"p99_ms", r.raw.p99_ms}}},
+                       {"plain_insert", side(r.plain)},
+                       {"append", side(r.append)},
+                       {"events_insert", side(r.raw)},
                        {"ratio", ratio},
                        {"ratio_vs_events_insert", vs_events}});
+    }
+    fmt::print("\nWhere the CPU went, per row or event: microseconds of CPU in this process (the client: its\n"
+               "threads, libpqxx, the pool and the doorbell) and in the rest of the machine (PostgreSQL and the\n"
+               "kernel's work for it); the machine's idle share, and the share the hypervisor stole (noise).\n");
+    fmt::print("{:>8} | {:>17} {:>11} | {:>17} {:>11} | {:>17} {:>11}\n", "writers", "ceiling cli/srv", "idle/steal",
+               "ev INSERT cli/srv", "idle/steal", "append cli/srv", "idle/steal");
+    for (const auto& r : rows) {
+      auto cell = [](const Stats& st) {
+        return fmt::format("{:>8.0f}/{:<8.0f} {:>4.0f}%/{:>4.0f}%", st.per_op_us(st.client_cpu),
+                           st.per_op_us(st.server_cpu), 100 * st.share(st.idle_cpu), 100 * st.share(st.steal_cpu));
+      };
+      fmt::print("{:>8} | {} | {} | {}\n", r.writers, cell(r.plain), cell(r.raw), cell(r.append));
     }
     fmt::print("\nNOTIFY -> long-poll watcher wake-up (append commit returned -> watch answer received).\n"
                "The goal is on one watcher; more watchers (all in this process, on the same cores) show the fan-out cost.\n");
