@@ -104,6 +104,7 @@ Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& e
   }
   const int cents = family == 4 ? ipv4_price_cents(tx) : 0;
   if (family == 4 && accepted.cents != cents)
+    // The CLI (post_accepting_ipv4) recognises "did not accept that price" and offers to accept it.
     throw PlatformError(ErrorCode::precondition_failed,
                         fmt::format("{}a dedicated IPv4 address for env {} costs {}, and the request did not accept "
                                     "that price",
@@ -135,8 +136,9 @@ Json ensure_env_addresses(pqxx::work& tx, const Actor& actor, const Resolved& en
   if (!wants.empty())
     allocate_address(tx, actor, env, 4,
                      {accept_price_cents_month, "endpoint " + wants + " asks for the IPv4 add-on (ipv4 = true)",
-                      "Confirm it: platform deploy --yes (or answer the question), or allocate it first with "
-                      "platform ip allocate-v4. Without ipv4 = true the endpoint answers over IPv6 only."});
+                      "Confirm it with --yes (platform deploy, deploy --apply, rollback) or by answering the question, or "
+                      "allocate it first with platform ip allocate-v4. Without ipv4 = true the endpoint answers over "
+                      "IPv6 only."});
   return list_addresses(tx, env.org_id, env.id, false);
 }
 

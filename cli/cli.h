@@ -79,6 +79,12 @@ void add_network_commands(CLI::App& app, Globals& g);
 // a precondition error (exit 6) naming the price and --yes. nullopt when the env already holds one.
 std::optional<std::int64_t> accept_ipv4_price(Session& s, const Globals& g, bool yes, const std::string& why);
 
+// POSTs a rollback or a planned deploy. The CLI cannot tell beforehand whether the release it lands on
+// asks for the IPv4 add-on; when the server refuses for want of an accepted price, the price is accepted
+// as accept_ipv4_price does (--yes or the question) and the request sent once more.
+Json post_accepting_ipv4(Session& s, const Globals& g, bool yes, const std::string& path, Json body,
+                         const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout);
+
 // `platform wait` without a target: the env's rollout (converged 0, failed 1, unplaceable 5, timeout 4).
 void run_wait_converged(const Globals& g, const std::string& timeout);
 

@@ -97,7 +97,7 @@ void add_deploy(CLI::App& app, Globals& g) {
   deploy->add_option("--plan", a->plan_file, "Write a plan (what would change, pinned to digests) to FILE; deploy nothing");
   deploy->add_option("--apply", a->apply_file, "Deploy exactly the plan in FILE (refused if anything moved since)");
   deploy->add_flag("--detach", a->detach, "Answer as soon as the deploy is recorded, without waiting for it to apply");
-  deploy->add_flag("--yes", a->yes, "Accept the IPv4 add-on's monthly price when the manifest asks for it (ipv4 = true)");
+  deploy->add_flag("--yes", a->yes, "Accept the IPv4 add-on's monthly price when the manifest or plan asks for it (ipv4 = true)");
   deploy->add_option("--idempotency-key", a->idempotency_key, "Make a retried request safe");
   deploy->callback([&g, a] {
     if (!a->apply_file.empty() && (!a->image.empty() || !a->manifest.empty() || !a->plan_file.empty()))
@@ -119,8 +119,8 @@ void add_deploy(CLI::App& app, Globals& g) {
       if (g.project.empty() && where.count("project")) s.ctx.project = where["project"];
       if (g.app.empty() && where.count("app")) s.ctx.app = where["app"];
       if (g.env.empty() && where.count("env")) s.ctx.env = where["env"];
-      return print_receipt(g, s.client().call("POST", s.env_path() + "/deploys", Json{{"plan", plan}}, headers,
-                                              std::chrono::seconds(120)));
+      return print_receipt(g, post_accepting_ipv4(s, g, a->yes, s.env_path() + "/deploys", Json{{"plan", plan}},
+                                                  headers, std::chrono::seconds(120)));
     }
     a->dry_run = !a->plan_file.empty();
     auto body = deploy_body(s, g, *a);
@@ -165,15 +165,19 @@ void add_diff(CLI::App& app, Globals& g) {
 void add_rollback(CLI::App& app, Globals& g) {
   auto release = std::make_shared<std::string>();
   auto idem = std::make_shared<std::string>();
+  auto yes = std::make_shared<bool>(false);
   auto* rb = app.add_subcommand(
       "rollback", "Point the env at a release it ran before: the previous one, or RELEASE (v3, 3 or rel_…)");
   rb->add_option("release", *release, "Release to return to (default: the one before the current)");
   rb->add_option("--idempotency-key", *idem, "Make a retried request safe");
-  rb->callback([&g, release, idem] {
+  rb->add_flag("--yes", *yes, "Accept the IPv4 add-on's monthly price when the release asks for it (ipv4 = true)");
+  rb->callback([&g, release, idem, yes] {
     auto s = open_session(g);
     Json body = Json::object();
     if (!release->empty()) body["release"] = *release;
-    print_receipt(g, s.client().call("POST", s.env_path() + "/rollback", body, idem->empty() ? new_id("idem") : *idem));
+    std::map<std::string, std::string> headers{{"Idempotency-Key", idem->empty() ? new_id("idem") : *idem}};
+    print_receipt(g, post_accepting_ipv4(s, g, *yes, s.env_path() + "/rollback", body, headers,
+                                         std::chrono::seconds(30)));
   });
 }
 

@@ -215,6 +215,26 @@ std::optional<std::int64_t> accept_ipv4_price(Session& s, const Globals& g, bool
   return cents;
 }
 
+Json post_accepting_ipv4(Session& s, const Globals& g, bool yes, const std::string& path, Json body,
+                         const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout) {
+  try {
+    return s.client().call("POST", path, body, headers, timeout);
+  } catch (const PlatformError& e) {
+    // api/ipam.cpp refuses an unaccepted IPv4 price with this phrase; nothing was written, so the same
+    // request (and Idempotency-Key) can be sent again with the price accepted.
+    if (e.error().code != ErrorCode::precondition_failed ||
+        e.error().message.find("did not accept that price") == std::string::npos)
+      throw;
+    const auto& message = e.error().message;
+    const auto cut = message.find(": a dedicated IPv4");
+    const auto why = cut == std::string::npos ? std::string("the release asks for the IPv4 add-on") : message.substr(0, cut);
+    auto price = accept_ipv4_price(s, g, yes, why + ": env " + s.need_env() + " gets a dedicated IPv4 address");
+    if (!price) throw;  // the env got one meanwhile: the refusal stands as it was
+    body["accept_ipv4_price_cents_month"] = *price;
+    return s.client().call("POST", path, body, headers, timeout);
+  }
+}
+
 void add_network_commands(CLI::App& app, Globals& g) {
   add_ip(app, g);
   add_endpoint(app, g);

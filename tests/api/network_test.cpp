@@ -16,6 +16,7 @@
 #include "reconcilers/scheduler.h"
 #include "platformd/local_registry.h"
 #include "tests/support/api_platform.h"
+#include "tests/support/dev_platform.h"
 #include "tests/support/registry_push.h"
 
 using namespace platform;
@@ -63,7 +64,7 @@ class NetworkTest : public ::testing::Test {
     platform_ = new harness::Platform(tls_on_8443);
     configure(platform_->conninfo, {"fd00:70::/120", "192.0.2.0/28", "10.77.0.0/24", 250});
     harness::create_envs(platform_->client(), {"prod", "v4", "quote", "meter", "routes-a", "routes-b", "cli", "gone",
-                                               "edge", "bad"});
+                                               "edge", "bad", "back"});
     oci::RegistryClient c;
     auto ref = oci::parse_image_ref(image());
     harness::push_manifest(c, ref, "v1", oci::kOciManifest, harness::push_image(c, ref, "amd64", "layer v1"));
@@ -161,6 +162,51 @@ TEST_F(NetworkTest, TheIpv4AddOnNeedsItsPriceAcceptedAtDeploy) {
   EXPECT_EQ(v4_rows, 1);
   // Once held, later deploys need no acceptance.
   deploy("v4", manifest(kEndpointV4 + "\n[config]\noptional = [\"Y\"]\n"));
+}
+
+// `platform rollback` and `platform deploy --apply` cannot know beforehand whether the release they land
+// on asks for the IPv4 add-on: refused for want of an accepted price, the CLI accepts it with --yes (or
+// asks on a terminal) and sends the request again; without either it exits 6 naming the price and --yes.
+TEST_F(NetworkTest, RollbackAndPlannedDeploysTakeYesForTheIpv4AddOn) {
+  const auto dir = harness::PgEnvironment::get().root() / "cli-back";
+  fs::create_directories(dir);
+  const std::string env_vars = "PLATFORM_CONFIG=" + (dir / "none.json").string() + " PLATFORM_URL=" +
+                               platform_->url + " PLATFORM_TOKEN=" + platform_->token + " ";
+  const std::string in = " --org acme --project shop --app api --env back";
+  auto cli = [&](const std::string& args) { return e2e::run(env_vars + PLATFORM_BIN + " -o json " + args + in); };
+  auto holds_v4 = [] {
+    for (const auto& a : ips("back"))
+      if (a["family"] == "ipv4") return true;
+    return false;
+  };
+  deploy("back", manifest(kEndpointV4), 250);  // v1 asks for the add-on
+  deploy("back", manifest(kEndpoint));         // v2 does not; the address stays held
+  client().call("DELETE", kEnvs + "back/ips/ipv4", std::nullopt, new_id("idem"));
+  ASSERT_FALSE(holds_v4());
+
+  auto refused = cli("rollback v1 < /dev/null");
+  EXPECT_EQ(refused.exit, 6) << refused.out;
+  const auto error = e2e::one_json(refused)["error"];
+  EXPECT_NE(error["message"].get<std::string>().find("$2.50/month"), std::string::npos) << refused.out;
+  EXPECT_NE(error["hint"].get<std::string>().find("--yes"), std::string::npos) << refused.out;
+  EXPECT_FALSE(holds_v4()) << "a refused rollback allocates nothing";
+  auto back = cli("rollback v1 --yes");
+  ASSERT_EQ(back.exit, 0) << back.out;
+  EXPECT_TRUE(holds_v4());
+
+  // The same for a plan: made while the env holds no IPv4, applied with --yes.
+  ASSERT_EQ(cli("rollback v2").exit, 0);
+  client().call("DELETE", kEnvs + "back/ips/ipv4", std::nullopt, new_id("idem"));
+  const auto manifest_file = (dir / "platform.toml").string();
+  std::ofstream(manifest_file) << manifest(kEndpointV4 + "\n[config]\noptional = [\"Z\"]\n");
+  const auto plan_file = (dir / "plan.json").string();
+  auto planned = cli("deploy --image " + image() + " --manifest " + manifest_file + " --plan " + plan_file);
+  ASSERT_EQ(planned.exit, 0) << planned.out;
+  EXPECT_EQ(cli("deploy --apply " + plan_file + " < /dev/null").exit, 6);
+  EXPECT_FALSE(holds_v4());
+  auto applied = cli("deploy --apply " + plan_file + " --yes");
+  ASSERT_EQ(applied.exit, 0) << applied.out;
+  EXPECT_TRUE(holds_v4());
 }
 
 TEST_F(NetworkTest, AllocateV4QuotesThePriceAndNeedsItAccepted) {
