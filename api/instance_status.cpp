@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "api/instances.h"
@@ -113,13 +114,18 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
   for (const auto& i : instances) names.insert(i["process"].get<std::string>());
   for (const auto& name : names) {
     int current = 0, healthy = 0, outdated = 0, stopping = 0, failed = 0;
+    auto s = sizes.find(name);
     for (const auto& i : instances) {
       if (i["process"] != name) continue;
       if (i["desired"] == "stop") {
         ++stopping;
         continue;
       }
-      if (!release || i["release"]["id"] != release->id) {
+      // Another release, or this one at a size `platform scale` has since changed: the scheduler
+      // replaces it (its `resized` rule), so it is not current yet.
+      const bool resized = s != sizes.end() && (i["memory_mib"].get<std::int64_t>() != s->second.memory_mib ||
+                                                std::abs(i["cpu"].get<double>() - s->second.cpu) > 1e-9);
+      if (!release || i["release"]["id"] != release->id || resized) {
         ++outdated;
         continue;
       }
@@ -132,7 +138,6 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
         problems.push_back(fmt::format("{}: unhealthy: {}", i["name"].get<std::string>(), i["state_reason"].get<std::string>()));
       }
     }
-    auto s = sizes.find(name);
     const int desired = s == sizes.end() ? 0 : s->second.count;
     Json p = {{"process", name}, {"desired", desired}, {"current", current}, {"healthy", healthy},
               {"outdated", outdated}, {"stopping", stopping}, {"failed", failed}};

@@ -511,15 +511,7 @@ TEST_F(NetworkTest, InstancesGetPrivateAddressesAndAFullPoolLeavesTheRestUnplace
   harness::Platform p;
   configure(p.conninfo, {"fd00:71::/120", "", "10.78.0.0/30", 0});  // two instance addresses: .1 and .2
   harness::create_envs(p.client(), {"sched"});
-  {
-    pqxx::connection c(p.conninfo);
-    pqxx::work tx(c);
-    const auto alice = tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>();
-    api::enrol_host(tx, api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op").secret, "big",
-                    {{"capacity", {{"cpus", 16}, {"memory_mib", 65536}, {"disk_mib", 100000}}},
-                     {"runtime", {{"name", "sandbox"}, {"reason", "test"}}}});
-    tx.commit();
-  }
+  harness::enrol_roomy_host(p.conninfo, "big");
   p.client().call("POST", kEnvs + "sched/deploys",
                   Json{{"image", image()},
                        {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 3\n"

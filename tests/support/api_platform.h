@@ -10,6 +10,7 @@
 
 #include "api/auth.h"
 #include "api/client.h"
+#include "api/hosts.h"
 #include "api/server.h"
 #include "engine/db.h"
 #include "engine/ids.h"
@@ -92,6 +93,18 @@ void create_envs(const api::Client& c, const std::vector<std::string>& envs) {
   c.call("POST", "/v1/orgs/acme/projects", Json{{"name", "shop"}});
   c.call("POST", "/v1/orgs/acme/projects/shop/apps", Json{{"name", "api"}});
   for (const auto& e : envs) c.call("POST", "/v1/orgs/acme/projects/shop/apps/api/envs", Json{{"name", e}});
+}
+
+// Enrols a sandbox host named `name` with room for anything the tests place (16 CPUs, 64 GiB) and no
+// agent behind it: a test writes what its reports would.
+inline void enrol_roomy_host(const std::string& conninfo, const std::string& name) {
+  pqxx::connection c(conninfo);
+  pqxx::work tx(c);
+  const auto alice = tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>();
+  api::enrol_host(tx, api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op").secret, name,
+                  {{"capacity", {{"cpus", 16}, {"memory_mib", 65536}, {"disk_mib", 100000}}},
+                   {"runtime", {{"name", "sandbox"}, {"reason", "test"}}}});
+  tx.commit();
 }
 
 }  // namespace platform::harness

@@ -1,0 +1,90 @@
+// `platform status` (GET .../status) against a real PostgreSQL, a real OCI registry and the real
+// scheduler: an instance that `platform scale --memory` has resized is not current until its
+// replacement is, so `platform wait` cannot report convergence in the moment between the scale and
+// the scheduler's next pass. The agent's side (running, healthy) is written as its reports would.
+#include <gtest/gtest.h>
+
+#include "engine/oci/registry.h"
+#include "platformd/local_registry.h"
+#include "reconcilers/scheduler.h"
+#include "tests/support/api_platform.h"
+#include "tests/support/registry_push.h"
+
+using namespace platform;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kEnv = "/v1/orgs/acme/projects/shop/apps/api/envs/prod";
+
+struct Web {
+  int current = -1, outdated = -1, stopping = -1;
+};
+
+Web web_of(const Json& status) {
+  for (const auto& p : status["processes"])
+    if (p["process"] == "web") return {p["current"].get<int>(), p["outdated"].get<int>(), p["stopping"].get<int>()};
+  return {};
+}
+
+TEST(InstanceStatus, AResizedInstanceIsNotCurrentUntilItsReplacementIs) {
+  const auto dir = harness::PgEnvironment::get().root() / "registry-status";
+  dev::LocalRegistry registry({dir.string(), dev::free_loopback_port(36000, 40000), ""});
+  registry.start();
+  const auto image = registry.address() + "/acme/api:v1";
+  {
+    oci::RegistryClient rc;
+    auto ref = oci::parse_image_ref(image);
+    harness::push_manifest(rc, ref, "v1", oci::kOciManifest, harness::push_image(rc, ref, "amd64", "layer v1"));
+  }
+  harness::Platform p;
+  harness::create_envs(p.client(), {"prod"});
+  pqxx::connection c(p.conninfo);
+  auto sql = [&](const std::string& q) {
+    pqxx::work tx(c);
+    auto r = tx.exec(q);
+    tx.commit();
+    return r;
+  };
+  harness::enrol_roomy_host(p.conninfo, "big");
+  p.client().call("POST", kEnv + "/deploys",
+                  Json{{"image", image},
+                       {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 1\n"
+                                    "memory = \"64MiB\"\n"}},
+                  new_id("idem"), std::chrono::seconds(60));
+  reconcilers::SchedulerOptions so;
+  so.conninfo = p.conninfo;
+  so.use_lease = false;
+  Signal wake;
+  reconcilers::Scheduler scheduler(so, &wake);
+  ASSERT_EQ(scheduler.pass().placed, 1);
+  const auto serve_all = "UPDATE core.instances SET state = 'running', health = 'healthy' WHERE desired = 'run'";
+  sql(serve_all);
+  auto status = [&] { return p.client().call("GET", kEnv + "/status"); };
+  ASSERT_EQ(status()["phase"], "converged") << status().dump();
+
+  // Scaled to 96 MiB: the 64 MiB instance still serves, but it is outdated, not current.
+  p.client().call("POST", kEnv + "/scale", Json{{"processes", {{"web", {{"memory_mib", 96}}}}}}, new_id("idem"));
+  auto st = status();
+  EXPECT_EQ(st["phase"], "progressing") << st.dump();
+  EXPECT_FALSE(st["converged"].get<bool>());
+  auto web = web_of(st);
+  EXPECT_EQ(web.current, 0);
+  EXPECT_EQ(web.outdated, 1);
+
+  // The scheduler places the 96 MiB replacement; once it serves, the old one is asked to stop; once
+  // stopped, the env has converged again, at the new size.
+  EXPECT_EQ(scheduler.pass().placed, 1);
+  sql(serve_all);
+  scheduler.pass();
+  web = web_of(status());
+  EXPECT_EQ(web.current, 1);
+  EXPECT_EQ(web.stopping, 1);
+  sql("UPDATE core.instances SET state = 'stopped' WHERE desired = 'stop'");
+  st = status();
+  EXPECT_EQ(st["phase"], "converged") << st.dump();
+  ASSERT_EQ(st["instances"].size(), 1u);
+  EXPECT_EQ(st["instances"][0]["memory_mib"], 96);
+}
+
+}  // namespace
