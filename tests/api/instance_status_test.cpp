@@ -6,9 +6,9 @@
 
 #include "engine/oci/registry.h"
 #include "platformd/local_registry.h"
-#include "reconcilers/scheduler.h"
 #include "tests/support/api_platform.h"
 #include "tests/support/registry_push.h"
+#include "tests/support/test_scheduler.h"
 
 using namespace platform;
 namespace fs = std::filesystem;
@@ -52,11 +52,7 @@ TEST(InstanceStatus, AResizedInstanceIsNotCurrentUntilItsReplacementIs) {
                        {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 1\n"
                                     "memory = \"64MiB\"\n"}},
                   new_id("idem"), std::chrono::seconds(60));
-  reconcilers::SchedulerOptions so;
-  so.conninfo = p.conninfo;
-  so.use_lease = false;
-  Signal wake;
-  reconcilers::Scheduler scheduler(so, &wake);
+  harness::TestScheduler scheduler(p.conninfo);
   ASSERT_EQ(scheduler.pass().placed, 1);
   const auto serve_all = "UPDATE core.instances SET state = 'running', health = 'healthy' WHERE desired = 'run'";
   sql(serve_all);

@@ -13,11 +13,11 @@
 #include "engine/error_details.h"
 #include "engine/oci/registry.h"
 #include "ingress/edge_config.h"
-#include "reconcilers/scheduler.h"
 #include "platformd/local_registry.h"
 #include "tests/support/api_platform.h"
 #include "tests/support/dev_platform.h"
 #include "tests/support/registry_push.h"
+#include "tests/support/test_scheduler.h"
 
 using namespace platform;
 namespace fs = std::filesystem;
@@ -517,11 +517,7 @@ TEST_F(NetworkTest, InstancesGetPrivateAddressesAndAFullPoolLeavesTheRestUnplace
                        {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 3\n"
                                     "memory = \"128MiB\"\n"}},
                   new_id("idem"), std::chrono::seconds(60));
-  reconcilers::SchedulerOptions so;
-  so.conninfo = p.conninfo;
-  so.use_lease = false;
-  Signal wake;
-  reconcilers::Scheduler scheduler(so, &wake);
+  harness::TestScheduler scheduler(p.conninfo);
   auto r = scheduler.pass();
   EXPECT_EQ(r.placed, 2);
   EXPECT_EQ(r.unschedulable, 1);
