@@ -228,9 +228,9 @@ Json post_accepting_ipv4(Session& s, const Globals& g, bool yes, const std::stri
     const auto& message = e.error().message;
     const auto cut = message.find(": a dedicated IPv4");
     const auto why = cut == std::string::npos ? std::string("the release asks for the IPv4 add-on") : message.substr(0, cut);
-    auto price = accept_ipv4_price(s, g, yes, why + ": env " + s.need_env() + " gets a dedicated IPv4 address");
-    if (!price) throw;  // the env got one meanwhile: the refusal stands as it was
-    body["accept_ipv4_price_cents_month"] = *price;
+    // nullopt: the env got an address meanwhile, and the request needs no price any more.
+    if (auto price = accept_ipv4_price(s, g, yes, why + ": env " + s.need_env() + " gets a dedicated IPv4 address"))
+      body["accept_ipv4_price_cents_month"] = *price;
     return s.client().call("POST", path, body, headers, timeout);
   }
 }
