@@ -15,6 +15,24 @@
 namespace platform::api {
 namespace {
 
+// What the API shows of an event: all of it, except the sealed secret values a SecretsVersionCreated
+// event records. Their nonce and ciphertext stay in the database, as `secrets list` keeps them
+// (docs/secrets.md); the name, digest, size, version and who set it when remain.
+Json public_event_json(const events::Recorded& e) {
+  auto j = e.to_json();
+  if (e.type != "SecretsVersionCreated") return j;
+  auto data = j.find("data");
+  if (data == j.end() || !data->is_object()) return j;
+  auto values = data->find("values");
+  if (values == data->end() || !values->is_object()) return j;
+  for (auto& [name, sealed] : values->items())
+    if (sealed.is_object()) {
+      sealed.erase("nonce");
+      sealed.erase("ciphertext");
+    }
+  return j;
+}
+
 Principal& require_org(Context& ctx, Principal& p, const std::string& org_ref, std::string* org_id) {
   auto org = ctx.pool.read([&](pqxx::transaction_base& tx) -> std::optional<Resolved> {
     try {
@@ -92,7 +110,7 @@ Response operation(Context& ctx, const Request&, Principal& p, const Params& par
   Json resources = Json::array(), list = Json::array();
   std::set<std::string> seen;
   for (const auto& e : evs) {
-    list.push_back(e.to_json());
+    list.push_back(public_event_json(e));
     auto rid = e.metadata.value("resource_id", "");
     if (seen.insert(rid).second)
       resources.push_back({{"kind", e.metadata.value("resource_kind", "")}, {"id", rid}, {"name", e.data.value("name", "")}});
@@ -160,7 +178,7 @@ std::string normalize_time(const std::string& s, const std::string& name) {
 
 Json events_page_json(const std::vector<events::Recorded>& evs, events::Cursor next) {
   Json arr = Json::array();
-  for (const auto& e : evs) arr.push_back(e.to_json());
+  for (const auto& e : evs) arr.push_back(public_event_json(e));
   return {{"events", arr}, {"next_cursor", next.encode()}, {"count", evs.size()}};
 }
 

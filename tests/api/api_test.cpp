@@ -337,7 +337,20 @@ TEST(Api, SecretsAreSealedAndNeverShown) {
   answers.push_back(r2.dump());
   EXPECT_EQ(r2["secrets_version"], 2);
   EXPECT_NE(c.call("GET", base)["secrets"][0]["digest"], listed["secrets"][1]["digest"]);
-  answers.push_back(c.call("GET", "/v1/orgs/acme/events").dump());
+  const auto events = c.call("GET", "/v1/orgs/acme/events");
+  answers.push_back(events.dump());
+  // The events API shows each version's values as `secrets list` does: no nonce, no ciphertext.
+  int versions = 0;
+  for (const auto& e : events["events"])
+    if (e["type"] == "SecretsVersionCreated") {
+      ++versions;
+      for (const auto& [name, v] : e["data"]["values"].items()) {
+        EXPECT_FALSE(v.contains("ciphertext")) << name;
+        EXPECT_FALSE(v.contains("nonce")) << name;
+        EXPECT_TRUE(v.contains("digest")) << name;
+      }
+    }
+  EXPECT_EQ(versions, 2);
 
   // Stored sealed: opening needs the key and the right env and name.
   pqxx::connection db(p.conninfo);
