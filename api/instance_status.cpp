@@ -136,6 +136,9 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
         problems.push_back(fmt::format("{}: failed: {}", i["name"].get<std::string>(), i["state_reason"].get<std::string>()));
       } else if (i["health"] == "unhealthy") {
         problems.push_back(fmt::format("{}: unhealthy: {}", i["name"].get<std::string>(), i["state_reason"].get<std::string>()));
+      } else if (i["state"] == "restarting") {
+        // In its restart policy's backoff: says how it last ended and when it tries again.
+        problems.push_back(fmt::format("{}: restarting: {}", i["name"].get<std::string>(), i["state_reason"].get<std::string>()));
       }
     }
     const int desired = s == sizes.end() ? 0 : s->second.count;

@@ -198,8 +198,14 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
       throw PlatformError(ErrorCode::precondition_failed, "env " + s.need_env() + " has no release to converge on",
                           "Deploy first: platform deploy" + env_flag);
     if (phase == "failed") {
-      auto name = first.substr(0, first.find(':'));
-      throw DetailedError({ErrorCode::failed, "rollout failed: " + first,
+      auto failed = first;  // the first instance that gave up (others may still be restarting)
+      for (const auto& p : problems)
+        if (p.get<std::string>().find(": failed: ") != std::string::npos) {
+          failed = p.get<std::string>();
+          break;
+        }
+      auto name = failed.substr(0, failed.find(':'));
+      throw DetailedError({ErrorCode::failed, "rollout failed: " + failed,
                            "category: app (the instance exits or fails its checks). See `platform instance describe " +
                                name + env_flag + "` and `platform logs --instance " + name + env_flag + "`."},
                           problems);

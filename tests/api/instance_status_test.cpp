@@ -1,7 +1,8 @@
 // `platform status` (GET .../status) against a real PostgreSQL, a real OCI registry and the real
-// scheduler: an instance that `platform scale --memory` has resized is not current until its
-// replacement is, so `platform wait` cannot report convergence in the moment between the scale and
-// the scheduler's next pass. The agent's side (running, healthy) is written as its reports would.
+// scheduler: a restarting instance is named as a problem, and an instance that `platform scale
+// --memory` has resized is not current until its replacement is, so `platform wait` cannot report
+// convergence in the moment between the scale and the scheduler's next pass. The agent's side
+// (running, healthy) is written as its reports would.
 #include <gtest/gtest.h>
 
 #include "engine/oci/registry.h"
@@ -27,7 +28,7 @@ Web web_of(const Json& status) {
   return {};
 }
 
-TEST(InstanceStatus, AResizedInstanceIsNotCurrentUntilItsReplacementIs) {
+TEST(InstanceStatus, RestartingInstancesAreProblemsAndResizedOnesAreNotCurrent) {
   const auto dir = harness::PgEnvironment::get().root() / "registry-status";
   dev::LocalRegistry registry({dir.string(), dev::free_loopback_port(36000, 40000), ""});
   registry.start();
@@ -58,6 +59,14 @@ TEST(InstanceStatus, AResizedInstanceIsNotCurrentUntilItsReplacementIs) {
   sql(serve_all);
   auto status = [&] { return p.client().call("GET", kEnv + "/status"); };
   ASSERT_EQ(status()["phase"], "converged") << status().dump();
+
+  // An instance waiting out its restart backoff is a problem named with how it ended and when it retries.
+  sql("UPDATE core.instances SET state = 'restarting', health = 'starting',"
+      " state_reason = 'exited with status 3; restarting in 8.0 s (attempt 3 of 10)'");
+  auto restarting = status();
+  EXPECT_EQ(restarting["phase"], "progressing");
+  EXPECT_EQ(restarting["problems"], Json::array({"web-1: restarting: exited with status 3; restarting in 8.0 s (attempt 3 of 10)"}));
+  sql(serve_all);
 
   // Scaled to 96 MiB: the 64 MiB instance still serves, but it is outdated, not current.
   p.client().call("POST", kEnv + "/scale", Json{{"processes", {{"web", {{"memory_mib", 96}}}}}}, new_id("idem"));

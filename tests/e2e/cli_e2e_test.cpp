@@ -534,6 +534,8 @@ optional = ["ECHO_ALLOC_MIB"]
   auto failed = cli("-o json wait --timeout 120s" + in("crash"));
   EXPECT_EQ(failed.exit, 1) << failed.out;
   EXPECT_EQ(one_json(failed)["error"]["code"], "failed");
+  // The same in a table: the problems go to stderr, one line each, and the exit code stays 1.
+  EXPECT_EQ(cli("wait --timeout 10s" + in("crash")).exit, 1);
   // The error names whichever instance gave up first; web-1 gives up too, within its backoff.
   Json d;
   for (int i = 0; i < 100; ++i) {
