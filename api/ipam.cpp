@@ -5,6 +5,7 @@
 #include "engine/crypto.h"
 #include "engine/db.h"
 #include "engine/error.h"
+#include "engine/error_details.h"
 #include "engine/ids.h"
 
 namespace platform::api {
@@ -103,14 +104,20 @@ Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& e
     return out;
   }
   const int cents = family == 4 ? ipv4_price_cents(tx) : 0;
-  if (family == 4 && accepted.cents != cents)
-    // The CLI (post_accepting_ipv4) recognises "did not accept that price" and offers to accept it.
-    throw PlatformError(ErrorCode::precondition_failed,
-                        fmt::format("{}a dedicated IPv4 address for env {} costs {}, and the request did not accept "
-                                    "that price",
-                                    accepted.asked_by.empty() ? "" : accepted.asked_by + ": ", env.name,
-                                    format_price(cents)),
-                        accepted.hint);
+  if (family == 4 && accepted.cents != cents) {
+    // The detail says what to accept: the CLI (post_accepting_ipv4) asks for it and sends the request again.
+    const auto why = accepted.asked_by.empty() ? std::string("the request asks for the IPv4 add-on") : accepted.asked_by;
+    throw DetailedError({ErrorCode::precondition_failed,
+                         fmt::format("{}a dedicated IPv4 address for env {} costs {}, and the request did not "
+                                     "accept that price",
+                                     accepted.asked_by.empty() ? "" : accepted.asked_by + ": ", env.name,
+                                     format_price(cents)),
+                         accepted.hint},
+                        Json::array({{{"text", why},
+                                      {"accept", "ipv4_price"},
+                                      {"price_cents_month", cents},
+                                      {"price", format_price(cents)}}}));
+  }
   // core.free_address locks the pool's row: concurrent allocations take turns (docs/network.md).
   auto address = tx.exec_params("SELECT host(core.free_address($1))", family == 4 ? "ipv4" : "ipv6")[0][0].as<std::string>();
   const auto id = new_id("ip");

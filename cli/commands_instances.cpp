@@ -189,6 +189,8 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
     last_phase = phase;
     auto problems = st.value("problems", Json::array());
     const auto first = problems.empty() ? std::string() : problems[0].get<std::string>();
+    Json details = Json::array();  // error details are objects with a text (engine/error_details.h)
+    for (const auto& p : problems) details.push_back({{"text", p}});
     if (phase == "converged") {
       if (g.format() != Format::table) return print_json(st);
       std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
@@ -208,18 +210,18 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
       throw DetailedError({ErrorCode::failed, "rollout failed: " + failed,
                            "category: app (the instance exits or fails its checks). See `platform instance describe " +
                                name + env_flag + "` and `platform logs --instance " + name + env_flag + "`."},
-                          problems);
+                          details);
     }
     if (phase == "unschedulable")
       throw DetailedError({ErrorCode::capacity, "rollout cannot be placed: " + first,
                            "category: placement. Free capacity (platform scale), or add a host "
                            "(platform host join-token); `platform status" + env_flag + "` shows the rest."},
-                          problems);
+                          details);
     if (std::chrono::steady_clock::now() >= deadline)
       throw DetailedError({ErrorCode::timed_out, "env " + s.need_env() + " did not converge within " + timeout_text +
                                                      (first.empty() ? "" : ": " + first),
                            "See `platform status" + env_flag + "` for what is still moving."},
-                          problems);
+                          details);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   throw PlatformError(ErrorCode::interrupted, "interrupted", "");

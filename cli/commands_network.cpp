@@ -219,15 +219,13 @@ Json post_accepting_ipv4(Session& s, const Globals& g, bool yes, const std::stri
                          const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout) {
   try {
     return s.client().call("POST", path, body, headers, timeout);
-  } catch (const PlatformError& e) {
-    // api/ipam.cpp refuses an unaccepted IPv4 price with this phrase; nothing was written, so the same
-    // request (and Idempotency-Key) can be sent again with the price accepted.
-    if (e.error().code != ErrorCode::precondition_failed ||
-        e.error().message.find("did not accept that price") == std::string::npos)
-      throw;
-    const auto& message = e.error().message;
-    const auto cut = message.find(": a dedicated IPv4");
-    const auto why = cut == std::string::npos ? std::string("the release asks for the IPv4 add-on") : message.substr(0, cut);
+  } catch (const DetailedError& e) {
+    // api/ipam.cpp refuses an unaccepted IPv4 price with a detail saying so; nothing was written, so the
+    // same request (and Idempotency-Key) can be sent again with the price accepted.
+    std::string why;
+    for (const auto& d : e.details())
+      if (d.is_object() && d.value("accept", "") == "ipv4_price") why = d.value("text", "");
+    if (e.error().code != ErrorCode::precondition_failed || why.empty()) throw;
     // nullopt: the env got an address meanwhile, and the request needs no price any more.
     if (auto price = accept_ipv4_price(s, g, yes, why + ": env " + s.need_env() + " gets a dedicated IPv4 address"))
       body["accept_ipv4_price_cents_month"] = *price;

@@ -47,9 +47,7 @@ int main(int argc, char** argv) {
       std::cout << Json{{"error", err}}.dump(g.format() == cli::Format::json ? 2 : -1) << "\n" << std::flush;
     } else {
       if (details.is_array())
-        for (const auto& d : details)  // manifest problems are objects with a text; a rollout's, strings
-          std::cerr << (d.is_string() ? d.get<std::string>() : d.is_object() ? d.value("text", d.dump()) : d.dump())
-                    << "\n";
+        for (const auto& d : details) std::cerr << (d.is_object() ? d.value("text", d.dump()) : d.dump()) << "\n";
       std::cerr << "error: " << e.message << "\n";
       if (!e.hint.empty()) std::cerr << "hint: " << e.hint << "\n";
       if (!request_id.empty()) std::cerr << "request id: " << request_id << "\n";

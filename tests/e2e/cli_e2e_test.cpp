@@ -534,6 +534,9 @@ optional = ["ECHO_ALLOC_MIB"]
   auto failed = cli("-o json wait --timeout 120s" + in("crash"));
   EXPECT_EQ(failed.exit, 1) << failed.out;
   EXPECT_EQ(one_json(failed)["error"]["code"], "failed");
+  const auto failed_details = one_json(failed)["error"]["details"];  // objects with a text, like every error's
+  ASSERT_FALSE(failed_details.empty()) << failed.out;
+  EXPECT_NE(failed_details[0]["text"].get<std::string>().find(": "), std::string::npos) << failed.out;
   // The same in a table: the problems go to stderr, one line each, and the exit code stays 1.
   EXPECT_EQ(cli("wait --timeout 10s" + in("crash")).exit, 1);
   // The error names whichever instance gave up first; web-1 gives up too, within its backoff.
