@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <set>
 
 #include "api/instances.h"
@@ -123,8 +122,8 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
       }
       // Another release, or this one at a size `platform scale` has since changed: the scheduler
       // replaces it (its `resized` rule), so it is not current yet.
-      const bool resized = s != sizes.end() && (i["memory_mib"].get<std::int64_t>() != s->second.memory_mib ||
-                                                std::abs(i["cpu"].get<double>() - s->second.cpu) > 1e-9);
+      const bool resized =
+          s != sizes.end() && s->second.differs_from(i["memory_mib"].get<std::int64_t>(), i["cpu"].get<double>());
       if (!release || i["release"]["id"] != release->id || resized) {
         ++outdated;
         continue;

@@ -5,6 +5,7 @@
 // Every event about an instance is in its own stream, instance-<id>, in order.
 #include <pqxx/pqxx>
 
+#include <cmath>
 #include <map>
 #include <optional>
 #include <string>
@@ -24,6 +25,11 @@ struct ProcessSize {
   double cpu = 0;
   std::int64_t memory_mib = 0;
   bool scaled = false;  // some of it comes from `platform scale`
+  // An instance of this size or another: the scheduler replaces one of another size, and status does
+  // not count it as current until then.
+  bool differs_from(std::int64_t instance_memory_mib, double instance_cpu) const {
+    return memory_mib != instance_memory_mib || std::abs(cpu - instance_cpu) > 1e-9;
+  }
 };
 std::map<std::string, ProcessSize> process_sizes(const Json& manifest, const Json& scale);
 

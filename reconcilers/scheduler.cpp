@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <set>
 #include <thread>
@@ -194,8 +193,7 @@ Scheduler::PassResult Scheduler::pass() {
     for (const auto* r : mine) {
       views.push_back(view_of(*r));
       auto size = sizes.find(r->process);
-      views.back().resized = size != sizes.end() && (size->second.memory_mib != r->memory_mib ||
-                                                     std::abs(size->second.cpu - r->cpu) > 1e-9);
+      views.back().resized = size != sizes.end() && size->second.differs_from(r->memory_mib, r->cpu);
       by_id[r->id] = r;
     }
     RolloutPlan plan;
