@@ -75,6 +75,7 @@ struct Stats {
   // CPU-seconds spent while measuring: by this process (client threads, pool, doorbell) and by the
   // rest of the machine (PostgreSQL's backends, WAL writer, kernel work for them), and idle.
   double client_cpu = 0, server_cpu = 0, idle_cpu = 0, steal_cpu = 0;
+  std::uint64_t notifies = 0;  // wake-up NOTIFYs the pool's doorbell sent (the append only)
   double p50_ms = 0, p99_ms = 0;
   std::vector<double> latencies_ms;
   double rate() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
@@ -90,6 +91,7 @@ struct Stats {
     server_cpu += slice.server_cpu;
     idle_cpu += slice.idle_cpu;
     steal_cpu += slice.steal_cpu;
+    notifies += slice.notifies;
     latencies_ms.insert(latencies_ms.end(), slice.latencies_ms.begin(), slice.latencies_ms.end());
   }
 };
@@ -193,12 +195,15 @@ Stats raw_events_insert(const std::string& conninfo, int writers, double seconds
 // The product's path: a pool transaction (pool connections leave the NOTIFY to the after-commit
 // doorbell), events::append with an expected version, commit, doorbell. `run` names fresh streams.
 Stats append(db::Pool& pool, int writers, double seconds, const std::string& run) {
-  return measure("", writers, seconds, [&](pqxx::connection*, int w, std::int64_t i) {
+  auto sent_before = pool.wakeups_sent();
+  auto st = measure("", writers, seconds, [&](pqxx::connection*, int w, std::int64_t i) {
     pool.transact([&](pqxx::work& tx) {
       events::append(tx, "bench-" + run + "-" + std::to_string(w), i - 1,
                      {{uuid_to_string(new_uuid_v7()), "BenchAppended", 1, kData, metadata(w)}});
     });
   });
+  st.notifies = pool.wakeups_sent() - sent_before;  // a last NOTIFY may still be in flight: at most one short
+  return st;
 }
 
 struct Wakeup {
@@ -410,7 +415,8 @@ int main(int argc, char** argv) {
                     {"client_cpu_us_per_op", st.per_op_us(st.client_cpu)},
                     {"server_cpu_us_per_op", st.per_op_us(st.server_cpu)},
                     {"idle_share", st.share(st.idle_cpu)},
-                    {"steal_share", st.share(st.steal_cpu)}};
+                    {"steal_share", st.share(st.steal_cpu)},
+                    {"notifies_per_second", st.seconds > 0 ? static_cast<double>(st.notifies) / st.seconds : 0}};
       };
       jrows.push_back({{"writers", r.writers},
                        {"plain_insert", side(r.plain)},
@@ -421,15 +427,17 @@ int main(int argc, char** argv) {
     }
     fmt::print("\nWhere the CPU went, per row or event: microseconds of CPU in this process (the client: its\n"
                "threads, libpqxx, the pool and the doorbell) and in the rest of the machine (PostgreSQL and the\n"
-               "kernel's work for it); the machine's idle share, and the share the hypervisor stole (noise).\n");
-    fmt::print("{:>8} | {:>17} {:>11} | {:>17} {:>11} | {:>17} {:>11}\n", "writers", "ceiling cli/srv", "idle/steal",
-               "ev INSERT cli/srv", "idle/steal", "append cli/srv", "idle/steal");
+               "kernel's work for it); the machine's idle share, and the share the hypervisor stole (noise).\n"
+               "NOTIFY/s: the wake-ups the append's doorbell sent (one covers every commit before it).\n");
+    fmt::print("{:>8} | {:>17} {:>11} | {:>17} {:>11} | {:>17} {:>11} | {:>8}\n", "writers", "ceiling cli/srv",
+               "idle/steal", "ev INSERT cli/srv", "idle/steal", "append cli/srv", "idle/steal", "NOTIFY/s");
     for (const auto& r : rows) {
       auto cell = [](const Stats& st) {
         return fmt::format("{:>8.0f}/{:<8.0f} {:>4.0f}%/{:>4.0f}%", st.per_op_us(st.client_cpu),
                            st.per_op_us(st.server_cpu), 100 * st.share(st.idle_cpu), 100 * st.share(st.steal_cpu));
       };
-      fmt::print("{:>8} | {} | {} | {}\n", r.writers, cell(r.plain), cell(r.raw), cell(r.append));
+      fmt::print("{:>8} | {} | {} | {} | {:>8.0f}\n", r.writers, cell(r.plain), cell(r.raw), cell(r.append),
+                 r.append.seconds > 0 ? static_cast<double>(r.append.notifies) / r.append.seconds : 0);
     }
     fmt::print("\nNOTIFY -> long-poll watcher wake-up (append commit returned -> watch answer received).\n"
                "The goal is on one watcher; more watchers (all in this process, on the same cores) show the fan-out cost.\n");

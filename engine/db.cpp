@@ -108,6 +108,8 @@ void Pool::release(std::unique_ptr<pqxx::connection> c) {
   cv_.notify_one();
 }
 
+std::uint64_t Pool::wakeups_sent() const { return doorbell_->sent(); }
+
 std::size_t Pool::open_connections() const {
   std::lock_guard lock(mu_);
   return open_;

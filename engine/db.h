@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,7 @@ class Pool {
 
   std::size_t max_size() const { return max_size_; }
   std::size_t open_connections() const;
+  std::uint64_t wakeups_sent() const;  // NOTIFYs the doorbell has sent for this pool's commits
   const std::string& conninfo() const { return conninfo_; }
 
  private:
