@@ -125,6 +125,49 @@ TEST(Edge, AClientResetResetsTheBackendAndAHalfCloseStaysAHalfClose) {
   }
 }
 
+// A client that resets right after its last bytes (it closes with unread data, or with SO_LINGER 0): the
+// reset can reach the edge in the same epoll event as those bytes. The backend here never answers, so
+// no write can reveal the reset; the edge must still pass it on, not wait for the idle timeout.
+TEST(Edge, AResetRightBehindTheLastBytesReachesASilentBackend) {
+  constexpr int kConnections = 40;
+  int backend_port = 0;
+  const int listener = listen_on_loopback(&backend_port, 64);
+  std::vector<std::string> ended;
+  timeval accept_wait{10, 0};  // a connection the edge never forwards fails the test instead of hanging it
+  ::setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &accept_wait, sizeof accept_wait);
+  std::thread backend([&] {
+    for (int i = 0; i < kConnections; ++i) {
+      int c = ::accept(listener, nullptr, nullptr);
+      if (c < 0) return;  // ended stays short: the count below fails
+      timeval tv{3, 0};
+      ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) {
+      }
+      ended.push_back(n == 0 ? "eof" : errno == ECONNRESET ? "reset" : errno == EAGAIN ? "still open after 3 s" : "error");
+      ::close(c);
+    }
+  });
+  Edge edge;
+  const int port = free_port();
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_rst2", {{"::1", port}}, backend_port)}}}));
+  const std::string payload(1000, 'r');
+  for (int i = 0; i < kConnections; ++i) {
+    int fd = connect_to("::1", port);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::send(fd, payload.data(), payload.size(), MSG_NOSIGNAL), static_cast<ssize_t>(payload.size()));
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  backend.join();
+  ::close(listener);
+  ASSERT_EQ(ended.size(), static_cast<std::size_t>(kConnections));
+  for (int i = 0; i < kConnections; ++i) EXPECT_EQ(ended[static_cast<std::size_t>(i)], "reset") << "connection " << i;
+}
+
 TEST(Edge, AnIpv6EndpointIsNotReachableOverIpv4UntilItHasTheAddOn) {
   EchoServer echo;
   Edge edge;
