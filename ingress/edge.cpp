@@ -1,6 +1,9 @@
 #include "ingress/edge.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -18,6 +21,7 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -27,6 +31,7 @@
 #include "engine/error.h"
 #include "ingress/client_hello.h"
 #include "ingress/proxy_v2.h"
+#include "ingress/relay.h"
 
 namespace platform::ingress {
 
@@ -56,56 +61,20 @@ struct TargetState {
 
 tcp::endpoint to_endpoint(const Address& a) { return {asio::ip::make_address(a.ip), a.port}; }
 
-// Decrements a counter when the connection ends, however it ends.
-struct Hold {
-  std::atomic<std::int64_t>* global = nullptr;
-  std::shared_ptr<TargetState> target;
-  Hold(std::atomic<std::int64_t>* g, std::shared_ptr<TargetState> t) : global(g), target(std::move(t)) {}
-  Hold(Hold&& o) noexcept : global(std::exchange(o.global, nullptr)), target(std::move(o.target)) {}
-  Hold(const Hold&) = delete;
-  Hold& operator=(const Hold&) = delete;
-  ~Hold() {
-    if (global) --*global;
-    if (target) --target->active;
-  }
-};
-
-// A forwarded connection: both sockets, when bytes last moved, and the idle timer (a callback that
-// re-arms itself, not a coroutine). Shared by the two directions; closed when the last one ends.
-struct Conn : std::enable_shared_from_this<Conn> {
-  tcp::socket client, backend;
-  asio::steady_timer idle;
-  std::optional<Hold> hold;  // the connection counts until both directions have ended
-  Clock::time_point last = Clock::now();
-  int directions = 2;  // still copying
-  explicit Conn(tcp::socket c) : client(std::move(c)), backend(client.get_executor()), idle(client.get_executor()) {}
-  void close() {
-    boost::system::error_code ignore;
-    idle.cancel();
-    client.close(ignore);
-    backend.close(ignore);
-  }
-  // An aborted connection (a reset or an error on one side) is aborted on the other side too: closed
-  // with a reset, as the peer would have seen it without the edge, and no TIME_WAIT left here.
-  void abort() {
-    boost::system::error_code ignore;
-    client.set_option(asio::socket_base::linger(true, 0), ignore);
-    backend.set_option(asio::socket_base::linger(true, 0), ignore);
-    close();
-  }
-  void watch_idle(std::chrono::milliseconds limit, std::atomic<std::uint64_t>& closed) {
-    idle.expires_at(last + limit);
-    idle.async_wait([self = shared_from_this(), limit, &closed](boost::system::error_code ec) {
-      if (ec || self->directions == 0) return;
-      if (Clock::now() - self->last >= limit) {
-        ++closed;
-        self->close();
-        return;
-      }
-      self->watch_idle(limit, closed);
-    });
-  }
-};
+// The PROXY v2 header for a client's connection: its address and the address it reached, and the
+// server name it asked for. Empty when the socket has no peer any more.
+std::vector<std::uint8_t> proxy_header(int fd, const std::string& sni) {
+  sockaddr_storage peer{}, local{};
+  socklen_t peer_len = sizeof peer, local_len = sizeof local;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0)
+    return {};
+  ProxyHeader h;
+  h.source = SocketAddress::from(reinterpret_cast<const sockaddr*>(&peer));
+  h.destination = SocketAddress::from(reinterpret_cast<const sockaddr*>(&local));
+  h.authority = sni;
+  return encode_proxy_v2(h);
+}
 
 }  // namespace
 
@@ -142,9 +111,12 @@ struct Edge::Impl {
   };
   std::map<std::string, Listener> listeners;
   std::shared_ptr<tcp::acceptor> metrics_acceptor;
-  // Declared last, so destroyed first: the handlers it destroys (connections, their counts) still find
+  // Declared late, so destroyed early: the handlers it destroys (connections, their counts) still find
   // the counters, targets and locks above alive.
   asio::io_context io;
+  // Forwarded connections. Destroyed first of all (its sockets and timers belong to `io`), after the
+  // threads have stopped: it closes its connections and gives their counts back.
+  std::unique_ptr<Relay> relay;
 
   std::shared_ptr<TargetState> state_for_locked(const std::string& id) {  // with `mu` held
     auto& s = targets[id];
@@ -173,6 +145,101 @@ struct Edge::Impl {
     return config;
   }
 
+  // A TCP endpoint's listener: connections are accepted here, without Asio's sockets, and go straight
+  // to the relay. The wait is re-armed before the accepts run, so a connection that arrives meanwhile
+  // wakes it (with several threads another one may be running the reactor).
+  void wait_accept(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Slot> slot) {
+    acceptor->async_wait(tcp::acceptor::wait_read, [this, acceptor, slot](boost::system::error_code ec) {
+      if (ec || !acceptor->is_open()) return;
+      wait_accept(acceptor, slot);
+      accept_some(acceptor, slot);
+    });
+  }
+
+  void accept_some(const std::shared_ptr<tcp::acceptor>& acceptor, const std::shared_ptr<Slot>& slot) {
+    for (int i = 0; i < 64; ++i) {
+      const int fd = ::accept4(acceptor->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        forward_tcp(fd, slot->get());
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      // e.g. out of file descriptors: pause instead of spinning
+      auto t = std::make_shared<asio::steady_timer>(acceptor->get_executor(), std::chrono::milliseconds(50));
+      t->async_wait([this, t, acceptor, slot](boost::system::error_code e) {
+        if (!e && acceptor->is_open()) accept_some(acceptor, slot);
+      });
+      return;
+    }
+    asio::post(acceptor->get_executor(), [this, acceptor, slot] {  // more waiting: after the edge's other work
+      if (acceptor->is_open()) accept_some(acceptor, slot);
+    });
+  }
+
+  // The edge's connection limit, counted from accept: false (and counted as refused) when it is full.
+  bool admit(const EdgeConfig& cfg) {
+    if (++counters.active <= cfg.limits.max_connections) return true;
+    --counters.active;
+    ++counters.refused_limit;
+    return false;
+  }
+
+  // The target's limit and its backends: false (counted, and the edge's count given back) when refused.
+  bool admit_to(const Target& target, TargetState& state) {
+    const int open = ++state.active;
+    if (target.max_connections > 0 && open > target.max_connections) {
+      --state.active;
+      --counters.active;
+      ++counters.refused_limit;
+      return false;
+    }
+    if (target.backends.empty()) {
+      --state.active;
+      --counters.active;
+      ++counters.refused_no_backend;
+      return false;
+    }
+    return true;
+  }
+
+  // Hands an admitted connection to the relay, which connects to a backend and copies both ways.
+  void relay_to(int fd, const std::shared_ptr<const Plan>& plan, const Target& target, TargetState& state,
+                const std::string& sni, std::vector<std::uint8_t> hello) {
+    RelayJob job;
+    job.client = fd;
+    job.backends = &target.backends;
+    job.first_backend = static_cast<std::size_t>(state.next++ % target.backends.size());
+    if (target.proxy_v2) {  // the header whole, first, in the same write as what the client already sent
+      job.first = proxy_header(fd, sni);
+      job.first_uncounted = job.first.size();
+    }
+    job.first.insert(job.first.end(), hello.begin(), hello.end());
+    job.connect_timeout = std::chrono::milliseconds(plan->config->limits.connect_timeout_ms);
+    job.idle_timeout = std::chrono::milliseconds(plan->config->limits.idle_timeout_ms);
+    job.active = &counters.active;
+    job.target_active = &state.active;
+    job.keep = plan;
+    relay->add(std::move(job));
+  }
+
+  void forward_tcp(int fd, const std::shared_ptr<const Plan>& plan) {
+    ++counters.accepted;
+    if (!plan->target || !admit(*plan->config)) {  // (no target: the endpoint went away between accept and now)
+      ::close(fd);
+      return;
+    }
+    if (!admit_to(*plan->target, *plan->target_state)) {
+      ::close(fd);
+      return;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    relay_to(fd, plan, *plan->target, *plan->target_state, "", {});
+  }
+
+  // The shared TLS listener: accepted with Asio, the ClientHello read to find the route, then the socket
+  // is released to the relay.
   awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Slot> slot) {
     for (;;) {
       // Each connection on a strand of its own: its sockets and timers are never used by two threads at once.
@@ -194,89 +261,45 @@ struct Edge::Impl {
         co_await t.async_wait(tuple_awaitable);
         continue;
       }
-      // Under load the next async_accept takes a waiting connection at once (a speculative accept,
-      // without an epoll round), so no loop of our own here: it would cost a failed accept per wake-up.
-      start(std::move(socket), slot->get());
+      ++counters.accepted;
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor, handle_tls(std::move(socket), slot->get()), asio::detached);
     }
   }
 
-  void start(tcp::socket socket, const std::shared_ptr<const Plan>& plan) {
-    ++counters.accepted;
-    auto executor = socket.get_executor();
-    asio::co_spawn(executor, handle(std::move(socket), plan), asio::detached);
-  }
-
-  // One client connection, from accept to close.
-  awaitable<void> handle(tcp::socket client, std::shared_ptr<const Plan> plan) {
-    const auto& cfg = plan->config;
-    Hold hold{&counters.active, nullptr};
-    if (++counters.active > cfg->limits.max_connections) {
-      ++counters.refused_limit;
-      co_return;
-    }
+  awaitable<void> handle_tls(tcp::socket client, std::shared_ptr<const Plan> plan) {
+    if (!admit(*plan->config)) co_return;
+    bool handed_over = false;
+    struct GiveBack {  // the edge's count, unless the relay took it over
+      std::atomic<std::int64_t>& active;
+      bool& handed_over;
+      ~GiveBack() {
+        if (!handed_over) --active;
+      }
+    } give_back{counters.active, handed_over};
+    const auto& cfg = *plan->config;
     boost::system::error_code ec;
     client.set_option(tcp::no_delay(true), ec);
-    const Target* target = plan->target;
-    std::shared_ptr<TargetState> state = plan->target_state;
-    std::string sni;
-    std::vector<std::uint8_t> hello;  // TLS: the bytes read to find the server name, sent on first
-    if (plan->tls) {
-      auto got = co_await read_hello(client, *cfg, hello);
-      if (got.status != ClientHello::Status::ok) co_return;
-      sni = got.sni;
-      target = cfg->route_for(sni);
-      if (!target) {
-        ++counters.unknown_sni;
-        co_return;
-      }
-      state = plan->route_states.at(target->id);
-    }
-    if (!target) co_return;  // the endpoint went away between accept and now
-    hold.target = state;
-    if (++state->active > target->max_connections && target->max_connections > 0) {
-      ++counters.refused_limit;
+    std::vector<std::uint8_t> hello;  // the bytes read to find the server name, sent on first
+    auto got = co_await read_hello(client, cfg, hello);
+    if (got.status != ClientHello::Status::ok) co_return;
+    const Target* target = cfg.route_for(got.sni);
+    if (!target) {
+      ++counters.unknown_sni;
       co_return;
     }
-    if (target->backends.empty()) {
-      ++counters.refused_no_backend;
+    auto& state = *plan->route_states.at(target->id);
+    if (!admit_to(*target, state)) {
+      handed_over = true;  // admit_to gave the count back
       co_return;
     }
-    auto conn = std::make_shared<Conn>(std::move(client));
-    conn->hold.emplace(std::move(hold));  // from here the connection holds its counts
-    bool connected = false;
-    for (std::size_t attempt = 0; attempt < target->backends.size() && !connected; ++attempt) {
-      const auto& b = target->backends[state->next++ % target->backends.size()];
-      connected = co_await connect(conn->backend, to_endpoint(b), std::chrono::milliseconds(cfg->limits.connect_timeout_ms));
-    }
-    if (!connected) {
-      ++counters.connect_failed;
+    const int fd = client.release(ec);
+    if (ec) {
+      --state.active;
       co_return;
     }
-    conn->backend.set_option(tcp::no_delay(true), ec);
-    // The PROXY header and what the client already sent go in one write: the header whole, first.
-    std::vector<std::uint8_t> first;
-    if (target->proxy_v2) {
-      ProxyHeader h;
-      auto peer = conn->client.remote_endpoint(ec);
-      auto local = conn->client.local_endpoint(ec);
-      if (ec) co_return;
-      h.source = *SocketAddress::parse(peer.address().to_string(), peer.port());
-      h.destination = *SocketAddress::parse(local.address().to_string(), local.port());
-      h.authority = sni;
-      first = encode_proxy_v2(h);
-    }
-    first.insert(first.end(), hello.begin(), hello.end());
-    if (!first.empty()) {
-      auto [wec, n] = co_await asio::async_write(conn->backend, asio::buffer(first), tuple_awaitable);
-      if (wec) co_return;
-      counters.bytes_to_backend += hello.size();
-    }
-    ++counters.forwarded;
-    conn->watch_idle(std::chrono::milliseconds(cfg->limits.idle_timeout_ms), counters.idle_closed);
-    // One direction on a coroutine of its own, the other here; the connection ends when both have.
-    asio::co_spawn(conn->client.get_executor(), pump(conn, conn->backend, conn->client, counters.bytes_to_client),
-                   asio::detached);
-    co_await pump(conn, conn->client, conn->backend, counters.bytes_to_backend);
+    handed_over = true;
+    relay_to(fd, plan, *target, state, got.sni, std::move(hello));
   }
 
   awaitable<ClientHello> read_hello(tcp::socket& client, const EdgeConfig& cfg, std::vector<std::uint8_t>& buf) {
@@ -311,55 +334,6 @@ struct Edge::Impl {
     }
   }
 
-  awaitable<bool> connect(tcp::socket& s, const tcp::endpoint& to, std::chrono::milliseconds timeout) {
-    boost::system::error_code ignore;
-    if (s.is_open()) s.close(ignore);
-    asio::steady_timer t(s.get_executor(), timeout);
-    bool expired = false;
-    t.async_wait([&s, &expired](boost::system::error_code ec) {
-      if (ec) return;
-      expired = true;
-      boost::system::error_code e;
-      s.cancel(e);
-    });
-    auto [ec] = co_await s.async_connect(to, tuple_awaitable);
-    t.cancel();
-    co_return !ec && !expired;
-  }
-
-  // Copies one direction until its end, then half-closes the other side's sending direction. A reset or
-  // error ends both directions.
-  awaitable<void> pump(std::shared_ptr<Conn> conn, tcp::socket& from, tcp::socket& to, std::atomic<std::uint64_t>& bytes) {
-    // 16 KiB to start (most connections are small and short); a read that fills it moves the
-    // direction to a 128 KiB buffer, for bulk transfers.
-    std::array<std::uint8_t, 16384> small;
-    std::unique_ptr<std::uint8_t[]> big;
-    asio::mutable_buffer buf = asio::buffer(small);
-    bool clean = false;
-    for (;;) {
-      auto [ec, n] = co_await from.async_read_some(buf, tuple_awaitable);
-      if (n > 0) {
-        conn->last = Clock::now();
-        auto [wec, written] = co_await asio::async_write(to, asio::buffer(buf.data(), n), tuple_awaitable);
-        if (n == buf.size() && !big) {
-          big = std::make_unique<std::uint8_t[]>(128 * 1024);
-          buf = asio::buffer(big.get(), 128 * 1024);
-        }
-        bytes += written;
-        if (wec) break;
-      }
-      if (ec == asio::error::eof) {
-        boost::system::error_code ignore;
-        to.shutdown(tcp::socket::shutdown_send, ignore);  // half-close forwarded
-        clean = true;
-        break;
-      }
-      if (ec) break;
-    }
-    if (!clean) conn->abort();
-    else if (--conn->directions == 0) conn->close();
-  }
-
   awaitable<void> metrics_loop(std::shared_ptr<tcp::acceptor> acceptor, Edge* edge) {
     for (;;) {
       auto [ec, s] = co_await acceptor->async_accept(tuple_awaitable);
@@ -390,6 +364,10 @@ struct Edge::Impl {
 };
 
 Edge::Edge(int threads) : impl_(std::make_unique<Impl>()) {
+  auto& c = impl_->counters;
+  impl_->relay = std::make_unique<Relay>(
+      impl_->io, RelayCounters{&c.forwarded, &c.connect_failed, &c.idle_closed, &c.bytes_to_backend, &c.bytes_to_client},
+      std::max(1, threads));
   auto work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(impl_->io.get_executor());
   for (int i = 0; i < std::max(1, threads); ++i)
     impl_->threads.emplace_back([this, work] { impl_->io.run(); });
@@ -398,7 +376,7 @@ Edge::Edge(int threads) : impl_(std::make_unique<Impl>()) {
 Edge::~Edge() {
   {
     std::lock_guard lock(impl_->mu);
-    for (auto& [k, l] : impl_->listeners) asio::post(impl_->io, [a = l.acceptor] { boost::system::error_code e; a->close(e); });
+    for (auto& [k, l] : impl_->listeners) asio::post(l.acceptor->get_executor(), [a = l.acceptor] { boost::system::error_code e; a->close(e); });
   }
   impl_->io.stop();
   for (auto& t : impl_->threads) t.join();
@@ -423,7 +401,9 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   for (auto& [key, l] : wanted) {
     if (im.listeners.count(key)) continue;
     try {
-      auto acc = std::make_shared<tcp::acceptor>(im.io);
+      // With several threads a listener's handlers (and its close) run on a strand of their own.
+      auto acc = im.threads.size() > 1 ? std::make_shared<tcp::acceptor>(asio::make_strand(im.io))
+                                       : std::make_shared<tcp::acceptor>(im.io);
       const auto ep = to_endpoint(l.address);
       acc->open(ep.protocol());
       acc->set_option(tcp::acceptor::reuse_address(true));
@@ -460,7 +440,7 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   for (auto it = im.listeners.begin(); it != im.listeners.end();) {
     auto w = wanted.find(it->first);
     if (w == wanted.end()) {
-      asio::post(im.io, [a = it->second.acceptor] {
+      asio::post(it->second.acceptor->get_executor(), [a = it->second.acceptor] {
         boost::system::error_code e;
         a->close(e);
       });
@@ -475,7 +455,8 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
     auto l = wanted[key];
     l.slot->plan = im.plan_for(l, config);
     im.listeners[key] = l;
-    asio::co_spawn(im.io, im.accept_loop(l.acceptor, l.slot), asio::detached);
+    if (l.tls) asio::co_spawn(l.acceptor->get_executor(), im.accept_loop(l.acceptor, l.slot), asio::detached);
+    else asio::post(l.acceptor->get_executor(), [&im, a = l.acceptor, slot = l.slot] { im.wait_accept(a, slot); });
     ++out.opened;
   }
   return out;

@@ -305,6 +305,105 @@ TEST(Edge, LimitsAndBackendsThatAreNotThere) {
   EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"no_backend\"} 1"), std::string::npos) << m;
 }
 
+// A server that speaks first (SMTP, SSH, many databases): its greeting reaches a client that has sent
+// nothing. A backend that refuses is skipped for the next one, within the same client connection.
+TEST(Edge, AServerThatSpeaksFirstIsHeardAndABackendThatRefusesIsSkipped) {
+  int greeter_port = 0;
+  const int listener = listen_on_loopback(&greeter_port, 16);
+  constexpr int kClients = 2;
+  std::thread greeter([listener] {
+    for (int i = 0; i < kClients; ++i) {
+      int c = ::accept(listener, nullptr, nullptr);
+      if (c < 0) return;
+      (void)!::send(c, "220 ready\r\n", 11, MSG_NOSIGNAL);
+      char buf[256];
+      for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) (void)!::send(c, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL);
+      ::close(c);
+    }
+  });
+  Edge edge;
+  const int port = free_port();
+  Json ep = endpoint("ep_greet", {{"::1", port}}, greeter_port);
+  ep["backends"] = {{{"address", "127.0.0.1"}, {"port", free_port()}},  // nothing listens: refused
+                    {{"address", "127.0.0.1"}, {"port", greeter_port}}};
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {ep}}}));
+  for (int i = 0; i < kClients; ++i) {  // the first client starts at the refusing backend, the second does not
+    int fd = connect_to("::1", port);
+    ASSERT_GE(fd, 0);
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1) << "client " << i << ": no greeting";
+    char buf[64] = {};
+    EXPECT_EQ(::recv(fd, buf, 11, MSG_WAITALL), 11);
+    EXPECT_EQ(std::string(buf, 11), "220 ready\r\n");
+    EXPECT_EQ(round_trip(fd, "HELO edge"), "HELO edge");
+    ::close(fd);
+  }
+  greeter.join();
+  ::close(listener);
+  const auto m = edge.metrics_text();
+  EXPECT_NE(m.find("platform_edge_connections_forwarded_total 2"), std::string::npos) << m;
+  EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"connect_failed\"} 0"), std::string::npos) << m;
+}
+
+// A backend whose accept queue is full drops the edge's SYN, so its connect never completes: after
+// `connect_timeout_ms` the edge tries the next backend, within the same client connection.
+TEST(Edge, ABackendThatDoesNotAnswerInTimeIsSkippedForTheNext) {
+  EchoServer echo;
+  int stuck_port = 0;
+  const int stuck = listen_on_loopback(&stuck_port, 0);  // never accepts
+  std::vector<int> fillers;  // fill its accept queue
+  for (int i = 0; i < 4; ++i) {
+    const int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(stuck_port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)!::connect(f, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    fillers.push_back(f);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Edge edge;
+  const int port = free_port();
+  Json ep = endpoint("ep_slow", {{"::1", port}}, echo.port());
+  ep["backends"] = {{{"address", "127.0.0.1"}, {"port", stuck_port}}, {{"address", "127.0.0.1"}, {"port", echo.port()}}};
+  edge.apply(parse_edge_config({{"version", 1}, {"limits", {{"connect_timeout_ms", 300}}}, {"endpoints", {ep}}}));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(echo_through("::1", port, "past the stuck one"), "past the stuck one");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250)) << "the first backend did answer";
+  for (int f : fillers) ::close(f);
+  ::close(stuck);
+  const auto m = edge.metrics_text();
+  EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"connect_failed\"} 0"), std::string::npos) << m;
+}
+
+// No bytes either way for the idle timeout: the edge closes the connection and counts it. A connection
+// that keeps talking outlives the timeout many times over.
+TEST(Edge, AnIdleConnectionIsClosedAndCountedWhileABusyOneStays) {
+  EchoServer echo;
+  Edge edge;
+  const int port = free_port();
+  edge.apply(parse_edge_config({{"version", 1},
+                                {"limits", {{"idle_timeout_ms", 300}}},
+                                {"endpoints", {endpoint("ep_idle", {{"::1", port}}, echo.port())}}}));
+  int idle = connect_to("::1", port), busy = connect_to("::1", port);
+  ASSERT_GE(idle, 0);
+  ASSERT_GE(busy, 0);
+  char c;
+  ASSERT_EQ(::send(idle, "i", 1, MSG_NOSIGNAL), 1);
+  ASSERT_EQ(::recv(idle, &c, 1, MSG_WAITALL), 1);
+  for (int i = 0; i < 12; ++i) {  // 1.2 s of traffic, every 100 ms
+    ASSERT_EQ(::send(busy, "b", 1, MSG_NOSIGNAL), 1);
+    ASSERT_EQ(::recv(busy, &c, 1, MSG_WAITALL), 1) << "the busy connection was closed after " << i * 100 << " ms";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(closed_by_peer(idle, 3000)) << "idle for more than 300 ms";
+  EXPECT_EQ(round_trip(busy, "still here"), "still here");
+  ::close(idle);
+  ::close(busy);
+  const auto m = edge.metrics_text();
+  EXPECT_NE(m.find("platform_edge_idle_closed_total 1"), std::string::npos) << m;
+}
+
 // Two TLS servers, each with its own certificate, behind one TLS listener routed by server name.
 class SniTest : public ::testing::Test {
  protected:
