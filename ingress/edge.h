@@ -2,7 +2,7 @@
 // The edge's data plane (docs/edge.md): listeners for the explicit TCP endpoints and the shared TLS
 // listener, and the connections between clients and instances. Reconfigured live by apply(): listeners
 // whose address stays are never re-bound, removed ones stop accepting while their connections finish,
-// and every connection keeps the snapshot it was accepted with. Asio stays inside edge.cpp.
+// and every connection keeps the snapshot it was accepted with. Asio stays inside edge.cpp and relay.cpp.
 #include <cstdint>
 #include <memory>
 #include <string>
