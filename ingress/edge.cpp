@@ -203,7 +203,8 @@ struct Edge::Impl {
     return true;
   }
 
-  // Hands an admitted connection to the relay, which connects to a backend and copies both ways.
+  // Hands an admitted connection (its counts and its descriptor) to the relay, which connects to a
+  // backend and copies both ways.
   void relay_to(int fd, const std::shared_ptr<const Plan>& plan, const Target& target, TargetState& state,
                 const std::string& sni, std::vector<std::uint8_t> hello) {
     RelayJob job;
@@ -212,6 +213,12 @@ struct Edge::Impl {
     job.first_backend = static_cast<std::size_t>(state.next++ % target.backends.size());
     if (target.proxy_v2) {  // the header whole, first, in the same write as what the client already sent
       job.first = proxy_header(fd, sni);
+      if (job.first.empty()) {  // the client is gone already; never send the backend bytes without the header
+        --state.active;
+        --counters.active;
+        ::close(fd);
+        return;
+      }
       job.first_uncounted = job.first.size();
     }
     job.first.insert(job.first.end(), hello.begin(), hello.end());

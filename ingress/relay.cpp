@@ -433,7 +433,7 @@ struct Relay::Shard {
     c->next = head;
     if (head) head->prev = c;
     head = c;
-    arm_timer(now + c->job.idle_timeout);
+    arm_timer(now + c->job.idle_timeout);  // the idle limit may be shorter than the connect timeout
     connect_next(c);
     bury();
   }
