@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,6 +96,21 @@ void stop_child(pid_t& pid, int sig, std::chrono::milliseconds grace, int last_r
 }
 
 void give_to_postgres_user(const std::string& path) { chown_tree(path, run_as()); }
+
+std::string postgres_user_cannot_enter(const std::string& path) {
+  const RunAs who = run_as();
+  if (!who.drop) return "";
+  fs::path at;
+  for (const auto& part : fs::absolute(path).lexically_normal()) {
+    at /= part;
+    struct stat st {};
+    if (::stat(at.c_str(), &st) != 0) return "";  // not there yet: created by us, and given to postgres
+    if (!S_ISDIR(st.st_mode)) continue;
+    const mode_t search = st.st_uid == who.uid ? S_IXUSR : st.st_gid == who.gid ? S_IXGRP : S_IXOTH;
+    if (!(st.st_mode & search)) return at.string();
+  }
+  return "";
+}
 
 std::string tail_of(const std::string& file, int lines) {
   std::ifstream in(file);

@@ -32,6 +32,11 @@ void stop_child(pid_t& pid, int sig, std::chrono::milliseconds grace, int last_r
 // Gives `path` (recursively) to the "postgres" system user when we are root; a no-op otherwise.
 void give_to_postgres_user(const std::string& path);
 
+// The first directory on the way to `path` (the path itself included, when it exists) that the "postgres"
+// system user cannot enter, judged by owner, group and mode bits; empty when it can reach the end, or
+// when we are not root (PostgreSQL then runs as us). A root home (/root, mode 0700) is the usual one.
+std::string postgres_user_cannot_enter(const std::string& path);
+
 // The last lines of a log file, for error messages.
 std::string tail_of(const std::string& file, int lines = 5);
 

@@ -21,6 +21,7 @@
 #include "engine/migrate.h"
 #include "engine/secrets/secrets.h"
 #include "platformd/child.h"
+#include "platformd/state_dir.h"
 #include "platformd/local_postgres.h"
 #include "platformd/local_registry.h"
 
@@ -166,7 +167,7 @@ int dev(const DevOptions& options) {
   fs::path state = options.state_dir;
   if (state.empty()) {
     if (const char* s = std::getenv("PLATFORM_STATE"); s && *s) state = s;
-    else state = fs::path(std::getenv("HOME") ? std::getenv("HOME") : "/root") / ".local/share/platform/dev";
+    else state = dev::default_state_dir();
   }
   fs::create_directories(state);
   state = fs::canonical(state);

@@ -5,7 +5,7 @@
 namespace platform::daemon {
 
 struct DevOptions {
-  std::string state_dir;  // default: $PLATFORM_STATE or ~/.local/share/platform/dev
+  std::string state_dir;  // default: $PLATFORM_STATE, else dev::default_state_dir()
   int api_port = 7070;
   int pg_port = 54320;
   int registry_port = 7071;  // the OCI registry on 127.0.0.1

@@ -66,6 +66,14 @@ LocalPostgres::~LocalPostgres() {
 bool LocalPostgres::initialized() const { return fs::exists(fs::path(options_.data_dir) / "PG_VERSION"); }
 
 void LocalPostgres::init() {
+  // PostgreSQL runs as the "postgres" user when we are root; a folder it cannot reach makes initdb fail
+  // with a bare "Permission denied", so name the folder and the way out before trying.
+  for (const auto& p : {options_.data_dir, options_.socket_dir})
+    if (auto blocked = postgres_user_cannot_enter(p); !blocked.empty())
+      throw PlatformError(ErrorCode::invalid_request,
+                          "PostgreSQL runs as the \"postgres\" user, which cannot enter " + blocked + ", so it cannot reach " + p,
+                          "Choose a state folder it can reach, e.g. platformd dev --state /var/lib/platform/dev (the default "
+                          "for root), or PLATFORM_STATE=/var/lib/platform/dev.");
   fs::create_directories(options_.socket_dir);
   give_to_postgres_user(options_.socket_dir);
   fs::create_directories(fs::path(options_.log_file).parent_path());

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
 
   daemon::DevOptions dev_opts;
   auto* dev = app.add_subcommand("dev", "Run everything on this machine from a state folder (embedded default)");
-  dev->add_option("--state", dev_opts.state_dir, "State folder (env PLATFORM_STATE; default ~/.local/share/platform/dev)");
+  dev->add_option("--state", dev_opts.state_dir, "State folder (env PLATFORM_STATE; default /var/lib/platform/dev as root, else ~/.local/share/platform/dev)");
   dev->add_option("--api-port", dev_opts.api_port, "API port on 127.0.0.1")->capture_default_str();
   dev->add_option("--pg-port", dev_opts.pg_port, "PostgreSQL port on 127.0.0.1")->capture_default_str();
   dev->add_option("--registry-port", dev_opts.registry_port, "OCI registry port on 127.0.0.1")->capture_default_str();
