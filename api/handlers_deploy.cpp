@@ -193,10 +193,14 @@ Json release_summary(const Release& r) {
           {"secrets_version", r.secrets_version}};
 }
 
-Json next_after(const Target& t, const Release& r) {
-  return Json::array({fmt::format("platform releases describe v{} {}", r.number, t.flags()),
-                      fmt::format("platform rollback {}", t.flags()),
-                      fmt::format("platform events --resource {}", r.id)});
+// What to run after the env was pointed at `r`: wait for it first (the rollout is only starting); a
+// rollback is suggested only when the env has run another release it can go back to.
+Json next_after(const Target& t, const Release& r, bool ran_another) {
+  auto next = Json::array({fmt::format("platform wait {}", t.flags()),
+                           fmt::format("platform releases describe v{} {}", r.number, t.flags())});
+  if (ran_another) next.push_back(fmt::format("platform rollback {}", t.flags()));
+  next.push_back(fmt::format("platform events --resource {}", r.id));
+  return next;
 }
 
 // Appends EnvReleaseSet pointing the env at `r`; `created` events come first when the release is new.
@@ -230,7 +234,7 @@ CommandReceipt point_env(pqxx::work& tx, const Actor& actor, const Target& t, co
                      {"release", release_summary(r)},
                      {"events", out.events_json(releases_stream(env.id))},
                      {"addresses", addresses},
-                     {"next", next_after(t, r)}};
+                     {"next", next_after(t, r, current.release.has_value())}};
   return receipt;
 }
 
@@ -331,7 +335,7 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
                    {"release", release_summary(cur)},
                    {"created", false},
                    {"events", Json::array()},
-                   {"next", next_after(t, cur)},
+                   {"next", next_after(t, cur, !p.current.previous_release_id.empty())},
                    {"note", fmt::format("nothing changed: env {} already runs v{} ({}) with this image, manifest, "
                                         "config and secrets",
                                         env.name, cur.number, cur.id)}};
@@ -408,7 +412,7 @@ Response post_rollback(Context& ctx, const Request& req, Principal& principal, c
                    {"release", release_summary(target)},
                    {"diff", diff},
                    {"events", Json::array()},
-                   {"next", next_after(t, target)},
+                   {"next", next_after(t, target, !current.previous_release_id.empty())},
                    {"note", fmt::format("nothing changed: env {} already runs v{} ({})", env.name, target.number,
                                         target.id)}};
       return r;

@@ -39,6 +39,8 @@ struct Session {
   std::string need_env() const;
   // "/v1/orgs/<org>/projects/<project>/apps/<app>/envs/<env>", each part from flags or the context.
   std::string env_path() const;
+  // " --project P --app A --env E": what makes a suggested command exact whatever the context holds.
+  std::string env_flags() const;
 };
 
 Session open_session(const Globals& g);

@@ -67,6 +67,10 @@ std::string Session::env_path() const {
          api::url_encode(need_app()) + "/envs/" + api::url_encode(need_env());
 }
 
+std::string Session::env_flags() const {
+  return " --project " + need_project() + " --app " + need_app() + " --env " + need_env();
+}
+
 void print_json(const Json& j) { std::cout << j.dump(2) << "\n" << std::flush; }
 
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
@@ -80,6 +84,7 @@ void print_table(const std::vector<std::string>& headers, const std::vector<std:
       out += cells[i];
       if (i + 1 < cells.size()) out += std::string(width[i] - cells[i].size() + 2, ' ');
     }
+    out.erase(out.find_last_not_of(' ') + 1);  // empty last cells leave no trailing blanks
     std::cout << out << "\n";
   };
   line(headers);

@@ -180,7 +180,7 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
   if (!timeout)
     throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + timeout_text + "\" is not a duration", "e.g. 5m");
   const auto deadline = std::chrono::steady_clock::now() + *timeout;
-  const auto env_flag = " --env " + s.need_env();
+  const auto env_flag = s.env_flags();
   std::string last_phase;
   while (!interrupted()) {
     auto st = client.call("GET", path);

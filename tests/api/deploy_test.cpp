@@ -90,6 +90,10 @@ TEST_F(DeployTest, ADeployResolvesTheTagCreatesAReleaseAndPointsTheEnvAtIt) {
   std::set<std::string> kinds;
   for (const auto& d : r["diff"]) kinds.insert(d["kind"].get<std::string>() + " " + d["action"].get<std::string>());
   EXPECT_TRUE(kinds.count("image add") && kinds.count("process add")) << r["diff"].dump();
+  // What to run next: wait for the rollout first; no rollback, the env has run nothing else.
+  ASSERT_FALSE(r["next"].empty());
+  EXPECT_EQ(r["next"][0], "platform wait --project shop --app api --env prod");
+  EXPECT_EQ(r["next"].dump().find("platform rollback"), std::string::npos) << r["next"].dump();
   auto cur = current("prod");
   EXPECT_EQ(cur["id"], r["release"]["id"]);
   EXPECT_EQ(cur["image"]["tag"], "v1");
@@ -167,6 +171,7 @@ TEST_F(DeployTest, RollbackReturnsExactlyToTheEarlierRelease) {
   client().call("PATCH", kEnvs + "roll/config", Json{{"set", {{"MODE", "fast"}}}});
   auto b = deploy("roll", {{"image", image("v2")}, {"manifest", manifest("[config]\noptional = [\"MODE\"]\n", 3)}});
   EXPECT_NE(a["release"]["id"], b["release"]["id"]);
+  EXPECT_NE(b["next"].dump().find("platform rollback --project"), std::string::npos) << b["next"].dump();
   auto rb = client().call("POST", kEnvs + "roll/rollback", Json::object(), new_id("idem"));
   EXPECT_EQ(rb["release"]["id"], a["release"]["id"]);
   EXPECT_EQ(rb["rolled_back_from"]["id"], b["release"]["id"]);
