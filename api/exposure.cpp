@@ -234,15 +234,21 @@ void claim(pqxx::work& tx, const Resolved& env, const std::string& kind, const s
         kind, key);
   }
   if (h.empty()) throw PlatformError(ErrorCode::unavailable, what + " is changing hands; try again", "");
+  const auto another = kind == "port" ? std::string("another port") : std::string("another host name");
   if (h[0][1].as<std::string>() != env.org_id)
-    throw PlatformError(ErrorCode::name_taken, what + " is taken", "Choose another host name.");
+    throw PlatformError(ErrorCode::name_taken, what + " is taken", "Choose " + another + ".");
   const bool same_env = h[0][0].as<std::string>() == env.id;
-  const auto holder = same_env ? std::string("this env's ") + (h[0][2].as<std::string>() == "cli" ? "endpoint made with platform endpoint create" : "manifest")
+  const bool by_cli = h[0][2].as<std::string>() == "cli";
+  const auto holder = same_env ? std::string("this env's ") + (by_cli ? "endpoint made with platform endpoint create" : "manifest")
                                : fmt::format("project {} app {} env {}", h[0][3].as<std::string>(),
                                              h[0][4].as<std::string>(), h[0][5].as<std::string>());
-  throw PlatformError(ErrorCode::name_taken, fmt::format("{} is already held by {}", what, holder),
-                      same_env ? "Delete that endpoint (platform endpoint delete) or use another port."
-                               : "Remove it there first (deploy that env without it), or choose another.");
+  // The way out depends on who holds it: a CLI endpoint is deleted with the CLI, a manifest's entry
+  // leaves with a deploy of a platform.toml without it.
+  const auto way_out = !same_env ? "Remove it there first (deploy that env without it), or choose " + another + "."
+                       : by_cli  ? "Delete that endpoint (platform endpoint list shows its name; platform endpoint "
+                                   "delete NAME), or choose " + another + "."
+                                 : "Choose " + another + ", or remove it from platform.toml and deploy.";
+  throw PlatformError(ErrorCode::name_taken, fmt::format("{} is already held by {}", what, holder), way_out);
 }
 
 }  // namespace

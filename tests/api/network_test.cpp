@@ -318,9 +318,13 @@ TEST_F(NetworkTest, EndpointsMadeWithTheCliLiveBesideTheManifestOnes) {
   auto clash = client().request("POST", base, Json{{"port", 5432}, {"process", "web"}}.dump());
   EXPECT_EQ(clash.status, 409);
   EXPECT_NE(clash.body.find("this env's manifest"), std::string::npos) << clash.body;
+  // The way out fits the holder: a manifest's port leaves with a deploy, a CLI one with endpoint delete.
+  EXPECT_NE(clash.body.find("remove it from platform.toml and deploy"), std::string::npos) << clash.body;
+  EXPECT_EQ(clash.body.find("platform endpoint delete"), std::string::npos) << clash.body;
   auto twice = client().request("POST", base, Json{{"port", 9000}, {"process", "web"}, {"name", "again"}}.dump());
   EXPECT_EQ(twice.status, 409);
   EXPECT_NE(twice.body.find("platform endpoint create"), std::string::npos) << twice.body;
+  EXPECT_NE(twice.body.find("platform endpoint delete NAME"), std::string::npos) << twice.body;
   // A deploy whose manifest takes the CLI endpoint's port is refused, naming it.
   auto [code, message] = error_of([] {
     deploy("cli", manifest(kEndpoint + "[[endpoints]]\nname = \"w\"\nport = 9000\ninternal_port = 9000\nprocess = \"worker\"\n"));
