@@ -166,7 +166,21 @@ Response get_logs(Context& ctx, const Request& req, Principal& p, const Params& 
       throw PlatformError(ErrorCode::invalid_request, "limit must be from 1 to 5000", "e.g. limit=500");
     q.limit = std::stoi(l);
   }
-  auto out = ctx.pool.read([&](pqxx::transaction_base& tx) { return read_logs(tx, q); });
+  auto out = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    // A filter naming no instance or process the env ever had is a typo, not "no logs": say so. (Instance
+    // rows are kept after they stop, so every name that ever logged here is found.)
+    if (!q.instance.empty() &&
+        tx.exec_params("SELECT 1 FROM core.instances WHERE env_id = $1 AND (name = $2 OR id = $2) LIMIT 1", q.env_id,
+                       q.instance).empty())
+      throw PlatformError(ErrorCode::not_found, "env " + chain.back().name + " has no instance " + q.instance,
+                          "List its instances, stopped ones too: platform instance list --all");
+    if (!q.process.empty() &&
+        tx.exec_params("SELECT 1 FROM core.instances WHERE env_id = $1 AND process = $2 LIMIT 1", q.env_id, q.process)
+            .empty())
+      throw PlatformError(ErrorCode::not_found, "env " + chain.back().name + " has never run process " + q.process,
+                          "platform status shows its processes.");
+    return read_logs(tx, q);
+  });
   out["env_id"] = q.env_id;
   return json_response(200, out);
 }

@@ -487,6 +487,13 @@ optional = ["ECHO_ALLOC_MIB"]
   }
   EXPECT_GE(system_lines, 2);  // placed, started
   EXPECT_EQ(cli("-o json logs --source nonsense" + in("prod")).exit, 2);
+  // A misspelt instance or process is not found (exit 7), never an empty page that looks like silence.
+  auto typo = cli("-o json logs --instance web-99" + in("prod"));
+  EXPECT_EQ(typo.exit, 7) << typo.out;
+  EXPECT_NE(one_json(typo)["error"]["message"].get<std::string>().find("no instance web-99"), std::string::npos)
+      << typo.out;
+  EXPECT_EQ(cli("-o json logs --process wbe" + in("prod")).exit, 7);
+  EXPECT_EQ(cli("-o json logs --instance web-1" + in("prod")).exit, 0);
 
   // Scale up, then down: the stopped ones are named with why.
   ASSERT_EQ(cli("-o json scale web=3" + in("prod")).exit, 0);
