@@ -35,18 +35,19 @@ void Hub::run(Signal& wake) {
     try {
       if (!conn || !conn->is_open()) conn = db::connect(conninfo_, "platform-watch-hub");
       auto seen = wake.generation();
+      // Each read is one statement in autocommit (one snapshot, one round trip): between a NOTIFY and
+      // the waiters' wake-up there is nothing else to wait for.
+      if (!ready()) {
+        pqxx::nontransaction tx(*conn);
+        auto start = events::head(tx);
+        std::lock_guard lock(mu_);
+        base_ = head_ = start;
+        ready_ = true;
+        continue;
+      }
       events::Page page;
       {
-        pqxx::work tx(*conn);
-        std::lock_guard lock(mu_);
-        if (!ready_) {
-          base_ = head_ = events::head(tx);
-          ready_ = true;
-          continue;
-        }
-      }
-      {
-        pqxx::work tx(*conn);
+        pqxx::nontransaction tx(*conn);
         page = events::read_after(tx, head(), {}, 1000);
       }
       if (!page.events.empty()) {

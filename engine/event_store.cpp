@@ -164,33 +164,67 @@ Cursor head(pqxx::transaction_base& tx) {
   return {std::stoull(r[0][0].as<std::string>()), r[0][1].as<std::int64_t>()};
 }
 
+namespace {
+// One statement, so one snapshot and one round trip: the page below the horizon and whether committed
+// events wait at or above it (`held`). Every event at or above the horizon sorts after every event below
+// it, so `held` asks only whether the newest visible event (one step of the cursor index, backwards) is
+// after `after` and at or above the horizon; when the page is short, that is the same question as
+// "after the page". The horizon is an init plan, so the cursor index bounds the page whatever the plan
+// (a prepared statement's generic plan too). The outer join keeps one row (all NULL but `held`) when
+// the page is empty. `filters` is spliced in as SQL text (constant per statement, never a value).
+std::string read_after_sql(const char* filters) {
+  return std::string(
+             "WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
+             " newest AS MATERIALIZED (SELECT tx_id, global_position FROM events"
+             "   ORDER BY tx_id DESC, global_position DESC LIMIT 1),"
+             " page AS MATERIALIZED (SELECT ") +
+         kColumns +
+         ", events.tx_id AS order_tx, events.global_position AS order_pos"
+         " FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2::bigint)"
+         " AND tx_id < (SELECT xmin FROM horizon)" +
+         filters +
+         " ORDER BY events.tx_id, events.global_position LIMIT $3::integer)"
+         " SELECT page.*, coalesce((SELECT n.tx_id >= h.xmin AND (n.tx_id, n.global_position) >"
+         "   ($1::text::xid8, $2::bigint) FROM newest n, horizon h), false) AS held"
+         " FROM (SELECT 1) AS one LEFT JOIN page ON true ORDER BY page.order_tx, page.order_pos";
+}
+}  // namespace
+
 Page read_after(pqxx::transaction_base& tx, Cursor after, const Filter& f, int limit) {
-  // Filters are pushed into SQL (indexes on org and operation); Filter::matches stays the one definition
-  // used for the in-memory fan-out and is applied again here so both paths agree exactly.
-  std::string sql = std::string("SELECT ") + kColumns +
-                    " FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2::bigint)"
-                    " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
-                    " AND ($3 = '' OR metadata->>'org_id' = $3)"
-                    " AND ($4 = '' OR metadata->>'operation_id' = $4)"
-                    " AND ($5 = '' OR metadata->>'resource_id' = $5 OR metadata->>'parent_id' = $5)"
-                    " AND ($6 = '' OR recorded_at >= $6::timestamptz)"
-                    " ORDER BY events.tx_id, events.global_position LIMIT $7";
-  auto rows = tx.exec_params(sql, std::to_string(after.tx), after.pos, f.org_id, f.operation_id, f.resource_id,
-                             f.since, limit);
+  pqxx::result rows;
+  if (f.empty()) {
+    // The unfiltered read (the watch hub after every wake-up, projections) is prepared once per
+    // connection: planning it cost more than running it (about 0.6 ms against 0.1 ms).
+    static const std::string all = read_after_sql("");
+    tx.conn().prepare("platform_read_after", all);
+    rows = tx.exec_prepared("platform_read_after", std::to_string(after.tx), after.pos, limit);
+  } else {
+    // Filters are pushed into SQL (indexes on org and operation), planned for the values at hand;
+    // Filter::matches stays the one definition used for the in-memory fan-out and is applied again
+    // here so both paths agree exactly.
+    static const std::string filtered = read_after_sql(
+        " AND ($4 = '' OR metadata->>'org_id' = $4)"
+        " AND ($5 = '' OR metadata->>'operation_id' = $5)"
+        " AND ($6 = '' OR metadata->>'resource_id' = $6 OR metadata->>'parent_id' = $6)"
+        " AND ($7 = '' OR recorded_at >= $7::timestamptz)");
+    rows = tx.exec_params(filtered, std::to_string(after.tx), after.pos, limit, f.org_id, f.operation_id,
+                          f.resource_id, f.since);
+  }
   Page page;
   page.next = after;
+  int read = 0;
+  bool held = false;
   for (const auto& r : rows) {
+    held = r[13].as<bool>();
+    if (r[0].is_null()) continue;  // the empty page's row
+    ++read;
     auto e = from_row(r);
     page.next = e.cursor;
     if (f.matches(e)) page.events.push_back(std::move(e));
   }
-  if (static_cast<int>(rows.size()) < limit) {
+  if (read < limit) {
     if (!f.empty()) page.next = std::max(page.next, head(tx));
-    auto held = tx.exec_params(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot()) "
-        "AND (tx_id, global_position) > ($1::text::xid8, $2::bigint))",
-        std::to_string(page.next.tx), page.next.pos);
-    page.held_back = held[0][0].as<bool>();
+    page.held_back = held;
   }
   return page;
 }

@@ -260,12 +260,30 @@ TEST(EventLog, HorizonHoldsBackLaterCommitsUntilEarlierOnesFinish) {
     EXPECT_TRUE(page.events.empty()) << "the committed later event must wait behind the open earlier one";
     EXPECT_TRUE(page.held_back);
     cursor = page.next;
+    // The filtered statement (planned per call) answers the same.
+    events::Filter only_fast;
+    only_fast.type = "Fast";
+    auto filtered = events::read_after(tx, cursor, only_fast, 100);
+    EXPECT_TRUE(filtered.events.empty());
+    EXPECT_TRUE(filtered.held_back);
   }
   slow.commit();
   {
     pqxx::work tx(reader);
     auto page = events::read_after(tx, cursor, {}, 100);
     for (const auto& e : page.events) seen.push_back(e.type);
+    EXPECT_FALSE(page.held_back) << "nothing is left above the horizon";
+    // A page cut short by the limit continues where it stopped.
+    auto first = events::read_after(tx, cursor, {}, 1);
+    ASSERT_EQ(first.events.size(), 1u);
+    EXPECT_EQ(first.events[0].type, "Slow");
+    auto second = events::read_after(tx, first.next, {}, 1);
+    ASSERT_EQ(second.events.size(), 1u);
+    EXPECT_EQ(second.events[0].type, "Fast");
+    auto none = events::read_after(tx, second.next, {}, 1);
+    EXPECT_TRUE(none.events.empty());
+    EXPECT_FALSE(none.held_back);
+    EXPECT_EQ(none.next, second.next);
   }
   EXPECT_EQ(seen, (std::vector<std::string>{"Slow", "Fast"}));
   EXPECT_GT(a[0].position, 0);
