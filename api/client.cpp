@@ -26,52 +26,72 @@ Client::Client(std::string base_url, std::string token) : base_url_(std::move(ba
 ClientResponse Client::request(const std::string& method, const std::string& target, const std::string& body,
                                const std::map<std::string, std::string>& headers,
                                std::chrono::milliseconds timeout) const {
+  // Asynchronous operations run here in slices: Beast's blocking calls have no timeouts, and a
+  // blocking read from a peer that vanished without a reset would never return.
   asio::io_context io;
+  asio::ip::tcp::resolver resolver(io);
   beast::tcp_stream stream(io);
-  try {
-    asio::ip::tcp::resolver resolver(io);
-    stream.expires_after(timeout);
-    stream.connect(resolver.resolve(host_, port_));
-    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-    req.set(http::field::host, host_);
-    req.set(http::field::user_agent, "platform-cli");
-    if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
-    for (const auto& [k, v] : headers) req.set(k, v);
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = body;
-    }
-    req.prepare_payload();
-    beast::error_code write_ec;
-    http::write(stream, req, write_ec);
-    // A server may answer early and stop reading (an oversized body gets 413): read that answer
-    // before reporting the broken write.
-    if (write_ec && write_ec != asio::error::broken_pipe && write_ec != asio::error::connection_reset)
-      throw boost::system::system_error(write_ec);
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
-    http::read(stream, buffer, parser);
-    auto& res = parser.get();
-    ClientResponse out;
-    out.status = static_cast<int>(res.result_int());
-    out.body = std::move(res.body());
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      out.headers[name] = std::string(f.value());
-    }
-    out.content_type = out.headers["content-type"];
-    beast::error_code ignore;
-    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
-    return out;
-  } catch (const boost::system::system_error& e) {
-    if (e.code() == beast::error::timeout)
-      throw PlatformError(ErrorCode::timed_out, "the API at " + base_url_ + " did not answer in time",
-                          "Retry; check the server with `curl " + base_url_ + "/healthz`.");
-    throw PlatformError(ErrorCode::unavailable, "cannot reach the API at " + base_url_ + ": " + e.code().message(),
-                        "Is platformd running? Start it with `platformd dev`, or check `platform context show`.");
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, host_);
+  req.set(http::field::user_agent, "platform-cli");
+  if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
+  for (const auto& [k, v] : headers) req.set(k, v);
+  if (!body.empty()) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = body;
   }
+  req.prepare_payload();
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+
+  bool done = false;
+  beast::error_code failed;
+  auto finish = [&](beast::error_code ec) {
+    failed = ec;
+    done = true;
+  };
+  resolver.async_resolve(host_, port_, [&](beast::error_code ec, asio::ip::tcp::resolver::results_type found) {
+    if (ec) return finish(ec);
+    stream.async_connect(found, [&](beast::error_code ec, const asio::ip::tcp::endpoint&) {
+      if (ec) return finish(ec);
+      http::async_write(stream, req, [&](beast::error_code write_ec, std::size_t) {
+        // A server may answer early and stop reading (an oversized body gets 413): read that answer
+        // before reporting the broken write.
+        if (write_ec && write_ec != asio::error::broken_pipe && write_ec != asio::error::connection_reset)
+          return finish(write_ec);
+        http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) { finish(ec); });
+      });
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero())
+      throw PlatformError(ErrorCode::timed_out,
+                          "the API at " + base_url_ + " did not answer within " +
+                              (timeout.count() % 1000 == 0 ? std::to_string(timeout.count() / 1000) + " s"
+                                                           : std::to_string(timeout.count()) + " ms"),
+                          "Retry; check the server with `curl " + base_url_ + "/healthz`.");
+    if (interrupt_ && interrupt_()) throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+    io.run_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(100)));
+  }
+  if (failed)
+    throw PlatformError(ErrorCode::unavailable, "cannot reach the API at " + base_url_ + ": " + failed.message(),
+                        "Is platformd running? Start it with `platformd dev`, or check `platform context show`.");
+  auto& res = parser.get();
+  ClientResponse out;
+  out.status = static_cast<int>(res.result_int());
+  out.body = std::move(res.body());
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(f.value());
+  }
+  out.content_type = out.headers["content-type"];
+  beast::error_code ignore;
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+  return out;
 }
 
 Json Client::call(const std::string& method, const std::string& target, const std::optional<Json>& body,

@@ -1,6 +1,7 @@
 #pragma once
-// A small blocking HTTP/1.1 client for the platform API (the CLI; later the agent and the edge).
+// A small blocking HTTP/1.1 client for the platform API (the CLI, the agent and the edge).
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -22,7 +23,9 @@ class Client {
  public:
   Client(std::string base_url, std::string token);
 
-  // One request on a fresh connection. Throws PlatformError(unavailable) when the server cannot be reached.
+  // One request on a fresh connection, all of it (resolve, connect, write, read) within `timeout`:
+  // PlatformError(timed_out) after that, also when the server accepted and went silent (a dead peer
+  // sends no reset). PlatformError(unavailable) when the server cannot be reached.
   ClientResponse request(const std::string& method, const std::string& target, const std::string& body = {},
                          const std::map<std::string, std::string>& headers = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
@@ -38,8 +41,13 @@ class Client {
 
   const std::string& base_url() const { return base_url_; }
 
+  // Asked about ten times a second while a request runs; when it answers true the request is abandoned
+  // with PlatformError(interrupted) (the CLI passes its Ctrl-C flag, so a long poll ends at once).
+  void set_interrupt(std::function<bool()> check) { interrupt_ = std::move(check); }
+
  private:
   std::string base_url_, host_, port_, token_;
+  std::function<bool()> interrupt_;
 };
 
 using ::platform::url_encode;  // engine/crypto.h

@@ -48,6 +48,11 @@ Session open_session(const Globals& g);
 // Output helpers. Tables go to stdout; progress and notes to stderr (silenced by --quiet).
 void print_json(const Json& j);
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows);
+// The column widths print_table uses for these rows, and one line at those widths (a streamed row
+// under a printed table: each width grows to fit the row, so later lines stay aligned with it).
+std::vector<std::size_t> table_widths(const std::vector<std::string>& headers,
+                                      const std::vector<std::vector<std::string>>& rows);
+std::string table_line(std::vector<std::size_t>& widths, const std::vector<std::string>& cells);
 void note(const Globals& g, const std::string& line);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);

@@ -35,7 +35,11 @@ Session open_session(const Globals& g) {
   return s;
 }
 
-api::Client Session::client() const { return api::Client(ctx.url, ctx.token); }
+api::Client Session::client() const {
+  api::Client c(ctx.url, ctx.token);
+  c.set_interrupt(interrupted);  // Ctrl-C ends a request at once, long polls too (exit 130)
+  return c;
+}
 
 std::string Session::need_org() const {
   if (ctx.org.empty())
@@ -73,22 +77,31 @@ std::string Session::env_flags() const {
 
 void print_json(const Json& j) { std::cout << j.dump(2) << "\n" << std::flush; }
 
-void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
+std::vector<std::size_t> table_widths(const std::vector<std::string>& headers,
+                                      const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(headers.size());
   for (std::size_t i = 0; i < headers.size(); ++i) width[i] = headers[i].size();
   for (const auto& r : rows)
     for (std::size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  auto line = [&](const std::vector<std::string>& cells) {
-    std::string out;
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      out += cells[i];
-      if (i + 1 < cells.size()) out += std::string(width[i] - cells[i].size() + 2, ' ');
-    }
-    out.erase(out.find_last_not_of(' ') + 1);  // empty last cells leave no trailing blanks
-    std::cout << out << "\n";
-  };
-  line(headers);
-  for (const auto& r : rows) line(r);
+  return width;
+}
+
+std::string table_line(std::vector<std::size_t>& widths, const std::vector<std::string>& cells) {
+  if (widths.size() < cells.size()) widths.resize(cells.size(), 0);
+  std::string out;
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    widths[i] = std::max(widths[i], cells[i].size());
+    out += cells[i];
+    if (i + 1 < cells.size()) out += std::string(widths[i] - cells[i].size() + 2, ' ');
+  }
+  out.erase(out.find_last_not_of(' ') + 1);  // empty last cells leave no trailing blanks
+  return out;
+}
+
+void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
+  auto width = table_widths(headers, rows);
+  std::cout << table_line(width, headers) << "\n";
+  for (const auto& r : rows) std::cout << table_line(width, r) << "\n";
   std::cout << std::flush;
 }
 

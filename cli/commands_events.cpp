@@ -62,7 +62,15 @@ void run_events(const Globals& g, const EventArgs& a) {
     after = page.value("next_cursor", after);
     if (page.value("count", 0) < 1000) break;
   }
-  if (g.format() == Format::table) print_table(kEventHeaders, rows);
+  auto widths = table_widths(kEventHeaders, rows);  // followed rows line up under the table
+  if (g.format() == Format::table && a.follow && rows.empty()) {
+    // Nothing yet to size the columns by: the usual widths, so the first followed rows fit the header.
+    const std::vector<std::size_t> usual = {23, 4, 22, 22, 30, 30, 0};
+    for (std::size_t i = 0; i < widths.size(); ++i) widths[i] = std::max(widths[i], usual[i]);
+    std::cout << table_line(widths, kEventHeaders) << "\n";
+  } else if (g.format() == Format::table) {
+    print_table(kEventHeaders, rows);
+  }
   if (g.format() == Format::json && !a.follow) {
     print_json({{"events", all}, {"next_cursor", after}, {"count", all.size()}});
     return;
@@ -82,10 +90,7 @@ void run_events(const Globals& g, const EventArgs& a) {
     }
     for (const auto& e : page["events"]) {
       if (g.format() == Format::table) {
-        auto r = event_row(e);
-        std::string line;
-        for (const auto& c : r) line += c + "  ";
-        std::cout << line << "\n";
+        std::cout << table_line(widths, event_row(e)) << "\n";
       } else {
         std::cout << e.dump() << "\n";
       }
