@@ -21,7 +21,7 @@ inline constexpr const char* kDockerList = "application/vnd.docker.distribution.
 inline constexpr const char* kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
 
 struct RegistryOptions {
-  std::chrono::milliseconds timeout{15000};  // per request, connect to last byte
+  std::chrono::milliseconds timeout{15000};  // of inactivity: each step (connect, handshake, write, every read) within it
   std::string os = "linux", architecture = "amd64";
 };
 

@@ -203,6 +203,20 @@ TEST_F(RegistryTest, AnUnreachableRegistryIsUnavailable) {
   EXPECT_EQ(exit_code(ErrorCode::unavailable), 1);
 }
 
+// A registry that accepts the connection and never answers (as one whose host vanished without a reset
+// looks): the resolve ends at its deadline, timed_out, instead of holding the deploy for good.
+TEST_F(RegistryTest, ARegistryThatNeverAnswersTimesOut) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor silent(io, {boost::asio::ip::make_address("127.0.0.1"), 0});  // never accepts
+  auto ref = oci::parse_image_ref("127.0.0.1:" + std::to_string(silent.local_endpoint().port()) + "/a/b:v1");
+  oci::RegistryOptions options;
+  options.timeout = std::chrono::milliseconds(300);
+  oci::RegistryClient impatient(options);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(code_of([&] { impatient.resolve(ref); }), ErrorCode::timed_out);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
 // ---- token auth ----
 
 std::string b64url(std::string_view data) {
