@@ -98,6 +98,13 @@ Pool::Lease Pool::acquire(std::chrono::milliseconds timeout) {
   }
 }
 
+void Pool::drop_idle() {
+  std::lock_guard lock(mu_);
+  open_ -= idle_.size();
+  idle_.clear();
+  cv_.notify_all();
+}
+
 void Pool::release(std::unique_ptr<pqxx::connection> c) {
   std::lock_guard lock(mu_);
   if (c->is_open()) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,15 +58,16 @@ class Pool {
   // for the events it appended (see engine/doorbell.h). Database errors become PlatformError.
   template <class F>
   auto transact(F&& fn) {
-    auto lease = acquire();
+    std::optional<Lease> lease;
+    std::optional<pqxx::work> tx;  // declared after the lease: ends before its connection goes back
     try {
-      pqxx::work tx(*lease);
-      if constexpr (std::is_void_v<decltype(fn(tx))>) {
-        fn(tx);
-        commit_and_wake(tx);
+      begin(lease, tx);
+      if constexpr (std::is_void_v<decltype(fn(*tx))>) {
+        fn(*tx);
+        commit_and_wake(*tx);
       } else {
-        auto result = fn(tx);
-        commit_and_wake(tx);
+        auto result = fn(*tx);
+        commit_and_wake(*tx);
         return result;
       }
     } catch (const PlatformError&) {
@@ -78,10 +80,11 @@ class Pool {
   // Runs fn in a read-only repeatable-read transaction (one snapshot for every statement).
   template <class F>
   auto read(F&& fn) {
-    auto lease = acquire();
+    std::optional<Lease> lease;
+    std::optional<pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>> tx;
     try {
-      pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*lease);
-      return fn(tx);
+      begin(lease, tx);
+      return fn(*tx);
     } catch (const PlatformError&) {
       throw;
     } catch (const std::exception& e) {
@@ -95,6 +98,23 @@ class Pool {
   const std::string& conninfo() const { return conninfo_; }
 
  private:
+  // Leases a connection and begins `tx` on it. An idle connection whose server went away (a restart,
+  // a crash) only says so when used: when the BEGIN finds it broken, nothing has run yet, so every
+  // idle connection is dropped (they died with it) and the transaction begins once more on a fresh
+  // one. A second failure is the caller's: the database is really unavailable.
+  template <class Tx>
+  void begin(std::optional<Lease>& lease, std::optional<Tx>& tx) {
+    lease.emplace(acquire());
+    try {
+      tx.emplace(**lease);
+    } catch (const pqxx::broken_connection&) {
+      lease.reset();
+      drop_idle();
+      lease.emplace(acquire());
+      tx.emplace(**lease);
+    }
+  }
+  void drop_idle();
   void release(std::unique_ptr<pqxx::connection> c);
   void commit_and_wake(pqxx::work& tx);
 

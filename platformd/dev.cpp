@@ -266,15 +266,40 @@ int dev(const DevOptions& options) {
 
   int restarts = 0, agent_restarts = 0;
   auto agent_next = std::chrono::steady_clock::now();
+  // PostgreSQL is restarted when it dies (crash recovery replays its WAL; the control plane, the agent and
+  // the edge reconnect by themselves), up to kPgRestarts times in a row with a growing pause; a run of
+  // ten quiet minutes starts the count again. Past that, everything stops: something needs a look.
+  constexpr int kPgRestarts = 5;
+  int pg_restarts = 0;
+  auto pg_restarted_at = std::chrono::steady_clock::now();
   while (!g_stop) {
     if (!pg.alive()) {
-      std::cerr << "platformd dev: postgres exited unexpectedly; stopping (see " << (state / "postgres.log").string()
-                << ")\n";
-      dev::stop_child(edge_pid, SIGTERM, std::chrono::seconds(10));
-      if (route_added) remove_local_route(options.ipv6_pool, state / "edge.log");
-      dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(30));
-      dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
-      return 1;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - pg_restarted_at > std::chrono::minutes(10)) pg_restarts = 0;
+      if (pg_restarts >= kPgRestarts) {
+        std::cerr << "platformd dev: postgres exited again after " << kPgRestarts
+                  << " restarts; stopping (see " << (state / "postgres.log").string() << ")\n";
+        dev::stop_child(edge_pid, SIGTERM, std::chrono::seconds(10));
+        if (route_added) remove_local_route(options.ipv6_pool, state / "edge.log");
+        dev::stop_child(agent_pid, SIGTERM, std::chrono::seconds(30));
+        dev::stop_child(serve_pid, SIGTERM, std::chrono::seconds(15));
+        return 1;
+      }
+      ++pg_restarts;
+      pg_restarted_at = now;
+      std::cerr << "platformd dev: postgres exited unexpectedly; restarting it (restart " << pg_restarts << " of "
+                << kPgRestarts << "; see " << (state / "postgres.log").string() << ")\n";
+      // 1 s, 2 s, 4 s ...: the old server's backends notice their postmaster is gone and leave first.
+      for (int i = 0; i < 10 * (1 << (pg_restarts - 1)) && !g_stop; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (g_stop) break;
+      try {
+        pg.start();
+        std::cerr << "platformd dev: postgres is back (pid " << pg.pid() << ")\n";
+      } catch (const std::exception& e) {
+        std::cerr << "platformd dev: postgres did not start: " << e.what() << "\n";
+      }
+      continue;
     }
     if (!registry.alive()) {
       std::cerr << "platformd dev: the OCI registry exited; restarting it (see " << registry.log_file() << ")\n";

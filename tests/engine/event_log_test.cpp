@@ -403,3 +403,30 @@ TEST(Migrations, AppliedOnceAndEditedOnesAreRefused) {
     EXPECT_NE(e.error().message.find("0001_event_log.sql"), std::string::npos);
   }
 }
+
+// Idle pool connections whose backends are gone (what a PostgreSQL restart leaves behind) do not fail
+// the next requests: the first BEGIN that finds one broken drops them all and begins again on a fresh
+// connection, for reads and for writes.
+TEST(EventLog, ThePoolReplacesConnectionsThatDiedWhileIdle) {
+  auto conninfo = harness::fresh_database();
+  db::Pool pool(conninfo, 4, "pool-under-test");
+  {
+    std::vector<db::Pool::Lease> warm;  // four idle connections
+    for (int i = 0; i < 4; ++i) warm.push_back(pool.acquire());
+  }
+  ASSERT_EQ(pool.open_connections(), 4u);
+  {
+    pqxx::connection admin(conninfo);
+    pqxx::nontransaction tx(admin);
+    auto killed = tx.exec("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE application_name = 'pool-under-test') t");
+    ASSERT_EQ(killed[0][0].as<int>(), 4);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the backends are gone
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(pool.read([](pqxx::transaction_base& tx) { return tx.exec("SELECT 1")[0][0].as<int>(); }), 1);
+  EXPECT_NO_THROW(pool.transact([](pqxx::work& tx) {
+    events::append(tx, "pool-1", -1, {ev("AfterRestart")});
+  }));
+  EXPECT_LE(pool.open_connections(), 4u);
+}
