@@ -91,7 +91,7 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
     Json data = {{"env_id", env.id}, {"version", next}, {"set", changed}, {"unset", removed}, {"values", values}};
     auto appended = events::append(tx, vars_stream(kKind, env.id), s.stream_version,
                                    {{uuid_to_string(new_uuid_v7()), "ConfigVersionCreated", 1, data,
-                                     event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+                                     event_metadata(actor, env)}});
     CommandOutcome out;
     out.resource_id = env.id;
     out.appended = appended;

@@ -222,7 +222,7 @@ CommandReceipt point_env(pqxx::work& tx, const Actor& actor, const Target& t, co
                {"config_version", r.config_version},
                {"secrets_version", r.secrets_version}};
   created.push_back({uuid_to_string(new_uuid_v7()), "EnvReleaseSet", 1, data,
-                     event_metadata(actor, env.org_id, "env", env.id, env.parent_id)});
+                     event_metadata(actor, env)});
   CommandOutcome out;
   out.resource_id = env.id;
   out.appended = events::append(tx, releases_stream(env.id), current.stream_version, created);
@@ -368,7 +368,7 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
       rel = *release_by_id(tx, rel.id);
       Json data = rel.to_json(false);
       created.push_back({uuid_to_string(new_uuid_v7()), "ReleaseCreated", 1, data,
-                         event_metadata(actor, env.org_id, "release", rel.id, env.id)});
+                         event_metadata(actor, env.org_id, "release", rel.id, env.id, "v" + std::to_string(rel.number))});
     }
     auto r = point_env(tx, actor, t, p.current, rel, "deploy", std::move(created), accept_ipv4);
     r.receipt["created"] = !existing.has_value();

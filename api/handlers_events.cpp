@@ -113,7 +113,9 @@ Response operation(Context& ctx, const Request&, Principal& p, const Params& par
     list.push_back(public_event_json(e));
     auto rid = e.metadata.value("resource_id", "");
     if (seen.insert(rid).second)
-      resources.push_back({{"kind", e.metadata.value("resource_kind", "")}, {"id", rid}, {"name", e.data.value("name", "")}});
+      resources.push_back({{"kind", e.metadata.value("resource_kind", "")},
+                           {"id", rid},
+                           {"name", e.metadata.value("resource_name", e.data.value("name", ""))}});
   }
   Json out = {{"id", id},
               {"kind", evs.front().metadata.value("operation_kind", "")},

@@ -135,7 +135,7 @@ Response post_scale(Context& ctx, const Request& req, Principal& p, const Params
     out.resource_id = env.id;
     out.appended = events::append(tx, "scale-" + env.id, std::nullopt,
                                   {{uuid_to_string(new_uuid_v7()), "ProcessScaled", 1, data,
-                                    event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+                                    event_metadata(actor, env)}});
     r.last = out.last();
     Json sizes = Json::object();
     for (const auto& [name, s] : after)

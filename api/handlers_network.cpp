@@ -167,7 +167,7 @@ Response post_endpoint(Context& ctx, const Request& req, Principal& p, const Par
     out.resource_id = id;
     out.appended = events::append(tx, endpoints_stream(env.id), std::nullopt,
                                   {{uuid_to_string(new_uuid_v7()), "EndpointCreated", 1, data,
-                                    event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+                                    event_metadata(actor, env)}});
     CommandReceipt r;
     r.last = out.last();
     r.receipt = {{"resource", env_resource_json(env, path_of(chain))},
@@ -196,7 +196,7 @@ Response delete_endpoint(Context& ctx, const Request& req, Principal& p, const P
     out.appended = events::append(tx, endpoints_stream(env.id), std::nullopt,
                                   {{uuid_to_string(new_uuid_v7()), "EndpointDeleted", 1,
                                     {{"endpoint_id", e["id"]}, {"env_id", env.id}, {"name", e["name"]}, {"port", e["port"]}},
-                                    event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+                                    event_metadata(actor, env)}});
     CommandReceipt r;
     r.last = out.last();
     r.receipt = {{"resource", env_resource_json(env, path_of(chain))},

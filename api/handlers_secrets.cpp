@@ -120,7 +120,7 @@ Response patch_secrets(Context& ctx, const Request& req, Principal& p, const Par
     out.resource_id = env.id;
     out.appended = events::append(tx, vars_stream(kKind, env.id), s.stream_version,
                                   {{uuid_to_string(new_uuid_v7()), "SecretsVersionCreated", 1, data,
-                                    event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+                                    event_metadata(actor, env)}});
     r.last = out.last();
     r.receipt = {{"resource", resource}, {"secrets_version", next}, {"diff", diff},
                  {"events", out.events_json(vars_stream(kKind, env.id))}, {"next", next_commands}};

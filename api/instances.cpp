@@ -8,6 +8,7 @@
 #include "api/releases.h"
 #include "engine/crypto.h"
 #include "engine/db.h"
+#include "engine/duration.h"
 #include "engine/error.h"
 #include "engine/event_store.h"
 #include "engine/ids.h"
@@ -106,6 +107,7 @@ void check_report(const Json& r, std::size_t i) {
   for (const char* k : {"event_id", "instance_id", "type", "at"})
     if (!r.contains(k) || !r[k].is_string()) bad(std::string(k) + " must be a string");
   if (!is_uuid(r["event_id"].get<std::string>())) bad("event_id is not a UUID");
+  if (!is_utc_time(r["at"].get<std::string>())) bad("at must be a UTC time such as 2026-11-22T06:31:55.830339Z");
   if (!r.contains("seq") || !r["seq"].is_number_integer() || r["seq"].get<std::int64_t>() <= 0)
     bad("seq must be a positive integer");
   if (!effect_of(r["type"].get<std::string>())) bad("unknown type " + r["type"].get<std::string>().substr(0, 60));
@@ -124,7 +126,7 @@ ReportsOutcome apply_reports(pqxx::work& tx, const std::string& host_id, const s
   for (const auto& r : reports) {
     const auto id = r["instance_id"].get<std::string>();
     const auto event_id = r["event_id"].get<std::string>();
-    auto row = tx.exec_params("SELECT host_id, org_id, env_id, report_seq, state FROM core.instances WHERE id = $1 FOR UPDATE",
+    auto row = tx.exec_params("SELECT host_id, org_id, env_id, report_seq, state, name FROM core.instances WHERE id = $1 FOR UPDATE",
                               id);
     if (row.empty() || row[0][0].as<std::string>() != host_id) {
       out.rejected.push_back({{"event_id", event_id}, {"reason", "instance " + id.substr(0, 60) + " is not on this host"}});
@@ -137,7 +139,7 @@ ReportsOutcome apply_reports(pqxx::work& tx, const std::string& host_id, const s
     data["reported_at"] = r["at"];
     Json meta = {{"actor", "host:" + host_name}, {"org_id", row[0][1].as<std::string>()},
                  {"resource_kind", "instance"},  {"resource_id", id},
-                 {"parent_id", row[0][2].as<std::string>()}};
+                 {"resource_name", row[0][5].as<std::string>()}, {"parent_id", row[0][2].as<std::string>()}};
     auto appended = events::append(tx, instance_stream(id), std::nullopt, {{event_id, type, 1, data, meta}});
     if (appended.front().duplicate) {
       ++out.duplicates;

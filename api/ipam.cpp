@@ -130,7 +130,7 @@ Allocated allocate_address(pqxx::work& tx, const Actor& actor, const Resolved& e
                {"address", address},  {"price_cents_month", cents}};
   out.appended = events::append(tx, ips_stream(env.id), std::nullopt,
                                 {{uuid_to_string(new_uuid_v7()), "IpAllocated", 1, data,
-                                  event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+                                  event_metadata(actor, env)}});
   return out;
 }
 
@@ -165,7 +165,7 @@ Allocated release_address(pqxx::work& tx, const Actor& actor, const Resolved& en
                {"address", (*live)["address"]}};
   out.appended = events::append(tx, ips_stream(env.id), std::nullopt,
                                 {{uuid_to_string(new_uuid_v7()), "IpReleased", 1, data,
-                                  event_metadata(actor, env.org_id, "env", env.id, env.parent_id)}});
+                                  event_metadata(actor, env)}});
   return out;
 }
 

@@ -3,11 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdio>
 
 #include "api/instances.h"
 #include "api/routes.h"
 #include "engine/db.h"
+#include "engine/duration.h"
 #include "engine/error.h"
 #include "engine/event_store.h"
 
@@ -33,17 +33,6 @@ struct LogCursor {
   }
 };
 
-// "YYYY-MM-DDTHH:MM:SS[.fraction]Z".
-bool utc_time(const std::string& s) {
-  if (s.size() < 20 || s.size() > 30 || s.back() != 'Z') return false;
-  int Y, M, D, h, m, sec;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &Y, &M, &D, &h, &m, &sec) != 6) return false;
-  if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || s[4] != '-' || s[10] != 'T') return false;
-  if (s.size() == 20) return true;
-  if (s[19] != '.') return false;
-  return s.find_first_not_of("0123456789", 20) == s.size() - 1;
-}
-
 }  // namespace
 
 Json store_log_lines(pqxx::work& tx, const std::string& host_id, const Json& lines) {
@@ -63,7 +52,7 @@ Json store_log_lines(pqxx::work& tx, const std::string& host_id, const Json& lin
     if (!l.contains("offset") || !l["offset"].is_number_integer() || l["offset"].get<std::int64_t>() < 0)
       bad("offset must be a non-negative integer");
     if (l["message"].get_ref<const std::string&>().size() > 64 * 1024) bad("message is longer than 64 KiB");
-    if (!utc_time(l["at"].get<std::string>())) bad("at must be a UTC time such as 2026-11-22T06:31:55.830339Z");
+    if (!is_utc_time(l["at"].get<std::string>())) bad("at must be a UTC time such as 2026-11-22T06:31:55.830339Z");
   }
   auto r = tx.exec_params(
       "INSERT INTO core.log_lines (org_id, env_id, instance_id, instance_name, process, run, stream, byte_offset, at,"
@@ -104,15 +93,20 @@ Json read_logs(pqxx::transaction_base& tx, const LogQuery& q) {
   }
   if (q.source != "app") {
     for (const auto& r : tx.exec_params(
-             "SELECT e.tx_id::text, e.global_position, " + db::sql_rfc3339("e.recorded_at") +
-                 ", i.process, i.name, i.id, e.type, coalesce(e.data->>'reason', '')"
-                 " FROM core.instances i JOIN events e ON e.stream_name = 'instance-' || i.id"
-                 " WHERE i.env_id = $1 AND (e.tx_id, e.global_position) > ($2::text::xid8, $3) AND e.tx_id < " +
+             // When it happened: what the agent reported for the changes it saw (on the clock that also
+             // stamps the app's lines, so "started" comes before the app's first line), else when the
+             // control plane recorded it (the scheduler's placements and stop requests).
+             "WITH s AS (SELECT e.tx_id, e.global_position, i.process, i.name, i.id, e.type,"
+             " coalesce(e.data->>'reason', '') AS reason,"
+             " coalesce((e.data->>'reported_at')::timestamptz, e.recorded_at) AS at"
+             " FROM core.instances i JOIN events e ON e.stream_name = 'instance-' || i.id"
+             " WHERE i.env_id = $1 AND (e.tx_id, e.global_position) > ($2::text::xid8, $3) AND e.tx_id < " +
                  horizon +
-                 " AND ($4::text IS NULL OR i.process = $4) AND ($5::text IS NULL OR i.name = $5 OR i.id = $5)"
-                 " AND ($6::text IS NULL OR e.recorded_at >= $6::timestamptz)"
-                 " AND ($7::text IS NULL OR e.recorded_at < $7::timestamptz)"
-                 " ORDER BY e.tx_id, e.global_position LIMIT $8",
+                 " AND ($4::text IS NULL OR i.process = $4) AND ($5::text IS NULL OR i.name = $5 OR i.id = $5))"
+                 " SELECT tx_id::text, global_position, " + db::sql_rfc3339("at") +
+                 ", process, name, id, type, reason FROM s"
+                 " WHERE ($6::text IS NULL OR at >= $6::timestamptz) AND ($7::text IS NULL OR at < $7::timestamptz)"
+                 " ORDER BY s.tx_id, s.global_position LIMIT $8",
              q.env_id, std::to_string(cursor.system.tx), cursor.system.pos, process, instance, since, until, q.limit)) {
       cursor.system = {r[0].as<std::uint64_t>(), r[1].as<std::int64_t>()};
       const auto reason = r[7].as<std::string>();

@@ -60,12 +60,17 @@ CommandOutcome outcome_from(const pqxx::result& rows, std::string id) {
 }  // namespace
 
 Json event_metadata(const Actor& a, const std::string& org_id, const std::string& kind, const std::string& id,
-              const std::string& parent_id) {
+                    const std::string& parent_id, const std::string& name) {
   Json m = {{"actor", a.user_id},          {"request_id", a.request_id}, {"operation_id", a.operation_id},
             {"operation_kind", a.operation_kind}, {"org_id", org_id},     {"resource_kind", kind},
             {"resource_id", id}};
+  if (!name.empty()) m["resource_name"] = name;
   if (!parent_id.empty()) m["parent_id"] = parent_id;
   return m;
+}
+
+Json event_metadata(const Actor& a, const Resolved& r) {
+  return event_metadata(a, r.org_id, r.kind, r.id, r.parent_id, r.name);
 }
 
 
@@ -136,7 +141,7 @@ CommandOutcome create_resource(pqxx::work& tx, const Actor& actor, const KindInf
   auto id = new_id(kind.prefix);
   auto org = kind.kind == "org" ? id : org_id;
   auto e = events::encode(std::string(kind.type) + "Created", events::ResourceCreated{name, description, labels},
-                          event_metadata(actor, org, std::string(kind.kind), id, parent_id));
+                          event_metadata(actor, org, std::string(kind.kind), id, parent_id, name));
   auto rows = tx.exec_params("SELECT * FROM core.create_resource($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb)",
                              std::string(kind.kind), id, org, parent_id, name, actor.user_id,
                              events::to_json({e}).dump());
@@ -147,7 +152,7 @@ CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolve
                                std::optional<std::int64_t> expected_version) {
   const auto* kind = kind_by_name(target.kind);
   auto e = events::encode(std::string(kind->type) + "Deleted", events::ResourceDeleted{target.name},
-                          event_metadata(actor, target.org_id, target.kind, target.id, target.parent_id));
+                          event_metadata(actor, target));
   auto rows = expected_version
                   ? tx.exec_params("SELECT * FROM core.delete_resource($1, $2::jsonb, $3)", target.id,
                                    events::to_json({e}).dump(), *expected_version)

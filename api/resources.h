@@ -44,9 +44,13 @@ struct Actor {
   std::string operation_kind;  // e.g. "app.create"
 };
 
-// The metadata every event of a command carries (actor, request, operation, org, resource).
+// The metadata every event of a command carries (actor, request, operation, org, resource). The
+// resource's name goes in too (resource_name), so `platform events` and the audit views can say which
+// env a ConfigVersionCreated or an EnvReleaseSet was about without looking the id up.
 Json event_metadata(const Actor& actor, const std::string& org_id, const std::string& kind, const std::string& id,
-                    const std::string& parent_id);
+                    const std::string& parent_id, const std::string& name);
+// The same for a resolved resource (an env, usually).
+Json event_metadata(const Actor& actor, const Resolved& resource);
 
 struct CommandOutcome {
   std::string resource_id;

@@ -29,7 +29,9 @@ std::string events_query(const EventArgs& a, const std::string& after, const std
 
 std::vector<std::string> event_row(const Json& e) {
   const auto& m = e["metadata"];
-  std::string res = m.value("resource_kind", "") + " " + e["data"].value("name", "");
+  // Events since resource_name was recorded name their resource in the metadata; older ones only
+  // in the data of the resource's own events (create, delete).
+  std::string res = m.value("resource_kind", "") + " " + m.value("resource_name", e["data"].value("name", ""));
   return {e.value("recorded_at", "").substr(0, 23), std::to_string(e.value("position", 0)), e.value("type", ""), res,
           m.value("resource_id", ""), m.value("actor", ""), m.value("operation_id", "")};
 }

@@ -34,10 +34,14 @@ struct EnvRow {
   Json scale;
   bool deleted = false;
   std::string spec_at;  // core.env_runtime.updated_at as text: which version of the spec this pass saw
+  std::string name;
 };
 
-Json meta(const std::string& org_id, const std::string& kind, const std::string& id, const std::string& parent) {
-  return {{"actor", kActor}, {"org_id", org_id}, {"resource_kind", kind}, {"resource_id", id}, {"parent_id", parent}};
+Json meta(const std::string& org_id, const std::string& kind, const std::string& id, const std::string& parent,
+          const std::string& name) {
+  Json m = {{"actor", kActor}, {"org_id", org_id}, {"resource_kind", kind}, {"resource_id", id}, {"parent_id", parent}};
+  if (!name.empty()) m["resource_name"] = name;
+  return m;
 }
 
 void append(pqxx::work& tx, const std::string& stream, std::optional<std::int64_t> expected, const std::string& type,
@@ -52,7 +56,7 @@ void request_stop(pqxx::work& tx, const Row& i, const std::string& reason) {
       i.id, reason);
   append(tx, api::instance_stream(i.id), std::nullopt, "InstanceStopRequested",
          {{"instance_id", i.id}, {"name", i.name}, {"process", i.process}, {"host_id", i.host_id}, {"reason", reason}},
-         meta(i.org_id, "instance", i.id, i.env_id));
+         meta(i.org_id, "instance", i.id, i.env_id, i.name));
 }
 
 std::vector<Row> active_instances(pqxx::transaction_base& tx) {
@@ -97,10 +101,10 @@ std::map<std::string, HostRow> read_hosts(pqxx::transaction_base& tx) {
 std::vector<EnvRow> read_envs(pqxx::transaction_base& tx) {
   std::vector<EnvRow> out;
   for (const auto& r : tx.exec("SELECT rt.env_id, rt.org_id, coalesce(rt.release_id, ''), rt.scale::text,"
-                               " res.deleted_at IS NOT NULL, rt.updated_at::text FROM core.env_runtime rt"
+                               " res.deleted_at IS NOT NULL, rt.updated_at::text, res.name FROM core.env_runtime rt"
                                " JOIN core.resources res ON res.id = rt.env_id ORDER BY rt.env_id"))
     out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
-                   Json::parse(r[3].as<std::string>()), r[4].as<bool>(), r[5].as<std::string>()});
+                   Json::parse(r[3].as<std::string>()), r[4].as<bool>(), r[5].as<std::string>(), r[6].as<std::string>()});
   return out;
 }
 
@@ -160,7 +164,7 @@ Scheduler::PassResult Scheduler::pass() {
         append(tx, api::instance_stream(r->id), std::nullopt, "InstanceLost",
                {{"instance_id", r->id}, {"name", r->name}, {"process", r->process}, {"host_id", r->host_id},
                 {"reason", reason}},
-               meta(r->org_id, "instance", r->id, r->env_id));
+               meta(r->org_id, "instance", r->id, r->env_id, r->name));
       }
       return 0;
     });
@@ -262,7 +266,7 @@ Scheduler::PassResult Scheduler::pass() {
                   {"release_id", release->id}, {"release_number", release->number}, {"host_id", host.id},
                   {"host_name", host.name}, {"cpu", size.cpu}, {"memory_mib", size.memory_mib}, {"address", address},
                   {"reason", reason}},
-                 meta(env.org_id, "instance", id, env.env_id));
+                 meta(env.org_id, "instance", id, env.env_id, name));
           ++result.placed;
         }
       }
@@ -292,7 +296,7 @@ Scheduler::PassResult Scheduler::pass() {
         append(tx, "scheduler-" + env.env_id, std::nullopt, "ProcessUnschedulable",
                {{"env_id", env.env_id}, {"process", process}, {"release_id", release->id}, {"missing", u.first},
                 {"reason", u.second}},
-               meta(env.org_id, "env", env.env_id, ""));
+               meta(env.org_id, "env", env.env_id, "", env.name));
       }
       return 0;
     });

@@ -40,5 +40,47 @@ TEST(Logs, PagesFollowTransactionOrderEachLineOnceAcrossADigitBoundary) {
   EXPECT_EQ(seen, (std::vector<std::string>{"line 9", "line 10", "line 11"}));
 }
 
+// A change the agent reported is placed by when the agent saw it (the clock that stamps the app's
+// lines), not by when the control plane recorded it: "InstanceStarted" comes before the app's first
+// line even when the report reached the API after that line. Changes the control plane made itself
+// (no reported time) go by when they were recorded. --since and --until filter on the same time.
+TEST(Logs, AgentReportedChangesAreOrderedByTheAgentsClock) {
+  pqxx::connection c(harness::fresh_database());
+  {
+    pqxx::work tx(c);
+    tx.exec("SET LOCAL session_replication_role = replica");  // no resources, release or host to refer to
+    tx.exec("INSERT INTO core.instances (id, name, ordinal, org_id, app_id, env_id, process, release_id, host_id, cpu,"
+            " memory_mib, desired, desired_reason, assign_version)"
+            " VALUES ('ins_1', 'web-1', 1, 'org_1', 'app_1', 'env_1', 'web', 'rel_1', 'hst_1', 1, 256, 'run', 'test', 1)");
+    tx.exec("INSERT INTO core.log_lines (org_id, env_id, instance_id, instance_name, process, run, stream,"
+            " byte_offset, at, message)"
+            " VALUES ('org_1', 'env_1', 'ins_1', 'web-1', 'web', 'ins_1-r0', 'stdout', 0, '2026-11-22T09:00:01Z',"
+            " 'listening')");
+    tx.exec("INSERT INTO events (stream_name, category, stream_version, event_id, type, data) VALUES"
+            " ('instance-ins_1', 'instance', 0, gen_random_uuid(), 'InstancePlaced', '{}'),"
+            " ('instance-ins_1', 'instance', 1, gen_random_uuid(), 'InstanceStarted',"
+            "  '{\"reported_at\": \"2026-11-22T09:00:00.500000Z\"}')");
+    tx.commit();
+  }
+  auto messages = [&](const std::string& since) {
+    api::LogQuery q;
+    q.env_id = "env_1";
+    q.since = since;
+    pqxx::work tx(c);
+    std::vector<std::string> out;
+    const auto page = api::read_logs(tx, q);
+    for (const auto& l : page["lines"]) out.push_back(l["at"].get<std::string>() + " " + l["message"].get<std::string>());
+    return out;
+  };
+  auto all = messages("");
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0], "2026-11-22T09:00:00.500000Z InstanceStarted");
+  EXPECT_EQ(all[1], "2026-11-22T09:00:01.000000Z listening");
+  EXPECT_NE(all[2].find(" InstancePlaced"), std::string::npos);  // recorded now, long after
+  auto later = messages("2026-11-22T09:00:00.600000Z");
+  ASSERT_EQ(later.size(), 2u);
+  EXPECT_EQ(later[0], "2026-11-22T09:00:01.000000Z listening");
+}
+
 }  // namespace
 }  // namespace platform

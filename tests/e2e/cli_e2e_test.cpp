@@ -102,6 +102,13 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(cli("-o json config list --org dev --project shop --app api --env staging").exit, 7);
   auto cfg_ops = run(dev.psql("SELECT count(*) FROM audit.operations WHERE kind = 'config.set'"));
   EXPECT_EQ(cfg_ops.out, "2\n");
+  // An env's config versions name the env, in psql and in `platform events`, not only its id.
+  auto named = run(dev.psql("SELECT DISTINCT resource_kind || ' ' || resource_name FROM audit.events"
+                            " WHERE type = 'ConfigVersionCreated'"));
+  EXPECT_EQ(named.out, "env prod\n");
+  auto cfg_rows = cli("events --org dev --type ConfigVersionCreated");
+  ASSERT_EQ(cfg_rows.exit, 0) << cfg_rows.out;
+  EXPECT_NE(cfg_rows.out.find("env prod"), std::string::npos) << cfg_rows.out;
 
   // secrets: from stdin, a file and an import; no output, log or dump ever holds a value.
   const std::string secret = "s3cr3t-Pa55-" + new_id("x"), key_body = "AbC" + new_id("y"),

@@ -54,6 +54,21 @@ TEST(Duration, Parses) {
   EXPECT_FALSE(parse_duration("10s5"));
 }
 
+TEST(UtcTime, AcceptsOnlyRealMomentsInTheAgentsFormat) {
+  EXPECT_TRUE(is_utc_time("2026-11-22T06:31:55Z"));
+  EXPECT_TRUE(is_utc_time("2026-11-22T06:31:55.830339Z"));
+  EXPECT_TRUE(is_utc_time("2028-02-29T23:59:59.1Z"));
+  EXPECT_FALSE(is_utc_time("2026-02-29T00:00:00Z"));  // not a leap year
+  EXPECT_FALSE(is_utc_time("2026-04-31T00:00:00Z"));
+  EXPECT_FALSE(is_utc_time("2026-13-01T00:00:00Z"));
+  EXPECT_FALSE(is_utc_time("2026-11-22T24:00:00Z"));
+  EXPECT_FALSE(is_utc_time("2026-11-22T06:31:55.Z"));
+  EXPECT_FALSE(is_utc_time("2026-11-22T06:31:55+01:00"));
+  EXPECT_FALSE(is_utc_time("2026-11-22 06:31:55Z"));
+  EXPECT_FALSE(is_utc_time("2026-11-22T06:3a:55Z"));
+  EXPECT_FALSE(is_utc_time("1700000000"));
+}
+
 TEST(Errors, ExitCodesMatchTheDocumentedTable) {
   EXPECT_EQ(exit_code(ErrorCode::invalid_request), 2);
   EXPECT_EQ(exit_code(ErrorCode::timed_out), 4);

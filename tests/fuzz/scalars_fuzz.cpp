@@ -19,6 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!again || again->tx != c->tx || again->pos != c->pos) __builtin_trap();
   }
   (void)platform::parse_duration(s);
+  (void)platform::is_utc_time(s);
   std::string prefix;
   (void)platform::looks_like_id(s, &prefix);
   (void)platform::error_code_from_string(s);
