@@ -80,7 +80,7 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
                           "Unset variables you no longer need.");
     CommandReceipt r;
     Json resource = env_resource_json(env, path);
-    Json next_commands = Json::array({"platform config list --env " + env.name,
+    Json next_commands = Json::array({"platform config list " + env_flags(chain),
                                       fmt::format("platform events --resource {}", env.id)});
     if (diff.empty()) {  // nothing changes: no new version
       r.duplicate = true;

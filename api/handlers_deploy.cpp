@@ -36,9 +36,7 @@ struct Target {
   const Resolved& env() const { return chain[3]; }
   std::string path() const { return path_of(chain); }
   // "--project P --app A --env E": what makes a suggested command exact.
-  std::string flags() const {
-    return fmt::format("--project {} --app {} --env {}", chain[1].name, chain[2].name, chain[3].name);
-  }
+  std::string flags() const { return env_flags(chain); }
 };
 
 // What a deploy would create: image, manifest and the versions of config and secrets, compared with

@@ -44,7 +44,7 @@ Response get_instance(Context& ctx, const Request&, Principal& p, const Params& 
   if (!j)
     throw PlatformError(ErrorCode::not_found,
                         "env " + chain.back().name + " has no instance \"" + ref.substr(0, 80) + "\"",
-                        "List them with `platform instance list --all --env " + chain.back().name + "`.");
+                        "List them with `platform instance list --all " + env_flags(chain) + "`.");
   (*j)["path"] = path_of(chain);
   return json_response(200, *j);
 }
@@ -88,7 +88,7 @@ Response post_scale(Context& ctx, const Request& req, Principal& p, const Params
     auto rt = tx.exec_params("SELECT release_id, scale::text FROM core.env_runtime WHERE env_id = $1 FOR UPDATE", env.id);
     if (rt.empty() || rt[0][0].is_null())
       throw PlatformError(ErrorCode::precondition_failed, "env " + env.name + " has no release to scale",
-                          "Deploy first: platform deploy --env " + env.name);
+                          "Deploy first: platform deploy " + env_flags(chain));
     auto release = release_by_id(tx, rt[0][0].as<std::string>());
     auto scale = Json::parse(rt[0][1].as<std::string>());
     const auto before = process_sizes(release->manifest, scale);
@@ -121,7 +121,7 @@ Response post_scale(Context& ctx, const Request& req, Principal& p, const Params
                         {"summary", fmt::format("{} cpu {:g} -> {:g}", name, b.cpu, a.cpu)}});
     }
     CommandReceipt r;
-    Json next = Json::array({"platform status --env " + env.name, "platform wait --env " + env.name});
+    Json next = Json::array({"platform status " + env_flags(chain), "platform wait " + env_flags(chain)});
     Json resource = env_resource_json(env, path);
     if (diff.empty()) {
       r.duplicate = true;

@@ -27,10 +27,6 @@ int family_param(const Params& params) {
   throw PlatformError(ErrorCode::not_found, "no address family \"" + f + "\"", "Use ipv4 or ipv6.");
 }
 
-std::string flags_of(const std::vector<Resolved>& chain) {
-  return fmt::format("--project {} --app {} --env {}", chain[1].name, chain[2].name, chain[3].name);
-}
-
 CommandReceipt address_receipt(const std::vector<Resolved>& chain, const Allocated& a, const std::string& stream) {
   CommandOutcome out;
   out.resource_id = chain.back().id;
@@ -41,7 +37,7 @@ CommandReceipt address_receipt(const std::vector<Resolved>& chain, const Allocat
   r.receipt = {{"resource", env_resource_json(chain.back(), path_of(chain))},
                {"address", a.address},
                {"events", out.events_json(stream)},
-               {"next", Json::array({"platform ip list " + flags_of(chain), "platform exposure"})}};
+               {"next", Json::array({"platform ip list " + env_flags(chain), "platform exposure"})}};
   return r;
 }
 
@@ -173,7 +169,7 @@ Response post_endpoint(Context& ctx, const Request& req, Principal& p, const Par
     r.receipt = {{"resource", env_resource_json(env, path_of(chain))},
                  {"endpoint", find_endpoint(tx, env.id, id)},
                  {"events", out.events_json(endpoints_stream(env.id))},
-                 {"next", Json::array({"platform endpoint describe " + name + " " + flags_of(chain), "platform exposure"})}};
+                 {"next", Json::array({"platform endpoint describe " + name + " " + env_flags(chain), "platform exposure"})}};
     return r;
   });
 }
@@ -202,7 +198,7 @@ Response delete_endpoint(Context& ctx, const Request& req, Principal& p, const P
     r.receipt = {{"resource", env_resource_json(env, path_of(chain))},
                  {"endpoint", e},
                  {"events", out.events_json(endpoints_stream(env.id))},
-                 {"next", Json::array({"platform endpoint list " + flags_of(chain), "platform exposure"})}};
+                 {"next", Json::array({"platform endpoint list " + env_flags(chain), "platform exposure"})}};
     return r;
   });
 }

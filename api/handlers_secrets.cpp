@@ -107,7 +107,7 @@ Response patch_secrets(Context& ctx, const Request& req, Principal& p, const Par
                           "Unset secrets you no longer need.");
     CommandReceipt r;
     Json resource = env_resource_json(env, path);
-    Json next_commands = Json::array({"platform secrets list --env " + env.name,
+    Json next_commands = Json::array({"platform secrets list " + env_flags(chain),
                                       fmt::format("platform events --resource {}", env.id)});
     if (diff.empty()) {
       r.duplicate = true;

@@ -138,6 +138,12 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
       } else if (i["state"] == "restarting") {
         // In its restart policy's backoff: says how it last ended and when it tries again.
         problems.push_back(fmt::format("{}: restarting: {}", i["name"].get<std::string>(), i["state_reason"].get<std::string>()));
+      } else if (!serving(i) && i["restarts"].get<int>() > 0 && i["last_exit"].is_object()) {
+        // Back up after a restart and not serving yet: it may well end the same way, so say how the last
+        // run ended (a deploy stuck on a failing health check would otherwise show no problem at all).
+        const int n = i["restarts"].get<int>();
+        problems.push_back(fmt::format("{}: restarted {} time{}, not healthy yet; its last run {}", i["name"].get<std::string>(),
+                                       n, n == 1 ? "" : "s", i["last_exit"].value("reason", "ended")));
       }
     }
     const int desired = s == sizes.end() ? 0 : s->second.count;

@@ -40,6 +40,10 @@ std::vector<Resolved> resolve_path(Context& ctx, Principal& principal, const Par
   return chain;
 }
 
+std::string env_flags(const std::vector<Resolved>& chain) {
+  return "--project " + chain.at(1).name + " --app " + chain.at(2).name + " --env " + chain.at(3).name;
+}
+
 std::string path_of(const std::vector<Resolved>& chain) {
   std::string p;
   for (const auto& r : chain) p += (p.empty() ? "" : "/") + r.kind + "/" + r.name;

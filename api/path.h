@@ -27,4 +27,8 @@ std::vector<Resolved> resolve_path(Context& ctx, Principal& principal, const Par
 // "org/acme/project/shop/app/api"
 std::string path_of(const std::vector<Resolved>& chain);
 
+// "--project shop --app api --env prod" for an env's chain: what makes a suggested command exact, so it
+// works when pasted whatever the CLI context selects.
+std::string env_flags(const std::vector<Resolved>& chain);
+
 }  // namespace platform::api

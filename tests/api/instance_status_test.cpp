@@ -1,5 +1,6 @@
 // `platform status` (GET .../status) against a real PostgreSQL, a real OCI registry and the real
-// scheduler: a restarting instance is named as a problem, and an instance that `platform scale
+// scheduler: a restarting instance is named as a problem (and one back up but not yet healthy after
+// restarts, with how its last run ended), and an instance that `platform scale
 // --memory` has resized is not current until its replacement is, so `platform wait` cannot report
 // convergence in the moment between the scale and the scheduler's next pass. The agent's side
 // (running, healthy) is written as its reports would.
@@ -66,7 +67,16 @@ TEST(InstanceStatus, RestartingInstancesAreProblemsAndResizedOnesAreNotCurrent) 
   auto restarting = status();
   EXPECT_EQ(restarting["phase"], "progressing");
   EXPECT_EQ(restarting["problems"], Json::array({"web-1: restarting: exited with status 3; restarting in 8.0 s (attempt 3 of 10)"}));
-  sql(serve_all);
+  // Up again after its restarts but not healthy yet: still a problem, with how its last run ended, so
+  // a deploy stuck on a failing health check says why (in status and in `platform wait`'s error).
+  sql("UPDATE core.instances SET state = 'running', health = 'starting', restarts = 2, state_reason = 'restart 2',"
+      " last_exit = '{\"reason\": \"stopped after failing its health check (cannot connect to port 8080: Connection refused)\"}'");
+  auto back_up = status();
+  EXPECT_EQ(back_up["phase"], "progressing");
+  EXPECT_EQ(back_up["problems"], Json::array({"web-1: restarted 2 times, not healthy yet; its last run stopped after failing "
+                                              "its health check (cannot connect to port 8080: Connection refused)"}));
+  sql(serve_all);  // healthy: restarts in its past are no problem
+  EXPECT_EQ(status()["problems"], Json::array());
 
   // Scaled to 96 MiB: the 64 MiB instance still serves, but it is outdated, not current.
   p.client().call("POST", kEnv + "/scale", Json{{"processes", {{"web", {{"memory_mib", 96}}}}}}, new_id("idem"));
