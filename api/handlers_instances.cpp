@@ -173,12 +173,12 @@ Response get_logs(Context& ctx, const Request& req, Principal& p, const Params& 
         tx.exec_params("SELECT 1 FROM core.instances WHERE env_id = $1 AND (name = $2 OR id = $2) LIMIT 1", q.env_id,
                        q.instance).empty())
       throw PlatformError(ErrorCode::not_found, "env " + chain.back().name + " has no instance " + q.instance,
-                          "List its instances, stopped ones too: platform instance list --all");
+                          "List its instances, stopped ones too: platform instance list --all " + env_flags(chain));
     if (!q.process.empty() &&
         tx.exec_params("SELECT 1 FROM core.instances WHERE env_id = $1 AND process = $2 LIMIT 1", q.env_id, q.process)
             .empty())
       throw PlatformError(ErrorCode::not_found, "env " + chain.back().name + " has never run process " + q.process,
-                          "platform status shows its processes.");
+                          "`platform status " + env_flags(chain) + "` shows its processes.");
     return read_logs(tx, q);
   });
   out["env_id"] = q.env_id;

@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "engine/ids.h"
 #include "engine/payloads.h"
+#include "engine/suggest.h"
 #include "engine/typed_events.h"
 
 namespace platform::api {
@@ -107,6 +108,32 @@ Json CommandOutcome::events_json(const std::string& stream) const {
   return arr;
 }
 
+namespace {
+// "Did you mean "shop"? List what exists with `platform app list --project shop`.": the closest live
+// name under the same parent (never for orgs: the other orgs are not the caller's to know of), and the
+// list command with the parents' flags, so it works when pasted.
+std::string not_found_hint(pqxx::transaction_base& tx, const KindInfo& kind, const std::string& parent_id,
+                           const std::string& name) {
+  std::string flags, hint;
+  for (std::string id = parent_id; !id.empty();) {
+    auto r = tx.exec_params("SELECT kind, name, coalesce(parent_id, '') FROM core.resources WHERE id = $1", id);
+    if (r.empty() || r[0][0].as<std::string>() == "org") break;
+    flags = " --" + r[0][0].as<std::string>() + " " + r[0][1].as<std::string>() + flags;
+    id = r[0][2].as<std::string>();
+  }
+  if (!parent_id.empty() && !name.empty()) {
+    std::vector<std::string> names;
+    for (const auto& r : tx.exec_params("SELECT name FROM core.resources WHERE kind = $1 AND parent_id = $2"
+                                        " AND deleted_at IS NULL ORDER BY name LIMIT 1000",
+                                        std::string(kind.kind), parent_id))
+      names.push_back(r[0].as<std::string>());
+    const auto close = did_you_mean(name, std::vector<std::string_view>(names.begin(), names.end()));
+    if (!close.empty()) hint = "Did you mean \"" + close + "\"? ";
+  }
+  return hint + "List what exists with `platform " + std::string(kind.kind) + " list" + flags + "`.";
+}
+}  // namespace
+
 Resolved resolve(pqxx::transaction_base& tx, const KindInfo& kind, const std::string& parent_id,
                  const std::string& id_or_name) {
   std::string prefix;
@@ -117,9 +144,8 @@ Resolved resolve(pqxx::transaction_base& tx, const KindInfo& kind, const std::st
           (by_id ? "id = $3" : "name = $3"),
       std::string(kind.kind), parent_id, id_or_name);
   if (rows.empty())
-    throw PlatformError(ErrorCode::not_found,
-                        std::string(kind.kind) + " \"" + id_or_name.substr(0, 100) + "\" not found",
-                        "List what exists with `platform " + std::string(kind.kind) + " list`.");
+    throw PlatformError(ErrorCode::not_found, std::string(kind.kind) + " \"" + id_or_name.substr(0, 100) + "\" not found",
+                        not_found_hint(tx, kind, parent_id, by_id ? "" : id_or_name));
   const auto& r = rows[0];
   return {r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::string>(),
           r[4].as<std::string>(), false};

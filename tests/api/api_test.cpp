@@ -257,6 +257,27 @@ TEST(Api, ThousandWaitingWatchesHoldNoExtraDatabaseConnections) {
 
 // An env's config: versions, no-op changes, validation, concurrent writers, another org's env, and
 // the version's whole content in one event.
+// A name that is not found gets the closest name under the same parent and the list command with the
+// parents' flags; never a name from another org.
+TEST(Api, NotFoundSuggestsTheClosestNameAndTheExactListCommand) {
+  Platform p;
+  auto c = p.client();
+  create_envs(c, {"prod"});
+  ASSERT_EQ(c.request("POST", "/v1/orgs", R"({"name":"acmf"})").status, 201);  // the caller's too, but another org
+  auto hint = [&](const std::string& target) {
+    auto r = c.request("GET", target);
+    EXPECT_EQ(r.status, 404) << r.body;
+    return Json::parse(r.body).value("hint", "");
+  };
+  EXPECT_EQ(hint("/v1/orgs/acme/projects/shpo"), "Did you mean \"shop\"? List what exists with `platform project list`.");
+  EXPECT_EQ(hint("/v1/orgs/acme/projects/shop/apps/api/envs/prdo"),
+            "Did you mean \"prod\"? List what exists with `platform env list --project shop --app api`.");
+  EXPECT_EQ(hint("/v1/orgs/acme/projects/shop/apps/api/envs/staging"),
+            "List what exists with `platform env list --project shop --app api`.");
+  EXPECT_EQ(hint("/v1/orgs/acme/projects/shop/apps/apx/envs/prod").find("Did you mean \"api\"?"), 0u);
+  EXPECT_EQ(hint("/v1/orgs/acmx").find("Did you mean"), std::string::npos);
+}
+
 TEST(Api, ConfigIsVersionedPerEnv) {
   Platform p;
   auto c = p.client();
