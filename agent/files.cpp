@@ -29,10 +29,11 @@ void write_atomically(const std::filesystem::path& p, const std::string& content
   std::filesystem::rename(tmp, p);
 }
 
-std::string utc_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:06}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), us);
+std::string utc_time(std::chrono::system_clock::time_point t) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() % 1000000;
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:06}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)), us);
 }
+
+std::string utc_now() { return utc_time(std::chrono::system_clock::now()); }
 
 }  // namespace platform::agent

@@ -1,5 +1,6 @@
 #pragma once
 // Small files the agent keeps in its state folder (shim state, exit status, image metadata).
+#include <chrono>
 #include <filesystem>
 #include <string>
 
@@ -13,5 +14,6 @@ void write_atomically(const std::filesystem::path& p, const std::string& content
 
 // The current UTC time as the API writes it: "2026-11-22T03:04:58.458585Z".
 std::string utc_now();
+std::string utc_time(std::chrono::system_clock::time_point t);
 
 }  // namespace platform::agent

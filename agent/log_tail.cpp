@@ -1,6 +1,8 @@
 #include "agent/log_tail.h"
 
+#include <algorithm>
 #include <fstream>
+#include <system_error>
 
 #include "agent/files.h"
 
@@ -8,6 +10,7 @@ namespace platform::agent {
 
 namespace {
 constexpr std::size_t kMaxLine = 16 * 1024;
+constexpr std::size_t kMaxMarks = 4096;  // while shipping fails: the oldest go, their lines get later times
 }
 
 std::string valid_utf8(std::string_view in) {
@@ -40,8 +43,8 @@ std::string valid_utf8(std::string_view in) {
 }
 
 LogTail::LogTail(std::string instance_id, std::string run, std::string stdout_path, std::string stderr_path)
-    : instance_id_(std::move(instance_id)), run_(std::move(run)), out_{"stdout", std::move(stdout_path)},
-      err_{"stderr", std::move(stderr_path)} {}
+    : instance_id_(std::move(instance_id)), run_(std::move(run)), out_{"stdout", std::move(stdout_path), 0, 0, {}},
+      err_{"stderr", std::move(stderr_path), 0, 0, {}} {}
 
 void LogTail::read_stream(Stream& s, bool final, std::size_t max_bytes, Json& out) {
   std::ifstream f(s.path, std::ios::binary);
@@ -50,7 +53,12 @@ void LogTail::read_stream(Stream& s, bool final, std::size_t max_bytes, Json& ou
   std::string buf(max_bytes, '\0');
   f.read(buf.data(), static_cast<std::streamsize>(max_bytes));
   buf.resize(static_cast<std::size_t>(f.gcount()));
-  const auto at = utc_now();
+  const auto read_at = std::chrono::system_clock::now();
+  // The time of the first observation that had the byte at `offset`, else now.
+  auto seen = [&, m = s.marks.begin()](std::int64_t offset) mutable {
+    while (m != s.marks.end() && m->size <= offset) ++m;
+    return utc_time(m == s.marks.end() ? read_at : m->at);
+  };
   std::size_t start = 0;
   while (start < buf.size()) {
     auto nl = buf.find('\n', start);
@@ -58,7 +66,8 @@ void LogTail::read_stream(Stream& s, bool final, std::size_t max_bytes, Json& ou
     if (end - start > kMaxLine) end = start + kMaxLine;          // a long line in pieces
     else if (nl == std::string::npos && !final) break;             // unfinished: wait for the rest
     out.push_back({{"instance_id", instance_id_}, {"run", run_}, {"stream", s.name},
-                   {"offset", s.offset + static_cast<std::int64_t>(start)}, {"at", at},
+                   {"offset", s.offset + static_cast<std::int64_t>(start)},
+                   {"at", seen(s.offset + static_cast<std::int64_t>(start))},
                    {"message", valid_utf8(std::string_view(buf).substr(start, end - start))}});
     start = end < buf.size() && buf[end] == '\n' ? end + 1 : end;
   }
@@ -73,8 +82,25 @@ Json LogTail::read(bool final, std::size_t max_bytes) {
 }
 
 void LogTail::commit() {
-  out_.offset = std::max(out_.offset, out_.next);
-  err_.offset = std::max(err_.offset, err_.next);
+  for (Stream* s : {&out_, &err_}) {
+    s->offset = std::max(s->offset, s->next);
+    std::erase_if(s->marks, [&](const Mark& m) { return m.size <= s->offset; });
+  }
+}
+
+void LogTail::observe(std::chrono::system_clock::time_point now) {
+  observe(out_, now);
+  observe(err_, now);
+}
+
+void LogTail::observe(Stream& s, std::chrono::system_clock::time_point now) {
+  std::error_code ec;
+  const auto size = static_cast<std::int64_t>(std::filesystem::file_size(s.path, ec));
+  if (ec) return;
+  const auto known = s.marks.empty() ? s.offset : s.marks.back().size;
+  if (size <= known) return;
+  if (s.marks.size() >= kMaxMarks) s.marks.erase(s.marks.begin(), s.marks.begin() + kMaxMarks / 2);
+  s.marks.push_back({size, now});
 }
 
 }  // namespace platform::agent

@@ -263,6 +263,7 @@ void InstanceSupervisor::supervise() {
         after_exit(*how, "");
         break;
       }
+      if (tail_) tail_->observe();
       if (Clock::now() >= next_ship_) {
         ship_logs(false);
         next_ship_ = Clock::now() + milliseconds(1000);
