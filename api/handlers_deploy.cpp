@@ -393,7 +393,7 @@ Response post_rollback(Context& ctx, const Request& req, Principal& principal, c
                           "Deploy first: platform deploy --image REF " + t.flags());
     Release target;
     if (body.contains("release")) {
-      target = find_release(tx, env.id, env.name, body["release"].get<std::string>());
+      target = find_release(tx, env.id, env.name, t.flags(), body["release"].get<std::string>());
     } else if (current.previous_release_id.empty()) {
       throw PlatformError(ErrorCode::precondition_failed,
                           fmt::format("nothing to roll back to: v{} is the first release env {} ran", current.release->number,
@@ -451,7 +451,7 @@ Response get_releases(Context& ctx, const Request& req, Principal& principal, co
 Response get_release(Context& ctx, const Request&, Principal& principal, const Params& params) {
   const auto t = target_of(ctx, principal, params);
   return ctx.pool.read([&](pqxx::transaction_base& tx) {
-    auto r = find_release(tx, t.env().id, t.env().name, params.at("release"));
+    auto r = find_release(tx, t.env().id, t.env().name, t.flags(), params.at("release"));
     auto current = current_release(tx, t.env().id);
     auto j = r.to_json(true);
     j["current"] = current.release && current.release->id == r.id;

@@ -105,7 +105,7 @@ std::optional<Release> release_by_content(pqxx::transaction_base& tx, const std:
 }
 
 Release find_release(pqxx::transaction_base& tx, const std::string& env_id, const std::string& env_name,
-                     const std::string& ref) {
+                     const std::string& env_flags, const std::string& ref) {
   std::optional<Release> r;
   std::string digits = ref.size() > 1 && ref[0] == 'v' ? ref.substr(1) : ref;
   if (ref.rfind("rel_", 0) == 0) {
@@ -119,8 +119,8 @@ Release find_release(pqxx::transaction_base& tx, const std::string& env_id, cons
   if (!r)
     throw PlatformError(ErrorCode::not_found,
                         "env " + env_name + " has no release \"" + ref.substr(0, 80) + "\"",
-                        "Name a release by id (rel_…) or number (v3); list them with `platform releases list --env " +
-                            env_name + "`.");
+                        "Name a release by id (rel_…) or number (v3); list them with `platform releases list " +
+                            env_flags + "`.");
   return *r;
 }
 

@@ -43,9 +43,10 @@ void lock_releases(pqxx::work& tx, const std::string& env_id);
 std::optional<Release> release_by_id(pqxx::transaction_base& tx, const std::string& id);
 std::optional<Release> release_by_content(pqxx::transaction_base& tx, const std::string& env_id,
                                           const std::string& content_hash);
-// "rel_…", "v3" or "3"; throws not_found naming the env and how to list its releases.
+// "rel_…", "v3" or "3"; throws not_found naming the env and how to list its releases (`env_flags`: the
+// --project/--app/--env that make that command exact).
 Release find_release(pqxx::transaction_base& tx, const std::string& env_id, const std::string& env_name,
-                     const std::string& id_or_number);
+                     const std::string& env_flags, const std::string& id_or_number);
 std::vector<Release> list_releases(pqxx::transaction_base& tx, const std::string& env_id, int limit);
 void insert_release(pqxx::work& tx, const Release& r);
 

@@ -193,6 +193,13 @@ TEST_F(DeployTest, RollbackReturnsExactlyToTheEarlierRelease) {
                   .get<bool>());
   EXPECT_EQ(error_of([&] { client().call("POST", kEnvs + "roll/rollback", Json{{"release", "v9"}}); }).first,
             ErrorCode::not_found);
+  try {  // the hint's command is exact: it names the project and app too
+    client().call("POST", kEnvs + "roll/rollback", Json{{"release", "v9"}});
+    ADD_FAILURE() << "a rollback to a release that does not exist succeeded";
+  } catch (const PlatformError& e) {
+    EXPECT_NE(e.error().hint.find("`platform releases list --project shop --app api --env roll`"), std::string::npos)
+        << e.error().hint;
+  }
   // Deploying A's content again reuses A.
   client().call("PATCH", kEnvs + "roll/config", Json{{"unset", {"MODE"}}});
   auto again = deploy("roll", {{"image", image("v1")}, {"manifest", manifest("[config]\noptional = [\"MODE\"]\n")}});
