@@ -168,6 +168,18 @@ void run_logs(const Globals& g, const LogsArgs& a) {
   if (one_document) print_json({{"lines", all}, {"next", cursor}});
 }
 
+// "web 1 of 2 healthy, 2 outdated; worker 1 of 1 healthy": where a rollout stands, per process.
+std::string rollout_progress(const Json& status) {
+  std::string out;
+  for (const auto& p : status.value("processes", Json::array())) {
+    std::string line = fmt::format("{} {} of {} healthy", p.value("process", ""), p.value("healthy", 0), p.value("desired", 0));
+    if (const int n = p.value("outdated", 0)) line += fmt::format(", {} outdated", n);
+    if (const int n = p.value("stopping", 0)) line += fmt::format(", {} stopping", n);
+    out += (out.empty() ? "" : "; ") + line;
+  }
+  return out;
+}
+
 }  // namespace
 
 // `platform wait` without a target: until the env runs its release as desired, all healthy (exit 0); a
@@ -181,7 +193,7 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
     throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + timeout_text + "\" is not a duration", "e.g. 5m");
   const auto deadline = std::chrono::steady_clock::now() + *timeout;
   const auto env_flag = s.env_flags();
-  std::string last_phase;
+  std::string last_phase, last_progress, last_problem;
   while (!interrupted()) {
     auto st = client.call("GET", path);
     const auto phase = st.value("phase", "");
@@ -189,6 +201,13 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
     last_phase = phase;
     auto problems = st.value("problems", Json::array());
     const auto first = problems.empty() ? std::string() : problems[0].get<std::string>();
+    // While it moves, what changed (on stderr, in every output format): the counts, and a new first problem.
+    if (phase == "progressing") {
+      if (auto now = rollout_progress(st); now != last_progress && !now.empty()) note(g, "  " + now);
+      if (!first.empty() && first != last_problem) note(g, "  " + first);
+    }
+    last_progress = rollout_progress(st);
+    last_problem = first;
     Json details = Json::array();  // error details are objects with a text (engine/error_details.h)
     for (const auto& p : problems) details.push_back({{"text", p}});
     if (phase == "converged") {

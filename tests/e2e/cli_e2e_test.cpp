@@ -486,8 +486,14 @@ optional = ["ECHO_ALLOC_MIB"]
 
   // Deploy 2 web + 1 worker: converges, every instance healthy, of release v1.
   ASSERT_EQ(cli("-o json deploy" + image("v1") + m + in("prod")).exit, 0);
-  auto w = cli("-o json wait --timeout 120s" + in("prod"));
+  const auto progress = dev.root() / "wait-progress.txt";
+  auto w = run("sh -c '" + std::string(PLATFORM_BIN) + " -o json wait --timeout 120s" + in("prod") + " 2>" +
+               progress.string() + "'");
   ASSERT_EQ(w.exit, 0) << w.out << run("tail -30 " + (dev.root() / "state/agent.log").string()).out;
+  // While it waited, stderr said where the rollout stood (stdout holds only the JSON document).
+  const auto said = run("cat " + progress.string()).out;
+  EXPECT_NE(said.find(" of 2 healthy"), std::string::npos) << said;
+  EXPECT_NE(said.find("worker "), std::string::npos) << said;
   auto st = one_json(w);
   EXPECT_TRUE(st["converged"].get<bool>());
   EXPECT_EQ(instance_releases(st, "web"), (std::multiset<std::string>{"v1", "v1"}));
