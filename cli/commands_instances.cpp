@@ -202,11 +202,12 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
     auto problems = st.value("problems", Json::array());
     const auto first = problems.empty() ? std::string() : problems[0].get<std::string>();
     // While it moves, what changed (on stderr, in every output format): the counts, and a new first problem.
+    auto progress = rollout_progress(st);
     if (phase == "progressing") {
-      if (auto now = rollout_progress(st); now != last_progress && !now.empty()) note(g, "  " + now);
+      if (progress != last_progress && !progress.empty()) note(g, "  " + progress);
       if (!first.empty() && first != last_problem) note(g, "  " + first);
     }
-    last_progress = rollout_progress(st);
+    last_progress = std::move(progress);
     last_problem = first;
     Json details = Json::array();  // error details are objects with a text (engine/error_details.h)
     for (const auto& p : problems) details.push_back({{"text", p}});
