@@ -684,7 +684,9 @@ optional = ["ECHO_ALLOC_MIB"]
   EXPECT_EQ(instance_releases(st, "web"), (std::multiset<std::string>{"v2", "v2"}));
   // One container per running instance of prod, none for its stopped ones.
   const auto sandbox = (dev.root() / "state/agent/sandbox").string();
-  auto containers = run("runc --root " + sandbox + "/runc list -q").out;
+  const auto listing = runc_list(sandbox + "/runc");
+  ASSERT_EQ(listing.exit, 0) << "runc list kept failing";
+  const auto& containers = listing.out;
   std::map<std::string, int> runs_per_instance;
   std::istringstream names(containers);
   for (std::string c; names >> c;) ++runs_per_instance[c.substr(0, c.rfind("-r"))];
@@ -699,7 +701,9 @@ optional = ["ECHO_ALLOC_MIB"]
 
   // Ctrl-C stops the dev host's instances with everything else.
   EXPECT_TRUE(dev.stop());
-  EXPECT_EQ(run("runc --root " + sandbox + "/runc list -q").out, "")
+  const auto left = runc_list(sandbox + "/runc");
+  EXPECT_EQ(left.exit, 0) << "runc list kept failing";
+  EXPECT_EQ(left.out, "")
       << run("tail -20 " + (dev.root() / "state/agent.log").string()).out;
 }
 
@@ -777,7 +781,9 @@ TEST(EndToEnd, AHostThatGoesDownHasItsInstancesReplacedElsewhere) {
     if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(stopped);
-  EXPECT_EQ(run("runc --root " + (h2_state / "sandbox/runc").string() + " list -q").out, "");
+  const auto h2_left = runc_list((h2_state / "sandbox/runc").string());
+  EXPECT_EQ(h2_left.exit, 0) << "runc list kept failing";
+  EXPECT_EQ(h2_left.out, "");
   agent2->signal(SIGTERM);
   agent2->wait();
   EXPECT_TRUE(dev.stop());

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -38,6 +39,19 @@ inline Run run(const std::string& cmd) {
 }
 
 inline Run cli(const std::string& args) { return run(std::string(PLATFORM_BIN) + " " + args); }
+
+// The containers runc has under `root`, one id a line. runc 1.1 (Debian 12) ends `list` with an error and
+// prints nothing when a container it is listing is deleted meanwhile (kubernetes/minikube#17976), and
+// other envs' instances come and go during a test, so a failed listing is tried again (bounded).
+inline Run runc_list(const std::string& root) {
+  Run r;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    r = run("runc --root " + root + " list -q");
+    if (r.exit == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return r;
+}
 
 // A port free on ::1 (and on 127.0.0.1) in [lo, hi).
 inline int free_on_ipv6_loopback(int lo, int hi) {
@@ -110,8 +124,8 @@ class DevPlatform {
     run("pkill -9 -f '[p]latform-agent vm-shim --dir " + microvm + "'");
     run("pkill -9 -f '[q]emu-system-x86_64 .*" + microvm + "'");
     run("pkill -9 -f '[p]latform-agent shim --dir " + sandbox + "'");
-    run("for c in $(runc --root " + sandbox + "/runc list -q); do runc --root " + sandbox +
-        "/runc delete --force $c; done");
+    std::istringstream containers(runc_list(sandbox + "/runc").out);
+    for (std::string c; containers >> c;) run("runc --root " + sandbox + "/runc delete --force " + c);
     run("grep -o ' " + sandbox + "/[^ ]*' /proc/mounts | xargs -r -n1 umount -l");
     // Each run's network namespace is named after its id (agent/run_network.cpp); with it go its veth
     // pair and the host's route to its address.
