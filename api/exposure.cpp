@@ -244,9 +244,18 @@ void claim(pqxx::work& tx, const Resolved& env, const std::string& kind, const s
                                              h[0][4].as<std::string>(), h[0][5].as<std::string>());
   // The way out depends on who holds it: a CLI endpoint is deleted with the CLI, a manifest's entry
   // leaves with a deploy of a platform.toml without it.
+  const auto flags = fmt::format("--project {} --app {} --env {}", h[0][3].as<std::string>(), h[0][4].as<std::string>(),
+                                 h[0][5].as<std::string>());
+  std::string endpoint = "NAME";  // a CLI endpoint's claim is its port in this env: named exactly
+  if (by_cli && kind == "port") {
+    auto n = tx.exec_params("SELECT name FROM core.endpoints WHERE env_id = $1 AND $1 || '/' || port::text = $2"
+                            " AND deleted_at IS NULL",
+                            env.id, key);
+    if (!n.empty()) endpoint = n[0][0].as<std::string>();
+  }
   const auto way_out = !same_env ? "Remove it there first (deploy that env without it), or choose " + another + "."
-                       : by_cli  ? "Delete that endpoint (platform endpoint list shows its name; platform endpoint "
-                                   "delete NAME), or choose " + another + "."
+                       : by_cli  ? "Delete that endpoint (platform endpoint delete " + endpoint + " " + flags +
+                                   "), or choose " + another + "."
                                  : "Choose " + another + ", or remove it from platform.toml and deploy.";
   throw PlatformError(ErrorCode::name_taken, fmt::format("{} is already held by {}", what, holder), way_out);
 }

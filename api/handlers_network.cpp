@@ -2,6 +2,7 @@
 // default, the IPv4 add-on only when asked with its price accepted), CLI-managed endpoints, the org's
 // exposure in one answer, and the versioned snapshot platform-edge long-polls with its host credential.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "api/body.h"
 #include "api/env_vars.h"
@@ -11,11 +12,13 @@
 #include "api/metrics.h"
 #include "api/mutation.h"
 #include "api/path.h"
+#include "api/releases.h"
 #include "api/routes.h"
 #include "engine/db.h"
 #include "engine/duration.h"
 #include "engine/ids.h"
 #include "engine/names.h"
+#include "engine/suggest.h"
 
 namespace platform::api {
 namespace {
@@ -111,17 +114,43 @@ Response get_endpoints(Context& ctx, const Request&, Principal& p, const Params&
   }));
 }
 
-Json find_endpoint(pqxx::transaction_base& tx, const std::string& env_id, const std::string& id_or_name) {
-  for (auto& e : env_endpoints(tx, env_id))
+// By id or name; not found names the env, the closest endpoint name and the list command that works
+// when pasted.
+Json find_endpoint(pqxx::transaction_base& tx, const std::vector<Resolved>& chain, const std::string& id_or_name) {
+  auto all = env_endpoints(tx, chain.back().id);
+  std::vector<std::string> names;
+  for (auto& e : all) {
     if (e["id"] == id_or_name || e["name"] == id_or_name) return e;
-  throw PlatformError(ErrorCode::not_found, "no endpoint \"" + id_or_name + "\" in this env",
-                      "List them: platform endpoint list");
+    names.push_back(e["name"].get<std::string>());
+  }
+  const auto close = did_you_mean(id_or_name, std::vector<std::string_view>(names.begin(), names.end()));
+  throw PlatformError(ErrorCode::not_found,
+                      "env " + chain.back().name + " has no endpoint \"" + id_or_name.substr(0, 80) + "\"",
+                      (close.empty() ? "" : "Did you mean \"" + close + "\"? ") + "List them with `platform endpoint list " +
+                          env_flags(chain) + "`.");
+}
+
+// An endpoint made with the CLI must name a process the env's release runs, when it runs one (before
+// the first deploy any name is taken: the release it waits for may bring it).
+void check_endpoint_process(pqxx::transaction_base& tx, const std::vector<Resolved>& chain, const std::string& process) {
+  const auto current = current_release(tx, chain.back().id);
+  if (!current.release) return;
+  const auto& processes = current.release->manifest.value("processes", Json::object());
+  if (processes.contains(process)) return;
+  std::vector<std::string> names;
+  for (const auto& [name, spec] : processes.items()) names.push_back(name);
+  const auto close = did_you_mean(process, std::vector<std::string_view>(names.begin(), names.end()));
+  throw PlatformError(ErrorCode::invalid_request,
+                      fmt::format("release v{} of env {} has no process \"{}\"", current.release->number,
+                                  chain.back().name, process),
+                      (close.empty() ? "" : "Did you mean \"" + close + "\"? ") + "Its processes: " +
+                          fmt::format("{}", fmt::join(names, ", ")) + ".");
 }
 
 Response get_endpoint(Context& ctx, const Request&, Principal& p, const Params& params) {
   auto chain = env_chain(ctx, p, params);
   return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
-    return find_endpoint(tx, chain.back().id, params.at("endpoint"));
+    return find_endpoint(tx, chain, params.at("endpoint"));
   }));
 }
 
@@ -148,6 +177,7 @@ Response post_endpoint(Context& ctx, const Request& req, Principal& p, const Par
   const auto env = chain.back();
   ctx.metrics.mutations_total++;
   return run_mutation(ctx, req, p, "endpoint.create", 201, [&](pqxx::work& tx, const Actor& actor) {
+    check_endpoint_process(tx, chain, process);
     claim_endpoint_port(tx, env, static_cast<int>(port));
     const auto id = new_id("ep");
     auto ins = tx.exec_params(
@@ -167,7 +197,7 @@ Response post_endpoint(Context& ctx, const Request& req, Principal& p, const Par
     CommandReceipt r;
     r.last = out.last();
     r.receipt = {{"resource", env_resource_json(env, path_of(chain))},
-                 {"endpoint", find_endpoint(tx, env.id, id)},
+                 {"endpoint", find_endpoint(tx, chain, id)},
                  {"events", out.events_json(endpoints_stream(env.id))},
                  {"next", Json::array({"platform endpoint describe " + name + " " + env_flags(chain), "platform exposure"})}};
     return r;
@@ -179,11 +209,11 @@ Response delete_endpoint(Context& ctx, const Request& req, Principal& p, const P
   const auto env = chain.back();
   ctx.metrics.mutations_total++;
   return run_mutation(ctx, req, p, "endpoint.delete", 200, [&](pqxx::work& tx, const Actor& actor) {
-    auto e = find_endpoint(tx, env.id, params.at("endpoint"));
+    auto e = find_endpoint(tx, chain, params.at("endpoint"));
     if (e["source"] != "cli")
       throw PlatformError(ErrorCode::precondition_failed,
                           "endpoint " + e["name"].get<std::string>() + " comes from the manifest of the current release",
-                          "Remove it from platform.toml and deploy.");
+                          "Remove it from platform.toml and deploy: platform deploy " + env_flags(chain));
     tx.exec_params("UPDATE core.endpoints SET deleted_at = now() WHERE id = $1", e["id"].get<std::string>());
     tx.exec_params("DELETE FROM core.exposure_claims WHERE kind = 'port' AND key = $1 AND source = 'cli'",
                    fmt::format("{}/{}", env.id, e["port"].get<int>()));

@@ -92,7 +92,7 @@ void add_ip(CLI::App& app, Globals& g) {
     if (!*ryes) {
       if (!::isatty(0))
         throw PlatformError(ErrorCode::precondition_failed, "releasing an address needs confirmation",
-                            "Add --yes: platform ip release " + *family + " --yes");
+                            "Add --yes: platform ip release " + *family + " --yes" + s.env_flags());
       if (!ask(what)) throw PlatformError(ErrorCode::interrupted, "not released", "");
     }
     print_receipt(g, s.client().call("DELETE", s.env_path() + "/ips/" + *family, std::nullopt, idempotent(*key)));
@@ -115,7 +115,7 @@ void add_endpoint(CLI::App& app, Globals& g) {
       ->check(CLI::Range(1, 65535));
   create->add_option("--process", a->process, "The process that serves it")->required();
   create->add_option("--proxy-protocol", a->proxy, "v2: send a PROXY v2 header first")->check(CLI::IsMember({"v2"}));
-  create->add_option("--name", a->name, "Its name (default: PROCESS-PORT)");
+  create->add_option("name,--name", a->name, "Its name (default: PROCESS-PORT)");
   create->add_option("--idempotency-key", a->key, "Make a retried request safe");
   create->callback([&g, a] {
     auto s = open_session(g);

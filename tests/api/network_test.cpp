@@ -324,7 +324,20 @@ TEST_F(NetworkTest, EndpointsMadeWithTheCliLiveBesideTheManifestOnes) {
   auto twice = client().request("POST", base, Json{{"port", 9000}, {"process", "web"}, {"name", "again"}}.dump());
   EXPECT_EQ(twice.status, 409);
   EXPECT_NE(twice.body.find("platform endpoint create"), std::string::npos) << twice.body;
-  EXPECT_NE(twice.body.find("platform endpoint delete NAME"), std::string::npos) << twice.body;
+  // ... naming the endpoint that holds the port, in a command that works when pasted.
+  EXPECT_NE(twice.body.find("platform endpoint delete worker-9000 --project shop --app api --env cli"), std::string::npos)
+      << twice.body;
+  // The process must be one the env's release runs: exit 2 (400) names them, with the closest.
+  auto nope = client().request("POST", base, Json{{"port", 9100}, {"process", "wroker"}}.dump());
+  EXPECT_EQ(nope.status, 400) << nope.body;
+  EXPECT_NE(nope.body.find("has no process \\\"wroker\\\""), std::string::npos) << nope.body;
+  EXPECT_NE(nope.body.find("Did you mean \\\"worker\\\"? Its processes: web, worker."), std::string::npos) << nope.body;
+  // An endpoint not found: the closest name and the list command with the env's flags.
+  auto missing = client().request("GET", base + "/worker-900");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_NE(missing.body.find("Did you mean \\\"worker-9000\\\"?"), std::string::npos) << missing.body;
+  EXPECT_NE(missing.body.find("platform endpoint list --project shop --app api --env cli"), std::string::npos)
+      << missing.body;
   // A deploy whose manifest takes the CLI endpoint's port is refused, naming it.
   auto [code, message] = error_of([] {
     deploy("cli", manifest(kEndpoint + "[[endpoints]]\nname = \"w\"\nport = 9000\ninternal_port = 9000\nprocess = \"worker\"\n"));

@@ -153,8 +153,13 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
 
   // PROXY v2 through the whole stack: an endpoint that asks for it, to the sample app (which echoes what
   // it gets), so the header the instance received comes back: the client's own address and port first.
-  auto pp = cli("-o json endpoint create --port 7002 --internal-port 8080 --process web --proxy-protocol v2" + kIn);
+  auto pp = cli("-o json endpoint create pp --port 7002 --internal-port 8080 --process web --proxy-protocol v2" + kIn);
   ASSERT_EQ(pp.exit, 0) << pp.out;
+  EXPECT_EQ(one_json(pp)["endpoint"]["name"], "pp");  // the name as a positional, like every create
+  // A process the release does not run is refused (exit 2), naming the ones it runs.
+  auto nope = cli("-o json endpoint create --port 7003 --process wbe" + kIn);
+  EXPECT_EQ(nope.exit, 2) << nope.out;
+  EXPECT_NE(nope.out.find("Did you mean \\\"web\\\"?"), std::string::npos) << nope.out;
   bool serving = false;  // (the greeting check does not apply: the app sees the header first)
   for (int i = 0; i < 100 && !serving; ++i) {
     serving = !echo_through(v6, 7002, "x").empty();
@@ -179,7 +184,7 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     EXPECT_EQ(parsed.header.destination.port, 7002);
     EXPECT_EQ(back.substr(parsed.length), "hello through PROXY v2");
   }
-  auto described = one_json(cli("-o json endpoint describe web-7002" + kIn));
+  auto described = one_json(cli("-o json endpoint describe pp" + kIn));
   EXPECT_EQ(described["proxy_protocol"], "v2");
 
   // The manifest's endpoint cannot be deleted from the CLI; exit 6 says why.
