@@ -307,4 +307,23 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
   return out;
 }
 
+Json stranded_endpoints(pqxx::transaction_base& tx, const std::string& env_id, const Json& manifest,
+                        const std::string& env_flags) {
+  Json out = Json::array();
+  const auto processes = manifest.value("processes", Json::object());
+  for (const auto& r : tx.exec_params("SELECT name, process FROM core.endpoints WHERE env_id = $1 AND deleted_at IS NULL"
+                                      " ORDER BY name",
+                                      env_id)) {
+    const auto name = r[0].as<std::string>(), process = r[1].as<std::string>();
+    if (processes.contains(process)) continue;
+    out.push_back({{"endpoint", name},
+                   {"process", process},
+                   {"text", fmt::format("endpoint {} (made with platform endpoint create) reaches process {}, which this "
+                                        "release does not run: it has no backends under it. Delete it with `platform "
+                                        "endpoint delete {} {}`, or keep the process in platform.toml",
+                                        name, process, name, env_flags)}});
+  }
+  return out;
+}
+
 }  // namespace platform::api

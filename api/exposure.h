@@ -65,4 +65,10 @@ void drop_claims(pqxx::work& tx, const std::string& env_id, const std::string& s
 // The endpoints of the env, both sources, as JSON (endpoint list and describe).
 Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id);
 
+// The env's CLI endpoints whose process `manifest` (normalised release JSON) does not run: they would
+// have no backends under it. [{endpoint, process, text}], the text with the exact delete command
+// (`env_flags`: --project/--app/--env). Deploy, diff and rollback say so in their answers.
+Json stranded_endpoints(pqxx::transaction_base& tx, const std::string& env_id, const Json& manifest,
+                        const std::string& env_flags);
+
 }  // namespace platform::api

@@ -54,6 +54,7 @@ struct Prepared {
   Json missing = Json::array();  // details of required keys without a value
   Json diff = Json::array();
   Json undeclared;
+  Json stranded;  // CLI endpoints whose process the new manifest does not run
   std::string content_hash;
 };
 
@@ -108,6 +109,7 @@ Prepared prepare(pqxx::transaction_base& tx, const Target& t, const Candidate& c
                          p.secrets.values);
   p.diff = diff_releases(p.current.release ? release_view(tx, *p.current.release) : Json(), to);
   p.undeclared = undeclared_keys(c.manifest, p.config.values, p.secrets.values);
+  p.stranded = stranded_endpoints(tx, env.id, c.manifest, t.flags());
   p.content_hash = content_hash(c.image.value("digest", ""), c.manifest_hash, p.config.version(), p.secrets.version());
   return p;
 }
@@ -309,7 +311,8 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
                                  {"current_release", p.current.release ? release_summary(*p.current.release) : Json()},
                                  {"diff", p.diff},
                                  {"missing", p.missing},
-                                 {"not_delivered", p.undeclared}});
+                                 {"not_delivered", p.undeclared},
+                                 {"stranded_endpoints", p.stranded}});
     });
   }
 
@@ -322,6 +325,7 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
     auto extra = [&](CommandReceipt& r) {
       r.receipt["diff"] = p.diff;
       r.receipt["not_delivered"] = p.undeclared;
+      r.receipt["stranded_endpoints"] = p.stranded;
       r.receipt["config_version"] = p.config.version();
       r.receipt["secrets_version"] = p.secrets.version();
     };
@@ -417,6 +421,7 @@ Response post_rollback(Context& ctx, const Request& req, Principal& principal, c
     }
     auto r = point_env(tx, actor, t, current, target, "rollback", {}, accept_ipv4);
     r.receipt["diff"] = diff;
+    r.receipt["stranded_endpoints"] = stranded_endpoints(tx, env.id, target.manifest, t.flags());
     r.receipt["rolled_back_from"] = release_summary(*current.release);
     r.receipt["note"] = fmt::format("env {} runs v{} ({}) again: the same image digest, manifest and config and "
                                     "secrets versions, nothing rebuilt",

@@ -138,6 +138,8 @@ void print_receipt(const Globals& g, const Json& r) {
     for (const auto& k : r.value("not_delivered", Json::object()).value(kind, Json::array()))
       std::cout << "  not delivered  " << kind << " " << k.get<std::string>()
                 << " (set in the env, not declared in platform.toml)\n";
+  for (const auto& x : r.value("stranded_endpoints", Json::array()))
+    std::cout << "  no backends  " << x.value("text", "") << "\n";
   auto address_line = [](const Json& a) {
     std::cout << "  address    " << a.value("family", "") << " " << a.value("address", "") << " (" << a.value("price", "")
               << (a.value("state", "") == "released" ? ", released" : "") << ")\n";

@@ -70,6 +70,7 @@ void print_plan(const Globals& g, const Json& out) {
     for (const auto& k : out["not_delivered"].value(kind, Json::array()))
       note(g, std::string("not delivered: ") + kind + " " + k.get<std::string>() +
                   " is set in the env but not declared in platform.toml");
+  for (const auto& x : out.value("stranded_endpoints", Json::array())) note(g, "no backends: " + x.value("text", ""));
   std::cout << std::flush;
 }
 

@@ -351,6 +351,22 @@ TEST_F(NetworkTest, EndpointsMadeWithTheCliLiveBesideTheManifestOnes) {
   EXPECT_EQ(client().request("GET", base + "/worker-9000").status, 404);
   // Its port is free again.
   client().call("POST", base, Json{{"port", 9000}, {"process", "web"}}, new_id("idem"));
+  // A release without the process a CLI endpoint reaches: the diff, the deploy and the rollback back
+  // to it say that endpoint has no backends under it, and how to delete it.
+  client().call("POST", base, Json{{"name", "jobs"}, {"port", 9001}, {"process", "worker"}}, new_id("idem"));
+  const std::string web_only =
+      "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 1\nmemory = \"128MiB\"\n" + kEndpoint;
+  auto planned = client().call("POST", kEnvs + "cli/deploys",
+                               Json{{"image", image()}, {"manifest", web_only}, {"dry_run", true}});
+  ASSERT_EQ(planned["stranded_endpoints"].size(), 1u) << planned.dump();
+  EXPECT_EQ(planned["stranded_endpoints"][0]["endpoint"], "jobs");
+  auto web_release = deploy("cli", web_only);
+  ASSERT_EQ(web_release["stranded_endpoints"].size(), 1u) << web_release.dump();
+  EXPECT_NE(web_release["stranded_endpoints"][0]["text"].get<std::string>().find(
+                "platform endpoint delete jobs --project shop --app api --env cli"),
+            std::string::npos);
+  auto back = client().call("POST", kEnvs + "cli/rollback", Json::object(), new_id("idem"));
+  EXPECT_TRUE(back["stranded_endpoints"].empty()) << back.dump();  // the release it went back to runs worker
   std::set<std::string> types;
   const auto page = client().call("GET", "/v1/orgs/acme/events?type=Endpoint*&limit=1000");
   for (const auto& e : page["events"]) types.insert(e["type"].get<std::string>());
