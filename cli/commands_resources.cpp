@@ -115,7 +115,7 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
 
   auto ref = std::make_shared<std::string>();
   auto* describe = cmd->add_subcommand("describe", std::string("Show a ") + k.kind + " by name or ID");
-  describe->add_option("ref", *ref, "Name or ID")->required();
+  describe->add_option("name", *ref, "Name or ID")->required();
   describe->callback([&g, &k, ref] {
     auto s = open_session(g);
     print_resource(g, s.client().call("GET", item_path(s, k, *ref)));
@@ -124,7 +124,7 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
   auto dref = std::make_shared<std::string>();
   auto dkey = std::make_shared<std::string>();
   auto* del = cmd->add_subcommand("delete", std::string("Delete a ") + k.kind + " (recorded as an event; history stays)");
-  del->add_option("ref", *dref, "Name or ID")->required();
+  del->add_option("name", *dref, "Name or ID")->required();
   del->add_option("--idempotency-key", *dkey, "Retry-safe key");
   auto ifv = std::make_shared<std::string>();
   del->add_option("--if-version", *ifv, "Only if the resource is still at this version (else exit 6)");

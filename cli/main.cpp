@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "engine/error.h"
+#include "engine/suggest.h"
 
 extern "C" void platform_cli_on_sigint(int);
 
@@ -65,7 +66,32 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return report({ErrorCode::invalid_request, e.what(), "See `platform --help` or `platform COMMAND --help`."}, "");
+    // The help of the command the words named so far ("platform org describe"), not of the whole CLI.
+    std::string command = "platform";
+    const CLI::App* at = &app;
+    while (!at->get_subcommands().empty()) {
+      at = at->get_subcommands().front();
+      command += " " + at->get_name();
+    }
+    // A word where a command was due that names none: say so, with the closest command.
+    std::vector<std::string> names;
+    for (const auto* sub : at->get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
+    for (const auto& word : app.remaining(true)) {  // (unknown words fall through to the top)
+      if (names.empty() || word.empty() || word[0] == '-') continue;
+      const auto close = did_you_mean(word, std::vector<std::string_view>(names.begin(), names.end()));
+      return report({ErrorCode::invalid_request, "`" + command + "` has no command \"" + word.substr(0, 60) + "\"",
+                     (close.empty() ? "" : "Did you mean `" + command + " " + close + "`? ") + "See `" + command +
+                         " --help`."},
+                    "");
+    }
+    if (!names.empty() && at->get_subcommands().empty() && std::string(e.what()).find("subcommand") != std::string::npos) {
+      std::string all;
+      for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
+      return report({ErrorCode::invalid_request, "`" + command + "` needs one of its commands: " + all,
+                     "See `" + command + " --help`."},
+                    "");
+    }
+    return report({ErrorCode::invalid_request, e.what(), "See `" + command + " --help`."}, "");
   } catch (const cli::ExitWith& e) {
     return e.code;
   } catch (const cli::DetailedError& e) {

@@ -292,6 +292,24 @@ TEST(EndToEnd, ShellCompletionFollowsTheCommandTree) {
   EXPECT_EQ(cli("completion fish").exit, 2);
 }
 
+// Usage errors (exit 2, one JSON document with -o json) name the command the words reached, point at
+// that command's help, and suggest the closest command for a misspelt one.
+TEST(EndToEnd, UsageErrorsNameTheCommandAndTheClosestOne) {
+  auto hint_of = [](const std::string& args) {
+    auto r = cli("-o json " + args);
+    EXPECT_EQ(r.exit, 2) << args << ": " << r.out;
+    return one_json(r)["error"];
+  };
+  auto e = hint_of("evnts");
+  EXPECT_EQ(e["message"], "`platform` has no command \"evnts\"");
+  EXPECT_EQ(e["hint"], "Did you mean `platform events`? See `platform --help`.");
+  e = hint_of("endpoint creat --port 1");
+  EXPECT_EQ(e["hint"], "Did you mean `platform endpoint create`? See `platform endpoint --help`.");
+  EXPECT_EQ(hint_of("org describe")["hint"], "See `platform org describe --help`.");
+  EXPECT_EQ(hint_of("ip")["message"], "`platform ip` needs one of its commands: list, allocate-v4, release");
+  EXPECT_EQ(hint_of("app create a b")["hint"], "See `platform app create --help`.");
+}
+
 // The manifest commands work offline: exit codes 0, 2 and 10, one JSON document with -o json, and
 // explain's output is a manifest that validates again.
 TEST(EndToEnd, ManifestValidateAndExplainFromTheCli) {
