@@ -179,6 +179,9 @@ void run_wait(const Globals& g, WaitArgs a) {
       return;
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 && is_op && last.empty())  // (an operation is visible once the projections fold it)
+      throw PlatformError(ErrorCode::timed_out, what + " was not found within " + a.timeout,
+                          "Operation IDs come from receipts; `platform events` shows the operation of every event.");
     if (left.count() <= 0)
       throw PlatformError(ErrorCode::timed_out,
                           what + (is_op ? " did not succeed" : a.for_state == "exists" ? " did not exist" : " was not deleted") +
