@@ -4,6 +4,7 @@
 #include "engine/suggest.h"
 
 #include <algorithm>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/error.h"
@@ -42,8 +43,22 @@ bool has_type(const Json& v, FieldType t) {
 
 Json parse_body(const std::string& body, std::initializer_list<FieldSpec> fields) {
   Json j;
+  // A key twice in one object is refused: parsers disagree on which one counts (this one keeps the
+  // last), so a proxy or a script that reads the first would see another request than we do.
+  std::vector<std::unordered_set<std::string>> keys;  // the keys of each object being read, innermost last
+  auto strict = [&keys](int, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start) keys.emplace_back();
+    else if (event == Json::parse_event_t::object_end) keys.pop_back();
+    else if (event == Json::parse_event_t::key) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (!keys.back().insert(key).second)
+        throw PlatformError(ErrorCode::invalid_request, "field \"" + key.substr(0, 80) + "\" appears twice in one object",
+                            "Send each field once.");
+    }
+    return true;
+  };
   try {
-    j = Json::parse(body.empty() ? std::string("{}") : body);
+    j = Json::parse(body.empty() ? std::string("{}") : body, strict);
   } catch (const Json::exception& e) {  // syntax errors, and numbers out of range (1e999)
     throw PlatformError(ErrorCode::invalid_request,
                         "request body is not valid JSON: " + std::string(e.what()).substr(0, 200),
