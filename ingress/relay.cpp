@@ -197,7 +197,7 @@ struct Relay::Shard {
   void handle(Conn* c, int i, std::uint32_t ev) {
     if (c->dead) return;
     if (i == 1 && c->connecting) return connected(c, ev);
-    if (ev & EPOLLERR) return abort(c);  // a reset or an error: passed on as a reset
+    if (ev & EPOLLERR) return abort(c, i);  // a reset or an error: passed on as a reset
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) c->readable[i] = true;
     if (ev & (EPOLLRDHUP | EPOLLHUP)) c->hangup[i] = true;
     if (ev & EPOLLOUT) c->writable[i] = true;
@@ -223,7 +223,7 @@ struct Relay::Shard {
             c->writable[to] = false;  // EPOLLOUT resumes
             return;
           }
-          return abort(c);
+          return abort(c, to);
         }
         count(i, f, static_cast<std::size_t>(n));
         f.begin += static_cast<std::size_t>(n);
@@ -274,7 +274,7 @@ struct Relay::Shard {
         c->readable[from] = false;
         return;
       }
-      return abort(c);
+      return abort(c, from);
     }
   }
 
@@ -286,13 +286,22 @@ struct Relay::Shard {
 
   // The backend socket's event while it connects.
   void connected(Conn* c, std::uint32_t ev) {
-    if (ev & (EPOLLERR | EPOLLHUP)) {  // refused, unreachable or reset: the next backend
-      ::close(c->fd[1]);
-      c->fd[1] = -1;
-      ++c->attempt;
-      return connect_next(c);
-    }
+    if (ev & (EPOLLERR | EPOLLHUP)) return next_backend(c);  // refused, unreachable or reset
     if (!(ev & EPOLLOUT)) return;  // (writable means connected; an error would have said so)
+    if (ev & EPOLLIN) c->readable[1] = true;  // a server that speaks first
+    if (ev & EPOLLRDHUP) c->hangup[1] = true;
+    established(c);
+  }
+
+  void next_backend(Conn* c) {
+    ::close(c->fd[1]);
+    c->fd[1] = -1;
+    ++c->attempt;
+    connect_next(c);
+  }
+
+  // The backend took the connection: from now on bytes go both ways, the client's socket in the set too.
+  void established(Conn* c) {
     c->connecting = false;
     ++*counters.forwarded;
     epoll_event e{};
@@ -301,10 +310,48 @@ struct Relay::Shard {
     if (::epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd[0], &e) != 0) return abort(c);
     added = true;
     c->writable[1] = true;
-    if (ev & EPOLLIN) c->readable[1] = true;  // a server that speaks first
-    if (ev & EPOLLRDHUP) c->hangup[1] = true;
     c->last = now;
     progress(c);
+  }
+
+  // Right after connect(): on loopback, and often nearby, the handshake is over by the time connect()
+  // returns. So, as HAProxy does, go on at once instead of waiting for the backend's EPOLLOUT: read what
+  // the client has sent (it usually has, by the time it is accepted) and send it with what goes first.
+  // A send that would block means still connecting (EPOLLOUT says when); one that fails means the
+  // backend refused (the next one is tried, the bytes kept). A client that has sent nothing yet (or a
+  // server that speaks first) waits for EPOLLOUT as before. Saves a turn of the loop, and its system
+  // calls, on every connection.
+  void early(Conn* c) {
+    Flow& f = c->flow[0];
+    if (f.pending() == 0 && !f.eof) {
+      if (!f.buf) {
+        f.cap = kSmall;
+        f.buf = std::make_unique_for_overwrite<std::uint8_t[]>(f.cap);
+      }
+      const ssize_t n = ::recv(c->fd[0], f.buf.get(), f.cap, MSG_DONTWAIT);
+      if (n > 0) {
+        f.begin = 0;
+        f.end = static_cast<std::size_t>(n);
+        if (f.end == f.cap) {  // more may wait: read on once connected (its socket joins the set then)
+          f.grow = true;
+          c->readable[0] = true;
+        }
+      } else if (n == 0) {
+        f.eof = true;  // passed on as a half-close once connected
+      } else if (!would_block() && errno != EINTR) {
+        return abort(c, 0);  // the client reset already
+      }
+    }
+    if (f.pending() == 0) return;
+    const ssize_t n = ::send(c->fd[1], f.buf.get() + f.begin, f.pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (would_block() || errno == EINTR) return;  // still connecting
+      return next_backend(c);
+    }
+    count(0, f, static_cast<std::size_t>(n));
+    f.begin += static_cast<std::size_t>(n);
+    if (f.pending() == 0) f.begin = f.end = 0;
+    established(c);
   }
 
   void connect_next(Conn* c) {
@@ -330,7 +377,7 @@ struct Relay::Shard {
           c->connect_deadline = now + c->job.connect_timeout;
           arm_timer(c->connect_deadline);
           added = true;
-          return;
+          return early(c);
         }
       }
       ::close(fd);
@@ -341,11 +388,12 @@ struct Relay::Shard {
   }
 
   // A reset or an error on one side ends both with a reset, as the peer would have seen it without the
-  // edge, and leaves no TIME_WAIT here.
-  void abort(Conn* c) {
+  // edge, and leaves no TIME_WAIT here. `failed`: the side whose socket reported it (it is over already:
+  // only the other needs SO_LINGER 0), or -1.
+  void abort(Conn* c, int failed = -1) {
     const linger l{1, 0};
-    for (int fd : c->fd)
-      if (fd >= 0) ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    for (int i = 0; i < 2; ++i)
+      if (c->fd[i] >= 0 && i != failed) ::setsockopt(c->fd[i], SOL_SOCKET, SO_LINGER, &l, sizeof l);
     kill(c);
   }
 
@@ -393,10 +441,7 @@ struct Relay::Shard {
       Conn* after = c->next;
       if (c->connecting) {
         if (now >= c->connect_deadline) {
-          ::close(c->fd[1]);
-          c->fd[1] = -1;
-          ++c->attempt;
-          connect_next(c);
+          next_backend(c);
         } else {
           next = std::min(next, c->connect_deadline);
         }

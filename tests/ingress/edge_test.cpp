@@ -347,6 +347,26 @@ TEST(Edge, AServerThatSpeaksFirstIsHeardAndABackendThatRefusesIsSkipped) {
 
 // A backend whose accept queue is full drops the edge's SYN, so its connect never completes: after
 // `connect_timeout_ms` the edge tries the next backend, within the same client connection.
+// The relay sends what the client has already sent right after connect(), before the backend's EPOLLOUT
+// (relay.cpp, early()): when that backend refused, the same bytes go to the next one, none lost, none
+// twice, whichever backend a connection starts at.
+TEST(Edge, TheClientsFirstBytesReachTheNextBackendWhenOneRefuses) {
+  EchoServer echo;
+  Edge edge;
+  const int port = free_port();
+  Json ep = endpoint("ep_refuse", {{"::1", port}}, echo.port());
+  ep["backends"] = {{{"address", "127.0.0.1"}, {"port", free_port()}},  // nothing listens: refused
+                    {{"address", "127.0.0.1"}, {"port", echo.port()}}};
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {ep}}}));
+  for (int i = 0; i < 20; ++i) {
+    const std::string msg = "first bytes " + std::to_string(i);
+    EXPECT_EQ(echo_through("::1", port, msg), msg) << "connection " << i;
+  }
+  const auto m = edge.metrics_text();
+  EXPECT_NE(m.find("platform_edge_connections_forwarded_total 20"), std::string::npos) << m;
+  EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"connect_failed\"} 0"), std::string::npos) << m;
+}
+
 TEST(Edge, ABackendThatDoesNotAnswerInTimeIsSkippedForTheNext) {
   EchoServer echo;
   int stuck_port = 0;
