@@ -16,6 +16,36 @@ struct EventArgs {
   std::string since, type, resource, operation;
 };
 
+// The API path of KIND/NAME (org/acme, project/shop, app/api, env/prod), its parents from the flags or
+// the context; "" when the text is not KIND/NAME. Throws a usage error for an unknown kind.
+std::string kind_name_path(const Session& s, const std::string& text, std::string* what = nullptr) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) return "";
+  const auto kind = text.substr(0, slash), name = text.substr(slash + 1);
+  if (what) *what = kind + " " + name;
+  if (kind == "org") return "/v1/orgs/" + api::url_encode(name);
+  if (kind == "project") return "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(name);
+  if (kind == "app")
+    return "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(s.need_project()) + "/apps/" +
+           api::url_encode(name);
+  if (kind == "env")
+    return "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(s.need_project()) + "/apps/" +
+           api::url_encode(s.need_app()) + "/envs/" + api::url_encode(name);
+  throw PlatformError(ErrorCode::invalid_request, "unknown kind \"" + kind + "\"",
+                      "Use org/NAME, project/NAME, app/NAME or env/NAME, an ID, or an operation ID.");
+}
+
+// --resource takes an ID or KIND/NAME (app/api, with its parents' flags): the ID it names.
+std::string resource_id_of(const Session& s, const std::string& text) {
+  std::string prefix;
+  if (looks_like_id(text, &prefix)) return text;
+  const auto path = kind_name_path(s, text);
+  if (path.empty())
+    throw PlatformError(ErrorCode::invalid_request, "--resource \"" + text + "\" is neither an ID nor KIND/NAME",
+                        "Use an ID (app_…) or KIND/NAME such as app/api (with --project).");
+  return s.client().call("GET", path).value("id", "");
+}
+
 std::string events_query(const EventArgs& a, const std::string& after, const std::string& wait) {
   std::string q = "?limit=1000";
   if (!after.empty()) q += "&after=" + api::url_encode(after);
@@ -38,9 +68,10 @@ std::vector<std::string> event_row(const Json& e) {
 
 const std::vector<std::string> kEventHeaders = {"TIME", "POS", "TYPE", "RESOURCE", "ID", "ACTOR", "OPERATION"};
 
-void run_events(const Globals& g, const EventArgs& a) {
+void run_events(const Globals& g, EventArgs a) {
   auto s = open_session(g);
   auto client = s.client();
+  if (!a.resource.empty()) a.resource = resource_id_of(s, a.resource);
   const auto base = "/v1/orgs/" + api::url_encode(s.need_org()) + "/events";
   if (!a.since.empty() && !parse_duration(a.since) && a.since.size() != 20)
     throw PlatformError(ErrorCode::invalid_request, "--since \"" + a.since + "\" is neither a duration nor a UTC time",
@@ -143,17 +174,7 @@ void run_wait(const Globals& g, WaitArgs a) {
   } else if (looks_like_id(a.target, &prefix)) {
     path = "/v1/resources/" + a.target;
     what = a.target;
-  } else if (auto slash = a.target.find('/'); slash != std::string::npos) {
-    auto kind = a.target.substr(0, slash), name = a.target.substr(slash + 1);
-    what = kind + " " + name;
-    if (kind == "org") path = "/v1/orgs/" + api::url_encode(name);
-    else if (kind == "project") path = "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(name);
-    else if (kind == "app")
-      path = "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(s.need_project()) + "/apps/" + api::url_encode(name);
-    else if (kind == "env")
-      path = "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(s.need_project()) + "/apps/" +
-             api::url_encode(s.need_app()) + "/envs/" + api::url_encode(name);
-    else throw PlatformError(ErrorCode::invalid_request, "unknown kind \"" + kind + "\"", "Use org/NAME, project/NAME, app/NAME or env/NAME, an ID, or an operation ID.");
+  } else if (path = kind_name_path(s, a.target, &what); !path.empty()) {
   } else {
     throw PlatformError(ErrorCode::invalid_request, "cannot tell what \"" + a.target + "\" is",
                         "Wait on an operation ID (op_...), a resource ID, or KIND/NAME such as app/web.");
@@ -209,7 +230,7 @@ void add_event_commands(CLI::App& app, Globals& g) {
   events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
   events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
   events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
-  events->add_option("--resource", ea->resource, "Resource ID");
+  events->add_option("--resource", ea->resource, "Resource ID, or KIND/NAME (app/api, with its parents' flags)");
   events->add_option("--operation", ea->operation, "Operation ID");
   events->callback([&g, ea] { run_events(g, *ea); });
 

@@ -81,6 +81,11 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto filtered = one_json(cli("-o json events --org dev --resource " + env_id));
   ASSERT_EQ(filtered["count"], 1);
   EXPECT_EQ(filtered["events"][0]["type"], "EnvCreated");
+  // ... the same by KIND/NAME, with its parents' flags; a name that is neither is a usage error.
+  auto by_name = one_json(cli("-o json events --org dev --project shop --app api --resource env/prod"));
+  EXPECT_EQ(by_name["events"], filtered["events"]);
+  EXPECT_EQ(cli("-o json events --org dev --resource prod").exit, 2);
+  EXPECT_EQ(cli("-o json events --org dev --project shop --app api --resource env/nope").exit, 7);
 
   // psql: the audit views show the same operations; events cannot be rewritten.
   auto ops = run(dev.psql("SELECT kind FROM audit.operations WHERE operation_id = '" + op + "'"));
