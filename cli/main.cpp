@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, platform_cli_on_sigint);
   cli::Globals g;
   CLI::App app{"platform: deploy, inspect and operate services (see `platform help exit-codes`)"};
+  app.name("platform");  // in every usage line, whatever path ran it
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--context", g.context, "CLI context to use (env PLATFORM_CONTEXT)");
@@ -56,6 +57,10 @@ int main(int argc, char** argv) {
     return exit_code(e.code);
   };
 
+  if (argc == 1) {  // `platform` alone: the commands, as --help shows them (kubectl and flyctl do the same)
+    std::cout << app.help();
+    return 0;
+  }
   try {
     // Pre-scan -o so that usage errors are also reported in the requested format.
     for (int i = 1; i + 1 < argc; ++i)
