@@ -82,6 +82,9 @@ bool to_sockaddr(const Address& a, sockaddr_storage& ss, socklen_t& len) {
 }
 
 bool would_block() { return errno == EAGAIN || errno == EWOULDBLOCK; }
+// After a failed recv() or send(): the connection is over in the kernel (reset, or timed out), so
+// closing it sends nothing.
+bool connection_over() { return errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT; }
 
 // The shard's wait in Asio's reactor for its epoll set, written as a reactor operation of our own (the
 // one Boost.Asio detail interface this uses; Debian's Boost 1.81 is pinned). Its "perform" step is the
@@ -223,7 +226,7 @@ struct Relay::Shard {
             c->writable[to] = false;  // EPOLLOUT resumes
             return;
           }
-          return abort(c, to);
+          return abort(c, connection_over() ? to : -1);
         }
         count(i, f, static_cast<std::size_t>(n));
         f.begin += static_cast<std::size_t>(n);
@@ -274,7 +277,7 @@ struct Relay::Shard {
         c->readable[from] = false;
         return;
       }
-      return abort(c, from);
+      return abort(c, connection_over() ? from : -1);
     }
   }
 
@@ -339,7 +342,7 @@ struct Relay::Shard {
       } else if (n == 0) {
         f.eof = true;  // passed on as a half-close once connected
       } else if (!would_block() && errno != EINTR) {
-        return abort(c, 0);  // the client reset already
+        return abort(c, connection_over() ? 0 : -1);  // the client reset already
       }
     }
     if (f.pending() == 0) return;
