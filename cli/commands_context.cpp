@@ -80,7 +80,10 @@ void add_context_commands(CLI::App& app, Globals& g) {
     Json j = {{"context", s.context_name}, {"url", s.ctx.url}, {"org", s.ctx.org}, {"project", s.ctx.project},
               {"app", s.ctx.app}, {"env", s.ctx.env}, {"config", config_path()}};
     if (g.format() != Format::table) return print_json(j);
-    for (auto& [k, v] : j.items()) std::cout << k << std::string(10 - k.size(), ' ') << v.get<std::string>() << "\n";
+    for (const char* k : {"context", "url", "org", "project", "app", "env", "config"}) {
+      const auto v = j[k].get<std::string>();
+      std::cout << k << std::string(10 - std::string_view(k).size(), ' ') << (v.empty() ? "-" : v) << "\n";
+    }
   });
 }
 
