@@ -19,7 +19,18 @@ void add_context_commands(CLI::App& app, Globals& g) {
   login->callback([&g, la] {
     if (la->token == "-") std::getline(std::cin, la->token);
     api::Client client(la->url, la->token);
-    auto who = client.call("GET", "/v1/whoami");
+    Json who;
+    try {
+      who = client.call("GET", "/v1/whoami");
+    } catch (const PlatformError& e) {
+      if (e.error().code != ErrorCode::unauthenticated) throw;
+      // The server's hint says to log in, which is what failed: say where a good token comes from.
+      throw PlatformErrorWithRequest(
+          {ErrorCode::unauthenticated, e.error().message + " (nothing was saved)",
+           "Check the token you passed: `platformd token create --user NAME` issues one, and `platformd dev` keeps "
+           "its admin token in the admin-token file of its state folder (it prints where)."},
+          e.request_id());
+    }
     auto cfg = load_config();
     auto& c = cfg.contexts[la->name];
     c.url = la->url;

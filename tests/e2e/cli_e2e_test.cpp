@@ -59,6 +59,23 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto badtoken = run("PLATFORM_TOKEN=plt_" + std::string(64, 'f') + " " + PLATFORM_BIN + " -o json org list");
   EXPECT_EQ(badtoken.exit, 8);
 
+  // login: a refused token saves nothing (exit 8, saying where tokens come from); a good one, read from
+  // stdin, becomes a context of its own and the current one, with the user's org.
+  const auto config_before = slurp(dev.root() / "cli.json");
+  auto refused = cli("-o json login --token plt_" + std::string(64, 'f') + " --url " + dev.url() + " --name other");
+  EXPECT_EQ(refused.exit, 8) << refused.out;
+  EXPECT_NE(one_json(refused)["error"]["hint"].get<std::string>().find("platformd token create"), std::string::npos);
+  EXPECT_EQ(slurp(dev.root() / "cli.json"), config_before);
+  auto in = run("cat " + (dev.root() / "state/admin-token").string() + " | " + PLATFORM_BIN + " -o json login --token - --url " +
+                dev.url() + " --name other");
+  ASSERT_EQ(in.exit, 0) << in.out;
+  EXPECT_EQ(one_json(in)["context"], "other");
+  auto shown = one_json(cli("-o json context show"));
+  EXPECT_EQ(shown["context"], "other");
+  EXPECT_EQ(shown["org"], "dev");
+  EXPECT_EQ(cli("-o json org list").exit, 0);
+  ASSERT_EQ(cli("context use dev").exit, 0);
+
   // wait: an operation, a resource by ID, and one that appears later.
   EXPECT_EQ(cli("wait " + op).exit, 0);
   EXPECT_EQ(cli("wait " + env_id).exit, 0);
