@@ -1,5 +1,6 @@
 // Orgs, projects, apps and envs: list, create, describe and delete, nested by path, plus lookup by ID.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <span>
 
@@ -90,6 +91,30 @@ Response describe(Context& ctx, const Request&, Principal& p, const Params& para
   return json_response(200, out);
 }
 
+// A resource with live children cannot be deleted: refused (412) naming them, with the command that
+// deletes the one child, or lists them, with the flags that make it exact. core.delete_resource refuses
+// it too (a child made meanwhile), in fewer words.
+void refuse_if_parent(pqxx::transaction_base& tx, const std::vector<Resolved>& chain) {
+  const auto& target = chain.back();
+  auto rows = tx.exec_params("SELECT kind, name, count(*) OVER () FROM core.resources WHERE parent_id = $1"
+                             " AND deleted_at IS NULL ORDER BY kind, name LIMIT 5",
+                             target.id);
+  if (rows.empty()) return;
+  const auto total = rows[0][2].as<std::int64_t>();
+  const auto kind = rows[0][0].as<std::string>();
+  std::vector<std::string> names;
+  for (const auto& r : rows) names.push_back(r[1].as<std::string>());
+  std::string flags;  // the child's parents, as flags
+  for (const auto& r : chain) flags += " --" + r.kind + " " + r.name;
+  if (chain.size() > 1) flags = flags.substr(flags.find(" --", 1));  // the org comes from the context
+  const auto listed = fmt::format("{}{}", fmt::join(names, ", "), total > static_cast<std::int64_t>(names.size()) ? ", …" : "");
+  throw PlatformError(
+      ErrorCode::precondition_failed,
+      fmt::format("{} {} still has {} {}{}: {}", target.kind, target.name, total, kind, total == 1 ? "" : "s", listed),
+      total == 1 ? fmt::format("Delete it first: platform {} delete {}{}", kind, names[0], flags)
+                 : fmt::format("Delete them first (platform {} list{} lists them), then this {}.", kind, flags, target.kind));
+}
+
 Response remove_resolved(Context& ctx, const Request& req, Principal& p, const std::vector<Resolved>& chain) {
   const auto target = chain.back();
   if (!p.org_restriction.empty() && target.kind == "org")
@@ -108,6 +133,7 @@ Response remove_resolved(Context& ctx, const Request& req, Principal& p, const s
   ctx.metrics.mutations_total++;
   const auto path = path_of(chain);
   return run_mutation(ctx, req, p, target.kind + ".delete", 200, [&](pqxx::work& tx, const Actor& actor) {
+    refuse_if_parent(tx, chain);
     auto out = delete_resource(tx, actor, target, expected);
     CommandReceipt r;
     r.last = out.last();

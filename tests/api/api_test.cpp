@@ -196,6 +196,27 @@ TEST(Api, StaleIfMatchIs409) {
   EXPECT_EQ(c.call("GET", "/v1/orgs?deleted=true")["count"], 1);
 }
 
+// A resource with live children is not deleted (412): the message names them, the hint gives the exact
+// delete command for one child and the exact list command for several. Deleting them first works.
+TEST(Api, ADeleteWithLiveChildrenNamesThemAndTheWayOut) {
+  Platform p;
+  auto c = p.client();
+  c.call("POST", "/v1/orgs", Json{{"name", "kin"}});
+  c.call("POST", "/v1/orgs/kin/projects", Json{{"name", "shop"}});
+  c.call("POST", "/v1/orgs/kin/projects/shop/apps", Json{{"name", "api"}});
+  auto one = c.request("DELETE", "/v1/orgs/kin/projects/shop");
+  EXPECT_EQ(one.status, 412) << one.body;
+  auto why = Json::parse(one.body);
+  EXPECT_EQ(why["message"], "project shop still has 1 app: api");
+  EXPECT_EQ(why["hint"], "Delete it first: platform app delete api --project shop");
+  for (const char* env : {"prod", "dev"}) c.call("POST", "/v1/orgs/kin/projects/shop/apps/api/envs", Json{{"name", env}});
+  why = Json::parse(c.request("DELETE", "/v1/orgs/kin/projects/shop/apps/api").body);
+  EXPECT_EQ(why["message"], "app api still has 2 envs: dev, prod");
+  EXPECT_EQ(why["hint"], "Delete them first (platform env list --project shop --app api lists them), then this app.");
+  for (const char* path : {"/apps/api/envs/dev", "/apps/api/envs/prod", "/apps/api", ""})
+    EXPECT_EQ(c.request("DELETE", std::string("/v1/orgs/kin/projects/shop") + path).status, 200) << path;
+}
+
 TEST(Api, LongPollWakesWithinTheSameSecondAsTheAppend) {
   Platform p;
   auto c = p.client();
