@@ -120,6 +120,7 @@ Response operation(Context& ctx, const Request&, Principal& p, const Params& par
   Json out = {{"id", id},
               {"kind", evs.front().metadata.value("operation_kind", "")},
               {"actor", evs.front().metadata.value("actor", "")},
+              {"actor_name", evs.front().metadata.value("actor_name", evs.front().metadata.value("actor", ""))},
               {"org_id", org_id},
               {"request_id", evs.front().metadata.value("request_id", "")},
               {"status", pending.empty() ? "succeeded" : "accepted"},
@@ -139,13 +140,16 @@ Response operations(Context& ctx, const Request& req, Principal& p, const Params
   auto items = ctx.pool.read([&](pqxx::transaction_base& tx) {
     Json arr = Json::array();
     for (const auto& r : tx.exec_params(
-             "SELECT id, kind, actor, resource_id, request_id,"
-             " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), event_count"
-             " FROM read_model.operations WHERE org_id = $1 ORDER BY started_at DESC, id LIMIT 100",
+             "SELECT o.id, o.kind, o.actor, o.resource_id, o.request_id,"
+             " to_char(o.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), o.event_count,"
+             " coalesce(u.name, o.actor)"
+             " FROM read_model.operations o LEFT JOIN core.users u ON u.id = o.actor"
+             " WHERE o.org_id = $1 ORDER BY o.started_at DESC, o.id LIMIT 100",
              org_id))
       arr.push_back({{"id", r[0].as<std::string>()},
                      {"kind", r[1].as<std::string>()},
                      {"actor", r[2].as<std::string>()},
+                     {"actor_name", r[7].as<std::string>()},
                      {"resource_id", r[3].as<std::string>()},
                      {"request_id", r[4].as<std::string>()},
                      {"started_at", r[5].as<std::string>()},

@@ -31,7 +31,7 @@ Response run_mutation(Context& ctx, const Request& request, const Principal& pri
                         "Use a UUID or another short unique string.");
   const auto request_hash =
       fingerprint.empty() ? sha256_hex(request.method + " " + request.path + "\n" + request.body) : fingerprint;
-  Actor actor{principal.user_id, request.request_id, new_id("op"), operation_kind};
+  Actor actor{principal.user_id, request.request_id, new_id("op"), operation_kind, principal.user_name};
 
   struct Outcome {
     int status;

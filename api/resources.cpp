@@ -24,7 +24,8 @@ constexpr const char* kResourceColumns =
     " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), created_by,"
     " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " coalesce(to_char(deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''),"
-    " coalesce(deleted_by, ''), version, last_operation";
+    " coalesce(deleted_by, ''), version, last_operation,"
+    " coalesce((SELECT u.name FROM core.users u WHERE u.id = read_model.resources.created_by), '')";
 
 Json row_json(const pqxx::row& r) {
   Json j = {{"id", r[0].as<std::string>()},
@@ -36,6 +37,7 @@ Json row_json(const pqxx::row& r) {
             {"labels", Json::parse(r[6].as<std::string>())},
             {"created_at", r[7].as<std::string>()},
             {"created_by", r[8].as<std::string>()},
+            {"created_by_name", r[14].as<std::string>()},
             {"updated_at", r[9].as<std::string>()},
             {"version", r[12].as<std::int64_t>()},
             {"last_operation", r[13].as<std::string>()}};
@@ -66,6 +68,7 @@ Json event_metadata(const Actor& a, const std::string& org_id, const std::string
             {"operation_kind", a.operation_kind}, {"org_id", org_id},     {"resource_kind", kind},
             {"resource_id", id}};
   if (!name.empty()) m["resource_name"] = name;
+  if (!a.user_name.empty()) m["actor_name"] = a.user_name;
   if (!parent_id.empty()) m["parent_id"] = parent_id;
   return m;
 }

@@ -42,6 +42,7 @@ struct Actor {
   std::string request_id;
   std::string operation_id;
   std::string operation_kind;  // e.g. "app.create"
+  std::string user_name;       // recorded beside the id (metadata actor_name), so the trail says who in words
 };
 
 // The metadata every event of a command carries (actor, request, operation, org, resource). The

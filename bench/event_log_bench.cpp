@@ -233,7 +233,7 @@ Wakeup wakeup(const std::string& conninfo, int watchers, int samples) {
   std::string org, token, org_name = "bench-" + std::to_string(watchers);
   pool.transact([&](pqxx::work& tx) {
     auto user = api::ensure_user(tx, "bench");
-    api::Actor a{user, new_id("req"), new_id("op"), "org.create"};
+    api::Actor a{user, new_id("req"), new_id("op"), "org.create", "bench"};
     org = api::create_resource(tx, a, *api::kind_by_name("org"), "", "", org_name, "", Json::object()).resource_id;
     token = api::issue_token(tx, user, "", "bench").secret;
   });

@@ -63,7 +63,7 @@ std::vector<std::string> event_row(const Json& e) {
   // in the data of the resource's own events (create, delete).
   std::string res = m.value("resource_kind", "") + " " + m.value("resource_name", e["data"].value("name", ""));
   return {e.value("recorded_at", "").substr(0, 23), std::to_string(e.value("position", 0)), e.value("type", ""), res,
-          m.value("resource_id", ""), m.value("actor", ""), m.value("operation_id", "")};
+          m.value("resource_id", ""), m.value("actor_name", m.value("actor", "")), m.value("operation_id", "")};
 }
 
 const std::vector<std::string> kEventHeaders = {"TIME", "POS", "TYPE", "RESOURCE", "ID", "ACTOR", "OPERATION"};
@@ -139,7 +139,11 @@ void print_operation(const Globals& g, const Json& op) {
   std::cout << "Operation:  " << op.value("id", "") << "\n"
             << "Kind:       " << op.value("kind", "") << "\n"
             << "Status:     " << op.value("status", "") << "\n"
-            << "Actor:      " << op.value("actor", "") << "\n"
+            << "Actor:      "
+            << (op.value("actor_name", "").empty() || op.value("actor_name", "") == op.value("actor", "")
+                    ? op.value("actor", "")
+                    : op.value("actor_name", "") + " (" + op.value("actor", "") + ")")
+            << "\n"
             << "Request:    " << op.value("request_id", "") << "\n"
             << "Started:    " << op.value("started_at", "") << "\n";
   if (!op.value("pending", Json::array()).empty()) std::cout << "Pending:    " << op["pending"].dump() << " (projections still folding)\n";
@@ -255,7 +259,7 @@ void add_event_commands(CLI::App& app, Globals& g) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& i : r["items"])
       rows.push_back({i.value("started_at", "").substr(0, 19), i.value("id", ""), i.value("kind", ""),
-                      i.value("resource_id", ""), i.value("actor", "")});
+                      i.value("resource_id", ""), i.value("actor_name", i.value("actor", ""))});
     print_table({"STARTED", "OPERATION", "KIND", "RESOURCE", "ACTOR"}, rows);
   });
 

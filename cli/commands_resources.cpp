@@ -38,8 +38,9 @@ std::string item_path(const Session& s, const KindSpec& k, const std::string& re
 }
 
 std::vector<std::string> row_of(const Json& r) {
+  const auto by = r.value("created_by_name", "");
   return {r.value("name", ""), r.value("id", ""), r.value("state", ""), r.value("created_at", "").substr(0, 19),
-          r.value("created_by", "")};
+          by.empty() ? r.value("created_by", "") : by};
 }
 
 void print_resource(const Globals& g, const Json& r) {
@@ -58,7 +59,8 @@ void print_resource(const Globals& g, const Json& r) {
   if (!r.value("parent_id", "").empty()) field("Parent:", r.value("parent_id", ""));
   if (!r.value("description", "").empty()) field("Description:", r.value("description", ""));
   if (r.contains("labels") && !r["labels"].empty()) field("Labels:", r["labels"].dump());
-  field("Created:", r.value("created_at", "") + " by " + r.value("created_by", ""));
+  const auto by = r.value("created_by_name", "");
+  field("Created:", r.value("created_at", "") + " by " + (by.empty() ? r.value("created_by", "") : by + " (" + r.value("created_by", "") + ")"));
   if (r.contains("deleted_at")) field("Deleted:", r.value("deleted_at", "") + " by " + r.value("deleted_by", ""));
   field("Version:", std::to_string(r.value("version", 0)));
   field("Last op:", r.value("last_operation", ""));

@@ -52,7 +52,7 @@ Bootstrap bootstrap(const std::string& conninfo, const fs::path& state) {
   }
   pool.transact([&](pqxx::work& tx) {
     auto user = api::ensure_user(tx, "admin");
-    api::Actor actor{user, new_id("req"), new_id("op"), "org.create"};
+    api::Actor actor{user, new_id("req"), new_id("op"), "org.create", "admin"};
     if (tx.exec("SELECT 1 FROM core.resources WHERE kind = 'org' AND name = 'dev' AND deleted_at IS NULL").empty())
       api::create_resource(tx, actor, *api::kind_by_name("org"), "", "", "dev", "created by platformd dev", Json::object());
     b.token = api::issue_token(tx, user, "", "platformd dev admin token").secret;

@@ -110,6 +110,10 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(ops.out, "project.create\n");
   auto who = run(dev.psql("SELECT count(*) FROM audit.events WHERE type = 'EnvCreated' AND actor LIKE 'usr_%'"));
   EXPECT_EQ(who.out, "1\n");
+  // ... who in words too: the user's name, in psql, in `platform events` and in the lists.
+  EXPECT_EQ(run(dev.psql("SELECT actor_name FROM audit.operations WHERE operation_id = '" + op + "'")).out, "admin\n");
+  EXPECT_EQ(one_json(cli("-o json events --org dev --type EnvCreated"))["events"][0]["metadata"]["actor_name"], "admin");
+  EXPECT_EQ(one_json(cli("-o json project list --org dev"))["items"][0]["created_by_name"], "admin");
   auto upd = run(dev.psql("UPDATE events SET type = 'Forged'"));
   EXPECT_NE(upd.exit, 0);
 

@@ -21,7 +21,7 @@ void seed(const std::string& conninfo, int n) {
   std::string org;
   pool.transact([&](pqxx::work& tx) {
     auto user = api::ensure_user(tx, "seed");
-    api::Actor a{user, new_id("req"), new_id("op"), "org.create"};
+    api::Actor a{user, new_id("req"), new_id("op"), "org.create", "seed"};
     auto r = tx.exec("SELECT id FROM core.resources WHERE kind = 'org' AND name = 'seed'");
     org = r.empty() ? api::create_resource(tx, a, *api::kind_by_name("org"), "", "", "seed", "", Json::object()).resource_id
                     : r[0][0].as<std::string>();
@@ -30,7 +30,7 @@ void seed(const std::string& conninfo, int n) {
   for (int i = 0; i < n; i += 50)
     pool.transact([&](pqxx::work& tx) {
       for (int j = i; j < std::min(n, i + 50); ++j) {
-        api::Actor a{user, new_id("req"), new_id("op"), "project.create"};
+        api::Actor a{user, new_id("req"), new_id("op"), "project.create", "seed"};
         api::create_resource(tx, a, *api::kind_by_name("project"), org, org, "p" + std::to_string(j), "", Json::object());
       }
     });
