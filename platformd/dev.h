@@ -7,7 +7,9 @@ namespace platform::daemon {
 struct DevOptions {
   std::string state_dir;  // default: $PLATFORM_STATE, else dev::default_state_dir()
   int api_port = 7070;
-  int pg_port = 54320;
+  // Below Linux's ephemeral range (32768-60999): a client connection's source port there would keep
+  // PostgreSQL from binding it (a TIME_WAIT of it lasts a minute), as 54320 once did after a test run.
+  int pg_port = 7072;
   int registry_port = 7071;  // the OCI registry on 127.0.0.1
   std::string context_name = "dev";
   std::string runtime = "auto";  // the dev agent's --runtime: auto, microvm or sandbox

@@ -113,7 +113,8 @@ void LocalPostgres::start() {
     if (!alive())
       throw PlatformError(ErrorCode::unavailable, "PostgreSQL exited during start-up:\n" + tail_of(options_.log_file),
                           "See " + options_.log_file + " (is another server using port " +
-                              std::to_string(options_.port) + " or the data folder?).");
+                              std::to_string(options_.port) +
+                              " or the data folder? platformd dev takes another port with --pg-port).");
     try {
       pqxx::connection c(conninfo("postgres"));
       pqxx::nontransaction tx(c);

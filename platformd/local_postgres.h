@@ -11,7 +11,7 @@ namespace platform::dev {
 struct LocalPostgresOptions {
   std::string data_dir;    // created by initdb
   std::string socket_dir;  // unix socket directory
-  int port = 54320;        // also listens on 127.0.0.1:port
+  int port = 7072;         // also listens on 127.0.0.1:port
   std::string user = "platform";
   std::string database = "platform";
   std::string log_file;    // server log; empty: <data_dir>/../postgres.log
