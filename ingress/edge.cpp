@@ -496,6 +496,39 @@ std::string Edge::metrics_text() const {
   out += "# HELP platform_edge_bytes_total Bytes forwarded, by direction.\n# TYPE platform_edge_bytes_total counter\n";
   out += fmt::format("platform_edge_bytes_total{{direction=\"to_backend\"}} {}\n", c.bytes_to_backend.load());
   out += fmt::format("platform_edge_bytes_total{{direction=\"to_client\"}} {}\n", c.bytes_to_client.load());
+
+  // Per endpoint and route of the snapshot being served: which one is busy, and which has no backend.
+  struct Row {
+    const Target* target;
+    const char* kind;
+    std::shared_ptr<TargetState> state;
+  };
+  std::vector<Row> rows;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto add = [&](const Target& t, const char* kind) {
+      auto it = impl_->targets.find(t.id);
+      rows.push_back({&t, kind, it == impl_->targets.end() ? nullptr : it->second});
+    };
+    for (const auto& e : cfg->endpoints) add(e, "endpoint");
+    for (const auto& r : cfg->routes) add(r, "route");
+  }
+  auto label = [](const std::string& v) {  // Prometheus label value escaping
+    std::string o;
+    for (char ch : v) o += ch == '\\' ? std::string("\\\\") : ch == '"' ? std::string("\\\"") : ch == '\n' ? std::string("\\n") : std::string(1, ch);
+    return o;
+  };
+  auto per_target = [&](const char* name, const char* help, const char* type, auto value_of) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const auto& r : rows)
+      out += fmt::format("{}{{target=\"{}\",kind=\"{}\"}} {}\n", name, label(r.target->name), r.kind, value_of(r));
+  };
+  per_target("platform_edge_target_connections_active", "Client connections open now, per endpoint or route.", "gauge",
+             [](const Row& r) { return r.state ? std::int64_t{r.state->active.load()} : std::int64_t{0}; });
+  per_target("platform_edge_target_connections_total", "Connections admitted, per endpoint or route (then forwarded, or closed when no backend answered).",
+             "counter", [](const Row& r) { return r.state ? r.state->next.load() : std::uint64_t{0}; });
+  per_target("platform_edge_target_backends", "Healthy backends in the snapshot, per endpoint or route.", "gauge",
+             [](const Row& r) { return r.target->backends.size(); });
   return out;
 }
 

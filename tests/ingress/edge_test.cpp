@@ -362,9 +362,19 @@ TEST(Edge, TheClientsFirstBytesReachTheNextBackendWhenOneRefuses) {
     const std::string msg = "first bytes " + std::to_string(i);
     EXPECT_EQ(echo_through("::1", port, msg), msg) << "connection " << i;
   }
-  const auto m = edge.metrics_text();
+  std::string m = edge.metrics_text();  // once the edge has seen the last client go (bounded)
+  for (int i = 0; i < 200 && m.find("platform_edge_connections_active 0\n") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    m = edge.metrics_text();
+  }
   EXPECT_NE(m.find("platform_edge_connections_forwarded_total 20"), std::string::npos) << m;
   EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"connect_failed\"} 0"), std::string::npos) << m;
+  // Per endpoint too: the connections it admitted, those open now, its backends.
+  EXPECT_NE(m.find("platform_edge_target_connections_total{target=\"ep_refuse\",kind=\"endpoint\"} 20"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("platform_edge_target_connections_active{target=\"ep_refuse\",kind=\"endpoint\"} 0"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("platform_edge_target_backends{target=\"ep_refuse\",kind=\"endpoint\"} 2"), std::string::npos) << m;
 }
 
 TEST(Edge, ABackendThatDoesNotAnswerInTimeIsSkippedForTheNext) {
