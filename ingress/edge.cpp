@@ -521,7 +521,8 @@ std::string Edge::metrics_text() const {
   auto per_target = [&](const char* name, const char* help, const char* type, auto value_of) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
     for (const auto& r : rows)
-      out += fmt::format("{}{{target=\"{}\",kind=\"{}\"}} {}\n", name, label(r.target->name), r.kind, value_of(r));
+      out += fmt::format("{}{{target=\"{}\",kind=\"{}\",id=\"{}\"}} {}\n", name, label(r.target->name), r.kind,
+                         label(r.target->id), value_of(r));
   };
   per_target("platform_edge_target_connections_active", "Client connections open now, per endpoint or route.", "gauge",
              [](const Row& r) { return r.state ? std::int64_t{r.state->active.load()} : std::int64_t{0}; });

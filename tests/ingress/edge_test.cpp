@@ -370,11 +370,10 @@ TEST(Edge, TheClientsFirstBytesReachTheNextBackendWhenOneRefuses) {
   EXPECT_NE(m.find("platform_edge_connections_forwarded_total 20"), std::string::npos) << m;
   EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"connect_failed\"} 0"), std::string::npos) << m;
   // Per endpoint too: the connections it admitted, those open now, its backends.
-  EXPECT_NE(m.find("platform_edge_target_connections_total{target=\"ep_refuse\",kind=\"endpoint\"} 20"), std::string::npos)
-      << m;
-  EXPECT_NE(m.find("platform_edge_target_connections_active{target=\"ep_refuse\",kind=\"endpoint\"} 0"), std::string::npos)
-      << m;
-  EXPECT_NE(m.find("platform_edge_target_backends{target=\"ep_refuse\",kind=\"endpoint\"} 2"), std::string::npos) << m;
+  const std::string labels = "{target=\"ep_refuse\",kind=\"endpoint\",id=\"ep_refuse\"}";
+  EXPECT_NE(m.find("platform_edge_target_connections_total" + labels + " 20"), std::string::npos) << m;
+  EXPECT_NE(m.find("platform_edge_target_connections_active" + labels + " 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("platform_edge_target_backends" + labels + " 2"), std::string::npos) << m;
 }
 
 TEST(Edge, ABackendThatDoesNotAnswerInTimeIsSkippedForTheNext) {
