@@ -87,11 +87,16 @@ class DevPlatform {
                                  instance_pool(), "--edge-tls-listen", "[::1]:" + std::to_string(tls_port_),
                                  "--edge-metrics", "127.0.0.1:" + std::to_string(edge_metrics_port_)},
         (root_ / "dev.log").string());
-    for (int i = 0; i < 600; ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+    while (std::chrono::steady_clock::now() < deadline) {
       if (cli("org list -o json").exit == 0) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    FAIL() << "platformd dev did not come up";
+    // What it was doing, so that a start that failed on a loaded machine can be told from one that hung.
+    FAIL() << "platformd dev did not come up within 90 s; its output:\n"
+           << run("tail -20 " + (root_ / "dev.log").string()).out << "platformd.log:\n"
+           << run("tail -20 " + (root_ / "state/platformd.log").string()).out << "postgres.log:\n"
+           << run("tail -10 " + (root_ / "state/postgres.log").string()).out;
   }
   // SIGTERM; returns the exit status and whether postgres is gone with it.
   bool stop() {
