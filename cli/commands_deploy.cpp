@@ -95,6 +95,12 @@ void add_deploy(CLI::App& app, Globals& g) {
   auto* deploy = app.add_subcommand(
       "deploy", "Deploy an image and platform.toml to an env: a new release (or none when nothing changed)");
   add_source_options(deploy, *a);
+  deploy->footer(
+      "Examples:\n"
+      "  platform deploy --image registry.example.com/shop/api:1.4 --project shop --app api --env prod\n"
+      "  platform deploy --plan plan.json --image ...:1.5 --env prod   # review it, then:\n"
+      "  platform deploy --apply plan.json --yes\n"
+      "  platform wait --project shop --app api --env prod               # until every process is healthy");
   deploy->add_option("--plan", a->plan_file, "Write a plan (what would change, pinned to digests) to FILE; deploy nothing");
   deploy->add_option("--apply", a->apply_file, "Deploy exactly the plan in FILE (refused if anything moved since)");
   deploy->add_flag("--detach", a->detach, "Answer as soon as the deploy is recorded, without waiting for it to apply");

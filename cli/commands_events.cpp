@@ -231,6 +231,12 @@ void run_wait(const Globals& g, WaitArgs a) {
 void add_event_commands(CLI::App& app, Globals& g) {
   auto ea = std::make_shared<EventArgs>();
   auto* events = app.add_subcommand("events", "Show the org's events (the audit trail); --follow to stream");
+  events->footer(
+      "Examples:\n"
+      "  platform events --since 1h\n"
+      "  platform events --resource env/prod --project shop --app api --follow\n"
+      "  platform events --type 'Instance*' --since 10m\n"
+      "  platform -o ndjson events --follow | jq -c 'select(.type == \"InstanceExited\")'");
   events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
   events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
   events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");

@@ -283,6 +283,11 @@ void add_instance_commands(CLI::App& app, Globals& g) {
 
   auto la = std::make_shared<LogsArgs>();
   auto* logs = app.add_subcommand("logs", "An env's logs: what its instances wrote and the platform's events about them");
+  logs->footer(
+      "Examples:\n"
+      "  platform logs -f --project shop --app api --env prod\n"
+      "  platform logs --since 10m --instance web-2 --source all --env prod   # with the platform's events\n"
+      "  platform -o ndjson logs --since 1h --env prod | jq -r .message");
   logs->add_flag("-f,--follow", la->follow, "Keep printing new lines until Ctrl-C (NDJSON with -o json)");
   logs->add_option("--process", la->process, "Only this process");
   logs->add_option("--instance", la->instance, "Only this instance (name or ID)");
@@ -293,6 +298,10 @@ void add_instance_commands(CLI::App& app, Globals& g) {
 
   auto sa = std::make_shared<ScaleArgs>();
   auto* scale = app.add_subcommand("scale", "Set how many instances a process runs, or its memory/CPU (e.g. web=3)");
+  scale->footer(
+      "Examples:\n"
+      "  platform scale web=3 worker=1 --project shop --app api --env prod\n"
+      "  platform scale web --memory 512 --cpu 0.5 --env prod   # resized instances replace the old ones");
   scale->add_option("targets", sa->targets, "PROCESS=COUNT ... (or PROCESS with --memory/--cpu)")->required();
   scale->add_option("--memory", sa->memory, "Memory limit in MiB for the named processes")->check(CLI::Range(16, 262144));
   scale->add_option("--cpu", sa->cpu, "CPUs for the named processes")->check(CLI::Range(0.01, 64.0));

@@ -110,6 +110,11 @@ void add_endpoint(CLI::App& app, Globals& g) {
 
   auto a = std::make_shared<EndpointArgs>();
   auto* create = ep->add_subcommand("create", "Expose a process's port as a TCP port on the env's addresses");
+  create->footer(
+      "Examples:\n"
+      "  platform endpoint create db --port 5432 --process web --project shop --app api --env prod\n"
+      "  platform endpoint create --port 25 --internal-port 2525 --process mail --proxy-protocol v2 --env prod\n"
+      "  platform exposure   # what the org exposes now");
   create->add_option("--port", a->port, "The external port")->required()->check(CLI::Range(1, 65535));
   create->add_option("--internal-port", a->internal_port, "Where the process listens (default: --port)")
       ->check(CLI::Range(1, 65535));
