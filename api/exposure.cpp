@@ -248,9 +248,8 @@ void claim(pqxx::work& tx, const Resolved& env, const std::string& kind, const s
                                  h[0][5].as<std::string>());
   std::string endpoint = "NAME";  // a CLI endpoint's claim is its port in this env: named exactly
   if (by_cli && kind == "port") {
-    auto n = tx.exec_params("SELECT name FROM core.endpoints WHERE env_id = $1 AND $1 || '/' || port::text = $2"
-                            " AND deleted_at IS NULL",
-                            env.id, key);
+    auto n = tx.exec_params("SELECT name FROM core.endpoints WHERE env_id = $1 AND port = $2 AND deleted_at IS NULL",
+                            env.id, std::stoi(key.substr(key.rfind('/') + 1)));
     if (!n.empty()) endpoint = n[0][0].as<std::string>();
   }
   const auto way_out = !same_env ? "Remove it there first (deploy that env without it), or choose " + another + "."

@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
                          " --help`."},
                     "");
     }
-    if (!names.empty() && at->get_subcommands().empty() && std::string(e.what()).find("subcommand") != std::string::npos) {
+    if (!names.empty() && at->get_require_subcommand_min() > 0) {  // (the words stopped at a noun)
       std::string all;
       for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
       return report({ErrorCode::invalid_request, "`" + command + "` needs one of its commands: " + all,
