@@ -50,12 +50,13 @@ Json row_json(const pqxx::row& r) {
   return j;
 }
 
-CommandOutcome outcome_from(const pqxx::result& rows, std::string id) {
+// `rows` answer `e`, the one event the procedure was given.
+CommandOutcome outcome_from(const pqxx::result& rows, std::string id, const events::NewEvent& e) {
   CommandOutcome out;
   out.resource_id = std::move(id);
   for (const auto& r : rows) {
     out.appended.push_back({r[0].as<std::int64_t>(), r[1].as<std::uint64_t>(), r[2].as<std::int64_t>(),
-                            r[3].as<std::string>(), r[4].as<bool>()});
+                            r[3].as<std::string>(), r[4].as<bool>(), e.type});
     out.duplicate = out.duplicate || r[4].as<bool>();
   }
   return out;
@@ -107,7 +108,8 @@ Json CommandOutcome::events_json(const std::string& stream) const {
                    {"cursor", events::Cursor{a.tx, a.position}.encode()},
                    {"stream", stream},
                    {"stream_version", a.stream_version},
-                   {"event_id", a.event_id}});
+                   {"event_id", a.event_id},
+                   {"type", a.type}});
   return arr;
 }
 
@@ -174,7 +176,7 @@ CommandOutcome create_resource(pqxx::work& tx, const Actor& actor, const KindInf
   auto rows = tx.exec_params("SELECT * FROM core.create_resource($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb)",
                              std::string(kind.kind), id, org, parent_id, name, actor.user_id,
                              events::to_json({e}).dump());
-  return outcome_from(rows, id);
+  return outcome_from(rows, id, e);
 }
 
 CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolved& target,
@@ -187,7 +189,7 @@ CommandOutcome delete_resource(pqxx::work& tx, const Actor& actor, const Resolve
                                    events::to_json({e}).dump(), *expected_version)
                   : tx.exec_params("SELECT * FROM core.delete_resource($1, $2::jsonb)", target.id,
                                    events::to_json({e}).dump());
-  auto out = outcome_from(rows, target.id);
+  auto out = outcome_from(rows, target.id, e);
   if (target.kind == "env" && !out.duplicate) {
     // A deleted env gives back its addresses (their last hours recorded) and everything it exposed.
     release_env_addresses(tx, actor, target);

@@ -153,9 +153,13 @@ void print_receipt(const Globals& g, const Json& r) {
               << e.value("proxy_protocol", "off") << ")\n";
   }
   if (r.contains("note")) std::cout << "  note       " << r["note"].get<std::string>() << "\n";
-  for (const auto& e : r.value("events", Json::array()))
-    std::cout << "  event      #" << e.value("position", 0) << " " << e.value("stream", "") << " v"
-              << e.value("stream_version", 0) << "\n";
+  // "#155 EnvReleaseSet (releases-env_…, version 3)": the event's type first; a stream's version counts
+  // its events and is not a release's or config's number.
+  for (const auto& e : r.value("events", Json::array())) {
+    std::cout << "  event      #" << e.value("position", 0);
+    if (auto type = e.value("type", ""); !type.empty()) std::cout << " " << type;
+    std::cout << " (" << e.value("stream", "") << ", version " << e.value("stream_version", 0) << ")\n";
+  }
   if (!g.quiet && r.contains("next")) {
     std::cout << "next:\n";
     for (const auto& n : r["next"]) std::cout << "  " << n.get<std::string>() << "\n";

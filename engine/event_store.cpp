@@ -88,9 +88,9 @@ constexpr const char* kAppendOne =
     "        ELSE set_config('platform.notified', 'yes', true) IS NOT NULL"
     "         AND pg_notify('platform_events', events.category) IS NULL END";
 
-Appended appended(const pqxx::row& r, bool duplicate) {
+Appended appended(const pqxx::row& r, bool duplicate, const NewEvent& e) {
   return {r[0].as<std::int64_t>(), r[1].as<std::uint64_t>(), r[2].as<std::int64_t>(), r[3].as<std::string>(),
-          duplicate};
+          duplicate, e.type};
 }
 }  // namespace
 
@@ -105,14 +105,17 @@ std::vector<Appended> append(pqxx::transaction_base& tx, const std::string& stre
       conn.prepare("platform_append_one", kAppendOne);
       auto rows = tx.exec_prepared("platform_append_one", stream, *expected, e.event_id, e.type, e.schema_version,
                                    e.data.dump(), e.metadata.dump());
-      if (rows.size() == 1) return {appended(rows[0], false)};
+      if (rows.size() == 1) return {appended(rows[0], false, e)};
     }
     conn.prepare("platform_append_expected", "SELECT * FROM append_events($1, $2, $3::jsonb)");
     conn.prepare("platform_append_any", "SELECT * FROM append_events($1, NULL, $2::jsonb)");
     auto rows = expected ? tx.exec_prepared("platform_append_expected", stream, *expected, to_json(events).dump())
                          : tx.exec_prepared("platform_append_any", stream, to_json(events).dump());
+    // One row per event, in the order given (a duplicate answers with the original rows, which had the
+    // same events).
     std::vector<Appended> out;
-    for (const auto& r : rows) out.push_back(appended(r, r[4].as<bool>()));
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      out.push_back(appended(rows[i], rows[i][4].as<bool>(), i < events.size() ? events[i] : NewEvent{}));
     return out;
   } catch (const pqxx::unique_violation& e) {
     // A race the unique indexes settled: another transaction recorded the same stream version (the

@@ -36,6 +36,7 @@ struct Appended {
   std::int64_t stream_version = 0;
   std::string event_id;
   bool duplicate = false;
+  std::string type;  // the event's type, as it was appended (receipts name it)
 };
 
 struct Recorded {

@@ -170,6 +170,9 @@ TEST(Api, IdempotencyKeyReplaysTheFirstReceipt) {
   auto b = c.call("POST", "/v1/orgs", Json{{"name", "idem"}}, "key-1");
   EXPECT_EQ(a["operation_id"], b["operation_id"]);
   EXPECT_EQ(a["resource"]["id"], b["resource"]["id"]);
+  ASSERT_EQ(a["events"].size(), 1u);
+  EXPECT_EQ(a["events"][0]["type"], "OrgCreated");  // a receipt names what it appended
+  EXPECT_EQ(b["events"], a["events"]);
   try {
     c.call("POST", "/v1/orgs", Json{{"name", "other"}}, "key-1");
     FAIL() << "reusing a key for another request must fail";

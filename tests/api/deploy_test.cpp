@@ -87,6 +87,9 @@ TEST_F(DeployTest, ADeployResolvesTheTagCreatesAReleaseAndPointsTheEnvAtIt) {
   EXPECT_EQ(r["release"]["image_digest"], digests_["v1"]);
   EXPECT_TRUE(r["created"].get<bool>());
   EXPECT_EQ(r["kind"], "deploy");
+  ASSERT_EQ(r["events"].size(), 2u);  // what it appended, by type
+  EXPECT_EQ(r["events"][0]["type"], "ReleaseCreated");
+  EXPECT_EQ(r["events"][1]["type"], "EnvReleaseSet");
   std::set<std::string> kinds;
   for (const auto& d : r["diff"]) kinds.insert(d["kind"].get<std::string>() + " " + d["action"].get<std::string>());
   EXPECT_TRUE(kinds.count("image add") && kinds.count("process add")) << r["diff"].dump();

@@ -36,7 +36,10 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_FALSE(pj["next"].empty());
   auto op = pj["operation_id"].get<std::string>();
 
-  ASSERT_EQ(cli("-o json app create api --org dev --project shop").exit, 0);
+  // The table receipt names each event it appended by type.
+  auto app = cli("app create api --org dev --project shop");
+  ASSERT_EQ(app.exit, 0) << app.out;
+  EXPECT_NE(app.out.find(" AppCreated (app-app_"), std::string::npos) << app.out;
   auto envr = cli("-o json env create prod --org dev --project shop --app api");
   ASSERT_EQ(envr.exit, 0) << envr.out;
   auto env_id = one_json(envr)["resource"]["id"].get<std::string>();
