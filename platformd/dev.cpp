@@ -254,8 +254,8 @@ int dev(const DevOptions& options) {
             << "  agent         pid " << agent_pid << "  host \"dev\", --runtime " << options.runtime << "  (log " << (state / "agent.log").string()
             << "; platform host list)\n"
             << "  edge          pid " << edge_pid << "  endpoints on the env addresses of " << options.ipv6_pool
-            << " (IPv4 add-on: " << options.ipv4_pool << "), TLS routes on " << options.edge_tls_listen << "  (log "
-            << (state / "edge.log").string() << "; platform exposure)\n"
+            << " (IPv4 add-on: " << options.ipv4_pool << "), TLS routes on " << options.edge_tls_listen << ", metrics http://"
+            << options.edge_metrics << "/metrics  (log " << (state / "edge.log").string() << "; platform exposure)\n"
             << "  admin token   " << (state / "admin-token").string() << "\n"
             << "  secrets key   " << secrets_key.string() << (key_created ? " (created, mode 0600)" : "")
             << "  (back it up: without it the secrets cannot be read)\n"
