@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include "cli/cli.h"
@@ -193,7 +194,8 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
     throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + timeout_text + "\" is not a duration", "e.g. 5m");
   const auto deadline = std::chrono::steady_clock::now() + *timeout;
   const auto env_flag = s.env_flags();
-  std::string last_phase, last_progress, last_problem;
+  std::string last_phase, last_progress;
+  std::set<std::string> last_problems;
   while (!interrupted()) {
     auto st = client.call("GET", path);
     const auto phase = st.value("phase", "");
@@ -201,14 +203,29 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
     last_phase = phase;
     auto problems = st.value("problems", Json::array());
     const auto first = problems.empty() ? std::string() : problems[0].get<std::string>();
-    // While it moves, what changed (on stderr, in every output format): the counts, and a new first problem.
+    // While it moves, what changed (on stderr, in every output format): the counts, and each problem line
+    // that is new since the last look (every instance's, not only the first's), a few at a time.
     auto progress = rollout_progress(st);
+    std::set<std::string> seen;
+    for (const auto& p : problems) seen.insert(p.get<std::string>());
     if (phase == "progressing") {
       if (progress != last_progress && !progress.empty()) note(g, "  " + progress);
-      if (!first.empty() && first != last_problem) note(g, "  " + first);
+      constexpr int kNewLines = 5;
+      int shown = 0, more = 0;
+      for (const auto& p : problems) {
+        const auto& line = p.get_ref<const std::string&>();
+        if (last_problems.count(line)) continue;
+        if (shown < kNewLines) {
+          note(g, "  " + line);
+          ++shown;
+        } else {
+          ++more;
+        }
+      }
+      if (more > 0) note(g, fmt::format("  ... and {} more: platform status{}", more, env_flag));
     }
     last_progress = std::move(progress);
-    last_problem = first;
+    last_problems = std::move(seen);
     Json details = Json::array();  // error details are objects with a text (engine/error_details.h)
     for (const auto& p : problems) details.push_back({{"text", p}});
     if (phase == "converged") {

@@ -632,8 +632,16 @@ optional = ["ECHO_ALLOC_MIB"]
 
   // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
   ASSERT_EQ(cli("-o json deploy" + image("crash") + m + in("crash")).exit, 0);
-  auto failed = cli("-o json wait --timeout 120s" + in("crash"));
+  const auto progress_file = (dev.root() / "wait-progress.txt").string();
+  auto failed = run("( " + std::string(PLATFORM_BIN) + " -o json wait --timeout 120s" + in("crash") + " 2>" +
+                    progress_file + " )");
   EXPECT_EQ(failed.exit, 1) << failed.out;
+  {  // While it waited, stderr said how each crashing instance fared, not only the first one.
+    std::ifstream f(progress_file);
+    const std::string progress((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_NE(progress.find("  web-1: "), std::string::npos) << progress;
+    EXPECT_NE(progress.find("  web-2: "), std::string::npos) << progress;
+  }
   EXPECT_EQ(one_json(failed)["error"]["code"], "failed");
   const auto failed_details = one_json(failed)["error"]["details"];  // objects with a text, like every error's
   ASSERT_FALSE(failed_details.empty()) << failed.out;
