@@ -99,7 +99,7 @@ Json parse_body(const std::string& body, std::initializer_list<FieldSpec> fields
 void validate_name(const std::string& kind, const std::string& name) {
   if (!valid_name(name))
     throw PlatformError(ErrorCode::invalid_request, "invalid " + kind + " name \"" + name.substr(0, 80) + "\"",
-                        std::string(kNameRule));
+                        name_rule_for(name));
 }
 
 }  // namespace platform::api

@@ -170,9 +170,10 @@ Response post_endpoint(Context& ctx, const Request& req, Principal& p, const Par
                         "PROXY protocol v2 is the one version offered.");
   const auto process = body["process"].get<std::string>();
   const auto name = body.value("name", fmt::format("{}-{}", process, port));
-  if (!valid_name(name) || !valid_name(process))
-    throw PlatformError(ErrorCode::invalid_request, "the endpoint's name and process must be names: " + std::string(kNameRule),
-                        "");
+  for (const auto& [what, value] : {std::pair{"endpoint name", name}, std::pair{"process name", process}})
+    if (!valid_name(value))
+      throw PlatformError(ErrorCode::invalid_request, std::string("invalid ") + what + " \"" + value.substr(0, 80) + "\"",
+                          name_rule_for(value));
   auto chain = env_chain(ctx, p, params);
   const auto env = chain.back();
   ctx.metrics.mutations_total++;

@@ -98,7 +98,7 @@ Enrolled enrol_host(pqxx::work& tx, const std::string& join_secret, const std::s
   check_host_report(report);
   if (!valid_name(name))
     throw PlatformError(ErrorCode::invalid_request, "invalid host name \"" + name.substr(0, 80) + "\"",
-                        std::string(kNameRule));
+                        name_rule_for(name));
   if (join_secret.rfind("pjt_", 0) != 0 || join_secret.size() != 68)
     unauthenticated("that is not a join token", "Issue one with `platform host join-token` and pass it to --join.");
   // FOR UPDATE: two agents racing with one token; the second sees it used.

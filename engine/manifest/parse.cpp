@@ -21,7 +21,7 @@ std::string in_quotes(std::string_view s) { return "\"" + std::string(s.substr(0
 
 void check_name(Diagnostics& d, const toml::source_region& at, const std::string& key, std::string_view kind,
                 const std::string& name) {
-  if (!valid_name(name)) d.error(at, key, "invalid " + std::string(kind) + " name " + in_quotes(name), std::string(kNameRule));
+  if (!valid_name(name)) d.error(at, key, "invalid " + std::string(kind) + " name " + in_quotes(name), name_rule_for(name));
 }
 
 // A DNS hostname for SNI, lowercase, optionally one leading "*." wildcard label.

@@ -108,6 +108,11 @@ TEST(Api, BadInputGetsItsStatusAndTheServerKeepsServing) {
   check("POST", "/v1/orgs", R"({"name": 42})", 400, "invalid_request");
   check("POST", "/v1/orgs", R"(["name"])", 400, "invalid_request");
   check("POST", "/v1/orgs", R"({"name":"x","colour":"red"})", 400, "invalid_request");
+  {  // a name one easy step from a valid one: the hint offers the valid one
+    auto r = c.request("POST", "/v1/orgs", R"({"name":"My_Org"})");
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(Json::parse(r.body)["hint"].get<std::string>().find("Did you mean \"my-org\"?"), std::string::npos) << r.body;
+  }
   check("POST", "/v1/orgs", R"({"name":"Bad Name"})", 400, "invalid_request");
   // A key twice is refused (parsers disagree on which counts), also inside a nested object.
   check("POST", "/v1/orgs", R"({"name":"dup-a","name":"dup-b"})", 400, "invalid_request");
