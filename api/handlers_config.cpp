@@ -8,6 +8,7 @@
 #include "api/metrics.h"
 #include "api/mutation.h"
 #include "api/path.h"
+#include "api/releases.h"
 #include "api/routes.h"
 #include "engine/db.h"
 #include "engine/ids.h"
@@ -96,8 +97,10 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
     out.resource_id = env.id;
     out.appended = appended;
     r.last = out.last();
+    next_commands.insert(next_commands.begin(), "platform diff " + env_flags(chain));
     r.receipt = {{"resource", resource}, {"config_version", next}, {"diff", diff},
-                 {"events", out.events_json(vars_stream(kKind, env.id))}, {"next", next_commands}};
+                 {"events", out.events_json(vars_stream(kKind, env.id))}, {"next", next_commands},
+                 {"note", vars_pending_note(tx, env.id, "config", next, changed, env_flags(chain))}};
     return r;
   });
 }

@@ -8,6 +8,7 @@
 #include "api/metrics.h"
 #include "api/mutation.h"
 #include "api/path.h"
+#include "api/releases.h"
 #include "api/routes.h"
 #include "engine/crypto.h"
 #include "engine/db.h"
@@ -122,8 +123,10 @@ Response patch_secrets(Context& ctx, const Request& req, Principal& p, const Par
                                   {{uuid_to_string(new_uuid_v7()), "SecretsVersionCreated", 1, data,
                                     event_metadata(actor, env)}});
     r.last = out.last();
+    next_commands.insert(next_commands.begin(), "platform diff " + env_flags(chain));
     r.receipt = {{"resource", resource}, {"secrets_version", next}, {"diff", diff},
-                 {"events", out.events_json(vars_stream(kKind, env.id))}, {"next", next_commands}};
+                 {"events", out.events_json(vars_stream(kKind, env.id))}, {"next", next_commands},
+                 {"note", vars_pending_note(tx, env.id, "secrets", next, changed, env_flags(chain))}};
     return r;
   }, secrets::digest(key, req.method + " " + req.path + "\n" + req.body));
 }

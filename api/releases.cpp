@@ -1,6 +1,7 @@
 #include "api/releases.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <set>
 
@@ -149,6 +150,27 @@ std::set<std::string> declared_keys(const Json& manifest, const char* kind) {
   for (const char* part : {"required", "optional"})
     for (const auto& k : manifest[kind].value(part, Json::array())) out.insert(k.get<std::string>());
   return out;
+}
+
+std::string vars_pending_note(pqxx::transaction_base& tx, const std::string& env_id, const char* kind,
+                              std::int64_t version, const Json& changed, const std::string& flags) {
+  const auto current = current_release(tx, env_id);  // read for the note only: no lock needed
+  if (!current.release)
+    return fmt::format("{} v{} is stored; the env's first deploy delivers it (platform deploy --image IMAGE {})", kind,
+                       version, flags);
+  const auto& r = *current.release;
+  auto note = fmt::format("{} v{} is not running yet: release v{} runs {} v{} until the next deploy", kind, version,
+                          r.number, kind, std::string(kind) == "config" ? r.config_version : r.secrets_version);
+  const auto declared = declared_keys(r.manifest, kind);
+  std::vector<std::string> undeclared;
+  for (const auto& k : changed)
+    if (!declared.count(k.get<std::string>())) undeclared.push_back(k.get<std::string>());
+  if (!undeclared.empty())
+    note += fmt::format(". {} {} not declared in release v{}'s platform.toml ([{}] required or optional), so a deploy "
+                        "would not deliver {}",
+                        fmt::join(undeclared, ", "), undeclared.size() == 1 ? "is" : "are", r.number, kind,
+                        undeclared.size() == 1 ? "it" : "them");
+  return note;
 }
 
 Json vars_at(pqxx::transaction_base& tx, const std::string& kind, const std::string& env_id, std::int64_t version) {

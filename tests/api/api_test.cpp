@@ -322,6 +322,8 @@ TEST(Api, ConfigIsVersionedPerEnv) {
   auto r1 = c.call("PATCH", base, Json{{"set", {{"LOG_LEVEL", "debug"}, {"MULTI", "a\nb=\"c\""}}}});
   EXPECT_EQ(r1["config_version"], 1);
   EXPECT_EQ(r1["status"], "succeeded");
+  EXPECT_EQ(r1["note"], "config v1 is stored; the env's first deploy delivers it (platform deploy --image IMAGE "
+                        "--project shop --app api --env prod)");
   EXPECT_EQ(r1["diff"].size(), 2u);
   auto same = c.call("PATCH", base, Json{{"set", {{"LOG_LEVEL", "debug"}}}, {"unset", {"NEVER_SET"}}});
   EXPECT_TRUE(same["duplicate"].get<bool>());  // nothing changed: no new version

@@ -158,7 +158,12 @@ TEST_F(DeployTest, GatesListEveryMissingKeyThenAllowTheDeployOnceSet) {
   EXPECT_EQ(rel.dump().find(base64_encode("k-123")), std::string::npos);
 
   // A new config value is a new config version and so a new release.
-  client().call("PATCH", kEnvs + "gates/config", Json{{"set", {{"REGION", "us"}}}});
+  // Its receipt says it is not running until a deploy, and which keys a deploy would not deliver.
+  auto set = client().call("PATCH", kEnvs + "gates/config", Json{{"set", {{"REGION", "us"}, {"STRAY", "x"}}}});
+  EXPECT_EQ(set["note"], "config v2 is not running yet: release v1 runs config v1 until the next deploy. STRAY is not "
+                         "declared in release v1's platform.toml ([config] required or optional), so a deploy would "
+                         "not deliver it");
+  EXPECT_EQ(set["next"][0], "platform diff --project shop --app api --env gates");
   auto next = deploy("gates", Json::object());
   EXPECT_EQ(next["release"]["number"], 2);
   EXPECT_EQ(next["config_version"], 2);
