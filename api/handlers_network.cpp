@@ -118,16 +118,22 @@ Response get_endpoints(Context& ctx, const Request&, Principal& p, const Params&
 // when pasted.
 Json find_endpoint(pqxx::transaction_base& tx, const std::vector<Resolved>& chain, const std::string& id_or_name) {
   auto all = env_endpoints(tx, chain.back().id);
-  std::vector<std::string> names;
+  std::vector<std::string> names, of_process;  // of_process: the endpoints of a process named so
   for (auto& e : all) {
     if (e["id"] == id_or_name || e["name"] == id_or_name) return e;
     names.push_back(e["name"].get<std::string>());
+    if (e.value("process", "") == id_or_name) of_process.push_back("\"" + e["name"].get<std::string>() + "\"");
   }
-  const auto close = did_you_mean(id_or_name, std::vector<std::string_view>(names.begin(), names.end()));
+  std::string hint;
+  if (!of_process.empty())  // a process's name where an endpoint's was meant
+    hint = fmt::format("\"{}\" is a process; its endpoint{} {}. ", id_or_name, of_process.size() == 1 ? " is" : "s are",
+                       fmt::join(of_process, ", "));
+  else if (const auto close = did_you_mean(id_or_name, std::vector<std::string_view>(names.begin(), names.end()));
+           !close.empty())
+    hint = "Did you mean \"" + close + "\"? ";
   throw PlatformError(ErrorCode::not_found,
                       "env " + chain.back().name + " has no endpoint \"" + id_or_name.substr(0, 80) + "\"",
-                      (close.empty() ? "" : "Did you mean \"" + close + "\"? ") + "List them with `platform endpoint list " +
-                          env_flags(chain) + "`.");
+                      hint + "List them with `platform endpoint list " + env_flags(chain) + "`.");
 }
 
 // An endpoint made with the CLI must name a process the env's release runs, when it runs one (before

@@ -338,6 +338,11 @@ TEST_F(NetworkTest, EndpointsMadeWithTheCliLiveBesideTheManifestOnes) {
   EXPECT_NE(missing.body.find("Did you mean \\\"worker-9000\\\"?"), std::string::npos) << missing.body;
   EXPECT_NE(missing.body.find("platform endpoint list --project shop --app api --env cli"), std::string::npos)
       << missing.body;
+  // A process's name where the endpoint's was meant: its endpoints are named.
+  auto process = client().request("GET", base + "/worker");
+  EXPECT_EQ(process.status, 404);
+  EXPECT_NE(process.body.find("\\\"worker\\\" is a process; its endpoint is \\\"worker-9000\\\"."), std::string::npos)
+      << process.body;
   // A deploy whose manifest takes the CLI endpoint's port is refused, naming it.
   auto [code, message] = error_of([] {
     deploy("cli", manifest(kEndpoint + "[[endpoints]]\nname = \"w\"\nport = 9000\ninternal_port = 9000\nprocess = \"worker\"\n"));
