@@ -53,13 +53,13 @@ void insert_release(pqxx::work& tx, const Release& r);
 // The keys a release's manifest declares under "config" or "secrets" (required and optional).
 std::set<std::string> declared_keys(const Json& manifest, const char* kind);
 
-// An env's config or secrets as of version `version` (0: empty): NAME -> {...}.
 // The note on a config or secrets receipt (`kind` "config" or "secrets"): the new version runs only after
 // a deploy, and keys the env's release does not declare would not be delivered by one. `flags` are the
 // env's CLI flags (--project ... --env ...), for the commands the note gives.
 std::string vars_pending_note(pqxx::transaction_base& tx, const std::string& env_id, const char* kind,
                               std::int64_t version, const Json& changed, const std::string& flags);
 
+// An env's config or secrets as of version `version` (0: empty): NAME -> {...}.
 Json vars_at(pqxx::transaction_base& tx, const std::string& kind, const std::string& env_id, std::int64_t version);
 
 // The view release_diff compares: only the keys the manifest declares are delivered.
