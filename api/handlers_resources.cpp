@@ -43,6 +43,18 @@ Response list(const KindInfo& kind, Context& ctx, const Request& req, Principal&
   return json_response(200, {{"items", items}, {"count", items.size()}});
 }
 
+// What to do in a resource just made, with the flags that name it (the org's only for a new org; the
+// others come from the CLI context): make its first child, or deploy into a new env.
+std::string first_step_in(const std::vector<Resolved>& parents, const KindInfo& kind, const std::string& name) {
+  std::string flags;
+  for (std::size_t i = 1; i < parents.size(); ++i) flags += " --" + parents[i].kind + " " + parents[i].name;
+  flags += " --" + std::string(kind.kind) + " " + name;
+  if (kind.kind == "org") return "platform project create NAME" + flags;
+  if (kind.kind == "project") return "platform app create NAME" + flags;
+  if (kind.kind == "app") return "platform env create NAME" + flags;
+  return "platform deploy --image IMAGE" + flags;
+}
+
 Response create(const KindInfo& kind, Context& ctx, const Request& req, Principal& p, const Params& params) {
   auto body = parse_body(req.body, {{"name", FieldType::string, true},
                                     {"description", FieldType::string},
@@ -75,7 +87,8 @@ Response create(const KindInfo& kind, Context& ctx, const Request& req, Principa
         {"diff", Json::array({{{"action", "create"}, {"kind", kind.kind}, {"path", path},
                                {"summary", fmt::format("create {} {}", kind.kind, path)}}})},
         {"events", out.events_json(std::string(kind.kind) + "-" + out.resource_id)},
-        {"next", Json::array({fmt::format("platform {} describe {}", kind.kind, out.resource_id),
+        {"next", Json::array({first_step_in(chain, kind, name),
+                              fmt::format("platform {} describe {}", kind.kind, out.resource_id),
                               fmt::format("platform events --resource {}", out.resource_id),
                               fmt::format("platform wait {}", actor.operation_id)})}};
     return r;

@@ -33,7 +33,8 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto pj = one_json(proj);
   EXPECT_EQ(pj["resource"]["kind"], "project");
   EXPECT_EQ(pj["status"], "succeeded");
-  EXPECT_FALSE(pj["next"].empty());
+  ASSERT_FALSE(pj["next"].empty());
+  EXPECT_EQ(pj["next"][0], "platform app create NAME --project shop");  // the first step inside it
   auto op = pj["operation_id"].get<std::string>();
 
   // The table receipt names each event it appended by type.
