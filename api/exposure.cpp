@@ -5,6 +5,7 @@
 #include <map>
 
 #include "engine/crypto.h"
+#include "engine/db.h"
 #include "engine/error.h"
 
 namespace platform::api {
@@ -203,7 +204,7 @@ HostEdgeSnapshot host_edge_snapshot(pqxx::transaction_base& tx, const std::strin
 std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const std::string& hash) {
   // The row is locked for the rest of the transaction: two polls of one edge bump it once.
   auto version = tx.exec_params(
-      "INSERT INTO core.edge_config AS c (host_id, version, content_hash) VALUES ($1, 1, $2)"
+      "INSERT INTO core.edge_config AS c (host_id, version, content_hash, seen_at) VALUES ($1, 1, $2, now())"
       " ON CONFLICT (host_id) DO UPDATE SET version = c.version + 1, content_hash = excluded.content_hash, changed_at = now()"
       "   WHERE c.content_hash <> excluded.content_hash"
       " RETURNING version",
@@ -211,6 +212,52 @@ std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const
   if (version.empty())
     version = tx.exec_params("SELECT version FROM core.edge_config WHERE host_id = $1", host_id);
   return version[0][0].as<std::int64_t>();
+}
+
+Json edge_states(pqxx::transaction_base& tx) {
+  Json out = Json::array();
+  for (const auto& r : tx.exec_params(
+           "SELECT h.name, c.host_id, c.version, c.applied_version, c.unbound::text, " + db::sql_rfc3339("c.seen_at") +
+           ", floor(extract(epoch FROM now() - c.seen_at))::bigint"
+           " FROM core.edge_config c JOIN core.hosts h ON h.id = c.host_id ORDER BY h.name")) {
+    const auto version = r[2].as<std::int64_t>();
+    const auto unbound = Json::parse(r[4].as<std::string>());
+    Json e = {{"host", r[0].as<std::string>()}, {"host_id", r[1].as<std::string>()}, {"version", version},
+              {"applied_version", r[3].is_null() ? Json() : Json(r[3].as<std::int64_t>())},
+              {"seen_at", r[5].is_null() ? Json() : Json(r[5].as<std::string>())},
+              {"seen_seconds_ago", r[6].is_null() ? Json() : Json(r[6].as<std::int64_t>())},
+              {"unbound", unbound}};
+    if (r[6].is_null() || r[6].as<std::int64_t>() > kEdgeAbsentSeconds) e["state"] = "absent";
+    else if (!unbound.empty()) e["state"] = "partial";
+    else if (r[3].is_null() || r[3].as<std::int64_t>() < version) e["state"] = "behind";
+    else e["state"] = "current";
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void mark_not_listening(Json& rows, const Json& edges) {
+  for (auto& row : rows) {
+    Json missing = Json::array();
+    for (const auto& e : edges)
+      for (const auto& u : e["unbound"])
+        if (u.value("kind", "") == row.value("protocol", "") && u.value("address", "") == row.value("address", "") &&
+            u.value("port", 0) == row.value("port", 0))
+          missing.push_back({{"host", e["host"]}, {"error", u.value("error", "")}});
+    if (!missing.empty()) row["not_listening"] = std::move(missing);
+  }
+}
+
+bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
+                        const Json& unbound) {
+  return !tx.exec_params("UPDATE core.edge_config SET applied_version = $2, unbound = $3::jsonb, reported_at = now(),"
+                         " seen_at = now() WHERE host_id = $1 RETURNING 1",
+                         host_id, version, unbound.dump())
+              .empty();
+}
+
+void record_edge_seen(pqxx::transaction_base& tx, const std::string& host_id) {
+  tx.exec_params("UPDATE core.edge_config SET seen_at = now() WHERE host_id = $1", host_id);
 }
 
 namespace {
@@ -287,11 +334,18 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
   Json out = Json::array();
   auto org = tx.exec_params("SELECT org_id FROM core.resources WHERE id = $1", env_id);
   if (org.empty()) return out;
+  const auto edges = edge_states(tx);
   for (const auto& x : exposed(tx, org[0][0].as<std::string>())) {
     if (x.env_id != env_id || x.kind != "endpoint") continue;
     Json addrs = Json::array();
-    for (const auto& [family, address] : x.addresses)
-      addrs.push_back({{"family", family == 4 ? "ipv4" : "ipv6"}, {"address", address}});
+    for (const auto& [family, address] : x.addresses) {
+      Json a = Json::array({{{"address", address}, {"port", x.port}, {"protocol", "tcp"}}});
+      mark_not_listening(a, edges);  // the same rule as exposure's rows
+      a[0].erase("port");
+      a[0].erase("protocol");
+      a[0]["family"] = family == 4 ? "ipv4" : "ipv6";
+      addrs.push_back(std::move(a[0]));
+    }
     out.push_back({{"id", x.id},
                    {"name", x.name},
                    {"source", x.source},

@@ -3,6 +3,7 @@
 // exposure in one answer, and the versioned snapshot platform-edge long-polls with its host credential.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include "api/body.h"
 #include "api/env_vars.h"
@@ -98,8 +99,10 @@ Response delete_address(Context& ctx, const Request& req, Principal& p, const Pa
 Response get_exposure(Context& ctx, const Request&, Principal& p, const Params& params) {
   auto chain = resolve_path(ctx, p, params);
   return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
-    return Json{{"org_id", chain[0].id},
-                {"exposed", exposure_json(exposed(tx, chain[0].id), ctx.edge_tls_listen)}};
+    auto rows = exposure_json(exposed(tx, chain[0].id), ctx.edge_tls_listen);
+    auto edges = edge_states(tx);
+    mark_not_listening(rows, edges);
+    return Json{{"org_id", chain[0].id}, {"exposed", rows}, {"edges", edges}};
   }));
 }
 
@@ -246,6 +249,15 @@ WatchPlan watch_edge_config(Context& ctx, const Request& req) {
   const auto credential = host_credential(req);
   const auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
   const auto [after, wait] = versioned_wait(req, "a snapshot version");
+  // Its poll says the edge is alive. No event: written without a wake-up (which would make every long
+  // poll look again), and a failure here is not the edge's: the snapshot is still answered.
+  try {
+    auto lease = ctx.pool.acquire();
+    pqxx::nontransaction tx(*lease);
+    record_edge_seen(tx, host.id);
+  } catch (const std::exception& e) {
+    spdlog::warn("edge on host {}: its poll was not recorded: {}", host.name, e.what());
+  }
   WatchPlan plan;
   plan.wait = wait;
   ctx.metrics.watch_requests_total++;
@@ -258,6 +270,48 @@ WatchPlan watch_edge_config(Context& ctx, const Request& req) {
     return json_response(200, s.content);
   };
   return plan;
+}
+
+// The edge says what it serves: the snapshot version it applied and the listeners it could not bind.
+Response post_edge_status(Context& ctx, const Request& req) {
+  const auto credential = host_credential(req);
+  const auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
+  auto body = parse_body(req.body, {{"version", FieldType::integer, true}, {"unbound", FieldType::array_of_objects, true}});
+  const auto version = body["version"].get<std::int64_t>();
+  if (version < 0) throw PlatformError(ErrorCode::invalid_request, "\"version\" must be 0 or more", "");
+  if (body["unbound"].size() > 10000)
+    throw PlatformError(ErrorCode::invalid_request, "\"unbound\" lists more than 10000 listeners", "");
+  Json unbound = Json::array();
+  for (const auto& u : body["unbound"]) {
+    const auto at = "unbound[" + std::to_string(unbound.size()) + "]";
+    for (const auto& [k, v] : u.items())
+      if (k != "address" && k != "port" && k != "kind" && k != "error")
+        throw PlatformError(ErrorCode::invalid_request, at + " has an unknown field \"" + k.substr(0, 40) + "\"",
+                            "Its fields are address, port, kind and error.");
+    const auto port = u.contains("port") && u["port"].is_number_integer() ? u["port"].get<std::int64_t>() : 0;
+    if (!u.contains("address") || !u["address"].is_string() || u["address"].get<std::string>().size() > 64 ||
+        port < 1 || port > 65535 || !u.contains("kind") || (u["kind"] != "tcp" && u["kind"] != "tls") ||
+        !u.contains("error") || !u["error"].is_string())
+      throw PlatformError(ErrorCode::invalid_request,
+                          at + " needs address (a string), port (1-65535), kind (\"tcp\" or \"tls\") and error (a string)", "");
+    unbound.push_back({{"address", u["address"]}, {"port", port}, {"kind", u["kind"]},
+                       {"error", u["error"].get<std::string>().substr(0, 300)}});
+  }
+  // No event (what an edge serves is its state, not a change anyone made): no wake-up either.
+  bool known = false;
+  try {
+    auto lease = ctx.pool.acquire();
+    pqxx::nontransaction tx(*lease);
+    known = record_edge_status(tx, host.id, version, unbound);
+  } catch (const PlatformError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw db::translate(e);
+  }
+  if (!known)
+    throw PlatformError(ErrorCode::precondition_failed, "host " + host.name + " has no edge config yet",
+                        "The edge reports after it has applied a snapshot from GET /v1/edge/config.");
+  return json_response(200, {{"host", host.name}, {"version", version}, {"unbound", unbound.size()}});
 }
 
 }  // namespace
@@ -286,6 +340,9 @@ void add_network_routes(std::vector<Route>& out) {
   out.push_back({"GET", "/v1/edge/config",
                  "The edge's config snapshot, level-triggered long poll by version (platform-edge, host credential)", {},
                  {}, {}, watch_edge_config});
+  out.push_back({"POST", "/v1/edge/status",
+                 "What the edge serves: the snapshot version it applied, the listeners it could not bind (platform-edge, host credential)",
+                 {}, {}, post_edge_status});
 }
 
 }  // namespace platform::api

@@ -54,6 +54,8 @@ std::vector<std::size_t> table_widths(const std::vector<std::string>& headers,
                                       const std::vector<std::vector<std::string>>& rows);
 std::string table_line(std::vector<std::size_t>& widths, const std::vector<std::string>& cells);
 void note(const Globals& g, const std::string& line);
+// A span of seconds, short: "45s", "3m", "2h", "4d".
+std::string short_duration(std::int64_t seconds);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);
 

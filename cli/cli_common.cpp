@@ -109,6 +109,13 @@ void note(const Globals& g, const std::string& line) {
   if (!g.quiet) std::cerr << line << "\n";
 }
 
+std::string short_duration(std::int64_t s) {
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  if (s < 172800) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
 void print_receipt(const Globals& g, const Json& r) {
   if (g.format() != Format::table) {
     if (g.format() == Format::ndjson) std::cout << r.dump() << "\n" << std::flush;

@@ -8,11 +8,7 @@
 namespace platform::cli {
 namespace {
 
-std::string age(double seconds) {
-  if (seconds < 120) return std::to_string(static_cast<long>(seconds)) + "s ago";
-  if (seconds < 7200) return std::to_string(static_cast<long>(seconds / 60)) + "m ago";
-  return std::to_string(static_cast<long>(seconds / 3600)) + "h ago";
-}
+std::string age(double seconds) { return short_duration(static_cast<std::int64_t>(seconds)) + " ago"; }
 
 std::string capacity(const Json& c) {
   return std::to_string(c.value("cpus", 0)) + " cpu, " + std::to_string(c.value("memory_mib", 0)) + " MiB, " +

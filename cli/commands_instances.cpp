@@ -15,13 +15,6 @@
 namespace platform::cli {
 namespace {
 
-std::string age(std::int64_t s) {
-  if (s < 120) return std::to_string(s) + "s";
-  if (s < 7200) return std::to_string(s / 60) + "m";
-  if (s < 172800) return std::to_string(s / 3600) + "h";
-  return std::to_string(s / 86400) + "d";
-}
-
 std::string health_of(const Json& i) {
   const auto h = i.value("health", "");
   return h == "none" ? "-" : h;
@@ -37,7 +30,7 @@ void print_instance_rows(const Json& instances) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& i : instances)
     rows.push_back({i.value("name", ""), i["release"].value("name", ""), i["host"].value("name", ""), state_of(i),
-                    health_of(i), std::to_string(i.value("restarts", 0)), age(i.value("age_seconds", 0)),
+                    health_of(i), std::to_string(i.value("restarts", 0)), short_duration(i.value("age_seconds", 0)),
                     i.value("id", "")});
   print_table({"NAME", "RELEASE", "HOST", "STATE", "HEALTH", "RESTARTS", "AGE", "ID"}, rows);
 }

@@ -104,6 +104,14 @@ struct EndpointArgs {
   int port = 0, internal_port = 0;
 };
 
+// An address an edge could not bind: "; NOT LISTENING on host dev: Address already in use" per edge.
+std::string not_listening_text(const Json& row) {
+  std::string out;
+  for (const auto& n : row.value("not_listening", Json::array()))
+    out += "; NOT LISTENING on host " + n.value("host", "") + ": " + n.value("error", "");
+  return out;
+}
+
 void add_endpoint(CLI::App& app, Globals& g) {
   auto* ep = app.add_subcommand("endpoint", "An env's TCP endpoints: the manifest's and ones made here");
   ep->require_subcommand(1);
@@ -139,11 +147,16 @@ void add_endpoint(CLI::App& app, Globals& g) {
     print_rows(g, out["endpoints"], {"NAME", "PORT", "PROCESS", "INTERNAL", "PROXY", "ADDRESSES", "BACKENDS", "SOURCE"},
                [](const Json& e) {
                  std::string addrs;
-                 for (const auto& x : e["addresses"]) addrs += (addrs.empty() ? "" : ",") + x.value("address", "");
+                 bool missing = false;
+                 for (const auto& x : e["addresses"]) {
+                   addrs += (addrs.empty() ? "" : ",") + x.value("address", "");
+                   missing |= x.contains("not_listening");
+                 }
                  return std::vector<std::string>{
                      e.value("name", ""), std::to_string(e.value("port", 0)), e.value("process", ""),
                      std::to_string(e.value("internal_port", 0)), e.value("proxy_protocol", ""), addrs.empty() ? "-" : addrs,
-                     fmt::format("{}/{} healthy", e["backends"].value("healthy", 0), e["backends"].value("total", 0)),
+                     fmt::format("{}/{} healthy", e["backends"].value("healthy", 0), e["backends"].value("total", 0)) +
+                         (missing ? ", NOT LISTENING (describe it)" : ""),
                      e.value("source", "")};
                });
   });
@@ -160,7 +173,7 @@ void add_endpoint(CLI::App& app, Globals& g) {
     for (const auto& x : e["addresses"])
       std::cout << "listens    " << x.value("family", "") << " "
                 << (x.value("family", "") == "ipv6" ? "[" + x.value("address", "") + "]" : x.value("address", "")) << ":"
-                << e.value("port", 0) << " tcp\n";
+                << e.value("port", 0) << " tcp" << not_listening_text(x) << "\n";
     if (e["addresses"].empty()) std::cout << "listens    nowhere yet: the env holds no address (deploy it)\n";
     std::cout << "reaches    process " << e.value("process", "") << " port " << e.value("internal_port", 0) << "\n";
     std::cout << "proxy      " << e.value("proxy_protocol", "off") << "\n";
@@ -177,6 +190,50 @@ void add_endpoint(CLI::App& app, Globals& g) {
     print_receipt(g, s.client().call("DELETE", s.env_path() + "/endpoints/" + api::url_encode(*which), std::nullopt,
                                      idempotent(*key)));
   });
+}
+
+std::string version_name(const Json& v) { return v.is_number_integer() ? "v" + std::to_string(v.get<std::int64_t>()) : "-"; }
+
+// Under the exposure table: what each host's edge serves against what it should, and why any row is
+// not served (docs/network.md#what-the-edge-serves).
+void print_edges(const Json& out) {
+  const auto edges = out.value("edges", Json::array());
+  if (edges.empty()) return;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : edges)
+    rows.push_back({e.value("host", ""), version_name(e["applied_version"]), version_name(e["version"]), e.value("state", ""),
+                    e["seen_seconds_ago"].is_number_integer() ? short_duration(e["seen_seconds_ago"].get<std::int64_t>()) + " ago"
+                                                              : std::string("never")});
+  std::cout << "\n";
+  print_table({"EDGE ON HOST", "SERVES", "WANTED", "STATE", "SEEN"}, rows);
+  std::vector<std::string> problems;
+  for (const auto& x : out["exposed"])
+    for (const auto& n : x.value("not_listening", Json::array())) {
+      const auto& t = x["target"];
+      const auto ip = x.value("address", "");
+      problems.push_back(fmt::format(
+          "{}:{} ({} {}/{}/{} {}) is not listening on host {}: {}. Another process there holds that address and "
+          "port, or the address is not on that host: free it, or move {} to another port",
+          ip.find(':') == std::string::npos ? ip : "[" + ip + "]", x.value("port", 0), x.value("kind", ""),
+          t.value("project", ""), t.value("app", ""), t.value("env", ""), x.value("name", ""), n.value("host", ""),
+          n.value("error", ""), x.value("kind", "") == "route" ? "the shared TLS listener (an operator's flag)" : "the endpoint"));
+    }
+  for (const auto& e : edges) {
+    const auto host = e.value("host", "");
+    const auto state = e.value("state", "");
+    if (state == "absent")
+      problems.push_back("the edge on host " + host + " has not asked for its config " +
+                         (e["seen_seconds_ago"].is_number_integer()
+                              ? "for " + short_duration(e["seen_seconds_ago"].get<std::int64_t>())
+                              : std::string("yet")) +
+                         ": is platform-edge running there? Until it is, nothing is served on that host");
+    else if (state == "behind")
+      problems.push_back("the edge on host " + host + " serves config " + version_name(e["applied_version"]) + ", not " +
+                         version_name(e["version"]) + ": it is applying it, or it refused it (its log on that host says why)");
+  }
+  if (problems.empty()) return;
+  std::cout << "\nnot served as listed:\n";
+  for (const auto& p : problems) std::cout << "  " << p << "\n";
 }
 
 void add_exposure(CLI::App& app, Globals& g) {
@@ -196,8 +253,10 @@ void add_exposure(CLI::App& app, Globals& g) {
                      x.value("protocol", "") == "tls" ? "passthrough" : "none",
                      fmt::format("{}/{}/{} {}:{}", t.value("project", ""), t.value("app", ""), t.value("env", ""),
                                  t.value("process", ""), t.value("internal_port", 0)),
-                     fmt::format("{}/{} healthy", x["backends"].value("healthy", 0), x["backends"].value("total", 0))};
+                     fmt::format("{}/{} healthy", x["backends"].value("healthy", 0), x["backends"].value("total", 0)) +
+                         (x.contains("not_listening") ? ", NOT LISTENING" : "")};
                });
+    if (!g.quiet) print_edges(out);
   });
 }
 

@@ -110,6 +110,11 @@ struct Edge::Impl {
     std::shared_ptr<Slot> slot = std::make_shared<Slot>();
   };
   std::map<std::string, Listener> listeners;
+  struct NotBound {
+    Listener listener;
+    std::string error;
+  };
+  std::map<std::string, NotBound> unbound;  // wanted by the snapshot served, not bound (yet)
   std::shared_ptr<tcp::acceptor> metrics_acceptor;
   // Declared late, so destroyed early: the handlers it destroys (connections, their counts) still find
   // the counters, targets and locks above alive.
@@ -139,6 +144,9 @@ struct Edge::Impl {
     }
     return p;
   }
+
+  std::optional<std::string> open_listener(Listener& l);  // defined below, beside apply()
+  void start_listener(Listener l);
 
   std::shared_ptr<const EdgeConfig> snapshot() const {
     std::lock_guard lock(mu);
@@ -394,6 +402,39 @@ Edge::~Edge() {
 
 std::shared_ptr<const EdgeConfig> Edge::current() const { return impl_->snapshot(); }
 
+// Binds and listens on `l.address` (not accepting yet); the error's text when it cannot.
+std::optional<std::string> Edge::Impl::open_listener(Listener& l) {
+  try {
+    // With several threads a listener's handlers (and its close) run on a strand of their own.
+    auto acc = threads.size() > 1 ? std::make_shared<tcp::acceptor>(asio::make_strand(io))
+                                  : std::make_shared<tcp::acceptor>(io);
+    const auto ep = to_endpoint(l.address);
+    acc->open(ep.protocol());
+    acc->set_option(tcp::acceptor::reuse_address(true));
+    if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(true));  // IPv4 only where the add-on says
+    // An env's address may not be configured on an interface: it is served through a local route for
+    // the whole pool (AnyIP, docs/network.md), which needs a free bind.
+    const int one = 1;
+    if (ep.address().is_v6()) ::setsockopt(acc->native_handle(), IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+    else ::setsockopt(acc->native_handle(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+    acc->bind(ep);
+    acc->listen(asio::socket_base::max_listen_connections);
+    acc->non_blocking(true);
+    l.acceptor = acc;
+    return std::nullopt;
+  } catch (const boost::system::system_error& e) {
+    return e.code().message();
+  }
+}
+
+// A bound listener joins the served set (with `mu` held) and starts accepting.
+void Edge::Impl::start_listener(Listener l) {
+  l.slot->plan = plan_for(l, config);
+  listeners[l.key] = l;
+  if (l.tls) asio::co_spawn(l.acceptor->get_executor(), accept_loop(l.acceptor, l.slot), asio::detached);
+  else asio::post(l.acceptor->get_executor(), [this, a = l.acceptor, slot = l.slot] { wait_accept(a, slot); });
+}
+
 Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   auto& im = *impl_;
   std::map<std::string, Impl::Listener> wanted;
@@ -403,36 +444,16 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
 
   Applied out;
   std::lock_guard lock(im.mu);
-  // 1. Bind what is new; on any failure close what this call opened and change nothing.
+  // 1. Bind what is new. What cannot be bound is left out (and listed), the rest goes ahead.
   std::vector<std::string> opened;
+  im.unbound.clear();
   for (auto& [key, l] : wanted) {
     if (im.listeners.count(key)) continue;
-    try {
-      // With several threads a listener's handlers (and its close) run on a strand of their own.
-      auto acc = im.threads.size() > 1 ? std::make_shared<tcp::acceptor>(asio::make_strand(im.io))
-                                       : std::make_shared<tcp::acceptor>(im.io);
-      const auto ep = to_endpoint(l.address);
-      acc->open(ep.protocol());
-      acc->set_option(tcp::acceptor::reuse_address(true));
-      if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(true));  // IPv4 only where the add-on says
-      // An env's address may not be configured on an interface: it is served through a local route for
-      // the whole pool (AnyIP, docs/network.md), which needs a free bind.
-      const int one = 1;
-      if (ep.address().is_v6()) ::setsockopt(acc->native_handle(), IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
-      else ::setsockopt(acc->native_handle(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-      acc->bind(ep);
-      acc->listen(asio::socket_base::max_listen_connections);
-      acc->non_blocking(true);
-      l.acceptor = acc;
+    if (auto error = im.open_listener(l)) {
+      im.unbound[key] = {l, *error};
+      out.unbound.push_back({l.address, l.tls, *error});
+    } else {
       opened.push_back(key);
-    } catch (const boost::system::system_error& e) {
-      for (const auto& k : opened) {
-        boost::system::error_code ignore;
-        wanted[k].acceptor->close(ignore);
-      }
-      throw PlatformError(ErrorCode::unavailable, "edge: cannot listen on " + l.address.str() + ": " + e.code().message(),
-                          "Another process holds the address, or it is not configured on this host; the edge keeps "
-                          "serving its previous config.");
     }
   }
   // 2. Swap: new listeners start accepting, unchanged ones keep their socket, removed ones stop accepting
@@ -459,14 +480,35 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
     }
   }
   for (const auto& key : opened) {
-    auto l = wanted[key];
-    l.slot->plan = im.plan_for(l, config);
-    im.listeners[key] = l;
-    if (l.tls) asio::co_spawn(l.acceptor->get_executor(), im.accept_loop(l.acceptor, l.slot), asio::detached);
-    else asio::post(l.acceptor->get_executor(), [&im, a = l.acceptor, slot = l.slot] { im.wait_accept(a, slot); });
+    im.start_listener(wanted[key]);
     ++out.opened;
   }
   return out;
+}
+
+std::vector<Edge::Unbound> Edge::unbound() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Unbound> out;
+  for (const auto& [key, u] : impl_->unbound) out.push_back({u.listener.address, u.listener.tls, u.error});
+  return out;
+}
+
+int Edge::retry_unbound() {
+  auto& im = *impl_;
+  std::lock_guard lock(im.mu);
+  int bound = 0;
+  for (auto it = im.unbound.begin(); it != im.unbound.end();) {
+    auto l = it->second.listener;
+    if (auto error = im.open_listener(l)) {
+      it->second.error = *error;
+      ++it;
+      continue;
+    }
+    im.start_listener(l);
+    ++bound;
+    it = im.unbound.erase(it);
+  }
+  return bound;
 }
 
 std::string Edge::metrics_text() const {
@@ -477,6 +519,9 @@ std::string Edge::metrics_text() const {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
   };
   metric("platform_edge_config_version", "The version of the snapshot being served.", "gauge", cfg->version);
+  metric("platform_edge_listeners_unbound",
+         "Listeners the snapshot wants that could not be bound (the address and port are taken, or not on this host).",
+         "gauge", unbound().size());
   metric("platform_edge_connections_active", "Client connections open now.", "gauge", c.active.load());
   metric("platform_edge_connections_accepted_total", "Client connections accepted.", "counter", c.accepted.load());
   metric("platform_edge_connections_forwarded_total", "Connections forwarded to a backend.", "counter", c.forwarded.load());

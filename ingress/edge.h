@@ -19,13 +19,27 @@ class Edge {
   Edge(const Edge&) = delete;
   Edge& operator=(const Edge&) = delete;
 
+  // A listener the snapshot wants that could not be bound (another process holds the address and port,
+  // or the address is not on this host). The rest of the snapshot is served without it.
+  struct Unbound {
+    Address address;
+    bool tls = false;  // the shared TLS listener; otherwise an endpoint's
+    std::string error;  // e.g. "Address already in use"
+  };
   struct Applied {
     int opened = 0, closed = 0, kept = 0;  // listeners
+    std::vector<Unbound> unbound;
   };
-  // Applies a snapshot. All or nothing: when a new address cannot be bound, nothing of the snapshot is
-  // applied and PlatformError says which address and why (the edge keeps serving the previous one).
+  // Applies a snapshot. A listener that cannot be bound holds back only itself: everything else of the
+  // snapshot is served, and the listener is listed in `unbound` (and by unbound()) until a later
+  // retry_unbound() or apply() binds it. One tenant's port that is taken on this host must not freeze the
+  // backends and ports of everyone else (docs/decisions/0009-edge-unbound-listeners.md).
   Applied apply(std::shared_ptr<const EdgeConfig> config);
   std::shared_ptr<const EdgeConfig> current() const;
+  // The current snapshot's listeners that are not bound, in a stable order.
+  std::vector<Unbound> unbound() const;
+  // Tries to bind them again; returns how many are listening now.
+  int retry_unbound();
 
   // Prometheus text: connections by listener kind and outcome, bytes, active connections, config version.
   std::string metrics_text() const;

@@ -20,6 +20,7 @@ using namespace platform;
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
+constexpr int kRetrySeconds = 2;  // how often a listener that could not be bound is tried again
 extern "C" void on_signal(int) { g_stop = 1; }
 
 std::optional<ingress::Address> parse_address(const std::string& s) {
@@ -34,13 +35,24 @@ std::optional<ingress::Address> parse_address(const std::string& s) {
   return ingress::Address{ip, static_cast<std::uint16_t>(p)};
 }
 
+std::string unbound_text(const std::vector<ingress::Edge::Unbound>& unbound) {
+  std::string out;
+  for (const auto& u : unbound)
+    out += (out.empty() ? "" : "; ") + std::string(u.tls ? "tls " : "tcp ") + u.address.str() + ": " + u.error;
+  return out;
+}
+
 // Applies a snapshot; false (with why on stderr) when it is refused, the last good one still serving.
+// A listener that cannot be bound does not refuse the snapshot: it is said here and retried.
 bool apply(ingress::Edge& edge, const Json& j, bool first) {
   try {
     auto cfg = ingress::parse_edge_config(j);
     auto r = edge.apply(cfg);
     std::cerr << "platform-edge: serving config version " << cfg->version << " (" << r.opened << " listeners opened, "
               << r.closed << " closed, " << r.kept << " kept)\n";
+    if (!r.unbound.empty())
+      std::cerr << "platform-edge: not listening (retried every " << kRetrySeconds << " s): " << unbound_text(r.unbound)
+                << "\n";
     return true;
   } catch (const std::exception& e) {
     if (first) throw;
@@ -50,10 +62,22 @@ bool apply(ingress::Edge& edge, const Json& j, bool first) {
   }
 }
 
+// Binds what could not be bound before; says what changed.
+void retry_unbound(ingress::Edge& edge) {
+  if (edge.unbound().empty()) return;
+  if (int n = edge.retry_unbound(); n > 0) {
+    const auto left = edge.unbound();
+    std::cerr << "platform-edge: " << n << " more listener(s) bound"
+              << (left.empty() ? std::string(", every listener of the snapshot is up") : "; still not: " + unbound_text(left))
+              << "\n";
+  }
+}
+
 void serve_file(ingress::Edge& edge, const std::string& config_path) {
   std::filesystem::file_time_type seen{};
   std::uintmax_t seen_size = 0;
   bool first = true;
+  unsigned ticks = 0;
   while (!g_stop) {
     std::error_code ec;
     const auto mtime = std::filesystem::last_write_time(config_path, ec);
@@ -73,6 +97,7 @@ void serve_file(ingress::Edge& edge, const std::string& config_path) {
       }
       first = false;
     }
+    if (++ticks % (kRetrySeconds * 2) == 0) retry_unbound(edge);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
 }
@@ -87,25 +112,52 @@ std::string host_credential(const std::string& identity_file) {
   return {};
 }
 
+// What the edge serves, for the control plane (POST /v1/edge/status): `platform exposure` shows it.
+Json status_json(const ingress::Edge& edge) {
+  Json unbound = Json::array();
+  for (const auto& u : edge.unbound())
+    unbound.push_back({{"address", u.address.ip}, {"port", u.address.port}, {"kind", u.tls ? "tls" : "tcp"},
+                       {"error", u.error}});
+  return {{"version", edge.current()->version}, {"unbound", unbound}};
+}
+
 // Long-polls the control plane for new snapshot versions; errors are retried with a growing pause while
-// the last good snapshot keeps serving.
+// the last good snapshot keeps serving. After each change of what it serves (a snapshot applied, a
+// listener bound at last), the edge reports it; while a listener is not bound, it is retried every
+// kRetrySeconds (the poll then waits no longer than that).
 void serve_control(ingress::Edge& edge, const std::string& url, const std::string& identity_file) {
   const auto credential = host_credential(identity_file);
   if (g_stop) return;
   api::Client client(url, credential);
   std::int64_t version = -1;
   int failures = 0;
+  Json reported;  // the last status the control plane took
+  bool report_failed = false;
   while (!g_stop) {
     try {
-      auto j = client.call("GET", "/v1/edge/config?wait=20s" + (version >= 0 ? "&after=" + std::to_string(version) : ""),
-                           std::nullopt, std::string(), std::chrono::seconds(30));
+      retry_unbound(edge);
+      if (auto status = status_json(edge); version >= 0 && status != reported) {
+        // Never in the way of the config: a report that fails is said once and sent again next turn.
+        try {
+          client.call("POST", "/v1/edge/status", status, std::string(), std::chrono::seconds(10));
+          reported = status;
+          report_failed = false;
+        } catch (const std::exception& e) {
+          if (!report_failed) std::cerr << "platform-edge: cannot report what it serves: " << e.what() << "\n";
+          report_failed = true;
+        }
+      }
+      const auto wait = edge.unbound().empty() ? 20 : kRetrySeconds;
+      auto j = client.call("GET", "/v1/edge/config?wait=" + std::to_string(wait) + "s" +
+                                      (version >= 0 ? "&after=" + std::to_string(version) : ""),
+                           std::nullopt, std::string(), std::chrono::seconds(wait + 10));
       if (failures) std::cerr << "platform-edge: the control plane answers again\n";
       failures = 0;
       const auto v = j.value("version", std::int64_t{-1});
       if (v != version && apply(edge, j, false)) version = v;
       if (v != version) std::this_thread::sleep_for(std::chrono::seconds(1));  // refused: ask again shortly
     } catch (const std::exception& e) {
-      if (!failures) std::cerr << "platform-edge: cannot read the config from " << url << ": " << e.what()
+      if (!failures) std::cerr << "platform-edge: cannot reach the control plane at " << url << ": " << e.what()
                                << " (retrying; serving the last good config)\n";
       ++failures;
       for (int i = 0; i < std::min(50, 5 * failures) && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -64,7 +64,7 @@ class NetworkTest : public ::testing::Test {
     platform_ = new harness::Platform(tls_on_8443);
     configure(platform_->conninfo, {"fd00:70::/120", "192.0.2.0/28", "10.77.0.0/24", 250});
     harness::create_envs(platform_->client(), {"prod", "v4", "quote", "meter", "routes-a", "routes-b", "cli", "gone",
-                                               "edge", "bad", "back"});
+                                               "edge", "bad", "back", "seen"});
     oci::RegistryClient c;
     auto ref = oci::parse_image_ref(image());
     harness::push_manifest(c, ref, "v1", oci::kOciManifest, harness::push_image(c, ref, "amd64", "layer v1"));
@@ -76,6 +76,20 @@ class NetworkTest : public ::testing::Test {
   }
 
   static std::string image() { return registry_->address() + "/acme/api:v1"; }
+  // Enrols a host (as alice would with a join token) and returns its credential, as an edge would hold it.
+  static std::string enrol_host(const std::string& name) {
+    pqxx::connection c(platform_->conninfo);
+    pqxx::work tx(c);
+    const auto alice = tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>();
+    auto token = api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op");
+    auto credential = api::enrol_host(tx, token.secret, name,
+                                      {{"capacity", {{"cpus", 2}, {"memory_mib", 1024}, {"disk_mib", 1000}}},
+                                       {"runtime", {{"name", "none"}, {"reason", "test"}}}})
+                          .credential;
+    tx.commit();
+    return credential;
+  }
+
   static api::Client client() { return platform_->client(); }
   static Json deploy(const std::string& env, const std::string& m, std::optional<int> accept_ipv4 = std::nullopt,
                      const api::Client& c = client(), const std::string& envs = kEnvs) {
@@ -412,18 +426,7 @@ TEST_F(NetworkTest, BadInputGetsItsStatus) {
 }
 
 TEST_F(NetworkTest, TheEdgeLongPollsItsSnapshotWithAHostCredential) {
-  std::string credential;
-  {
-    pqxx::connection c(platform_->conninfo);
-    pqxx::work tx(c);
-    const auto alice = tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>();
-    auto token = api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op");
-    credential = api::enrol_host(tx, token.secret, "edge-host",
-                                 {{"capacity", {{"cpus", 2}, {"memory_mib", 1024}, {"disk_mib", 1000}}},
-                                  {"runtime", {{"name", "none"}, {"reason", "test"}}}})
-                     .credential;
-    tx.commit();
-  }
+  const auto credential = enrol_host("edge-host");
   api::Client edge(platform_->url, credential);
   EXPECT_EQ(api::Client(platform_->url, platform_->token).request("GET", "/v1/edge/config").status, 401);
   EXPECT_EQ(api::Client(platform_->url, "").request("GET", "/v1/edge/config").status, 401);
@@ -473,6 +476,82 @@ TEST_F(NetworkTest, TheEdgeLongPollsItsSnapshotWithAHostCredential) {
   for (const auto& e : cfg->endpoints)
     for (const auto& a : e.listen) v4_listener |= !a.v6();
   EXPECT_TRUE(v4_listener) << "env v4 holds the add-on";
+}
+
+// The edge reports what it serves; `exposure` compares it with what it should serve, per host, and
+// marks the rows an edge does not listen for.
+TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor) {
+  const auto credential = enrol_host("status-host");
+  api::Client edge(platform_->url, credential);
+  const Json none = Json::array();
+  // Before its first poll there is nothing to report against.
+  EXPECT_EQ(edge.request("POST", "/v1/edge/status", Json{{"version", 1}, {"unbound", none}}.dump()).status, 412);
+  deploy("seen", manifest(kEndpoint));
+  const auto version = edge.call("GET", "/v1/edge/config")["version"].get<std::int64_t>();
+  auto exposure = [&] { return client().call("GET", "/v1/orgs/acme/exposure"); };
+  auto edge_of = [](const Json& x) {
+    for (const auto& e : x["edges"])
+      if (e["host"] == "status-host") return e;
+    return Json();
+  };
+  auto row_of = [](const Json& x) {
+    for (const auto& r : x["exposed"])
+      if (r["target"]["env"] == "seen" && r["family"] == "ipv6") return r;
+    return Json();
+  };
+  // Polled, nothing reported yet: seen, serving nothing known.
+  auto x = exposure();
+  ASSERT_TRUE(edge_of(x).is_object()) << x.dump();
+  EXPECT_EQ(edge_of(x)["state"], "behind");
+  EXPECT_EQ(edge_of(x)["version"], version);
+  EXPECT_TRUE(edge_of(x)["applied_version"].is_null());
+  EXPECT_LE(edge_of(x)["seen_seconds_ago"].get<std::int64_t>(), 5);
+  const auto row = row_of(x);
+  ASSERT_TRUE(row.is_object()) << x.dump();
+  EXPECT_FALSE(row.contains("not_listening"));
+
+  // Bad reports are refused; another credential (a user's) is not a host's.
+  auto post = [&](const Json& body) { return edge.request("POST", "/v1/edge/status", body.dump()).status; };
+  EXPECT_EQ(api::Client(platform_->url, platform_->token).request("POST", "/v1/edge/status",
+                                                                    Json{{"version", version}, {"unbound", none}}.dump())
+                .status,
+            401);
+  EXPECT_EQ(post({{"version", version}}), 400);
+  EXPECT_EQ(post({{"version", -1}, {"unbound", none}}), 400);
+  EXPECT_EQ(post({{"version", version}, {"unbound", none}, {"colour", 1}}), 400);
+  const Json taken = {{"address", row["address"]}, {"port", 5432}, {"kind", "tcp"}, {"error", "Address already in use"}};
+  for (const auto& [k, v] : std::vector<std::pair<std::string, Json>>{
+           {"port", 0}, {"port", 70000}, {"kind", "udp"}, {"address", 7}, {"error", nullptr}, {"colour", "red"}}) {
+    auto bad = taken;
+    bad[k] = v;
+    EXPECT_EQ(post({{"version", version}, {"unbound", Json::array({bad})}}), 400) << k;
+  }
+  EXPECT_EQ(post({{"version", version}, {"unbound", Json::array({taken})}}), 200);
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "partial");
+  EXPECT_EQ(edge_of(x)["applied_version"], version);
+  ASSERT_EQ(row_of(x)["not_listening"].size(), 1u) << x.dump();
+  EXPECT_EQ(row_of(x)["not_listening"][0]["host"], "status-host");
+  EXPECT_EQ(row_of(x)["not_listening"][0]["error"], "Address already in use");
+
+  // Bound at last: current, nothing marked.
+  EXPECT_EQ(post({{"version", version}, {"unbound", none}}), 200);
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "current");
+  EXPECT_FALSE(row_of(x).contains("not_listening"));
+  // An edge that stops asking is absent after a minute.
+  {
+    pqxx::connection c(platform_->conninfo);
+    pqxx::work tx(c);
+    tx.exec_params("UPDATE core.edge_config SET seen_at = now() - interval '5 minutes'"
+                   " WHERE host_id = (SELECT id FROM core.hosts WHERE name = $1)",
+                   "status-host");
+    tx.commit();
+  }
+  EXPECT_EQ(edge_of(exposure())["state"], "absent");
+  // Its next poll says it is back.
+  edge.call("GET", "/v1/edge/config?after=" + std::to_string(version) + "&wait=0s");
+  EXPECT_EQ(edge_of(exposure())["state"], "current");
 }
 
 // A small pool, many envs asking at once: every address goes to one env, and the rest hear "capacity".

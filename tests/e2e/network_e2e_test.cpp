@@ -6,6 +6,10 @@
 // a released IPv4 stops answering; psql shows the allocations.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -186,6 +190,57 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   }
   auto described = one_json(cli("-o json endpoint describe pp" + kIn));
   EXPECT_EQ(described["proxy_protocol"], "v2");
+
+  // A port another process holds on the host: the edge serves everything else, says which row it does
+  // not listen for and why, and binds it once it is free.
+  {
+    int held = ::socket(AF_INET6, SOCK_STREAM, 0);
+    const int one = 1;
+    ::setsockopt(held, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(7004);
+    ASSERT_EQ(::inet_pton(AF_INET6, v6.c_str(), &a.sin6_addr), 1);
+    ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+    ASSERT_EQ(::listen(held, 1), 0);
+    ASSERT_EQ(cli("endpoint create held --port 7004 --internal-port 8080 --process web" + kIn).exit, 0);
+    auto row_7004 = [&] {
+      auto all = one_json(cli("-o json exposure --org dev"));
+      for (const auto& x : all["exposed"])
+        if (x["target"]["project"] == "net" && x["port"] == 7004) return std::make_pair(x, all["edges"]);
+      return std::make_pair(Json(), all["edges"]);
+    };
+    Json row, edges;
+    for (int i = 0; i < 100 && !(row.is_object() && row.contains("not_listening")); ++i) {
+      std::tie(row, edges) = row_7004();
+      if (!row.contains("not_listening")) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_TRUE(row.contains("not_listening")) << row.dump() << edges.dump() << logs();
+    EXPECT_EQ(row["not_listening"][0]["error"], "Address already in use");
+    ASSERT_EQ(edges.size(), 1u) << edges.dump();
+    EXPECT_EQ(edges[0]["state"], "partial");
+    EXPECT_EQ(edges[0]["host"], row["not_listening"][0]["host"]);
+    auto table = cli("exposure --org dev");
+    EXPECT_NE(table.out.find("NOT LISTENING"), std::string::npos) << table.out;
+    EXPECT_NE(table.out.find("]:7004 (endpoint net/echo/prod held) is not listening on host"), std::string::npos)
+        << table.out;
+    auto held_described = cli("endpoint describe held" + kIn);
+    EXPECT_NE(held_described.out.find(":7004 tcp; NOT LISTENING on host " + row["not_listening"][0]["host"].get<std::string>() +
+                                      ": Address already in use"),
+              std::string::npos)
+        << held_described.out;
+    EXPECT_NE(cli("endpoint list" + kIn).out.find("NOT LISTENING"), std::string::npos);
+    EXPECT_TRUE(eventually(v6, 7000, true)) << "the rest of the snapshot is served";
+    ::close(held);
+    EXPECT_TRUE(eventually(v6, 7004, true)) << logs();
+    for (int i = 0; i < 100 && (row.contains("not_listening") || edges[0]["state"] != "current"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::tie(row, edges) = row_7004();
+    }
+    EXPECT_FALSE(row.contains("not_listening")) << row.dump();
+    EXPECT_EQ(edges[0]["state"], "current") << edges.dump();
+    ASSERT_EQ(cli("endpoint delete held" + kIn).exit, 0);
+  }
 
   // The manifest's endpoint cannot be deleted from the CLI; exit 6 says why.
   EXPECT_EQ(cli("endpoint delete echo" + kIn).exit, 6);
