@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <optional>
 
 #include "engine/crypto.h"
 #include "engine/db.h"
@@ -218,7 +219,7 @@ Json edge_states(pqxx::transaction_base& tx) {
   Json out = Json::array();
   for (const auto& r : tx.exec_params(
            "SELECT h.name, c.host_id, c.version, c.applied_version, c.unbound::text, " + db::sql_rfc3339("c.seen_at") +
-           ", floor(extract(epoch FROM now() - c.seen_at))::bigint"
+           ", floor(extract(epoch FROM now() - c.seen_at))::bigint, c.refused::text"
            " FROM core.edge_config c JOIN core.hosts h ON h.id = c.host_id ORDER BY h.name")) {
     const auto version = r[2].as<std::int64_t>();
     const auto unbound = Json::parse(r[4].as<std::string>());
@@ -226,7 +227,8 @@ Json edge_states(pqxx::transaction_base& tx) {
               {"applied_version", r[3].is_null() ? Json() : Json(r[3].as<std::int64_t>())},
               {"seen_at", r[5].is_null() ? Json() : Json(r[5].as<std::string>())},
               {"seen_seconds_ago", r[6].is_null() ? Json() : Json(r[6].as<std::int64_t>())},
-              {"unbound", unbound}};
+              {"unbound", unbound},
+              {"refused", r[7].is_null() ? Json() : Json::parse(r[7].as<std::string>())}};
     if (r[6].is_null() || r[6].as<std::int64_t>() > kEdgeAbsentSeconds) e["state"] = "absent";
     else if (!unbound.empty()) e["state"] = "partial";
     else if (r[3].is_null() || r[3].as<std::int64_t>() < version) e["state"] = "behind";
@@ -249,10 +251,11 @@ void mark_not_listening(Json& rows, const Json& edges) {
 }
 
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
-                        const Json& unbound) {
-  return !tx.exec_params("UPDATE core.edge_config SET applied_version = $2, unbound = $3::jsonb, reported_at = now(),"
-                         " seen_at = now() WHERE host_id = $1 RETURNING 1",
-                         host_id, version, unbound.dump())
+                        const Json& unbound, const Json& refused) {
+  return !tx.exec_params("UPDATE core.edge_config SET applied_version = $2, unbound = $3::jsonb, refused = $4::jsonb,"
+                         " reported_at = now(), seen_at = now() WHERE host_id = $1 RETURNING 1",
+                         host_id, version, unbound.dump(),
+                         refused.is_null() ? std::optional<std::string>() : std::optional<std::string>(refused.dump()))
               .empty();
 }
 

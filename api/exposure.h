@@ -55,15 +55,16 @@ std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const
 
 // What each host's edge serves against what it should (docs/network.md#what-the-edge-serves): one object
 // per host with an edge, {host, host_id, version (wanted), applied_version, state, seen_at,
-// seen_seconds_ago, unbound: [{address, port, kind, error}]}. state: "current"; "partial" (listeners not
-// bound); "behind" (an older snapshot is served); "absent" (no poll for kEdgeAbsentSeconds, or never).
+// seen_seconds_ago, unbound: [{address, port, kind, error}], refused: {version, error} or null}. state:
+// "current"; "partial" (listeners not bound); "behind" (an older snapshot is served); "absent" (no poll
+// for kEdgeAbsentSeconds, or never).
 constexpr int kEdgeAbsentSeconds = 60;
 Json edge_states(pqxx::transaction_base& tx);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
 // An edge's report (POST /v1/edge/status, already validated); false when the host has no snapshot yet.
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
-                        const Json& unbound);
+                        const Json& unbound, const Json& refused);
 // A poll from the edge: it is alive.
 void record_edge_seen(pqxx::transaction_base& tx, const std::string& host_id);
 

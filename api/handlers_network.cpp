@@ -276,7 +276,9 @@ WatchPlan watch_edge_config(Context& ctx, const Request& req) {
 Response post_edge_status(Context& ctx, const Request& req) {
   const auto credential = host_credential(req);
   const auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
-  auto body = parse_body(req.body, {{"version", FieldType::integer, true}, {"unbound", FieldType::array_of_objects, true}});
+  auto body = parse_body(req.body, {{"version", FieldType::integer, true},
+                                    {"unbound", FieldType::array_of_objects, true},
+                                    {"refused", FieldType::object, false}});
   const auto version = body["version"].get<std::int64_t>();
   if (version < 0) throw PlatformError(ErrorCode::invalid_request, "\"version\" must be 0 or more", "");
   if (body["unbound"].size() > 10000)
@@ -297,12 +299,21 @@ Response post_edge_status(Context& ctx, const Request& req) {
     unbound.push_back({{"address", u["address"]}, {"port", port}, {"kind", u["kind"]},
                        {"error", u["error"].get<std::string>().substr(0, 300)}});
   }
+  Json refused;  // the newest snapshot the edge could not apply, and why
+  if (body.contains("refused")) {
+    const auto& r = body["refused"];
+    if (r.size() != 2 || !r.contains("version") || !r["version"].is_number_integer() || r["version"].get<std::int64_t>() < 0 ||
+        !r.contains("error") || !r["error"].is_string())
+      throw PlatformError(ErrorCode::invalid_request,
+                          "\"refused\" needs exactly version (0 or more) and error (a string)", "");
+    refused = {{"version", r["version"]}, {"error", r["error"].get<std::string>().substr(0, 300)}};
+  }
   // No event (what an edge serves is its state, not a change anyone made): no wake-up either.
   bool known = false;
   try {
     auto lease = ctx.pool.acquire();
     pqxx::nontransaction tx(*lease);
-    known = record_edge_status(tx, host.id, version, unbound);
+    known = record_edge_status(tx, host.id, version, unbound, refused);
   } catch (const PlatformError&) {
     throw;
   } catch (const std::exception& e) {

@@ -227,9 +227,13 @@ void print_edges(const Json& out) {
                               ? "for " + short_duration(e["seen_seconds_ago"].get<std::int64_t>())
                               : std::string("yet")) +
                          ": is platform-edge running there? Until it is, nothing is served on that host");
+    else if (state == "behind" && e["refused"].is_object())
+      problems.push_back("the edge on host " + host + " refused config " + version_name(e["refused"]["version"]) + ": " +
+                         e["refused"].value("error", "") + "; it still serves " + version_name(e["applied_version"]) +
+                         " (a platform-edge older than the control plane? its log on that host has the whole story)");
     else if (state == "behind")
       problems.push_back("the edge on host " + host + " serves config " + version_name(e["applied_version"]) + ", not " +
-                         version_name(e["version"]) + ": it is applying it, or it refused it (its log on that host says why)");
+                         version_name(e["version"]) + ": it is applying it");
   }
   if (problems.empty()) return;
   std::cout << "\nnot served as listed:\n";

@@ -42,9 +42,9 @@ std::string unbound_text(const std::vector<ingress::Edge::Unbound>& unbound) {
   return out;
 }
 
-// Applies a snapshot; false (with why on stderr) when it is refused, the last good one still serving.
-// A listener that cannot be bound does not refuse the snapshot: it is said here and retried.
-bool apply(ingress::Edge& edge, const Json& j, bool first) {
+// Applies a snapshot; when it is refused, why (also on stderr), the last good one still serving. A
+// listener that cannot be bound does not refuse the snapshot: it is said here and retried.
+std::optional<std::string> apply(ingress::Edge& edge, const Json& j, bool first) {
   try {
     auto cfg = ingress::parse_edge_config(j);
     auto r = edge.apply(cfg);
@@ -53,12 +53,12 @@ bool apply(ingress::Edge& edge, const Json& j, bool first) {
     if (!r.unbound.empty())
       std::cerr << "platform-edge: not listening (retried every " << kRetrySeconds << " s): " << unbound_text(r.unbound)
                 << "\n";
-    return true;
+    return std::nullopt;
   } catch (const std::exception& e) {
     if (first) throw;
     std::cerr << "platform-edge: config not applied, still serving version " << edge.current()->version << ": "
               << e.what() << "\n";
-    return false;
+    return e.what();
   }
 }
 
@@ -113,34 +113,43 @@ std::string host_credential(const std::string& identity_file) {
 }
 
 // What the edge serves, for the control plane (POST /v1/edge/status): `platform exposure` shows it.
-Json status_json(const ingress::Edge& edge) {
+// `refused`: the newest snapshot it could not apply and why, or null.
+Json status_json(const ingress::Edge& edge, const Json& refused) {
   Json unbound = Json::array();
   for (const auto& u : edge.unbound())
     unbound.push_back({{"address", u.address.ip}, {"port", u.address.port}, {"kind", u.tls ? "tls" : "tcp"},
                        {"error", u.error}});
-  return {{"version", edge.current()->version}, {"unbound", unbound}};
+  Json out = {{"version", edge.current()->version}, {"unbound", unbound}};
+  if (!refused.is_null()) out["refused"] = refused;
+  return out;
 }
 
 // Long-polls the control plane for new snapshot versions; errors are retried with a growing pause while
 // the last good snapshot keeps serving. After each change of what it serves (a snapshot applied, a
-// listener bound at last), the edge reports it; while a listener is not bound, it is retried every
-// kRetrySeconds (the poll then waits no longer than that).
+// listener bound at last, a snapshot refused), and about once a minute anyway, the edge reports it.
+// While a listener is not bound, it is retried every kRetrySeconds (the poll waits no longer than that).
 void serve_control(ingress::Edge& edge, const std::string& url, const std::string& identity_file) {
   const auto credential = host_credential(identity_file);
   if (g_stop) return;
   api::Client client(url, credential);
   std::int64_t version = -1;
   int failures = 0;
-  Json reported;  // the last status the control plane took
+  Json reported;  // the last status the control plane took, and when
+  std::chrono::steady_clock::time_point reported_at{};
+  Json refused;   // the newest snapshot not applied: {version, error}
+  bool polled = false;  // the control plane has a snapshot on record for this host to report against
   bool report_failed = false;
   while (!g_stop) {
     try {
       retry_unbound(edge);
-      if (auto status = status_json(edge); version >= 0 && status != reported) {
+      // Sent on every change, and once a minute anyway (the control plane may have lost or mixed it up).
+      const auto now = std::chrono::steady_clock::now();
+      if (auto status = status_json(edge, refused); polled && (status != reported || now - reported_at > std::chrono::minutes(1))) {
         // Never in the way of the config: a report that fails is said once and sent again next turn.
         try {
           client.call("POST", "/v1/edge/status", status, std::string(), std::chrono::seconds(10));
           reported = status;
+          reported_at = now;
           report_failed = false;
         } catch (const std::exception& e) {
           if (!report_failed) std::cerr << "platform-edge: cannot report what it serves: " << e.what() << "\n";
@@ -153,9 +162,17 @@ void serve_control(ingress::Edge& edge, const std::string& url, const std::strin
                            std::nullopt, std::string(), std::chrono::seconds(wait + 10));
       if (failures) std::cerr << "platform-edge: the control plane answers again\n";
       failures = 0;
+      polled = true;
       const auto v = j.value("version", std::int64_t{-1});
-      if (v != version && apply(edge, j, false)) version = v;
-      if (v != version) std::this_thread::sleep_for(std::chrono::seconds(1));  // refused: ask again shortly
+      if (v != version) {
+        if (auto why = apply(edge, j, false)) {
+          refused = {{"version", v}, {"error", why->substr(0, 300)}};
+          std::this_thread::sleep_for(std::chrono::seconds(1));  // ask again shortly
+        } else {
+          version = v;
+          refused = nullptr;
+        }
+      }
     } catch (const std::exception& e) {
       if (!failures) std::cerr << "platform-edge: cannot reach the control plane at " << url << ": " << e.what()
                                << " (retrying; serving the last good config)\n";

@@ -538,7 +538,27 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   EXPECT_EQ(post({{"version", version}, {"unbound", none}}), 200);
   x = exposure();
   EXPECT_EQ(edge_of(x)["state"], "current");
+  EXPECT_TRUE(edge_of(x)["refused"].is_null());
   EXPECT_FALSE(row_of(x).contains("not_listening"));
+
+  // A newer snapshot the edge refused (an edge older than the control plane, say): behind, and why.
+  client().call("POST", kEnvs + "seen/endpoints", Json{{"port", 6001}, {"process", "web"}}, new_id("idem"));
+  const auto next = edge.call("GET", "/v1/edge/config?after=" + std::to_string(version))["version"].get<std::int64_t>();
+  ASSERT_GT(next, version);
+  for (const auto& bad : std::vector<Json>{{{"version", next}}, {{"version", -1}, {"error", "x"}},
+                                           {{"version", next}, {"error", 1}}, {{"version", next}, {"error", "x"}, {"at", 1}}})
+    EXPECT_EQ(post({{"version", version}, {"unbound", none}, {"refused", bad}}), 400) << bad.dump();
+  EXPECT_EQ(post({{"version", version}, {"unbound", none}, {"refused", {{"version", next}, {"error", "unknown field \"x\""}}}}), 200);
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "behind");
+  EXPECT_EQ(edge_of(x)["version"], next);
+  EXPECT_EQ(edge_of(x)["applied_version"], version);
+  EXPECT_EQ(edge_of(x)["refused"], (Json{{"version", next}, {"error", "unknown field \"x\""}}));
+  // Applied after all: current again, the refusal gone.
+  EXPECT_EQ(post({{"version", next}, {"unbound", none}}), 200);
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "current");
+  EXPECT_TRUE(edge_of(x)["refused"].is_null());
   // An edge that stops asking is absent after a minute.
   {
     pqxx::connection c(platform_->conninfo);
@@ -550,7 +570,7 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   }
   EXPECT_EQ(edge_of(exposure())["state"], "absent");
   // Its next poll says it is back.
-  edge.call("GET", "/v1/edge/config?after=" + std::to_string(version) + "&wait=0s");
+  edge.call("GET", "/v1/edge/config?after=" + std::to_string(next) + "&wait=0s");
   EXPECT_EQ(edge_of(exposure())["state"], "current");
 }
 
