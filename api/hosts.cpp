@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "api/exposure.h"
 #include "engine/crypto.h"
 #include "engine/db.h"
 #include "engine/error.h"
@@ -208,6 +209,9 @@ std::optional<Json> describe_host(pqxx::transaction_base& tx, const std::string&
     evs.push_back({{"type", e[0].as<std::string>()}, {"at", e[1].as<std::string>()},
                    {"data", Json::parse(e[2].as<std::string>())}});
   host["events"] = evs;
+  host["edge"] = nullptr;  // what this host's edge serves (none: no edge has asked for its config)
+  for (auto& e : edge_states(tx))
+    if (e["host_id"] == host["id"]) host["edge"] = std::move(e);
   return host;
 }
 

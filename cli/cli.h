@@ -56,6 +56,8 @@ std::string table_line(std::vector<std::size_t>& widths, const std::vector<std::
 void note(const Globals& g, const std::string& line);
 // A span of seconds, short: "45s", "3m", "2h", "4d".
 std::string short_duration(std::int64_t seconds);
+// A version number as the CLI writes it: "v12"; "-" when there is none (null).
+std::string version_name(const Json& v);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);
 

@@ -109,6 +109,8 @@ void note(const Globals& g, const std::string& line) {
   if (!g.quiet) std::cerr << line << "\n";
 }
 
+std::string version_name(const Json& v) { return v.is_number_integer() ? "v" + std::to_string(v.get<std::int64_t>()) : "-"; }
+
 std::string short_duration(std::int64_t s) {
   if (s < 120) return std::to_string(s) + "s";
   if (s < 7200) return std::to_string(s / 60) + "m";

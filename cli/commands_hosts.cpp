@@ -10,6 +10,27 @@ namespace {
 
 std::string age(double seconds) { return short_duration(static_cast<std::int64_t>(seconds)) + " ago"; }
 
+// The host's edge: which config it serves of which, and anything it does not serve.
+void print_host_edge(const Json& e) {
+  if (!e.is_object()) {
+    std::cout << "edge       none has asked for this host's config: run platform-edge there (docs/network.md)\n";
+    return;
+  }
+  std::cout << "edge       " << e.value("state", "") << ": serves config " << version_name(e["applied_version"]) << " of "
+            << version_name(e["version"]) << ", last asked "
+            << (e["seen_seconds_ago"].is_number_integer() ? age(e["seen_seconds_ago"].get<double>()) : std::string("never"))
+            << "\n";
+  for (const auto& u : e.value("unbound", Json::array())) {
+    const auto ip = u.value("address", "");
+    std::cout << "           not listening: " << u.value("kind", "") << " "
+              << (ip.find(':') == std::string::npos ? ip : "[" + ip + "]") << ":" << u.value("port", 0) << ": "
+              << u.value("error", "") << "\n";
+  }
+  if (e["refused"].is_object())
+    std::cout << "           refused config " << version_name(e["refused"]["version"]) << ": " << e["refused"].value("error", "")
+              << "\n";
+}
+
 std::string capacity(const Json& c) {
   return std::to_string(c.value("cpus", 0)) + " cpu, " + std::to_string(c.value("memory_mib", 0)) + " MiB, " +
          std::to_string(c.value("disk_mib", 0) / 1024) + " GiB disk";
@@ -70,6 +91,7 @@ void add_host_commands(CLI::App& app, Globals& g) {
     std::cout << "allocated  " << allocated(h) << " to " << h.value("instances", 0) << " instances\n";
     std::cout << "runtime    " << h["runtime"].value("name", "") << ": " << h["runtime"].value("reason", "") << "\n";
     std::cout << "enrolled   " << h.value("enrolled_at", "") << "\n";
+    print_host_edge(h["edge"]);
     for (const auto& e : h.value("events", Json::array())) {
       std::string why = e["data"].value("reason", "");
       std::cout << "event      " << e.value("at", "") << " " << e.value("type", "") << (why.empty() ? "" : ": " + why)

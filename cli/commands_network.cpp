@@ -192,8 +192,6 @@ void add_endpoint(CLI::App& app, Globals& g) {
   });
 }
 
-std::string version_name(const Json& v) { return v.is_number_integer() ? "v" + std::to_string(v.get<std::int64_t>()) : "-"; }
-
 // Under the exposure table: what each host's edge serves against what it should, and why any row is
 // not served (docs/network.md#what-the-edge-serves).
 void print_edges(const Json& out) {

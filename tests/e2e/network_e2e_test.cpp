@@ -230,6 +230,9 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
               std::string::npos)
         << held_described.out;
     EXPECT_NE(cli("endpoint list" + kIn).out.find("NOT LISTENING"), std::string::npos);
+    auto host = cli("host describe " + edges[0]["host"].get<std::string>());
+    EXPECT_NE(host.out.find("edge       partial: serves config v"), std::string::npos) << host.out;
+    EXPECT_NE(host.out.find("not listening: tcp [" + v6 + "]:7004: Address already in use"), std::string::npos) << host.out;
     EXPECT_TRUE(eventually(v6, 7000, true)) << "the rest of the snapshot is served";
     ::close(held);
     EXPECT_TRUE(eventually(v6, 7004, true)) << logs();
