@@ -196,7 +196,12 @@ void add_endpoint(CLI::App& app, Globals& g) {
 // not served (docs/network.md#what-the-edge-serves).
 void print_edges(const Json& out) {
   const auto edges = out.value("edges", Json::array());
-  if (edges.empty()) return;
+  if (edges.empty()) {
+    if (!out["exposed"].empty())
+      std::cout << "\nnot served as listed:\n  no platform-edge has asked for its config yet, so nothing listed here is "
+                   "served: run one on each host that runs instances (docs/network.md#the-edges-config)\n";
+    return;
+  }
   std::vector<std::vector<std::string>> rows;
   for (const auto& e : edges)
     rows.push_back({e.value("host", ""), version_name(e["applied_version"]), version_name(e["version"]), e.value("state", ""),
