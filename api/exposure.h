@@ -58,7 +58,7 @@ std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const
 // seen_seconds_ago, unbound: [{address, port, kind, error}], refused: {version, error} or null}. state:
 // "current"; "partial" (listeners not bound); "behind" (an older snapshot is served); "absent" (no poll
 // for kEdgeAbsentSeconds, or never).
-constexpr int kEdgeAbsentSeconds = 60;
+constexpr int kEdgeAbsentSeconds = 90;  // a poll waits at most 60 s (platform-edge asks for 20 s)
 Json edge_states(pqxx::transaction_base& tx);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);

@@ -559,7 +559,7 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   x = exposure();
   EXPECT_EQ(edge_of(x)["state"], "current");
   EXPECT_TRUE(edge_of(x)["refused"].is_null());
-  // An edge that stops asking is absent after a minute.
+  // An edge that stops asking is absent after 90 s.
   {
     pqxx::connection c(platform_->conninfo);
     pqxx::work tx(c);
