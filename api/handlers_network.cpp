@@ -297,7 +297,7 @@ Response post_edge_status(Context& ctx, const Request& req) {
       throw PlatformError(ErrorCode::invalid_request,
                           at + " needs address (a string), port (1-65535), kind (\"tcp\" or \"tls\") and error (a string)", "");
     unbound.push_back({{"address", u["address"]}, {"port", port}, {"kind", u["kind"]},
-                       {"error", u["error"].get<std::string>().substr(0, 300)}});
+                       {"error", utf8_prefix(u["error"].get<std::string>(), 300)}});
   }
   Json refused;  // the newest snapshot the edge could not apply, and why
   if (body.contains("refused")) {
@@ -306,7 +306,7 @@ Response post_edge_status(Context& ctx, const Request& req) {
         !r.contains("error") || !r["error"].is_string())
       throw PlatformError(ErrorCode::invalid_request,
                           "\"refused\" needs exactly version (0 or more) and error (a string)", "");
-    refused = {{"version", r["version"]}, {"error", r["error"].get<std::string>().substr(0, 300)}};
+    refused = {{"version", r["version"]}, {"error", utf8_prefix(r["error"].get<std::string>(), 300)}};
   }
   // No event (what an edge serves is its state, not a change anyone made): no wake-up either.
   bool known = false;

@@ -166,7 +166,7 @@ void serve_control(ingress::Edge& edge, const std::string& url, const std::strin
       const auto v = j.value("version", std::int64_t{-1});
       if (v != version) {
         if (auto why = apply(edge, j, false)) {
-          refused = {{"version", v}, {"error", why->substr(0, 300)}};
+          refused = {{"version", v}, {"error", utf8_prefix(*why, 300)}};
           std::this_thread::sleep_for(std::chrono::seconds(1));  // ask again shortly
         } else {
           version = v;

@@ -534,6 +534,12 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   EXPECT_EQ(row_of(x)["not_listening"][0]["host"], "status-host");
   EXPECT_EQ(row_of(x)["not_listening"][0]["error"], "Address already in use");
 
+  // A long error is cut to 300 bytes, before a character rather than inside one.
+  auto long_error = taken;
+  long_error["error"] = std::string(299, 'x') + "\u00e9 and more";
+  EXPECT_EQ(post({{"version", version}, {"unbound", Json::array({long_error})}}), 200);
+  EXPECT_EQ(edge_of(exposure())["unbound"][0]["error"], std::string(299, 'x'));
+
   // Bound at last: current, nothing marked.
   EXPECT_EQ(post({{"version", version}, {"unbound", none}}), 200);
   x = exposure();
