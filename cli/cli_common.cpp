@@ -125,6 +125,10 @@ void print_receipt(const Globals& g, const Json& r) {
     return;
   }
   const auto& res = r.value("resource", Json::object());
+  if (g.quiet) {  // the one handle a script needs: platform wait OP, platform operation describe OP
+    std::cout << r.value("operation_id", res.value("id", "")) << "\n" << std::flush;
+    return;
+  }
   std::cout << r.value("kind", "operation") << ": " << res.value("kind", "") << " " << res.value("path", "") << " ("
             << res.value("id", "") << ")" << (r.value("duplicate", false) ? " [already done: nothing changed]" : "")
             << "\n";
@@ -169,7 +173,7 @@ void print_receipt(const Globals& g, const Json& r) {
     if (auto type = e.value("type", ""); !type.empty()) std::cout << " " << type;
     std::cout << " (" << e.value("stream", "") << ", version " << e.value("stream_version", 0) << ")\n";
   }
-  if (!g.quiet && r.contains("next")) {
+  if (r.contains("next")) {
     std::cout << "next:\n";
     for (const auto& n : r["next"]) std::cout << "  " << n.get<std::string>() << "\n";
   }

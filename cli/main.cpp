@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", g.output, "table | json | ndjson")
       ->check(CLI::IsMember({"table", "json", "ndjson"}))
       ->capture_default_str();
-  app.add_flag("-q,--quiet", g.quiet, "Only the essential output");
+  app.add_flag("-q,--quiet", g.quiet, "Only the essential output: a change prints its operation id alone; no progress notes");
   app.add_flag("--no-color", g.no_color, "No colour (output is never coloured in this version)");
   cli::add_context_commands(app, g);
   cli::add_resource_commands(app, g);

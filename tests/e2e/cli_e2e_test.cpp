@@ -41,6 +41,15 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   auto app = cli("app create api --org dev --project shop");
   ASSERT_EQ(app.exit, 0) << app.out;
   EXPECT_NE(app.out.find(" AppCreated (app-app_"), std::string::npos) << app.out;
+  // --quiet: a mutation prints only its operation id, the handle `wait` and `operation describe` take.
+  auto quiet = cli("-q app create quiet --org dev --project shop");
+  ASSERT_EQ(quiet.exit, 0) << quiet.out;
+  ASSERT_EQ(quiet.out.rfind("op_", 0), 0u) << quiet.out;
+  ASSERT_EQ(quiet.out.find('\n'), quiet.out.size() - 1) << quiet.out;
+  EXPECT_EQ(cli("wait " + quiet.out.substr(0, quiet.out.size() - 1) + " --org dev --timeout 30s").exit, 0);
+  auto described_op = one_json(cli("-o json operation describe " + quiet.out.substr(0, quiet.out.size() - 1) + " --org dev"));
+  EXPECT_EQ(described_op["status"], "succeeded") << described_op.dump();
+  ASSERT_EQ(cli("-q app delete quiet --org dev --project shop").exit, 0);
   auto envr = cli("-o json env create prod --org dev --project shop --app api");
   ASSERT_EQ(envr.exit, 0) << envr.out;
   auto env_id = one_json(envr)["resource"]["id"].get<std::string>();
