@@ -98,6 +98,15 @@ Json post_accepting_ipv4(Session& s, const Globals& g, bool yes, const std::stri
 
 // `platform wait` without a target: the env's rollout (converged 0, failed 1, unplaceable 5, timeout 4).
 void run_wait_converged(const Globals& g, const std::string& timeout);
+// An env to wait on: its API path ("/v1/orgs/…/envs/prod"), its flags for hints (" --project … --env
+// prod") and its name.
+struct EnvTarget {
+  std::string api_path, flags, name;
+};
+// Until the env's rollout converges (its final status), saying on stderr what moves; throws as
+// run_wait_converged exits (failed, unplaceable, no release, timed out at `deadline`).
+Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& env,
+                        std::chrono::steady_clock::time_point deadline, const std::string& timeout_text);
 
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();

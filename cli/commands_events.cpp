@@ -162,8 +162,33 @@ struct WaitArgs {
 
 // Waits for an operation to succeed, or for a resource (ID or KIND/NAME) to exist or be deleted,
 // including ones that do not exist yet. Sleeps between checks on a long poll of the org's events.
+// The env whose rollout an operation started (a deploy, a rollback, a scale: it set the env's release or
+// a process's count or size), or nullopt.
+std::optional<EnvTarget> rollout_of(api::Client& client, const Json& op) {
+  std::string env_id;
+  for (const auto& e : op.value("events", Json::array()))
+    if (const auto type = e.value("type", ""); type == "EnvReleaseSet" || type == "ProcessScaled")
+      for (const auto& r : op.value("resources", Json::array()))
+        if (r.value("kind", "") == "env") env_id = r.value("id", "");
+  if (env_id.empty()) return std::nullopt;
+  // Its path "org/O/project/P/app/A/env/E" names it for the API and for the hints.
+  const auto path = client.call("GET", "/v1/resources/" + api::url_encode(env_id)).value("path", "");
+  std::vector<std::string> part;
+  for (std::size_t at = 0; at <= path.size();) {
+    auto slash = path.find('/', at);
+    if (slash == std::string::npos) slash = path.size();
+    part.push_back(path.substr(at, slash - at));
+    at = slash + 1;
+  }
+  if (part.size() != 8) return std::nullopt;
+  return EnvTarget{"/v1/orgs/" + api::url_encode(part[1]) + "/projects/" + api::url_encode(part[3]) + "/apps/" +
+                       api::url_encode(part[5]) + "/envs/" + api::url_encode(part[7]),
+                   " --org " + part[1] + " --project " + part[3] + " --app " + part[5] + " --env " + part[7], part[7]};
+}
+
 void run_wait(const Globals& g, WaitArgs a) {
   if (a.target.empty()) return run_wait_converged(g, a.timeout.empty() ? "5m" : a.timeout);
+  const bool timeout_given = !a.timeout.empty();
   if (a.timeout.empty()) a.timeout = "60s";
   auto s = open_session(g);
   auto client = s.client();
@@ -197,6 +222,21 @@ void run_wait(const Globals& g, WaitArgs a) {
       if (e.error().code != ErrorCode::not_found) throw;
       done = !is_op && a.for_state == "deleted";
       last = Json::object();
+    }
+    if (done && is_op) {
+      // A deploy, rollback or scale is done when its rollout is: the env converges (or fails, exit 1).
+      if (auto env = rollout_of(client, last)) {
+        note(g, what + ": succeeded; waiting for env " + env->name + " to roll out");
+        if (!timeout_given) {  // a rollout's own default, as `platform wait` without a target
+          a.timeout = "5m";
+          deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+        }
+        last["rollout"] = wait_env_converged(g, client, *env, deadline, a.timeout);
+        if (g.format() != Format::table) return print_json(last);
+        std::cout << what << ": succeeded; converged: release " << last["rollout"]["release"].value("name", "")
+                  << ", every process at its count and healthy\n";
+        return;
+      }
     }
     if (done) {
       if (g.format() != Format::table) print_json(last.empty() ? Json{{"target", a.target}, {"state", "deleted"}} : last);

@@ -181,12 +181,19 @@ std::string rollout_progress(const Json& status) {
 void run_wait_converged(const Globals& g, const std::string& timeout_text) {
   auto s = open_session(g);
   auto client = s.client();
-  const auto path = s.env_path() + "/status";
   auto timeout = parse_duration(timeout_text);
   if (!timeout)
     throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + timeout_text + "\" is not a duration", "e.g. 5m");
-  const auto deadline = std::chrono::steady_clock::now() + *timeout;
-  const auto env_flag = s.env_flags();
+  auto st = wait_env_converged(g, client, {s.env_path(), s.env_flags(), s.need_env()},
+                               std::chrono::steady_clock::now() + *timeout, timeout_text);
+  if (g.format() != Format::table) return print_json(st);
+  std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
+}
+
+Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& env,
+                        std::chrono::steady_clock::time_point deadline, const std::string& timeout_text) {
+  const auto path = env.api_path + "/status";
+  const auto& env_flag = env.flags;
   std::string last_phase, last_progress;
   std::set<std::string> last_problems;
   while (!interrupted()) {
@@ -221,13 +228,9 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
     last_problems = std::move(seen);
     Json details = Json::array();  // error details are objects with a text (engine/error_details.h)
     for (const auto& p : problems) details.push_back({{"text", p}});
-    if (phase == "converged") {
-      if (g.format() != Format::table) return print_json(st);
-      std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
-      return;
-    }
+    if (phase == "converged") return st;
     if (phase == "no_release")
-      throw PlatformError(ErrorCode::precondition_failed, "env " + s.need_env() + " has no release to converge on",
+      throw PlatformError(ErrorCode::precondition_failed, "env " + env.name + " has no release to converge on",
                           "Deploy first: platform deploy" + env_flag);
     if (phase == "failed") {
       auto failed = first;  // the first instance that gave up (others may still be restarting)
@@ -248,7 +251,7 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
                            "(platform host join-token); `platform status" + env_flag + "` shows the rest."},
                           details);
     if (std::chrono::steady_clock::now() >= deadline)
-      throw DetailedError({ErrorCode::timed_out, "env " + s.need_env() + " did not converge within " + timeout_text +
+      throw DetailedError({ErrorCode::timed_out, "env " + env.name + " did not converge within " + timeout_text +
                                                      (first.empty() ? "" : ": " + first),
                            "See `platform status" + env_flag + "` for what is still moving."},
                           details);

@@ -600,8 +600,13 @@ optional = ["ECHO_ALLOC_MIB"]
   EXPECT_EQ(cli("-o json logs --instance web-1" + in("prod")).exit, 0);
 
   // Scale up, then down: the stopped ones are named with why.
-  ASSERT_EQ(cli("-o json scale web=3" + in("prod")).exit, 0);
-  ASSERT_EQ(cli("-o json wait --timeout 90s" + in("prod")).exit, 0);
+  // Waiting on the scale's operation waits for its rollout too: the answer carries the converged status.
+  auto up = cli("-o json scale web=3" + in("prod"));
+  ASSERT_EQ(up.exit, 0) << up.out;
+  auto up_waited = cli("-o json wait " + one_json(up)["operation_id"].get<std::string>() + " --timeout 90s");
+  ASSERT_EQ(up_waited.exit, 0) << up_waited.out;
+  EXPECT_EQ(one_json(up_waited)["status"], "succeeded");
+  EXPECT_EQ(one_json(up_waited)["rollout"]["phase"], "converged") << up_waited.out;
   st = one_json(cli("-o json status" + in("prod")));
   EXPECT_EQ(instance_releases(st, "web").size(), 3u);
   auto down = cli("-o json scale web=1" + in("prod"));
@@ -641,7 +646,8 @@ optional = ["ECHO_ALLOC_MIB"]
   }
 
   // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
-  ASSERT_EQ(cli("-o json deploy" + image("crash") + m + in("crash")).exit, 0);
+  auto crash_deploy = cli("-o json deploy" + image("crash") + m + in("crash"));
+  ASSERT_EQ(crash_deploy.exit, 0) << crash_deploy.out;
   const auto progress_file = (dev.root() / "wait-progress.txt").string();
   auto failed = run("( " + std::string(PLATFORM_BIN) + " -o json wait --timeout 120s" + in("crash") + " 2>" +
                     progress_file + " )");
@@ -658,6 +664,10 @@ optional = ["ECHO_ALLOC_MIB"]
   EXPECT_NE(failed_details[0]["text"].get<std::string>().find(": "), std::string::npos) << failed.out;
   // The same in a table: the problems go to stderr, one line each, and the exit code stays 1.
   EXPECT_EQ(cli("wait --timeout 10s" + in("crash")).exit, 1);
+  // Waiting on the deploy's operation says the same: it succeeded, its rollout failed (exit 1).
+  auto op_failed = cli("-o json wait " + one_json(crash_deploy)["operation_id"].get<std::string>() + " --timeout 10s");
+  EXPECT_EQ(op_failed.exit, 1) << op_failed.out;
+  EXPECT_EQ(one_json(op_failed)["error"]["code"], "failed");
   // The error names whichever instance gave up first; web-1 gives up too, within its backoff.
   Json d;
   for (int i = 0; i < 100; ++i) {
