@@ -108,6 +108,16 @@ struct EnvTarget {
 Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& env,
                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text);
 
+// `--wait [--timeout 5m]` on a change that starts a rollout (deploy, rollback, scale).
+struct RolloutWait {
+  bool wait = false;
+  std::string timeout = "5m";
+};
+void add_rollout_wait(CLI::App* cmd, RolloutWait& w);
+// The change's receipt; with --wait, then its rollout followed to the end as `platform wait` does (the
+// same exit codes; `-o json` prints one document, the receipt with the converged status as `rollout`).
+void print_receipt_and_wait(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w);
+
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();
 

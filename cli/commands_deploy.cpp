@@ -100,13 +100,15 @@ void add_deploy(CLI::App& app, Globals& g) {
       "  platform deploy --image registry.example.com/shop/api:1.4 --project shop --app api --env prod\n"
       "  platform deploy --plan plan.json --image ...:1.5 --env prod   # review it, then:\n"
       "  platform deploy --apply plan.json --yes\n"
-      "  platform wait --project shop --app api --env prod               # until every process is healthy");
+      "  platform deploy --image ...:1.5 --env prod --wait               # and follow the rollout to its end");
   deploy->add_option("--plan", a->plan_file, "Write a plan (what would change, pinned to digests) to FILE; deploy nothing");
   deploy->add_option("--apply", a->apply_file, "Deploy exactly the plan in FILE (refused if anything moved since)");
   deploy->add_flag("--detach", a->detach, "Answer as soon as the deploy is recorded, without waiting for it to apply");
   deploy->add_flag("--yes", a->yes, "Accept the IPv4 add-on's monthly price when the manifest or plan asks for it (ipv4 = true)");
   deploy->add_option("--idempotency-key", a->idempotency_key, "Make a retried request safe");
-  deploy->callback([&g, a] {
+  auto w = std::make_shared<RolloutWait>();
+  add_rollout_wait(deploy, *w);
+  deploy->callback([&g, a, w] {
     if (!a->apply_file.empty() && (!a->image.empty() || !a->manifest.empty() || !a->plan_file.empty()))
       throw PlatformError(ErrorCode::invalid_request, "--apply deploys a plan as it is",
                           "Give --apply FILE alone, or make a new plan with --image/--manifest and --plan.");
@@ -126,8 +128,10 @@ void add_deploy(CLI::App& app, Globals& g) {
       if (g.project.empty() && where.count("project")) s.ctx.project = where["project"];
       if (g.app.empty() && where.count("app")) s.ctx.app = where["app"];
       if (g.env.empty() && where.count("env")) s.ctx.env = where["env"];
-      return print_receipt(g, post_accepting_ipv4(s, g, a->yes, s.env_path() + "/deploys", Json{{"plan", plan}},
-                                                  headers, std::chrono::seconds(120)));
+      return print_receipt_and_wait(g, s,
+                                    post_accepting_ipv4(s, g, a->yes, s.env_path() + "/deploys", Json{{"plan", plan}},
+                                                        headers, std::chrono::seconds(120)),
+                                    *w);
     }
     a->dry_run = !a->plan_file.empty();
     auto body = deploy_body(s, g, *a);
@@ -143,7 +147,8 @@ void add_deploy(CLI::App& app, Globals& g) {
       note(g, "plan written to " + a->plan_file + "; deploy it with `platform deploy --apply " + a->plan_file + "`");
       return;
     }
-    print_receipt(g, s.client().call("POST", s.env_path() + "/deploys", body, headers, std::chrono::seconds(120)));
+    print_receipt_and_wait(g, s, s.client().call("POST", s.env_path() + "/deploys", body, headers, std::chrono::seconds(120)),
+                           *w);
   });
 }
 
@@ -178,13 +183,15 @@ void add_rollback(CLI::App& app, Globals& g) {
   rb->add_option("release", *release, "Release to return to (default: the one before the current)");
   rb->add_option("--idempotency-key", *idem, "Make a retried request safe");
   rb->add_flag("--yes", *yes, "Accept the IPv4 add-on's monthly price when the release asks for it (ipv4 = true)");
-  rb->callback([&g, release, idem, yes] {
+  auto w = std::make_shared<RolloutWait>();
+  add_rollout_wait(rb, *w);
+  rb->callback([&g, release, idem, yes, w] {
     auto s = open_session(g);
     Json body = Json::object();
     if (!release->empty()) body["release"] = *release;
     std::map<std::string, std::string> headers{{"Idempotency-Key", idem->empty() ? new_id("idem") : *idem}};
-    print_receipt(g, post_accepting_ipv4(s, g, *yes, s.env_path() + "/rollback", body, headers,
-                                         std::chrono::seconds(30)));
+    print_receipt_and_wait(
+        g, s, post_accepting_ipv4(s, g, *yes, s.env_path() + "/rollback", body, headers, std::chrono::seconds(30)), *w);
   });
 }
 

@@ -190,6 +190,38 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
   std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
 }
 
+void add_rollout_wait(CLI::App* cmd, RolloutWait& w) {
+  cmd->add_flag("--wait", w.wait, "Then follow the rollout to its end, as `platform wait` does (exit 1 failed, 5 unplaceable, 4 timeout)");
+  cmd->add_option("--timeout", w.timeout, "With --wait: give up after this long (exit 4)")->capture_default_str();
+}
+
+void print_receipt_and_wait(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w) {
+  if (!w.wait) return print_receipt(g, receipt);
+  auto timeout = parse_duration(w.timeout);
+  if (!timeout) throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + w.timeout + "\" is not a duration", "e.g. 5m");
+  if (g.format() == Format::table) print_receipt(g, receipt);  // the change first, then how its rollout goes
+  auto client = s.client();
+  Json st;
+  try {
+    st = wait_env_converged(g, client, {s.env_path(), s.env_flags(), s.need_env()},
+                            std::chrono::steady_clock::now() + *timeout, w.timeout);
+  } catch (const DetailedError& e) {
+    // The change itself was made: say which operation, so a script that only sees this error can find it.
+    auto err = e.error();
+    err.hint += " The change itself was made: operation " + receipt.value("operation_id", "") + ".";
+    throw DetailedError(err, e.details());
+  }
+  if (g.format() != Format::table) {
+    Json out = receipt;
+    out["rollout"] = st;
+    if (g.format() == Format::ndjson) std::cout << out.dump() << "\n" << std::flush;
+    else print_json(out);
+    return;
+  }
+  if (!g.quiet)
+    std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
+}
+
 Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& env,
                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text) {
   const auto path = env.api_path + "/status";
@@ -318,10 +350,12 @@ void add_instance_commands(CLI::App& app, Globals& g) {
   scale->add_option("targets", sa->targets, "PROCESS=COUNT ... (or PROCESS with --memory/--cpu)")->required();
   scale->add_option("--memory", sa->memory, "Memory limit in MiB for the named processes")->check(CLI::Range(16, 262144));
   scale->add_option("--cpu", sa->cpu, "CPUs for the named processes")->check(CLI::Range(0.01, 64.0));
-  scale->callback([&g, sa] {
+  auto sw = std::make_shared<RolloutWait>();
+  add_rollout_wait(scale, *sw);
+  scale->callback([&g, sa, sw] {
     auto s = open_session(g);
     auto body = scale_body(*sa);
-    print_receipt(g, s.client().call("POST", s.env_path() + "/scale", body, new_id("idem")));
+    print_receipt_and_wait(g, s, s.client().call("POST", s.env_path() + "/scale", body, new_id("idem")), *sw);
   });
 }
 

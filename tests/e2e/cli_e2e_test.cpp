@@ -609,10 +609,10 @@ optional = ["ECHO_ALLOC_MIB"]
   EXPECT_EQ(one_json(up_waited)["rollout"]["phase"], "converged") << up_waited.out;
   st = one_json(cli("-o json status" + in("prod")));
   EXPECT_EQ(instance_releases(st, "web").size(), 3u);
-  auto down = cli("-o json scale web=1" + in("prod"));
+  auto down = cli("-o json scale web=1 --wait --timeout 90s" + in("prod"));  // the receipt, then its rollout
   ASSERT_EQ(down.exit, 0) << down.out;
   EXPECT_EQ(one_json(down)["diff"][0]["summary"], "web count 3 -> 1");
-  ASSERT_EQ(cli("-o json wait --timeout 90s" + in("prod")).exit, 0);
+  EXPECT_EQ(one_json(down)["rollout"]["phase"], "converged") << down.out;
   st = one_json(cli("-o json status" + in("prod")));
   EXPECT_EQ(instance_releases(st, "web").size(), 1u);
   auto stops = run(dev.psql("SELECT count(*) FROM events WHERE type = 'InstanceStopRequested'"
@@ -646,12 +646,17 @@ optional = ["ECHO_ALLOC_MIB"]
   }
 
   // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
-  auto crash_deploy = cli("-o json deploy" + image("crash") + m + in("crash"));
-  ASSERT_EQ(crash_deploy.exit, 0) << crash_deploy.out;
+  // `deploy --wait` follows the rollout as `platform wait` does; its error names the deploy's operation.
   const auto progress_file = (dev.root() / "wait-progress.txt").string();
-  auto failed = run("( " + std::string(PLATFORM_BIN) + " -o json wait --timeout 120s" + in("crash") + " 2>" +
-                    progress_file + " )");
+  auto failed = run("( " + std::string(PLATFORM_BIN) + " -o json deploy" + image("crash") + m + in("crash") +
+                    " --wait --timeout 120s 2>" + progress_file + " )");
   EXPECT_EQ(failed.exit, 1) << failed.out;
+  const auto failed_hint = one_json(failed)["error"]["hint"].get<std::string>();
+  const std::string made = "The change itself was made: operation ";
+  const auto op_at = failed_hint.find(made + "op_");
+  ASSERT_NE(op_at, std::string::npos) << failed_hint;
+  const auto op_from = op_at + made.size();
+  const auto crash_op = failed_hint.substr(op_from, failed_hint.find('.', op_from) - op_from);
   {  // While it waited, stderr said how each crashing instance fared, not only the first one.
     std::ifstream f(progress_file);
     const std::string progress((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -665,7 +670,7 @@ optional = ["ECHO_ALLOC_MIB"]
   // The same in a table: the problems go to stderr, one line each, and the exit code stays 1.
   EXPECT_EQ(cli("wait --timeout 10s" + in("crash")).exit, 1);
   // Waiting on the deploy's operation says the same: it succeeded, its rollout failed (exit 1).
-  auto op_failed = cli("-o json wait " + one_json(crash_deploy)["operation_id"].get<std::string>() + " --timeout 10s");
+  auto op_failed = cli("-o json wait " + crash_op + " --timeout 10s");
   EXPECT_EQ(op_failed.exit, 1) << op_failed.out;
   EXPECT_EQ(one_json(op_failed)["error"]["code"], "failed");
   // The error names whichever instance gave up first; web-1 gives up too, within its backoff.
