@@ -56,6 +56,8 @@ std::string table_line(std::vector<std::size_t>& widths, const std::vector<std::
 void note(const Globals& g, const std::string& line);
 // A span of seconds, short: "45s", "3m", "2h", "4d".
 std::string short_duration(std::int64_t seconds);
+// An address and port as clients write them: "[2001:db8::1]:443", "192.0.2.1:443".
+std::string address_port(const std::string& ip, int port);
 // A version number as the CLI writes it: "v12"; "-" when there is none (null).
 std::string version_name(const Json& v);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.

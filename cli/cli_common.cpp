@@ -109,6 +109,10 @@ void note(const Globals& g, const std::string& line) {
   if (!g.quiet) std::cerr << line << "\n";
 }
 
+std::string address_port(const std::string& ip, int port) {
+  return (ip.find(':') == std::string::npos ? ip : "[" + ip + "]") + ":" + std::to_string(port);
+}
+
 std::string version_name(const Json& v) { return v.is_number_integer() ? "v" + std::to_string(v.get<std::int64_t>()) : "-"; }
 
 std::string short_duration(std::int64_t s) {

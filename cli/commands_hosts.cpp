@@ -20,12 +20,9 @@ void print_host_edge(const Json& e) {
             << version_name(e["version"]) << ", last asked "
             << (e["seen_seconds_ago"].is_number_integer() ? age(e["seen_seconds_ago"].get<double>()) : std::string("never"))
             << "\n";
-  for (const auto& u : e.value("unbound", Json::array())) {
-    const auto ip = u.value("address", "");
+  for (const auto& u : e.value("unbound", Json::array()))
     std::cout << "           not listening: " << u.value("kind", "") << " "
-              << (ip.find(':') == std::string::npos ? ip : "[" + ip + "]") << ":" << u.value("port", 0) << ": "
-              << u.value("error", "") << "\n";
-  }
+              << address_port(u.value("address", ""), u.value("port", 0)) << ": " << u.value("error", "") << "\n";
   if (e["refused"].is_object())
     std::cout << "           refused config " << version_name(e["refused"]["version"]) << ": " << e["refused"].value("error", "")
               << "\n";

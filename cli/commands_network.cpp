@@ -171,9 +171,8 @@ void add_endpoint(CLI::App& app, Globals& g) {
     std::cout << "endpoint   " << e.value("name", "") << " (" << e.value("id", "") << ", from the " << e.value("source", "")
               << ")\n";
     for (const auto& x : e["addresses"])
-      std::cout << "listens    " << x.value("family", "") << " "
-                << (x.value("family", "") == "ipv6" ? "[" + x.value("address", "") + "]" : x.value("address", "")) << ":"
-                << e.value("port", 0) << " tcp" << not_listening_text(x) << "\n";
+      std::cout << "listens    " << x.value("family", "") << " " << address_port(x.value("address", ""), e.value("port", 0))
+                << " tcp" << not_listening_text(x) << "\n";
     if (e["addresses"].empty()) std::cout << "listens    nowhere yet: the env holds no address (deploy it)\n";
     std::cout << "reaches    process " << e.value("process", "") << " port " << e.value("internal_port", 0) << "\n";
     std::cout << "proxy      " << e.value("proxy_protocol", "off") << "\n";
@@ -213,11 +212,10 @@ void print_edges(const Json& out) {
   for (const auto& x : out["exposed"])
     for (const auto& n : x.value("not_listening", Json::array())) {
       const auto& t = x["target"];
-      const auto ip = x.value("address", "");
       problems.push_back(fmt::format(
-          "{}:{} ({} {}/{}/{} {}) is not listening on host {}: {}. Another process there holds that address and "
+          "{} ({} {}/{}/{} {}) is not listening on host {}: {}. Another process there holds that address and "
           "port, or the address is not on that host: free it, or move {} to another port",
-          ip.find(':') == std::string::npos ? ip : "[" + ip + "]", x.value("port", 0), x.value("kind", ""),
+          address_port(x.value("address", ""), x.value("port", 0)), x.value("kind", ""),
           t.value("project", ""), t.value("app", ""), t.value("env", ""), x.value("name", ""), n.value("host", ""),
           n.value("error", ""), x.value("kind", "") == "route" ? "the shared TLS listener (an operator's flag)" : "the endpoint"));
     }
