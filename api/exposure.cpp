@@ -363,6 +363,36 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
   return out;
 }
 
+Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id) {
+  Json out = Json::array();
+  const auto endpoints = env_endpoints(tx, env_id);
+  if (endpoints.empty()) return out;
+  const auto edges = edge_states(tx);
+  if (edges.empty()) {
+    out.push_back("no platform-edge has asked for its config yet: no endpoint is served (platform exposure)");
+    return out;
+  }
+  for (const auto& e : endpoints)
+    for (const auto& a : e["addresses"])
+      for (const auto& n : a.value("not_listening", Json::array())) {
+        const auto ip = a.value("address", "");
+        out.push_back(fmt::format("endpoint {}: {}:{} is not listening on host {}: {} (another process there holds it; "
+                                  "free it or move the endpoint to another port)",
+                                  e.value("name", ""), ip.find(':') == std::string::npos ? ip : "[" + ip + "]",
+                                  e.value("port", 0), n.value("host", ""), n.value("error", "")));
+      }
+  for (const auto& edge : edges) {
+    const auto state = edge.value("state", "");
+    if (state == "absent")
+      out.push_back("the edge on host " + edge.value("host", "") +
+                    " has not asked for its config lately: nothing is served there (is platform-edge running?)");
+    else if (state == "behind" && edge["refused"].is_object())
+      out.push_back("the edge on host " + edge.value("host", "") + " refused its newest config: " +
+                    edge["refused"].value("error", "") + " (platform exposure)");
+  }
+  return out;
+}
+
 Json stranded_endpoints(pqxx::transaction_base& tx, const std::string& env_id, const Json& manifest,
                         const std::string& env_flags) {
   Json out = Json::array();

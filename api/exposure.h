@@ -62,6 +62,10 @@ constexpr int kEdgeAbsentSeconds = 90;  // a poll waits at most 60 s (platform-e
 Json edge_states(pqxx::transaction_base& tx);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
+// What keeps the env's endpoints from being served, in words (`platform status` shows them under
+// "traffic:"): an address an edge could not bind, an edge absent or refusing its config, no edge at all.
+// Empty when the env exposes nothing or all is served.
+Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id);
 // An edge's report (POST /v1/edge/status, already validated); false when the host has no snapshot yet.
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
                         const Json& unbound, const Json& refused);

@@ -5,6 +5,7 @@
 
 #include "api/body.h"
 #include "api/env_vars.h"
+#include "api/exposure.h"
 #include "api/hosts.h"
 #include "api/instances.h"
 #include "api/logs.h"
@@ -23,7 +24,11 @@ namespace {
 
 Response get_status(Context& ctx, const Request&, Principal& p, const Params& params) {
   auto chain = env_chain(ctx, p, params);
-  auto status = ctx.pool.read([&](pqxx::transaction_base& tx) { return env_status(tx, chain.back().id); });
+  auto status = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    auto st = env_status(tx, chain.back().id);
+    st["traffic"] = traffic_problems(tx, chain.back().id);  // apart from the rollout: `wait` does not wait on it
+    return st;
+  });
   status["path"] = path_of(chain);
   status["env"] = chain.back().name;
   return json_response(200, status);

@@ -61,6 +61,10 @@ void print_status(const Json& st) {
     std::cout << "\nnot converging:\n";
     for (const auto& p : st["problems"]) std::cout << "  " << p.get<std::string>() << "\n";
   }
+  if (!st.value("traffic", Json::array()).empty()) {
+    std::cout << "\ntraffic not served:\n";
+    for (const auto& p : st["traffic"]) std::cout << "  " << p.get<std::string>() << "\n";
+  }
 }
 
 // One line per event of an instance: when, what, and why.

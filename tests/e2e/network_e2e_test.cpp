@@ -230,6 +230,13 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
               std::string::npos)
         << held_described.out;
     EXPECT_NE(cli("endpoint list" + kIn).out.find("NOT LISTENING"), std::string::npos);
+    // `status` says it apart from the rollout (which is converged: `wait` does not wait on traffic).
+    auto st = one_json(cli("-o json status" + kIn));
+    EXPECT_EQ(st["phase"], "converged");
+    ASSERT_EQ(st["traffic"].size(), 1u) << st.dump();
+    EXPECT_EQ(st["traffic"][0].get<std::string>().rfind("endpoint held: [" + v6 + "]:7004 is not listening on host ", 0), 0u)
+        << st.dump();
+    EXPECT_NE(cli("status" + kIn).out.find("\ntraffic not served:\n  endpoint held: "), std::string::npos);
     auto host = cli("host describe " + edges[0]["host"].get<std::string>());
     EXPECT_NE(host.out.find("edge       partial: serves config v"), std::string::npos) << host.out;
     EXPECT_NE(host.out.find("not listening: tcp [" + v6 + "]:7004: Address already in use"), std::string::npos) << host.out;
@@ -242,6 +249,7 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     }
     EXPECT_FALSE(row.contains("not_listening")) << row.dump();
     EXPECT_EQ(edges[0]["state"], "current") << edges.dump();
+    EXPECT_TRUE(one_json(cli("-o json status" + kIn))["traffic"].empty());
     ASSERT_EQ(cli("endpoint delete held" + kIn).exit, 0);
   }
 
