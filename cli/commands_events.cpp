@@ -171,8 +171,17 @@ std::optional<EnvTarget> rollout_of(api::Client& client, const Json& op) {
       for (const auto& r : op.value("resources", Json::array()))
         if (r.value("kind", "") == "env") env_id = r.value("id", "");
   if (env_id.empty()) return std::nullopt;
-  // Its path "org/O/project/P/app/A/env/E" names it for the API and for the hints.
-  const auto path = client.call("GET", "/v1/resources/" + api::url_encode(env_id)).value("path", "");
+  // Its path "org/O/project/P/app/A/env/E" names it for the API and for the hints. An env deleted since
+  // rolls nothing out any more.
+  std::string path;
+  try {
+    const auto env = client.call("GET", "/v1/resources/" + api::url_encode(env_id));
+    if (env.value("state", "") != "active") return std::nullopt;
+    path = env.value("path", "");
+  } catch (const PlatformError& e) {
+    if (e.error().code == ErrorCode::not_found) return std::nullopt;
+    throw;
+  }
   std::vector<std::string> part;
   for (std::size_t at = 0; at <= path.size();) {
     auto slash = path.find('/', at);
