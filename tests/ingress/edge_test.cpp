@@ -247,9 +247,11 @@ TEST(Edge, ALongConnectionOutlivesReconfigurationsAndARemovedEndpointOnlyStopsNe
 // One listener that cannot be bound (another process holds its address and port) holds back only
 // itself: the rest of the snapshot is served, the listener is reported, and a retry binds it once the
 // address is free.
-TEST(Edge, AListenerThatCannotBeBoundHoldsBackOnlyItself) {
+class EdgeThreads : public ::testing::TestWithParam<int> {};
+
+TEST_P(EdgeThreads, AListenerThatCannotBeBoundHoldsBackOnlyItself) {
   EchoServer echo;
-  Edge edge;
+  Edge edge(GetParam());
   const int port = free_port();
   edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_1", {{"::1", port}}, echo.port())}}}));
   // Hold an address, then ask the edge for it too.
@@ -283,6 +285,8 @@ TEST(Edge, AListenerThatCannotBeBoundHoldsBackOnlyItself) {
   EXPECT_EQ(r.closed, 2);
   EXPECT_TRUE(r.unbound.empty());
 }
+
+INSTANTIATE_TEST_SUITE_P(OneAndTwoThreads, EdgeThreads, ::testing::Values(1, 2));
 
 TEST(Edge, LimitsAndBackendsThatAreNotThere) {
   EchoServer echo;
