@@ -238,16 +238,23 @@ Json edge_states(pqxx::transaction_base& tx) {
   return out;
 }
 
+namespace {
+// The edges that did not bind `kind` ("tcp" | "tls") on address:port, with why: [{host, error}].
+Json not_listening(const Json& edges, const std::string& kind, const std::string& address, int port) {
+  Json missing = Json::array();
+  for (const auto& e : edges)
+    for (const auto& u : e["unbound"])
+      if (u.value("kind", "") == kind && u.value("address", "") == address && u.value("port", 0) == port)
+        missing.push_back({{"host", e["host"]}, {"error", u.value("error", "")}});
+  return missing;
+}
+}  // namespace
+
 void mark_not_listening(Json& rows, const Json& edges) {
-  for (auto& row : rows) {
-    Json missing = Json::array();
-    for (const auto& e : edges)
-      for (const auto& u : e["unbound"])
-        if (u.value("kind", "") == row.value("protocol", "") && u.value("address", "") == row.value("address", "") &&
-            u.value("port", 0) == row.value("port", 0))
-          missing.push_back({{"host", e["host"]}, {"error", u.value("error", "")}});
-    if (!missing.empty()) row["not_listening"] = std::move(missing);
-  }
+  for (auto& row : rows)
+    if (auto missing = not_listening(edges, row.value("protocol", ""), row.value("address", ""), row.value("port", 0));
+        !missing.empty())
+      row["not_listening"] = std::move(missing);
 }
 
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
@@ -342,12 +349,9 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
     if (x.env_id != env_id || x.kind != "endpoint") continue;
     Json addrs = Json::array();
     for (const auto& [family, address] : x.addresses) {
-      Json a = Json::array({{{"address", address}, {"port", x.port}, {"protocol", "tcp"}}});
-      mark_not_listening(a, edges);  // the same rule as exposure's rows
-      a[0].erase("port");
-      a[0].erase("protocol");
-      a[0]["family"] = family == 4 ? "ipv4" : "ipv6";
-      addrs.push_back(std::move(a[0]));
+      Json a = {{"family", family == 4 ? "ipv4" : "ipv6"}, {"address", address}};
+      if (auto missing = not_listening(edges, "tcp", address, x.port); !missing.empty()) a["not_listening"] = missing;
+      addrs.push_back(std::move(a));
     }
     out.push_back({{"id", x.id},
                    {"name", x.name},

@@ -22,11 +22,14 @@
 namespace platform::api {
 namespace {
 
-Response get_status(Context& ctx, const Request&, Principal& p, const Params& params) {
+Response get_status(Context& ctx, const Request& req, Principal& p, const Params& params) {
   auto chain = env_chain(ctx, p, params);
+  // traffic=false: only the rollout (what `wait` polls, several times a second), without the org-wide
+  // look at what is exposed and served.
+  const bool traffic = req.param("traffic") != "false";
   auto status = ctx.pool.read([&](pqxx::transaction_base& tx) {
     auto st = env_status(tx, chain.back().id);
-    st["traffic"] = traffic_problems(tx, chain.back().id);  // apart from the rollout: `wait` does not wait on it
+    if (traffic) st["traffic"] = traffic_problems(tx, chain.back().id);  // apart from the rollout
     return st;
   });
   status["path"] = path_of(chain);

@@ -228,7 +228,7 @@ void print_receipt_and_wait(const Globals& g, Session& s, const Json& receipt, c
 
 Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& env,
                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text) {
-  const auto path = env.api_path + "/status";
+  const auto path = env.api_path + "/status?traffic=false";  // the rollout alone
   const auto& env_flag = env.flags;
   std::string last_phase, last_progress;
   std::set<std::string> last_problems;
