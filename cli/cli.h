@@ -1,5 +1,6 @@
 #pragma once
 // Shared pieces of the `platform` CLI: global flags, the active context, output in table/json/ndjson.
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,6 +57,8 @@ std::string table_line(std::vector<std::size_t>& widths, const std::vector<std::
 void note(const Globals& g, const std::string& line);
 // A span of seconds, short: "45s", "3m", "2h", "4d".
 std::string short_duration(std::int64_t seconds);
+// A resource path "org/O/project/P/app/A/env/E" as kind -> name.
+std::map<std::string, std::string> path_names(const std::string& path);
 // An address and port as clients write them: "[2001:db8::1]:443", "192.0.2.1:443".
 std::string address_port(const std::string& ip, int port);
 // A version number as the CLI writes it: "v12"; "-" when there is none (null).

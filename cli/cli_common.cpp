@@ -1,5 +1,6 @@
 #include <csignal>
 #include <iostream>
+#include <sstream>
 
 #include "cli/cli.h"
 #include "engine/error.h"
@@ -107,6 +108,13 @@ void print_table(const std::vector<std::string>& headers, const std::vector<std:
 
 void note(const Globals& g, const std::string& line) {
   if (!g.quiet) std::cerr << line << "\n";
+}
+
+std::map<std::string, std::string> path_names(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::istringstream parts(path);
+  for (std::string kind, name; std::getline(parts, kind, '/') && std::getline(parts, name, '/');) out[kind] = name;
+  return out;
 }
 
 std::string address_port(const std::string& ip, int port) {

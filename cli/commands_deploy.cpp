@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "cli/cli.h"
 #include "engine/ids.h"
@@ -121,9 +120,7 @@ void add_deploy(CLI::App& app, Globals& g) {
       Json plan = file.contains("plan") ? file["plan"] : file;
       // The plan names its env ("org/O/project/P/app/A/env/E"); flags that are given still win, and
       // the server refuses a plan applied to another env.
-      std::map<std::string, std::string> where;
-      std::istringstream parts(plan.value("env", ""));
-      for (std::string kind, name; std::getline(parts, kind, '/') && std::getline(parts, name, '/');) where[kind] = name;
+      auto where = path_names(plan.value("env", ""));
       if (g.org.empty() && where.count("org")) s.ctx.org = where["org"];
       if (g.project.empty() && where.count("project")) s.ctx.project = where["project"];
       if (g.app.empty() && where.count("app")) s.ctx.app = where["app"];

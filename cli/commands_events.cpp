@@ -182,17 +182,12 @@ std::optional<EnvTarget> rollout_of(api::Client& client, const Json& op) {
     if (e.error().code == ErrorCode::not_found) return std::nullopt;
     throw;
   }
-  std::vector<std::string> part;
-  for (std::size_t at = 0; at <= path.size();) {
-    auto slash = path.find('/', at);
-    if (slash == std::string::npos) slash = path.size();
-    part.push_back(path.substr(at, slash - at));
-    at = slash + 1;
-  }
-  if (part.size() != 8) return std::nullopt;
-  return EnvTarget{"/v1/orgs/" + api::url_encode(part[1]) + "/projects/" + api::url_encode(part[3]) + "/apps/" +
-                       api::url_encode(part[5]) + "/envs/" + api::url_encode(part[7]),
-                   " --org " + part[1] + " --project " + part[3] + " --app " + part[5] + " --env " + part[7], part[7]};
+  auto n = path_names(path);
+  if (!n.count("org") || !n.count("project") || !n.count("app") || !n.count("env")) return std::nullopt;
+  return EnvTarget{"/v1/orgs/" + api::url_encode(n["org"]) + "/projects/" + api::url_encode(n["project"]) + "/apps/" +
+                       api::url_encode(n["app"]) + "/envs/" + api::url_encode(n["env"]),
+                   " --org " + n["org"] + " --project " + n["project"] + " --app " + n["app"] + " --env " + n["env"],
+                   n["env"]};
 }
 
 void run_wait(const Globals& g, WaitArgs a) {
