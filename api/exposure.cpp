@@ -238,6 +238,30 @@ Json edge_states(pqxx::transaction_base& tx) {
   return out;
 }
 
+void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen) {
+  for (auto& e : edges) {
+    const auto version = e["version"].get<std::int64_t>();
+    // The content the edge asked for last is on record (its hash); the snapshot has a version only when
+    // the present content is that one.
+    const bool asked = host_edge_snapshot(tx, e["host_id"].get<std::string>(), tls_listen).content.contains("version");
+    e["wanted_version"] = asked ? version : version + 1;  // its next poll bumps the version by one
+    e["taken"] = asked && e["applied_version"].is_number_integer() && e["applied_version"].get<std::int64_t>() == version;
+    if (e["state"] == "current" && !e["taken"].get<bool>()) e["state"] = "behind";
+  }
+}
+
+Json edges_pending(const Json& edges) {
+  Json out = Json::array();
+  for (const auto& e : edges) {
+    if (e.value("state", "") == "absent" || e.value("taken", true)) continue;
+    const auto& refused = e["refused"];
+    if (refused.is_object() && refused.value("version", std::int64_t{-1}) >= e.value("wanted_version", std::int64_t{0}))
+      continue;  // it refused the present snapshot: it will not take it (a problem, not a wait)
+    out.push_back(e["host"]);
+  }
+  return out;
+}
+
 namespace {
 // The edges that did not bind `kind` ("tcp" | "tls") on address:port, with why: [{host, error}].
 Json not_listening(const Json& edges, const std::string& kind, const std::string& address, int port) {
@@ -367,11 +391,10 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
   return out;
 }
 
-Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id) {
+Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id, const Json& edges) {
   Json out = Json::array();
   const auto endpoints = env_endpoints(tx, env_id);
   if (endpoints.empty()) return out;
-  const auto edges = edge_states(tx);
   if (edges.empty()) {
     out.push_back("no platform-edge has asked for its config yet: no endpoint is served (platform exposure)");
     return out;
@@ -390,7 +413,8 @@ Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id) {
     if (state == "absent")
       out.push_back("the edge on host " + edge.value("host", "") +
                     " has not asked for its config lately: nothing is served there (is platform-edge running?)");
-    else if (state == "behind" && edge["refused"].is_object())
+    else if (state == "behind" && edge["refused"].is_object() &&
+             edge["refused"].value("version", std::int64_t{-1}) >= edge.value("version", std::int64_t{0}))
       out.push_back("the edge on host " + edge.value("host", "") + " refused its newest config: " +
                     edge["refused"].value("error", "") + " (platform exposure)");
   }

@@ -60,12 +60,21 @@ std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const
 // for kEdgeAbsentSeconds, or never).
 constexpr int kEdgeAbsentSeconds = 90;  // a poll waits at most 60 s (platform-edge asks for 20 s)
 Json edge_states(pqxx::transaction_base& tx);
+// Says of each edge of edge_states() whether it serves the present state, by computing each host's
+// snapshot now (a few queries per host): "wanted_version" (its version, or the next one when the content
+// changed since the edge last asked) and "taken" (it asked for the present content and applied it). A
+// "current" edge that has not taken it becomes "behind". Between a change and the edge's next poll (a
+// few milliseconds while it runs) an edge has not taken it.
+void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen);
+// The hosts whose edge is running and has yet to take the present state (`wait` waits for them): not
+// absent, not taken, and not holding on to a refusal of the very snapshot it was handed. Needs mark_taken().
+Json edges_pending(const Json& edges);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
 // What keeps the env's endpoints from being served, in words (`platform status` shows them under
 // "traffic:"): an address an edge could not bind, an edge absent or refusing its config, no edge at all.
-// Empty when the env exposes nothing or all is served.
-Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id);
+// Empty when the env exposes nothing or all is served. `edges`: edge_states() with mark_taken().
+Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id, const Json& edges);
 // An edge's report (POST /v1/edge/status, already validated); false when the host has no snapshot yet.
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
                         const Json& unbound, const Json& refused);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "api/body.h"
+#include "api/exposure.h"
 #include "api/hosts.h"
 #include "api/metrics.h"
 #include "api/routes.h"
@@ -78,7 +79,15 @@ Response get_hosts(Context& ctx, const Request&, Principal& p, const Params&) {
 
 Response get_host(Context& ctx, const Request&, Principal& p, const Params& params) {
   require_operator(ctx, p);
-  auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return describe_host(tx, params.at("host")); });
+  auto host = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    auto h = describe_host(tx, params.at("host"));
+    if (h && h->at("edge").is_object()) {
+      Json edges = Json::array({h->at("edge")});
+      mark_taken(tx, edges, ctx.edge_tls_listen);
+      (*h)["edge"] = edges[0];
+    }
+    return h;
+  });
   if (!host)
     throw PlatformError(ErrorCode::not_found, "host \"" + params.at("host").substr(0, 80) + "\" not found",
                         "List the hosts with `platform host list`.");

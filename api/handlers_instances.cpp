@@ -24,12 +24,17 @@ namespace {
 
 Response get_status(Context& ctx, const Request& req, Principal& p, const Params& params) {
   auto chain = env_chain(ctx, p, params);
-  // traffic=false: only the rollout (what `wait` polls, several times a second), without the org-wide
-  // look at what is exposed and served.
+  // traffic=false: only the rollout (what `wait` polls while it moves, several times a second), without
+  // the look at what is exposed and what each edge serves.
   const bool traffic = req.param("traffic") != "false";
   auto status = ctx.pool.read([&](pqxx::transaction_base& tx) {
     auto st = env_status(tx, chain.back().id);
-    if (traffic) st["traffic"] = traffic_problems(tx, chain.back().id);  // apart from the rollout
+    if (traffic) {  // apart from the rollout
+      auto edges = edge_states(tx);
+      mark_taken(tx, edges, ctx.edge_tls_listen);
+      st["traffic"] = traffic_problems(tx, chain.back().id, edges);
+      st["edges_pending"] = edges_pending(edges);
+    }
     return st;
   });
   status["path"] = path_of(chain);

@@ -101,6 +101,7 @@ Response get_exposure(Context& ctx, const Request&, Principal& p, const Params& 
   return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
     auto rows = exposure_json(exposed(tx, chain[0].id), ctx.edge_tls_listen);
     auto edges = edge_states(tx);
+    mark_taken(tx, edges, ctx.edge_tls_listen);
     mark_not_listening(rows, edges);
     return Json{{"org_id", chain[0].id}, {"exposed", rows}, {"edges", edges}};
   }));

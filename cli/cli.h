@@ -1,5 +1,7 @@
 #pragma once
 // Shared pieces of the `platform` CLI: global flags, the active context, output in table/json/ndjson.
+#include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -63,6 +65,9 @@ std::map<std::string, std::string> path_names(const std::string& path);
 std::string address_port(const std::string& ip, int port);
 // A version number as the CLI writes it: "v12"; "-" when there is none (null).
 std::string version_name(const Json& v);
+// The config an edge of `platform exposure` should serve ("v38"): the next version when the state changed
+// since it last asked for its config.
+std::string edge_wanted(const Json& edge);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);
 
@@ -113,7 +118,17 @@ struct EnvTarget {
 Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& env,
                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text);
 
-// `--wait [--timeout 5m]` on a change that starts a rollout (deploy, rollback, scale).
+// After a change: until every running edge serves the env's present state (its edges_pending is empty),
+// saying on stderr which edge it waits for; then the endpoints for which `must_listen(name)` is true must
+// listen on every edge (precondition failed, exit 6, naming the address, host and error when not), and
+// the env's other traffic problems go to stderr. Times out (exit 4) at `deadline`. Returns the env's
+// status with its traffic.
+Json wait_traffic_served(const Globals& g, api::Client& client, const EnvTarget& env,
+                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text,
+                         const std::function<bool(const std::string& endpoint)>& must_listen);
+
+// `--wait [--timeout 5m]` on a change that starts a rollout (deploy, rollback, scale), or that only
+// changes what the edges serve (endpoint create|delete, ip allocate-v4|release).
 struct RolloutWait {
   bool wait = false;
   std::string timeout = "5m";
@@ -122,6 +137,11 @@ void add_rollout_wait(CLI::App* cmd, RolloutWait& w);
 // The change's receipt; with --wait, then its rollout followed to the end as `platform wait` does (the
 // same exit codes; `-o json` prints one document, the receipt with the converged status as `rollout`).
 void print_receipt_and_wait(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w);
+// The change's receipt; with --wait, then wait_traffic_served() (`-o json`: the receipt with the env's
+// status as `served`).
+void add_served_wait(CLI::App* cmd, RolloutWait& w);
+void print_receipt_and_wait_served(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w,
+                                   const std::function<bool(const std::string& endpoint)>& must_listen);
 
 // Set by the SIGINT handler; long-running commands check it and exit 130.
 bool interrupted();

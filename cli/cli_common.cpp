@@ -123,6 +123,10 @@ std::string address_port(const std::string& ip, int port) {
 
 std::string version_name(const Json& v) { return v.is_number_integer() ? "v" + std::to_string(v.get<std::int64_t>()) : "-"; }
 
+std::string edge_wanted(const Json& edge) {
+  return version_name(edge.contains("wanted_version") ? edge["wanted_version"] : edge["version"]);
+}
+
 std::string short_duration(std::int64_t s) {
   if (s < 120) return std::to_string(s) + "s";
   if (s < 7200) return std::to_string(s / 60) + "m";

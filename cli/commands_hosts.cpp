@@ -17,7 +17,7 @@ void print_host_edge(const Json& e) {
     return;
   }
   std::cout << "edge       " << e.value("state", "") << ": serves config " << version_name(e["applied_version"]) << " of "
-            << version_name(e["version"]) << ", last asked "
+            << edge_wanted(e) << ", last asked "
             << (e["seen_seconds_ago"].is_number_integer() ? age(e["seen_seconds_ago"].get<double>()) : std::string("never"))
             << "\n";
   for (const auto& u : e.value("unbound", Json::array()))

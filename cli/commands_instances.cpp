@@ -199,33 +199,6 @@ void add_rollout_wait(CLI::App* cmd, RolloutWait& w) {
   cmd->add_option("--timeout", w.timeout, "With --wait: give up after this long (exit 4)")->capture_default_str();
 }
 
-void print_receipt_and_wait(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w) {
-  if (!w.wait) return print_receipt(g, receipt);
-  auto timeout = parse_duration(w.timeout);
-  if (!timeout) throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + w.timeout + "\" is not a duration", "e.g. 5m");
-  if (g.format() == Format::table) print_receipt(g, receipt);  // the change first, then how its rollout goes
-  auto client = s.client();
-  Json st;
-  try {
-    st = wait_env_converged(g, client, {s.env_path(), s.env_flags(), s.need_env()},
-                            std::chrono::steady_clock::now() + *timeout, w.timeout);
-  } catch (const DetailedError& e) {
-    // The change itself was made: say which operation, so a script that only sees this error can find it.
-    auto err = e.error();
-    err.hint += " The change itself was made: operation " + receipt.value("operation_id", "") + ".";
-    throw DetailedError(err, e.details());
-  }
-  if (g.format() != Format::table) {
-    Json out = receipt;
-    out["rollout"] = st;
-    if (g.format() == Format::ndjson) std::cout << out.dump() << "\n" << std::flush;
-    else print_json(out);
-    return;
-  }
-  if (!g.quiet)
-    std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
-}
-
 Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& env,
                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text) {
   const auto path = env.api_path + "/status?traffic=false";  // the rollout alone
@@ -264,7 +237,13 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
     last_problems = std::move(seen);
     Json details = Json::array();  // error details are objects with a text (engine/error_details.h)
     for (const auto& p : problems) details.push_back({{"text", p}});
-    if (phase == "converged") return st;
+    if (phase == "converged") {
+      // Converged is not yet served: the edges take the new backends (and ports) a moment later.
+      auto served = wait_traffic_served(g, client, env, deadline, timeout_text, [](const std::string&) { return true; });
+      st["traffic"] = served.value("traffic", Json::array());
+      st["edges_pending"] = served.value("edges_pending", Json::array());
+      return st;
+    }
     if (phase == "no_release")
       throw PlatformError(ErrorCode::precondition_failed, "env " + env.name + " has no release to converge on",
                           "Deploy first: platform deploy" + env_flag);
@@ -294,6 +273,110 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+}
+
+Json wait_traffic_served(const Globals& g, api::Client& client, const EnvTarget& env,
+                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text,
+                         const std::function<bool(const std::string& endpoint)>& must_listen) {
+  std::string said;
+  while (!interrupted()) {
+    auto st = client.call("GET", env.api_path + "/status");
+    const auto pending = st.value("edges_pending", Json::array());
+    if (pending.empty()) {
+      // Every running edge has taken the change: what it could not bind is on record now.
+      Json details = Json::array();
+      std::string first;
+      for (const auto& e : client.call("GET", env.api_path + "/endpoints").value("endpoints", Json::array())) {
+        if (!must_listen(e.value("name", ""))) continue;
+        for (const auto& a : e["addresses"])
+          for (const auto& n : a.value("not_listening", Json::array())) {
+            auto line = fmt::format("endpoint {}: {} is not listening on host {}: {}", e.value("name", ""),
+                                    address_port(a.value("address", ""), e.value("port", 0)), n.value("host", ""),
+                                    n.value("error", ""));
+            if (first.empty()) first = line;
+            details.push_back({{"text", line}});
+          }
+      }
+      if (!first.empty())
+        throw DetailedError({ErrorCode::precondition_failed, first,
+                             "Another process on that host holds the address and port, or the address is not there: "
+                             "free it, or move the endpoint to another port. `platform exposure` shows what each "
+                             "edge serves."},
+                            details);
+      for (const auto& p : st.value("traffic", Json::array())) note(g, "traffic: " + p.get<std::string>());
+      return st;
+    }
+    std::string hosts;
+    for (const auto& h : pending) hosts += (hosts.empty() ? "" : ", ") + h.get<std::string>();
+    if (hosts != said) note(g, "  waiting for the edge on host " + hosts + " to serve the change");
+    said = hosts;
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw DetailedError({ErrorCode::timed_out, "the edge on host " + hosts + " did not serve the change within " + timeout_text,
+                           "`platform exposure` shows what each edge serves; the edge's log on that host says why."},
+                          Json::array());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+}
+
+void add_served_wait(CLI::App* cmd, RolloutWait& w) {
+  cmd->add_flag("--wait", w.wait,
+                "Then wait until every running edge serves the change (exit 6 when a port cannot listen, 4 timeout)");
+  cmd->add_option("--timeout", w.timeout, "With --wait: give up after this long (exit 4)")->capture_default_str();
+}
+
+namespace {
+
+// The change's receipt, then `follow` until the deadline. An error while following says in its hint that
+// the change itself was made, and which operation; `-o json` prints one document: the receipt with what
+// `follow` answered as `key`.
+void receipt_then(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w, const std::string& key,
+                  const std::function<Json(api::Client&, const EnvTarget&, std::chrono::steady_clock::time_point)>& follow,
+                  const std::function<std::string(const Json&)>& done) {
+  if (!w.wait) return print_receipt(g, receipt);
+  auto timeout = parse_duration(w.timeout);
+  if (!timeout) throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + w.timeout + "\" is not a duration", "e.g. 5m");
+  if (g.format() == Format::table) print_receipt(g, receipt);  // the change first, then how it goes
+  auto client = s.client();
+  Json st;
+  try {
+    st = follow(client, {s.env_path(), s.env_flags(), s.need_env()}, std::chrono::steady_clock::now() + *timeout);
+  } catch (const DetailedError& e) {
+    auto err = e.error();
+    err.hint += " The change itself was made: operation " + receipt.value("operation_id", "") + ".";
+    throw DetailedError(err, e.details());
+  }
+  if (g.format() != Format::table) {
+    Json out = receipt;
+    out[key] = st;
+    if (g.format() == Format::ndjson) std::cout << out.dump() << "\n" << std::flush;
+    else print_json(out);
+    return;
+  }
+  if (!g.quiet) std::cout << done(st) << "\n";
+}
+
+}  // namespace
+
+void print_receipt_and_wait(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w) {
+  receipt_then(
+      g, s, receipt, w, "rollout",
+      [&](api::Client& client, const EnvTarget& env, std::chrono::steady_clock::time_point deadline) {
+        return wait_env_converged(g, client, env, deadline, w.timeout);
+      },
+      [](const Json& st) {
+        return "converged: release " + st["release"].value("name", "") + ", every process at its count and healthy";
+      });
+}
+
+void print_receipt_and_wait_served(const Globals& g, Session& s, const Json& receipt, const RolloutWait& w,
+                                   const std::function<bool(const std::string& endpoint)>& must_listen) {
+  receipt_then(
+      g, s, receipt, w, "served",
+      [&](api::Client& client, const EnvTarget& env, std::chrono::steady_clock::time_point deadline) {
+        return wait_traffic_served(g, client, env, deadline, w.timeout, must_listen);
+      },
+      [](const Json&) { return std::string("served: every running edge serves the change"); });
 }
 
 void add_instance_commands(CLI::App& app, Globals& g) {

@@ -70,12 +70,16 @@ void add_ip(CLI::App& app, Globals& g) {
   auto* v4 = ip->add_subcommand("allocate-v4", "Allocate the env's dedicated IPv4 address (a paid add-on: states its price)");
   v4->add_flag("--yes", *yes, "Accept the monthly price without asking (needed when not on a terminal)");
   v4->add_option("--idempotency-key", *key, "Make a retried request safe");
-  v4->callback([&g, yes, key] {
+  auto v4_wait = std::make_shared<RolloutWait>();
+  add_served_wait(v4, *v4_wait);
+  v4->callback([&g, yes, key, v4_wait] {
     auto s = open_session(g);
     Json body = Json::object();
     if (auto price = accept_ipv4_price(s, g, *yes, "env " + s.need_env() + " gets a dedicated IPv4 address"))
       body["accept_price_cents_month"] = *price;
-    print_receipt(g, s.client().call("POST", s.env_path() + "/ips/ipv4", body, idempotent(*key)));
+    // With --wait, every endpoint of the env must then listen on the new address too.
+    print_receipt_and_wait_served(g, s, s.client().call("POST", s.env_path() + "/ips/ipv4", body, idempotent(*key)),
+                                  *v4_wait, [](const std::string&) { return true; });
   });
 
   auto family = std::make_shared<std::string>("ipv4");
@@ -84,7 +88,9 @@ void add_ip(CLI::App& app, Globals& g) {
   release->add_option("family", *family, "ipv4 or ipv6")->check(CLI::IsMember({"ipv4", "ipv6"}))->capture_default_str();
   release->add_flag("--yes", *ryes, "Do not ask (needed when not on a terminal)");
   release->add_option("--idempotency-key", *key, "Make a retried request safe");
-  release->callback([&g, family, ryes, key] {
+  auto release_wait = std::make_shared<RolloutWait>();
+  add_served_wait(release, *release_wait);
+  release->callback([&g, family, ryes, key, release_wait] {
     auto s = open_session(g);
     const auto what = fmt::format("release the {} address of env {}? Its endpoints stop answering on it, and the "
                                   "address may go to another env",
@@ -95,13 +101,15 @@ void add_ip(CLI::App& app, Globals& g) {
                             "Add --yes: platform ip release " + *family + " --yes" + s.env_flags());
       if (!ask(what)) throw PlatformError(ErrorCode::interrupted, "not released", "");
     }
-    print_receipt(g, s.client().call("DELETE", s.env_path() + "/ips/" + *family, std::nullopt, idempotent(*key)));
+    print_receipt_and_wait_served(g, s, s.client().call("DELETE", s.env_path() + "/ips/" + *family, std::nullopt, idempotent(*key)),
+                                  *release_wait, [](const std::string&) { return false; });
   });
 }
 
 struct EndpointArgs {
   std::string name, process, proxy, key;
   int port = 0, internal_port = 0;
+  RolloutWait wait;
 };
 
 // An address an edge could not bind: "; NOT LISTENING on host dev: Address already in use" per edge.
@@ -130,13 +138,16 @@ void add_endpoint(CLI::App& app, Globals& g) {
   create->add_option("--proxy-protocol", a->proxy, "v2: send a PROXY v2 header first")->check(CLI::IsMember({"v2"}));
   create->add_option("name,--name", a->name, "Its name (default: PROCESS-PORT)");
   create->add_option("--idempotency-key", a->key, "Make a retried request safe");
+  add_served_wait(create, a->wait);
   create->callback([&g, a] {
     auto s = open_session(g);
     Json body = {{"port", a->port}, {"process", a->process}};
     if (a->internal_port) body["internal_port"] = a->internal_port;
     if (!a->proxy.empty()) body["proxy_protocol"] = a->proxy;
     if (!a->name.empty()) body["name"] = a->name;
-    print_receipt(g, s.client().call("POST", s.env_path() + "/endpoints", body, idempotent(a->key)));
+    auto receipt = s.client().call("POST", s.env_path() + "/endpoints", body, idempotent(a->key));
+    const auto name = receipt.contains("endpoint") ? receipt["endpoint"].value("name", "") : a->name;
+    print_receipt_and_wait_served(g, s, receipt, a->wait, [name](const std::string& e) { return e == name; });
   });
 
   auto* list = ep->add_subcommand("list", "The env's endpoints with their addresses and backends");
@@ -184,10 +195,13 @@ void add_endpoint(CLI::App& app, Globals& g) {
   auto* del = ep->add_subcommand("delete", "Delete an endpoint made with `platform endpoint create`");
   del->add_option("endpoint", *which, "Name or ID")->required();
   del->add_option("--idempotency-key", *key, "Make a retried request safe");
-  del->callback([&g, which, key] {
+  auto del_wait = std::make_shared<RolloutWait>();
+  add_served_wait(del, *del_wait);
+  del->callback([&g, which, key, del_wait] {
     auto s = open_session(g);
-    print_receipt(g, s.client().call("DELETE", s.env_path() + "/endpoints/" + api::url_encode(*which), std::nullopt,
-                                     idempotent(*key)));
+    print_receipt_and_wait_served(
+        g, s, s.client().call("DELETE", s.env_path() + "/endpoints/" + api::url_encode(*which), std::nullopt, idempotent(*key)),
+        *del_wait, [](const std::string&) { return false; });
   });
 }
 
@@ -203,7 +217,7 @@ void print_edges(const Json& out) {
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& e : edges)
-    rows.push_back({e.value("host", ""), version_name(e["applied_version"]), version_name(e["version"]), e.value("state", ""),
+    rows.push_back({e.value("host", ""), version_name(e["applied_version"]), edge_wanted(e), e.value("state", ""),
                     e["seen_seconds_ago"].is_number_integer() ? short_duration(e["seen_seconds_ago"].get<std::int64_t>()) + " ago"
                                                               : std::string("never")});
   std::cout << "\n";
@@ -228,13 +242,13 @@ void print_edges(const Json& out) {
                               ? "for " + short_duration(e["seen_seconds_ago"].get<std::int64_t>())
                               : std::string("yet")) +
                          ": is platform-edge running there? Until it is, nothing is served on that host");
-    else if (state == "behind" && e["refused"].is_object())
+    else if (state == "behind" && e["refused"].is_object() && e["refused"]["version"] == e["version"])
       problems.push_back("the edge on host " + host + " refused config " + version_name(e["refused"]["version"]) + ": " +
                          e["refused"].value("error", "") + "; it still serves " + version_name(e["applied_version"]) +
                          " (a platform-edge older than the control plane? its log on that host has the whole story)");
     else if (state == "behind")
       problems.push_back("the edge on host " + host + " serves config " + version_name(e["applied_version"]) + ", not " +
-                         version_name(e["version"]) + ": it is applying it");
+                         edge_wanted(e) + ": it is taking the change of a moment ago");
   }
   if (problems.empty()) return;
   std::cout << "\nnot served as listed:\n";

@@ -2,6 +2,7 @@
 // and a real OCI registry the test starts: IPv6 per env by default, the IPv4 add-on only with its price
 // accepted and never allocated twice under concurrent requests, usage hours, conflicts named within an
 // org and only "taken" across orgs, CLI endpoints, `exposure`, and the edge's long poll.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <future>
@@ -565,6 +566,38 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   x = exposure();
   EXPECT_EQ(edge_of(x)["state"], "current");
   EXPECT_TRUE(edge_of(x)["refused"].is_null());
+  EXPECT_EQ(edge_of(x)["taken"], true);
+  EXPECT_EQ(edge_of(x)["wanted_version"], next);
+  auto pending = [&] { return client().call("GET", kEnvs + "seen/status")["edges_pending"]; };
+  auto has = [](const Json& hosts, const std::string& h) { return std::find(hosts.begin(), hosts.end(), Json(h)) != hosts.end(); };
+  EXPECT_FALSE(has(pending(), "status-host")) << pending().dump();
+
+  // A change the edge has not asked for yet: behind, wanting the next version, and `wait` waits for it.
+  client().call("POST", kEnvs + "seen/endpoints", Json{{"port", 6002}, {"process", "web"}}, new_id("idem"));
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "behind");
+  EXPECT_EQ(edge_of(x)["taken"], false);
+  EXPECT_EQ(edge_of(x)["version"], next);
+  EXPECT_EQ(edge_of(x)["wanted_version"], next + 1);
+  EXPECT_TRUE(has(pending(), "status-host"));
+  EXPECT_EQ(client().call("GET", kEnvs + "seen/status?traffic=false").count("edges_pending"), 0u);  // the rollout alone
+  // Asked for, not applied yet: still pending.
+  const auto third = edge.call("GET", "/v1/edge/config?after=" + std::to_string(next))["version"].get<std::int64_t>();
+  EXPECT_EQ(third, next + 1);
+  EXPECT_EQ(edge_of(exposure())["wanted_version"], third);
+  EXPECT_TRUE(has(pending(), "status-host"));
+  // Refused: not waited for (it would never come), a problem instead.
+  EXPECT_EQ(post({{"version", next}, {"unbound", none}, {"refused", {{"version", third}, {"error", "unknown field \"y\""}}}}), 200);
+  EXPECT_FALSE(has(pending(), "status-host"));
+  // Applied: current and taken.
+  EXPECT_EQ(post({{"version", third}, {"unbound", none}}), 200);
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "current");
+  EXPECT_EQ(edge_of(x)["taken"], true);
+  EXPECT_FALSE(has(pending(), "status-host"));
+  // A change again, and the edge stops asking: absent is not waited for either.
+  client().call("POST", kEnvs + "seen/endpoints", Json{{"port", 6003}, {"process", "web"}}, new_id("idem"));
+  EXPECT_TRUE(has(pending(), "status-host"));
   // An edge that stops asking is absent after 90 s.
   {
     pqxx::connection c(platform_->conninfo);
@@ -575,9 +608,15 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
     tx.commit();
   }
   EXPECT_EQ(edge_of(exposure())["state"], "absent");
-  // Its next poll says it is back.
-  edge.call("GET", "/v1/edge/config?after=" + std::to_string(next) + "&wait=0s");
+  EXPECT_FALSE(has(pending(), "status-host"));
+  // Its next poll says it is back, with the change to take.
+  const auto fourth =
+      edge.call("GET", "/v1/edge/config?after=" + std::to_string(third) + "&wait=0s")["version"].get<std::int64_t>();
+  EXPECT_EQ(edge_of(exposure())["state"], "behind");
+  EXPECT_TRUE(has(pending(), "status-host"));
+  EXPECT_EQ(post({{"version", fourth}, {"unbound", none}}), 200);
   EXPECT_EQ(edge_of(exposure())["state"], "current");
+  EXPECT_FALSE(has(pending(), "status-host"));
 }
 
 // A small pool, many envs asking at once: every address goes to one env, and the rest hear "capacity".

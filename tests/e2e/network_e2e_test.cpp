@@ -100,8 +100,9 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   auto table = cli("exposure --org dev");
   EXPECT_NE(table.out.find("net/echo/prod web:8080"), std::string::npos) << table.out;
 
-  // The app answers over IPv6, from both instances in turn; bytes are exact both ways.
-  ASSERT_TRUE(eventually(v6, 7000, true)) << logs();
+  // The app answers over IPv6, from both instances in turn; bytes are exact both ways. `wait` returned once
+  // the edge served the release, so the first connection is answered.
+  ASSERT_NE(greeting(v6, 7000).find("hello from"), std::string::npos) << logs();
   std::set<std::string> answered;
   for (int i = 0; i < 6; ++i) {
     auto g = greeting(v6, 7000);
@@ -129,11 +130,11 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   auto refused = cli("-o json ip allocate-v4" + kIn + " < /dev/null");
   EXPECT_EQ(refused.exit, 6) << refused.out;
   EXPECT_NE(one_json(refused)["error"]["message"].get<std::string>().find("/month"), std::string::npos) << refused.out;
-  auto v4r = cli("-o json ip allocate-v4 --yes" + kIn);
+  auto v4r = cli("-o json ip allocate-v4 --yes --wait" + kIn);
   ASSERT_EQ(v4r.exit, 0) << v4r.out;
   const auto v4 = one_json(v4r)["address"]["address"].get<std::string>();
   EXPECT_EQ(v4, first_v4);
-  ASSERT_TRUE(eventually(v4, 7000, true)) << logs();
+  ASSERT_NE(greeting(v4, 7000).find("hello from"), std::string::npos) << "--wait returned: served" << logs();
   EXPECT_EQ(exposed_rows(2, 2).size(), 2u);
 
   // A long-lived connection outlives config changes: CLI endpoints made and deleted while it is open.
@@ -157,19 +158,17 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
 
   // PROXY v2 through the whole stack: an endpoint that asks for it, to the sample app (which echoes what
   // it gets), so the header the instance received comes back: the client's own address and port first.
-  auto pp = cli("-o json endpoint create pp --port 7002 --internal-port 8080 --process web --proxy-protocol v2" + kIn);
+  // With --wait it returns once the edge serves it: the first connection right after is answered.
+  auto pp = cli("-o json endpoint create pp --port 7002 --internal-port 8080 --process web --proxy-protocol v2 --wait" + kIn);
   ASSERT_EQ(pp.exit, 0) << pp.out;
   EXPECT_EQ(one_json(pp)["endpoint"]["name"], "pp");  // the name as a positional, like every create
+  EXPECT_TRUE(one_json(pp)["served"]["edges_pending"].empty()) << pp.out;
+  // (the greeting check does not apply: the app sees the header first)
+  ASSERT_FALSE(echo_through(v6, 7002, "x").empty()) << logs();
   // A process the release does not run is refused (exit 2), naming the ones it runs.
   auto nope = cli("-o json endpoint create --port 7003 --process wbe" + kIn);
   EXPECT_EQ(nope.exit, 2) << nope.out;
   EXPECT_NE(nope.out.find("Did you mean \\\"web\\\"?"), std::string::npos) << nope.out;
-  bool serving = false;  // (the greeting check does not apply: the app sees the header first)
-  for (int i = 0; i < 100 && !serving; ++i) {
-    serving = !echo_through(v6, 7002, "x").empty();
-    if (!serving) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(serving) << logs();
   {
     int fd = connect_to(v6, 7002);
     ASSERT_GE(fd, 0);
@@ -203,18 +202,20 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     ASSERT_EQ(::inet_pton(AF_INET6, v6.c_str(), &a.sin6_addr), 1);
     ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
     ASSERT_EQ(::listen(held, 1), 0);
-    ASSERT_EQ(cli("endpoint create held --port 7004 --internal-port 8080 --process web" + kIn).exit, 0);
+    // --wait says so: made, but not listening (exit 6), once the edge has taken it.
+    auto created = cli("-o json endpoint create held --port 7004 --internal-port 8080 --process web --wait" + kIn);
+    EXPECT_EQ(created.exit, 6) << created.out;
+    const auto error = one_json(created)["error"];
+    EXPECT_EQ(error.value("message", "").rfind("endpoint held: [" + v6 + "]:7004 is not listening on host ", 0), 0u)
+        << created.out;
+    EXPECT_NE(error.value("hint", "").find("The change itself was made: operation op_"), std::string::npos) << created.out;
     auto row_7004 = [&] {
       auto all = one_json(cli("-o json exposure --org dev"));
       for (const auto& x : all["exposed"])
         if (x["target"]["project"] == "net" && x["port"] == 7004) return std::make_pair(x, all["edges"]);
       return std::make_pair(Json(), all["edges"]);
     };
-    Json row, edges;
-    for (int i = 0; i < 100 && !(row.is_object() && row.contains("not_listening")); ++i) {
-      std::tie(row, edges) = row_7004();
-      if (!row.contains("not_listening")) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    auto [row, edges] = row_7004();  // on record already: --wait returned after the edge's report
     ASSERT_TRUE(row.contains("not_listening")) << row.dump() << edges.dump() << logs();
     EXPECT_EQ(row["not_listening"][0]["error"], "Address already in use");
     ASSERT_EQ(edges.size(), 1u) << edges.dump();
@@ -230,13 +231,14 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
               std::string::npos)
         << held_described.out;
     EXPECT_NE(cli("endpoint list" + kIn).out.find("NOT LISTENING"), std::string::npos);
-    // `status` says it apart from the rollout (which is converged: `wait` does not wait on traffic).
+    // `status` says it apart from the rollout, which is converged; `wait` fails on it (exit 6).
     auto st = one_json(cli("-o json status" + kIn));
     EXPECT_EQ(st["phase"], "converged");
     ASSERT_EQ(st["traffic"].size(), 1u) << st.dump();
     EXPECT_EQ(st["traffic"][0].get<std::string>().rfind("endpoint held: [" + v6 + "]:7004 is not listening on host ", 0), 0u)
         << st.dump();
     EXPECT_NE(cli("status" + kIn).out.find("\ntraffic not served:\n  endpoint held: "), std::string::npos);
+    EXPECT_EQ(cli("wait --timeout 20s" + kIn).exit, 6);
     auto host = cli("host describe " + edges[0]["host"].get<std::string>());
     EXPECT_NE(host.out.find("edge       partial: serves config v"), std::string::npos) << host.out;
     EXPECT_NE(host.out.find("not listening: tcp [" + v6 + "]:7004: Address already in use"), std::string::npos) << host.out;
@@ -250,6 +252,7 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     EXPECT_FALSE(row.contains("not_listening")) << row.dump();
     EXPECT_EQ(edges[0]["state"], "current") << edges.dump();
     EXPECT_TRUE(one_json(cli("-o json status" + kIn))["traffic"].empty());
+    EXPECT_EQ(cli("wait --timeout 20s" + kIn).exit, 0);
     ASSERT_EQ(cli("endpoint delete held" + kIn).exit, 0);
   }
 
@@ -257,9 +260,10 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   EXPECT_EQ(cli("endpoint delete echo" + kIn).exit, 6);
 
   // Released, the IPv4 address stops answering; IPv6 still does. psql shows both allocations.
-  auto rel = cli("ip release ipv4 --yes" + kIn);
+  auto rel = cli("ip release ipv4 --yes --wait" + kIn);
   ASSERT_EQ(rel.exit, 0) << rel.out;
-  EXPECT_TRUE(eventually(v4, 7000, false)) << logs();
+  EXPECT_NE(rel.out.find("served: every running edge serves the change"), std::string::npos) << rel.out;
+  EXPECT_LT(connect_to(v4, 7000), 0) << "released, and --wait returned after the edge let go of it";
   EXPECT_TRUE(eventually(v6, 7000, true));
   EXPECT_EQ(run(dev.psql("SELECT family || ' ' || (released_at IS NOT NULL) FROM audit.ip_allocations"
                          " WHERE app = 'echo' AND env = 'prod' ORDER BY family")).out,
