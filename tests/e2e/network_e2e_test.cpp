@@ -56,7 +56,7 @@ std::string greeting(const std::string& ip, int port) { return echo_through(ip, 
 // within a long poll's round trip.
 bool eventually(const std::string& ip, int port, bool answers) {
   for (int i = 0; i < 100; ++i) {
-    const bool ok = greeting(ip, port).find("hello from") != std::string::npos;
+    const bool ok = greeting(ip, port).find(" from ") != std::string::npos;  // "hello from web-1", or the GREETING set
     if (ok == answers) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -254,6 +254,16 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     EXPECT_TRUE(one_json(cli("-o json status" + kIn))["traffic"].empty());
     EXPECT_EQ(cli("wait --timeout 20s" + kIn).exit, 0);
     ASSERT_EQ(cli("endpoint delete held" + kIn).exit, 0);
+  }
+
+  // deploy --wait returns once the edge serves the new release: every connection right after reaches it.
+  ASSERT_EQ(cli("config set GREETING=bonjour" + kIn).exit, 0);
+  auto redeploy = cli("deploy --image " + dev.registry() + "/sample/echo:v1 --manifest " + SOURCE_DIR +
+                      "/samples/echo/platform.toml --wait --timeout 120s" + kIn);
+  ASSERT_EQ(redeploy.exit, 0) << redeploy.out << logs();
+  for (int i = 0; i < 6; ++i) {
+    const auto g = greeting(v6, 7000);
+    EXPECT_NE(g.find("bonjour from "), std::string::npos) << i << ": " << g;
   }
 
   // The manifest's endpoint cannot be deleted from the CLI; exit 6 says why.
