@@ -254,6 +254,8 @@ Json edges_pending(const Json& edges) {
   Json out = Json::array();
   for (const auto& e : edges) {
     if (e.value("state", "") == "absent" || e.value("taken", true)) continue;
+    // One that never reported what it serves (a platform-edge older than its status report) never will.
+    if (e["applied_version"].is_null()) continue;
     const auto& refused = e["refused"];
     if (refused.is_object() && refused.value("version", std::int64_t{-1}) >= e.value("wanted_version", std::int64_t{0}))
       continue;  // it refused the present snapshot: it will not take it (a problem, not a wait)

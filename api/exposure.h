@@ -67,7 +67,9 @@ Json edge_states(pqxx::transaction_base& tx);
 // few milliseconds while it runs) an edge has not taken it.
 void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen);
 // The hosts whose edge is running and has yet to take the present state (`wait` waits for them): not
-// absent, not taken, and not holding on to a refusal of the very snapshot it was handed. Needs mark_taken().
+// absent, not taken, not holding on to a refusal of the very snapshot it was handed, and reporting what it
+// serves (one that never reported is older than that report and would be waited for in vain). Needs
+// mark_taken().
 Json edges_pending(const Json& edges);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
