@@ -297,6 +297,7 @@ Json wait_traffic_served(const Globals& g, api::Client& client, const EnvTarget&
             details.push_back({{"text", line}});
           }
       }
+      if (details.size() == 1) details = Json::array();  // the message says it already
       if (!first.empty())
         throw DetailedError({ErrorCode::precondition_failed, first,
                              "Another process on that host holds the address and port, or the address is not there: "
@@ -306,12 +307,12 @@ Json wait_traffic_served(const Globals& g, api::Client& client, const EnvTarget&
       for (const auto& p : st.value("traffic", Json::array())) note(g, "traffic: " + p.get<std::string>());
       return st;
     }
-    std::string hosts;
-    for (const auto& h : pending) hosts += (hosts.empty() ? "" : ", ") + h.get<std::string>();
-    if (hosts != said) note(g, "  waiting for the edge on host " + hosts + " to serve the change");
+    std::string hosts = pending.size() == 1 ? "the edge on host " : "the edges on hosts ";
+    for (std::size_t i = 0; i < pending.size(); ++i) hosts += (i ? ", " : "") + pending[i].get<std::string>();
+    if (hosts != said) note(g, "  waiting for " + hosts + " to serve the change");
     said = hosts;
     if (std::chrono::steady_clock::now() >= deadline)
-      throw DetailedError({ErrorCode::timed_out, "the edge on host " + hosts + " did not serve the change within " + timeout_text,
+      throw DetailedError({ErrorCode::timed_out, hosts + " did not serve the change within " + timeout_text,
                            "`platform exposure` shows what each edge serves; the edge's log on that host says why."},
                           Json::array());
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

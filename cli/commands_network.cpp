@@ -248,7 +248,7 @@ void print_edges(const Json& out) {
                          " (a platform-edge older than the control plane? its log on that host has the whole story)");
     else if (state == "behind")
       problems.push_back("the edge on host " + host + " serves config " + version_name(e["applied_version"]) + ", not " +
-                         edge_wanted(e) + ": it is taking the change of a moment ago");
+                         edge_wanted(e) + ": it has not taken the latest change yet (a running edge takes it within a second)");
   }
   if (problems.empty()) return;
   std::cout << "\nnot served as listed:\n";
