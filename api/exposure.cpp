@@ -393,32 +393,56 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
   return out;
 }
 
-Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id, const Json& edges) {
-  Json out = Json::array();
-  const auto endpoints = env_endpoints(tx, env_id);
-  if (endpoints.empty()) return out;
+Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const std::vector<ListenAddress>& tls_listen) {
+  auto edges = edge_states(tx);
+  mark_taken(tx, edges, tls_listen);
+  Json out = {{"traffic", Json::array()}, {"not_listening", Json::array()}, {"edges_pending", edges_pending(edges)}};
+  auto org = tx.exec_params("SELECT org_id FROM core.resources WHERE id = $1", env_id);
+  if (org.empty()) return out;
+  std::vector<Exposed> mine;
+  for (auto& x : exposed(tx, org[0][0].as<std::string>()))
+    if (x.env_id == env_id) mine.push_back(std::move(x));
+  if (mine.empty()) return out;  // it exposes nothing: nothing to serve
+  auto& problems = out["traffic"];
   if (edges.empty()) {
-    out.push_back("no platform-edge has asked for its config yet: no endpoint is served (platform exposure)");
+    problems.push_back("no platform-edge has asked for its config yet: nothing this env exposes is served (platform exposure)");
     return out;
   }
-  for (const auto& e : endpoints)
-    for (const auto& a : e["addresses"])
-      for (const auto& n : a.value("not_listening", Json::array())) {
-        const auto ip = a.value("address", "");
-        out.push_back(fmt::format("endpoint {}: {}:{} is not listening on host {}: {} (another process there holds it; "
-                                  "free it or move the endpoint to another port)",
-                                  e.value("name", ""), ip.find(':') == std::string::npos ? ip : "[" + ip + "]",
-                                  e.value("port", 0), n.value("host", ""), n.value("error", "")));
+  auto rows = exposure_json(mine, tls_listen);
+  mark_not_listening(rows, edges);
+  for (const auto& row : rows)
+    for (const auto& n : row.value("not_listening", Json::array())) {
+      const auto kind = row.value("kind", "");
+      const auto address = row.value("address", "");
+      const auto at = (address.find(':') == std::string::npos ? address : "[" + address + "]") + ":" +
+                      std::to_string(row.value("port", 0));
+      Json item = {{"kind", kind}, {"name", row.value("name", "")}, {"address", address}, {"port", row.value("port", 0)},
+                   {"host", n.value("host", "")}, {"error", n.value("error", "")}};
+      if (kind == "route") {
+        item["hostnames"] = row["sni"];
+        std::string names;
+        for (const auto& h : row["sni"]) names += (names.empty() ? "" : ", ") + h.get<std::string>();
+        problems.push_back(fmt::format("route {}: the shared TLS listener {} is not listening on host {}: {} (another "
+                                       "process there holds it: an operator frees it or moves the listener, platformd "
+                                       "--edge-tls-listen)",
+                                       names, at, item["host"].get<std::string>(), item["error"].get<std::string>()));
+      } else {
+        problems.push_back(fmt::format("endpoint {}: {} is not listening on host {}: {} (another process there holds it; "
+                                       "free it or move the endpoint to another port)",
+                                       item["name"].get<std::string>(), at, item["host"].get<std::string>(),
+                                       item["error"].get<std::string>()));
       }
+      out["not_listening"].push_back(std::move(item));
+    }
   for (const auto& edge : edges) {
     const auto state = edge.value("state", "");
     if (state == "absent")
-      out.push_back("the edge on host " + edge.value("host", "") +
-                    " has not asked for its config lately: nothing is served there (is platform-edge running?)");
+      problems.push_back("the edge on host " + edge.value("host", "") +
+                         " has not asked for its config lately: nothing is served there (is platform-edge running?)");
     else if (state == "behind" && edge["refused"].is_object() &&
              edge["refused"].value("version", std::int64_t{-1}) >= edge.value("version", std::int64_t{0}))
-      out.push_back("the edge on host " + edge.value("host", "") + " refused its newest config: " +
-                    edge["refused"].value("error", "") + " (platform exposure)");
+      problems.push_back("the edge on host " + edge.value("host", "") + " refused its newest config: " +
+                         edge["refused"].value("error", "") + " (platform exposure)");
   }
   return out;
 }

@@ -73,10 +73,12 @@ void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<Liste
 Json edges_pending(const Json& edges);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
-// What keeps the env's endpoints from being served, in words (`platform status` shows them under
-// "traffic:"): an address an edge could not bind, an edge absent or refusing its config, no edge at all.
-// Empty when the env exposes nothing or all is served. `edges`: edge_states() with mark_taken().
-Json traffic_problems(pqxx::transaction_base& tx, const std::string& env_id, const Json& edges);
+// What the env's endpoints and routes lack to be served (`platform status`; `wait` fails on
+// not_listening): {traffic: [words: an address or the shared TLS listener an edge could not bind, an edge
+// absent or refusing its config, no edge at all], not_listening: [{kind, name, hostnames (routes),
+// address, port, host, error}], edges_pending: edges_pending()}. Empty lists when the env exposes nothing
+// or all is served.
+Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const std::vector<ListenAddress>& tls_listen);
 // An edge's report (POST /v1/edge/status, already validated); false when the host has no snapshot yet.
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
                         const Json& unbound, const Json& refused);

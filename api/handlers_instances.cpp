@@ -29,12 +29,7 @@ Response get_status(Context& ctx, const Request& req, Principal& p, const Params
   const bool traffic = req.param("traffic") != "false";
   auto status = ctx.pool.read([&](pqxx::transaction_base& tx) {
     auto st = env_status(tx, chain.back().id);
-    if (traffic) {  // apart from the rollout
-      auto edges = edge_states(tx);
-      mark_taken(tx, edges, ctx.edge_tls_listen);
-      st["traffic"] = traffic_problems(tx, chain.back().id, edges);
-      st["edges_pending"] = edges_pending(edges);
-    }
+    if (traffic) st.update(env_traffic(tx, chain.back().id, ctx.edge_tls_listen));  // apart from the rollout
     return st;
   });
   status["path"] = path_of(chain);

@@ -119,9 +119,9 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
                         std::chrono::steady_clock::time_point deadline, const std::string& timeout_text);
 
 // After a change: until every running edge serves the env's present state (its edges_pending is empty),
-// saying on stderr which edge it waits for; then the endpoints for which `must_listen(name)` is true must
-// listen on every edge (precondition failed, exit 6, naming the address, host and error when not), and
-// the env's other traffic problems go to stderr. Times out (exit 4) at `deadline`. Returns the env's
+// saying on stderr which edge it waits for; then the endpoints for which `must_listen(name)` is true (and
+// the routes, when `must_listen("")` is) must listen on every edge (precondition failed, exit 6, naming
+// the address, host and error when not), and the env's other traffic problems go to stderr. Times out (exit 4) at `deadline`. Returns the env's
 // status with its traffic.
 Json wait_traffic_served(const Globals& g, api::Client& client, const EnvTarget& env,
                          std::chrono::steady_clock::time_point deadline, const std::string& timeout_text,

@@ -286,23 +286,27 @@ Json wait_traffic_served(const Globals& g, api::Client& client, const EnvTarget&
       // Every running edge has taken the change: what it could not bind is on record now.
       Json details = Json::array();
       std::string first;
-      for (const auto& e : client.call("GET", env.api_path + "/endpoints").value("endpoints", Json::array())) {
-        if (!must_listen(e.value("name", ""))) continue;
-        for (const auto& a : e["addresses"])
-          for (const auto& n : a.value("not_listening", Json::array())) {
-            auto line = fmt::format("endpoint {}: {} is not listening on host {}: {}", e.value("name", ""),
-                                    address_port(a.value("address", ""), e.value("port", 0)), n.value("host", ""),
-                                    n.value("error", ""));
-            if (first.empty()) first = line;
-            details.push_back({{"text", line}});
-          }
+      for (const auto& n : st.value("not_listening", Json::array())) {
+        const bool route = n.value("kind", "") == "route";
+        if (!must_listen(route ? std::string() : n.value("name", ""))) continue;
+        std::string what = "endpoint " + n.value("name", "");
+        if (route) {
+          what = "route";
+          for (const auto& h : n.value("hostnames", Json::array())) what += " " + h.get<std::string>();
+          what += ": the shared TLS listener";
+        }
+        auto line = fmt::format("{}{} {} is not listening on host {}: {}", what, route ? "" : ":",
+                                address_port(n.value("address", ""), n.value("port", 0)), n.value("host", ""),
+                                n.value("error", ""));
+        if (first.empty()) first = line;
+        details.push_back({{"text", line}});
       }
       if (details.size() == 1) details = Json::array();  // the message says it already
       if (!first.empty())
         throw DetailedError({ErrorCode::precondition_failed, first,
                              "Another process on that host holds the address and port, or the address is not there: "
-                             "free it, or move the endpoint to another port. `platform exposure` shows what each "
-                             "edge serves."},
+                             "free it, or move the endpoint to another port (the shared TLS listener: an operator's "
+                             "platformd --edge-tls-listen). `platform exposure` shows what each edge serves."},
                             details);
       for (const auto& p : st.value("traffic", Json::array())) note(g, "traffic: " + p.get<std::string>());
       return st;

@@ -77,9 +77,10 @@ void add_ip(CLI::App& app, Globals& g) {
     Json body = Json::object();
     if (auto price = accept_ipv4_price(s, g, *yes, "env " + s.need_env() + " gets a dedicated IPv4 address"))
       body["accept_price_cents_month"] = *price;
-    // With --wait, every endpoint of the env must then listen on the new address too.
+    // With --wait, every endpoint of the env must then listen on the new address too (routes stay on the
+    // shared listeners).
     print_receipt_and_wait_served(g, s, s.client().call("POST", s.env_path() + "/ips/ipv4", body, idempotent(*key)),
-                                  *v4_wait, [](const std::string&) { return true; });
+                                  *v4_wait, [](const std::string& endpoint) { return !endpoint.empty(); });
   });
 
   auto family = std::make_shared<std::string>("ipv4");

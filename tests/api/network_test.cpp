@@ -65,7 +65,7 @@ class NetworkTest : public ::testing::Test {
     platform_ = new harness::Platform(tls_on_8443);
     configure(platform_->conninfo, {"fd00:70::/120", "192.0.2.0/28", "10.77.0.0/24", 250});
     harness::create_envs(platform_->client(), {"prod", "v4", "quote", "meter", "routes-a", "routes-b", "cli", "gone",
-                                               "edge", "bad", "back", "seen"});
+                                               "edge", "bad", "back", "seen", "tlsheld"});
     oci::RegistryClient c;
     auto ref = oci::parse_image_ref(image());
     harness::push_manifest(c, ref, "v1", oci::kOciManifest, harness::push_image(c, ref, "amd64", "layer v1"));
@@ -619,6 +619,47 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   EXPECT_EQ(post({{"version", fourth}, {"unbound", none}}), 200);
   EXPECT_EQ(edge_of(exposure())["state"], "current");
   EXPECT_FALSE(has(pending(), "status-host"));
+}
+
+// `status` names what of the env an edge cannot listen for, an endpoint's address or the shared TLS
+// listener of its routes, in words (traffic) and as data (not_listening, which `wait` fails on).
+TEST_F(NetworkTest, StatusSaysWhichEndpointAndRouteAnEdgeCannotListenFor) {
+  const auto credential = enrol_host("tls-host");
+  api::Client edge(platform_->url, credential);
+  deploy("tlsheld", manifest(route("held.example.com") + kEndpoint));
+  const auto v6 = ips("tlsheld")[0]["address"].get<std::string>();
+  const auto version = edge.call("GET", "/v1/edge/config")["version"].get<std::int64_t>();
+  const Json unbound = Json::array({{{"address", "::1"}, {"port", 8443}, {"kind", "tls"}, {"error", "Address already in use"}},
+                                    {{"address", v6}, {"port", 5432}, {"kind", "tcp"}, {"error", "Permission denied"}}});
+  ASSERT_EQ(edge.request("POST", "/v1/edge/status", Json{{"version", version}, {"unbound", unbound}}.dump()).status, 200);
+  auto st = client().call("GET", kEnvs + "tlsheld/status");
+  Json mine = Json::array();
+  for (const auto& n : st["not_listening"])
+    if (n["host"] == "tls-host") mine.push_back(n);
+  ASSERT_EQ(mine.size(), 2u) << st.dump();
+  EXPECT_EQ(mine[0], (Json{{"kind", "endpoint"}, {"name", "db"}, {"address", v6}, {"port", 5432}, {"host", "tls-host"},
+                          {"error", "Permission denied"}}));
+  EXPECT_EQ(mine[1]["kind"], "route");
+  EXPECT_EQ(mine[1]["hostnames"], Json::array({"held.example.com"}));
+  EXPECT_EQ(mine[1]["address"], "::1");
+  EXPECT_EQ(mine[1]["port"], 8443);
+  auto said = [&](const std::string& line) {
+    for (const auto& t : st["traffic"])
+      if (t.get<std::string>().rfind(line, 0) == 0) return true;
+    return false;
+  };
+  EXPECT_TRUE(said("endpoint db: [" + v6 + "]:5432 is not listening on host tls-host: Permission denied")) << st.dump();
+  EXPECT_TRUE(said("route held.example.com: the shared TLS listener [::1]:8443 is not listening on host tls-host: "
+                   "Address already in use"))
+      << st.dump();
+  // The rollout alone leaves all of it out.
+  auto rollout = client().call("GET", kEnvs + "tlsheld/status?traffic=false");
+  EXPECT_FALSE(rollout.contains("not_listening") || rollout.contains("traffic") || rollout.contains("edges_pending"));
+  // Bound: nothing said.
+  ASSERT_EQ(edge.request("POST", "/v1/edge/status", Json{{"version", version}, {"unbound", Json::array()}}.dump()).status,
+            200);
+  st = client().call("GET", kEnvs + "tlsheld/status");
+  for (const auto& n : st["not_listening"]) EXPECT_NE(n["host"], "tls-host") << st.dump();
 }
 
 // A small pool, many envs asking at once: every address goes to one env, and the rest hear "capacity".
