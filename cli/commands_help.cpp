@@ -20,7 +20,7 @@ constexpr ExitRow kExitCodes[] = {
     {3, "`diff` found differences"},
     {4, "timed out or not converged (`wait --timeout`)"},
     {5, "placement or capacity"},
-    {6, "precondition failed (conflict, stale version, name taken, idempotency key reused, children exist)"},
+    {6, "precondition failed (conflict, stale version, name taken, idempotency key reused, children exist; `wait`: a port cannot listen)"},
     {7, "not found (also: another org's resource)"},
     {8, "authentication (missing, unknown or revoked token)"},
     {10, "not supported in v1 (the message says what to do instead)"},
