@@ -258,10 +258,34 @@ void print_edges(const Json& out) {
 
 void add_exposure(CLI::App& app, Globals& g) {
   auto* exposure = app.add_subcommand(
-      "exposure", "Everything the org exposes to the internet: addresses, ports, SNI names, PROXY, TLS, targets");
+      "exposure", "Everything the org exposes to the internet: addresses, ports, SNI names, PROXY, TLS, targets "
+                  "(--project, --app, --env narrow it)");
   exposure->callback([&g] {
     auto s = open_session(g);
     auto out = s.client().call("GET", "/v1/orgs/" + api::url_encode(s.need_org()) + "/exposure");
+    // --project, --app and --env given here narrow the rows (a context's defaults do not: exposure is the
+    // whole org unless asked otherwise); what each edge serves stays whole. The narrowest one named is
+    // looked up first, so a name that does not exist says so (exit 7) instead of listing nothing.
+    if (!g.project.empty() || !g.app.empty() || !g.env.empty()) {
+      auto org_path = "/v1/orgs/" + api::url_encode(s.need_org());
+      auto project = s.client().call("GET", org_path + "/projects/" + api::url_encode(s.need_project()));
+      std::string path = org_path + "/projects/" + api::url_encode(project.value("name", ""));
+      Json app, env;
+      if (!g.app.empty() || !g.env.empty()) {
+        app = s.client().call("GET", path + "/apps/" + api::url_encode(s.need_app()));
+        path += "/apps/" + api::url_encode(app.value("name", ""));
+      }
+      if (!g.env.empty()) env = s.client().call("GET", path + "/envs/" + api::url_encode(s.need_env()));
+      Json rows = Json::array();
+      for (auto& x : out["exposed"]) {
+        const auto& t = x["target"];
+        if (t.value("project", "") == project.value("name", "") &&
+            (app.is_null() || t.value("app", "") == app.value("name", "")) &&
+            (env.is_null() || t.value("env_id", "") == env.value("id", "")))
+          rows.push_back(std::move(x));
+      }
+      out["exposed"] = std::move(rows);
+    }
     if (g.format() == Format::json) return print_json(out);
     print_rows(g, out["exposed"],
                {"FAMILY", "ADDRESS", "PORT", "PROTO", "SNI", "PROXY", "TLS", "TARGET", "BACKENDS"}, [](const Json& x) {

@@ -99,6 +99,13 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   EXPECT_EQ(rows[0]["backends"]["total"], 2);
   auto table = cli("exposure --org dev");
   EXPECT_NE(table.out.find("net/echo/prod web:8080"), std::string::npos) << table.out;
+  // --project, --app and --env narrow it; a name that does not exist is not found (exit 7), not an empty list.
+  auto narrowed = one_json(cli("-o json exposure --org dev --project net --app echo --env prod"));
+  ASSERT_EQ(narrowed["exposed"].size(), 1u) << narrowed.dump();
+  EXPECT_EQ(narrowed["exposed"][0]["target"]["env"], "prod");
+  EXPECT_FALSE(narrowed["edges"].empty());
+  EXPECT_EQ(cli("exposure --org dev --project net --app echo --env staging").exit, 7);
+  EXPECT_EQ(cli("exposure --org dev --project nope").exit, 7);
 
   // The app answers over IPv6, from both instances in turn; bytes are exact both ways. `wait` returned once
   // the edge served the release, so the first connection is answered.
