@@ -22,6 +22,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -443,7 +444,8 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   for (const auto& a : config->tls_listen) wanted["tls " + a.str()] = {"tls " + a.str(), a, true, "", nullptr};
 
   Applied out;
-  std::lock_guard lock(im.mu);
+  std::vector<std::future<void>> closing;  // removed listeners, closed on their own executor
+  std::unique_lock lock(im.mu);
   // 1. Bind what is new. What cannot be bound is left out (and listed), the rest goes ahead.
   std::vector<std::string> opened;
   im.unbound.clear();
@@ -468,9 +470,12 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   for (auto it = im.listeners.begin(); it != im.listeners.end();) {
     auto w = wanted.find(it->first);
     if (w == wanted.end()) {
-      asio::post(it->second.acceptor->get_executor(), [a = it->second.acceptor] {
+      auto closed = std::make_shared<std::promise<void>>();
+      closing.push_back(closed->get_future());
+      asio::post(it->second.acceptor->get_executor(), [a = it->second.acceptor, closed] {
         boost::system::error_code e;
         a->close(e);
+        closed->set_value();
       });
       ++out.closed;
       it = im.listeners.erase(it);
@@ -483,6 +488,10 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
     im.start_listener(wanted[key]);
     ++out.opened;
   }
+  lock.unlock();
+  // A removed listener refuses connections once apply() returns (so a status report after it is true),
+  // unless its thread is stuck: the wait is bounded. (apply() runs outside the edge's threads.)
+  for (auto& f : closing) f.wait_for(std::chrono::seconds(2));
   return out;
 }
 
