@@ -317,8 +317,9 @@ void add_event_commands(CLI::App& app, Globals& g) {
   auto* wait = app.add_subcommand(
       "wait",
       "Wait for an operation to succeed (a deploy, rollback or scale: and its rollout), a resource to exist / be "
-      "deleted, or (no target) the env's rollout");
-  wait->add_option("target", wa->target, "op_... | resource ID | KIND/NAME (e.g. app/web); none: the env converges");
+      "deleted, or (no target) the env's rollout; a rollout until the edges serve it too");
+  wait->add_option("target", wa->target,
+                   "op_... | resource ID | KIND/NAME (e.g. app/web); none: the env converges and its edges serve it");
   wait->add_option("--for", wa->for_state, "exists | deleted (resources)")->capture_default_str();
   wait->add_option("--timeout", wa->timeout, "Give up after this long (exit 4; default 60s, 5m for a rollout)");
   wait->callback([&g, wa] { run_wait(g, *wa); });

@@ -195,7 +195,9 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
 }
 
 void add_rollout_wait(CLI::App* cmd, RolloutWait& w) {
-  cmd->add_flag("--wait", w.wait, "Then follow the rollout to its end, as `platform wait` does (exit 1 failed, 5 unplaceable, 4 timeout)");
+  cmd->add_flag("--wait", w.wait,
+                "Then follow the rollout to its end and until the edges serve it, as `platform wait` does (exit 1 "
+                "failed, 5 unplaceable, 6 a port cannot listen, 4 timeout)");
   cmd->add_option("--timeout", w.timeout, "With --wait: give up after this long (exit 4)")->capture_default_str();
 }
 
