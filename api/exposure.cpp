@@ -19,7 +19,7 @@ struct EnvRow {
 };
 
 struct InstanceRow {
-  std::string process, address;
+  std::string process, address, host_id;
   bool healthy = false;
 };
 
@@ -51,11 +51,13 @@ std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_
     addresses[r[0].as<std::string>()].emplace_back(r[1].as<int>(), r[2].as<std::string>());
   std::map<std::string, std::vector<InstanceRow>> instances;
   for (const auto& r : tx.exec_params(
-           "SELECT env_id, process, coalesce(host(address), ''), state = 'running' AND health IN ('healthy', 'none')"
+           "SELECT env_id, process, coalesce(host(address), ''), state = 'running' AND health IN ('healthy', 'none'),"
+           " coalesce(host_id, '')"
            " FROM core.instances WHERE desired = 'run' AND state NOT IN ('stopped', 'lost')"
-           " AND ($1 = '' OR org_id = $1) AND ($2 = '' OR host_id = $2) ORDER BY address",
+           " AND ($1 = '' OR org_id = $1) AND ($2 = '' OR host_id = $2) ORDER BY address, id",
            org_id, host_id))
-    instances[r[0].as<std::string>()].push_back({r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<bool>()});
+    instances[r[0].as<std::string>()].push_back(
+        {r[1].as<std::string>(), r[2].as<std::string>(), r[4].as<std::string>(), r[3].as<bool>()});
   std::map<std::string, std::vector<pqxx::row>> cli;
   auto cli_rows = tx.exec_params(
       "SELECT id, env_id, name, port, internal_port, process, proxy_protocol FROM core.endpoints"
@@ -74,7 +76,10 @@ std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_
       for (const auto& i : instances[e.env_id]) {
         if (i.process != x.process) continue;
         ++x.instances;
-        if (i.healthy && !i.address.empty()) x.backends.push_back(i.address);
+        if (i.healthy && !i.address.empty()) {
+          x.backends.push_back(i.address);
+          x.backend_hosts.push_back(i.host_id);
+        }
       }
     };
     if (e.manifest.is_object())
@@ -238,12 +243,35 @@ Json edge_states(pqxx::transaction_base& tx) {
   return out;
 }
 
+std::map<std::string, bool> edges_asked_for_present(pqxx::transaction_base& tx,
+                                                    const std::vector<ListenAddress>& tls_listen) {
+  std::map<std::string, bool> out;
+  auto recorded = tx.exec("SELECT host_id, content_hash FROM core.edge_config");
+  if (recorded.empty()) return out;
+  // One look at everything exposed; each host's snapshot keeps the backends on that host, as
+  // host_edge_snapshot() computes it host by host.
+  const auto all = exposed(tx, "");
+  for (const auto& r : recorded) {
+    const auto host = r[0].as<std::string>();
+    auto mine = all;
+    for (auto& x : mine) {
+      std::vector<std::string> backends;
+      for (std::size_t i = 0; i < x.backends.size(); ++i)
+        if (x.backend_hosts[i] == host) backends.push_back(x.backends[i]);
+      x.backends = std::move(backends);
+    }
+    out[host] = sha256_hex(edge_snapshot(mine, tls_listen).dump()) == r[1].as<std::string>();
+  }
+  return out;
+}
+
 void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen) {
+  const auto asked_for_present = edges_asked_for_present(tx, tls_listen);
   for (auto& e : edges) {
     const auto version = e["version"].get<std::int64_t>();
-    // The content the edge asked for last is on record (its hash); the snapshot has a version only when
-    // the present content is that one.
-    const bool asked = host_edge_snapshot(tx, e["host_id"].get<std::string>(), tls_listen).content.contains("version");
+    // The content the edge asked for last is on record (its hash): is it the present one?
+    const auto it = asked_for_present.find(e["host_id"].get<std::string>());
+    const bool asked = it != asked_for_present.end() && it->second;
     e["wanted_version"] = asked ? version : version + 1;  // its next poll bumps the version by one
     e["taken"] = asked && e["applied_version"].is_number_integer() && e["applied_version"].get<std::int64_t>() == version;
     if (e["state"] == "current" && !e["taken"].get<bool>()) e["state"] = "behind";

@@ -5,6 +5,7 @@
 // the edge's config snapshot (the same JSON as ingress/edge_config.h reads).
 #include <pqxx/pqxx>
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,7 @@ struct Exposed {
   std::vector<std::string> hostnames;   // routes
   std::vector<std::pair<int, std::string>> addresses;  // endpoints: (family, address) the env holds
   std::vector<std::string> backends;    // healthy instances' addresses
+  std::vector<std::string> backend_hosts;  // the host of each of them
   int instances = 0;                    // instances of the process that should run
 };
 
@@ -60,8 +62,12 @@ std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const
 // for kEdgeAbsentSeconds, or never).
 constexpr int kEdgeAbsentSeconds = 90;  // a poll waits at most 60 s (platform-edge asks for 20 s)
 Json edge_states(pqxx::transaction_base& tx);
+// For each host with an edge: whether the snapshot it last asked for is the one of the present state
+// (host_edge_snapshot()'s content, computed for every host from one look at what is exposed).
+std::map<std::string, bool> edges_asked_for_present(pqxx::transaction_base& tx,
+                                                    const std::vector<ListenAddress>& tls_listen);
 // Says of each edge of edge_states() whether it serves the present state, by computing each host's
-// snapshot now (a few queries per host): "wanted_version" (its version, or the next one when the content
+// snapshot now (edges_asked_for_present()): "wanted_version" (its version, or the next one when the content
 // changed since the edge last asked) and "taken" (it asked for the present content and applied it). A
 // "current" edge that has not taken it becomes "behind". Between a change and the edge's next poll (a
 // few milliseconds while it runs) an edge has not taken it.

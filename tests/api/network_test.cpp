@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "api/exposure.h"
 #include "api/hosts.h"
 #include "api/ipam.h"
 #include "engine/error_details.h"
@@ -758,6 +759,50 @@ TEST_F(NetworkTest, InstancesGetPrivateAddressesAndAFullPoolLeavesTheRestUnplace
   // The placed instances carry their addresses to the agent and to the events.
   EXPECT_EQ(tx.exec("SELECT count(*) FROM events WHERE type = 'InstancePlaced' AND data->>'address' LIKE '10.78.0.%'")[0][0]
                 .as<int>(), 2);
+}
+
+// The edge states compute every host's snapshot from one look at what is exposed: each must be exactly
+// the snapshot that host's edge gets (host_edge_snapshot), its own host's backends and no other's.
+TEST_F(NetworkTest, EveryHostsSnapshotFromOneLookIsTheOneItsEdgeGets) {
+  harness::Platform p(tls_on_8443);
+  configure(p.conninfo, {"fd00:72::/120", "", "10.79.0.0/24", 0});
+  harness::create_envs(p.client(), {"spread"});
+  harness::enrol_roomy_host(p.conninfo, "h1");
+  harness::enrol_roomy_host(p.conninfo, "h2");
+  p.client().call("POST", kEnvs + "spread/deploys",
+                  Json{{"image", image()},
+                       {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 4\n"
+                                    "memory = \"128MiB\"\n" + route("spread.example.com") + kEndpoint}},
+                  new_id("idem"), std::chrono::seconds(60));
+  harness::TestScheduler scheduler(p.conninfo);
+  ASSERT_EQ(scheduler.pass().placed, 4);
+  pqxx::connection c(p.conninfo);
+  {
+    pqxx::work tx(c);
+    ASSERT_EQ(tx.exec("SELECT count(DISTINCT host_id) FROM core.instances")[0][0].as<int>(), 2) << "spread over both";
+    tx.exec("UPDATE core.instances SET state = 'running', health = 'healthy'");  // as their agents would report
+    for (const auto& h : tx.exec("SELECT id FROM core.hosts WHERE name IN ('h1', 'h2')"))
+      tx.exec_params("INSERT INTO core.edge_config (host_id, version, content_hash) VALUES ($1, 1, $2)",
+                     h[0].as<std::string>(),
+                     api::host_edge_snapshot(tx, h[0].as<std::string>(), {{"::1", 8443}, {"127.0.0.1", 8443}}).hash);
+    tx.commit();
+  }
+  pqxx::work tx(c);
+  const std::vector<api::ListenAddress> tls = {{"::1", 8443}, {"127.0.0.1", 8443}};
+  auto asked = api::edges_asked_for_present(tx, tls);
+  ASSERT_EQ(asked.size(), 2u);
+  std::set<std::string> hashes;
+  for (const auto& [host, same] : asked) {
+    EXPECT_TRUE(same) << host;
+    hashes.insert(api::host_edge_snapshot(tx, host, tls).hash);
+  }
+  EXPECT_EQ(hashes.size(), 2u) << "each host's snapshot holds its own backends";
+  // Another host's content on record for h1: not the present one.
+  tx.exec("UPDATE core.edge_config SET content_hash = 'x' WHERE host_id = (SELECT id FROM core.hosts WHERE name = 'h1')");
+  asked = api::edges_asked_for_present(tx, tls);
+  int present = 0;
+  for (const auto& [host, same] : asked) present += same;
+  EXPECT_EQ(present, 1);
 }
 
 }  // namespace
