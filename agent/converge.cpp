@@ -72,7 +72,7 @@ void Converger::apply(const Json& set) {
     assigned.insert(a.id);
     auto sup = supervisors_.find(a.id);
     if (sup != supervisors_.end()) {
-      if (!a.run) sup->second->request_stop(a.desired_reason);
+      if (!a.run) sup->second->request_stop(a.desired_reason, true);
       continue;
     }
     auto run = runs.find(a.id);

@@ -261,6 +261,10 @@ int main(int argc, char** argv) {
       if (!bytes) throw PlatformError(ErrorCode::internal, "the secrets file of " + instance + " is not base64", "");
       return *bytes;
     };
+    deps.drain = [&client](const std::string& instance) {
+      return client.call("GET", "/v1/agent/instances/" + api::url_encode(instance) + "/drain", std::nullopt,
+                         std::string(), std::chrono::seconds(2));
+    };
     deps.ship_logs = [&client](const Json& lines) {
       client.call("POST", "/v1/agent/logs", Json{{"lines", lines}}, std::string(), std::chrono::seconds(10));
     };

@@ -52,7 +52,7 @@ InstanceSupervisor::InstanceSupervisor(Assignment a, SupervisorDeps deps, std::o
     : a_(std::move(a)), deps_(std::move(deps)), run_(std::move(adopt)) {
   attempt_ = a_.restarts;
   if (run_) attempt_ = std::max(attempt_, parse_run_id(*run_)->second);
-  if (!a_.run) request_stop(a_.desired_reason);
+  if (!a_.run) request_stop(a_.desired_reason, true);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -61,11 +61,38 @@ InstanceSupervisor::~InstanceSupervisor() {
   if (thread_.joinable()) thread_.join();
 }
 
-void InstanceSupervisor::request_stop(const std::string& reason) {
+void InstanceSupervisor::request_stop(const std::string& reason, bool drain) {
   std::lock_guard lock(mu_);
   if (stopping_) return;
   stop_reason_ = reason.empty() ? "asked to stop" : reason;
+  drain_ = drain;
   stopping_ = true;
+}
+
+std::string InstanceSupervisor::drain_first() {
+  {
+    std::lock_guard lock(mu_);
+    if (!drain_ || !deps_.drain || !run_ || a_.address.empty()) return "";
+  }
+  const auto asked = Clock::now();
+  const auto deadline = asked + deps_.drain_timeout;
+  std::string why;
+  while (!detached_) {
+    try {
+      auto answer = deps_.drain(a_.id);
+      why = answer.value("why", "");
+      if (answer.value("drained", true)) {
+        const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - asked).count();
+        return fmt::format("{} (asked for {} ms)", why, ms);
+      }
+    } catch (const std::exception& e) {
+      return std::string("not drained: the control plane did not answer (") + e.what() + ")";
+    }
+    if (Clock::now() >= deadline)
+      return fmt::format("not drained within {} ms: {}", deps_.drain_timeout.count(), why);
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return "";
 }
 
 void InstanceSupervisor::detach() { detached_ = true; }
@@ -302,6 +329,8 @@ void InstanceSupervisor::finish() {
     }
     Json data = {{"reason", reason}};
     if (run_) {
+      // New connections stop coming before SIGTERM: the edge on this host leaves the instance out first.
+      if (auto drained = drain_first(); !drained.empty()) data["drain"] = drained;
       try {
         auto how = deps_.runtime->stop(*run_, deps_.stop_grace);
         data["exit_code"] = how.exit_code;

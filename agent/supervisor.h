@@ -49,6 +49,11 @@ struct SupervisorDeps {
   std::function<void(const Json& lines)> ship_logs;  // POST /v1/agent/logs; throws when it did not arrive
   std::string secrets_dir;  // one 0600 file per instance, mounted read-only
   std::chrono::milliseconds stop_grace{10000};
+  // Before an instance asked to stop gets SIGTERM: whether the edge on this host no longer sends it new
+  // connections (GET /v1/agent/instances/{id}/drain): {drained, why}. Asked every 20 ms until drained,
+  // for at most drain_timeout; unset or failing, the instance is stopped at once.
+  std::function<Json(const std::string& instance_id)> drain;
+  std::chrono::milliseconds drain_timeout{5000};
 };
 
 // "<instance id>-r<n>" -> (instance id, n); nullopt for other names.
@@ -63,7 +68,9 @@ class InstanceSupervisor {
   InstanceSupervisor(const InstanceSupervisor&) = delete;
   InstanceSupervisor& operator=(const InstanceSupervisor&) = delete;
 
-  void request_stop(const std::string& reason);  // SIGTERM, grace, SIGKILL; reported as InstanceStopped
+  // SIGTERM, grace, SIGKILL; reported as InstanceStopped. `drain`: the control plane asked for the stop
+  // (the instance may be a backend of the edge): first wait until the edge no longer sends it connections.
+  void request_stop(const std::string& reason, bool drain = false);
   void detach();                                 // the agent is exiting: leave the instance as it is
   bool finished() const { return finished_; }
   const std::string& image_digest() const { return a_.image.digest; }
@@ -93,6 +100,8 @@ class InstanceSupervisor {
   std::chrono::steady_clock::time_point started_;
   std::mutex mu_;
   std::string stop_reason_;
+  bool drain_ = false;
+  std::string drain_first();  // waits for deps_.drain; says how it went ("" when there was nothing to ask)
   std::atomic<bool> stopping_{false}, detached_{false}, finished_{false};
   bool given_up_ = false;  // failed, or done for good: waits to be stopped
   std::thread thread_;

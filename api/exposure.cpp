@@ -421,6 +421,29 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
   return out;
 }
 
+Json instance_drain(pqxx::transaction_base& tx, const std::string& host_id, const std::string& instance_id,
+                    const std::vector<ListenAddress>& tls_listen) {
+  auto r = tx.exec_params("SELECT desired FROM core.instances WHERE id = $1 AND host_id = $2", instance_id, host_id);
+  if (r.empty())
+    throw PlatformError(ErrorCode::not_found, "instance " + instance_id.substr(0, 60) + " is not on this host",
+                        "An agent asks about its own instances only.");
+  if (r[0][0].as<std::string>() != "stop")
+    return {{"drained", false}, {"why", "it is not asked to stop: the edge may send it connections"}};
+  Json edges = Json::array();
+  for (auto& e : edge_states(tx))
+    if (e["host_id"] == host_id) edges.push_back(std::move(e));
+  if (edges.empty()) return {{"drained", true}, {"why", "no edge serves this host"}};
+  mark_taken(tx, edges, tls_listen);
+  const auto& e = edges[0];
+  if (!edges_pending(edges).empty())
+    return {{"drained", false}, {"why", "the edge on host " + e.value("host", "") + " has not taken the change yet"}};
+  if (e.value("taken", false))
+    return {{"drained", true}, {"why", "the edge on host " + e.value("host", "") + " no longer sends it new connections"}};
+  return {{"drained", true},
+          {"why", "the edge on host " + e.value("host", "") + " will not take the change (" + e.value("state", "") +
+                      "; platform exposure): not waited for"}};
+}
+
 Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const std::vector<ListenAddress>& tls_listen) {
   auto edges = edge_states(tx);
   mark_taken(tx, edges, tls_listen);

@@ -79,6 +79,13 @@ void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<Liste
 Json edges_pending(const Json& edges);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
+// Whether the edge on `host_id` has stopped sending new connections to an instance of that host that is
+// asked to stop (its agent asks before SIGTERM): {drained, why}. Drained when the edge serves the present
+// state (which leaves out instances asked to stop), or when no edge would ever take it (none there,
+// absent, never reported, or it refused that snapshot: edges_pending()). Not drained while the instance is
+// still to run. Not found when the instance is not on that host.
+Json instance_drain(pqxx::transaction_base& tx, const std::string& host_id, const std::string& instance_id,
+                    const std::vector<ListenAddress>& tls_listen);
 // What the env's endpoints and routes lack to be served (`platform status`; `wait` fails on
 // not_listening): {traffic: [words: an address or the shared TLS listener an edge could not bind, an edge
 // absent or refusing its config, no edge at all], not_listening: [{kind, name, hostnames (routes),

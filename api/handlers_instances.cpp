@@ -249,6 +249,21 @@ Response get_instance_secrets(Context& ctx, const Request& req) {
   return json_response(200, {{"instance_id", id}, {"format", "platform-secrets 1"}, {"file", base64_encode(file)}});
 }
 
+// Before it stops an instance it was asked to stop, the agent asks whether the edge on its host has stopped
+// sending it new connections (docs/instances.md#rollouts).
+Response get_instance_drain(Context& ctx, const Request& req) {
+  const auto credential = host_credential(req);
+  // The path is /v1/agent/instances/{instance}/drain; public handlers get no params.
+  const auto prefix = std::string("/v1/agent/instances/");
+  const auto id = req.path.substr(prefix.size(), req.path.size() - prefix.size() - std::string("/drain").size());
+  return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
+    auto host = authenticate_host(tx, credential);
+    auto out = instance_drain(tx, host.id, id, ctx.edge_tls_listen);
+    out["instance_id"] = id;
+    return out;
+  }));
+}
+
 }  // namespace
 
 void add_instance_routes(std::vector<Route>& out) {
@@ -273,6 +288,10 @@ void add_instance_routes(std::vector<Route>& out) {
                  {}, {}, watch_assignments});
   out.push_back({"POST", "/v1/agent/reports", "A batch of an agent's instance reports (platform-agent, host credential)",
                  {}, {}, post_reports});
+  out.push_back({"GET", "/v1/agent/instances/{instance}/drain",
+                 "Whether the edge on the host no longer sends new connections to an instance asked to stop "
+                 "(platform-agent, host credential)",
+                 {}, {}, get_instance_drain});
   out.push_back({"GET", "/v1/agent/instances/{instance}/secrets",
                  "The secrets file of an instance the host runs (platform-agent, host credential)", {}, {},
                  get_instance_secrets});

@@ -74,6 +74,7 @@ std::string event_line(const Json& e) {
   std::string what = d.value("reason", "");
   if (type == "InstancePlaced") what = "on host " + d.value("host_name", "") + ": " + what;
   if (type == "InstanceStarted") what = fmt::format("{} (restart count {})", what, d.value("restarts", 0));
+  if (type == "InstanceStopped" && d.contains("drain")) what += "; first " + d.value("drain", "");
   if (type == "InstanceStopped" && d.contains("exit")) what += "; " + d.value("exit", "");
   return fmt::format("{}  {:<22} {}", e.value("at", "").substr(0, 19), type, what);
 }

@@ -805,4 +805,69 @@ TEST_F(NetworkTest, EveryHostsSnapshotFromOneLookIsTheOneItsEdgeGets) {
   EXPECT_EQ(present, 1);
 }
 
+// Before SIGTERM, the agent asks whether the edge on its host still sends new connections to an instance
+// asked to stop: not while the edge has not taken the stop, yes once it serves the state without it.
+TEST_F(NetworkTest, AnInstanceAskedToStopIsDrainedOnceItsHostsEdgeLeavesItOut) {
+  harness::Platform p(tls_on_8443);
+  configure(p.conninfo, {"fd00:73::/120", "", "10.80.0.0/24", 0});
+  harness::create_envs(p.client(), {"drain"});
+  const auto credential = harness::enrol_roomy_host(p.conninfo, "d1");
+  const auto other = harness::enrol_roomy_host(p.conninfo, "d2");
+  api::Client host(p.url, credential);
+  p.client().call("POST", kEnvs + "drain/deploys",
+                  Json{{"image", image()},
+                       {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 1\n"
+                                    "memory = \"128MiB\"\n" + kEndpoint}},
+                  new_id("idem"), std::chrono::seconds(60));
+  harness::TestScheduler scheduler(p.conninfo);
+  ASSERT_EQ(scheduler.pass().placed, 1);
+  pqxx::connection c(p.conninfo);
+  auto sql = [&](const std::string& q) {
+    pqxx::work tx(c);
+    auto r = tx.exec(q);
+    tx.commit();
+    return r;
+  };
+  const auto id = sql("SELECT id FROM core.instances")[0][0].as<std::string>();
+  const auto on = sql("SELECT h.name FROM core.instances i JOIN core.hosts h ON h.id = i.host_id")[0][0].as<std::string>();
+  api::Client agent(p.url, on == "d1" ? credential : other);
+  api::Client stranger(p.url, on == "d1" ? other : credential);
+  sql("UPDATE core.instances SET state = 'running', health = 'healthy'");  // as its agent would report
+  auto drain = [&] { return agent.call("GET", "/v1/agent/instances/" + id + "/drain"); };
+
+  // Still to run: the edge may send it connections.
+  EXPECT_EQ(drain()["drained"], false);
+  // An instance of another host is not found there.
+  EXPECT_EQ(stranger.request("GET", "/v1/agent/instances/" + id + "/drain").status, 404);
+  // The edge of its host serves it.
+  auto version = agent.call("GET", "/v1/edge/config")["version"].get<std::int64_t>();
+  ASSERT_EQ(agent.request("POST", "/v1/edge/status", Json{{"version", version}, {"unbound", Json::array()}}.dump()).status,
+            200);
+  ASSERT_EQ(agent.call("GET", "/v1/edge/config")["endpoints"][0]["backends"].size(), 1u);
+
+  // Asked to stop: not drained until the edge has taken the stop.
+  p.client().call("POST", kEnvs + "drain/scale", Json{{"processes", {{"web", {{"count", 0}}}}}}, new_id("idem"));
+  scheduler.pass();
+  ASSERT_EQ(sql("SELECT desired FROM core.instances")[0][0].as<std::string>(), "stop");
+  auto d = drain();
+  EXPECT_EQ(d["drained"], false) << d.dump();
+  EXPECT_NE(d.value("why", "").find("has not taken the change yet"), std::string::npos) << d.dump();
+  auto next = agent.call("GET", "/v1/edge/config?after=" + std::to_string(version));
+  EXPECT_TRUE(next["endpoints"][0]["backends"].empty()) << next.dump();
+  EXPECT_EQ(drain()["drained"], false) << "handed over, not applied yet";
+  ASSERT_EQ(agent.request("POST", "/v1/edge/status", Json{{"version", next["version"]}, {"unbound", Json::array()}}.dump())
+                .status,
+            200);
+  d = drain();
+  EXPECT_EQ(d["drained"], true) << d.dump();
+  EXPECT_NE(d.value("why", "").find("no longer sends it new connections"), std::string::npos) << d.dump();
+
+  // An edge that stopped asking is not waited for.
+  sql("UPDATE core.edge_config SET seen_at = now() - interval '5 minutes'");
+  p.client().call("POST", kEnvs + "drain/endpoints", Json{{"port", 7777}, {"process", "web"}}, new_id("idem"));
+  d = drain();
+  EXPECT_EQ(d["drained"], true) << d.dump();
+  EXPECT_NE(d.value("why", "").find("not waited for"), std::string::npos) << d.dump();
+}
+
 }  // namespace

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "ingress/proxy_v2.h"
@@ -272,6 +273,16 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     const auto g = greeting(v6, 7000);
     EXPECT_NE(g.find("bonjour from "), std::string::npos) << i << ": " << g;
   }
+  // The old instances got SIGTERM only once the edge no longer sent them new connections.
+  const auto drains = run(dev.psql("SELECT data->>'drain' FROM events WHERE type = 'InstanceStopped'"
+                                   " AND data->>'reason' LIKE 'replaced by release%'")).out;
+  std::istringstream drain_lines(drains);
+  int drained = 0;
+  for (std::string line; std::getline(drain_lines, line);) {
+    EXPECT_NE(line.find("no longer sends it new connections"), std::string::npos) << line;
+    ++drained;
+  }
+  EXPECT_EQ(drained, 2) << "both old instances: " << drains;
 
   // The manifest's endpoint cannot be deleted from the CLI; exit 6 says why.
   EXPECT_EQ(cli("endpoint delete echo" + kIn).exit, 6);

@@ -96,15 +96,19 @@ void create_envs(const api::Client& c, const std::vector<std::string>& envs) {
 }
 
 // Enrols a sandbox host named `name` with room for anything the tests place (16 CPUs, 64 GiB) and no
-// agent behind it: a test writes what its reports would.
-inline void enrol_roomy_host(const std::string& conninfo, const std::string& name) {
+// agent behind it: a test writes what its reports would. Returns the host's credential (its agent's and
+// its edge's).
+inline std::string enrol_roomy_host(const std::string& conninfo, const std::string& name) {
   pqxx::connection c(conninfo);
   pqxx::work tx(c);
   const auto alice = tx.exec("SELECT id FROM core.users WHERE name = 'alice'")[0][0].as<std::string>();
-  api::enrol_host(tx, api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op").secret, name,
-                  {{"capacity", {{"cpus", 16}, {"memory_mib", 65536}, {"disk_mib", 100000}}},
-                   {"runtime", {{"name", "sandbox"}, {"reason", "test"}}}});
+  auto credential =
+      api::enrol_host(tx, api::issue_join_token(tx, alice, std::chrono::seconds(600), "req", "op").secret, name,
+                      {{"capacity", {{"cpus", 16}, {"memory_mib", 65536}, {"disk_mib", 100000}}},
+                       {"runtime", {{"name", "sandbox"}, {"reason", "test"}}}})
+          .credential;
   tx.commit();
+  return credential;
 }
 
 }  // namespace platform::harness
