@@ -41,13 +41,7 @@ TEST(InstanceStatus, RestartingInstancesAreProblemsAndResizedOnesAreNotCurrent) 
   }
   harness::Platform p;
   harness::create_envs(p.client(), {"prod"});
-  pqxx::connection c(p.conninfo);
-  auto sql = [&](const std::string& q) {
-    pqxx::work tx(c);
-    auto r = tx.exec(q);
-    tx.commit();
-    return r;
-  };
+  auto sql = [&](const std::string& q) { return harness::exec_sql(p.conninfo, q); };
   harness::enrol_roomy_host(p.conninfo, "big");
   p.client().call("POST", kEnv + "/deploys",
                   Json{{"image", image},

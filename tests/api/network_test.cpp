@@ -821,13 +821,7 @@ TEST_F(NetworkTest, AnInstanceAskedToStopIsDrainedOnceItsHostsEdgeLeavesItOut) {
                   new_id("idem"), std::chrono::seconds(60));
   harness::TestScheduler scheduler(p.conninfo);
   ASSERT_EQ(scheduler.pass().placed, 1);
-  pqxx::connection c(p.conninfo);
-  auto sql = [&](const std::string& q) {
-    pqxx::work tx(c);
-    auto r = tx.exec(q);
-    tx.commit();
-    return r;
-  };
+  auto sql = [&](const std::string& q) { return harness::exec_sql(p.conninfo, q); };
   const auto id = sql("SELECT id FROM core.instances")[0][0].as<std::string>();
   const auto on = sql("SELECT h.name FROM core.instances i JOIN core.hosts h ON h.id = i.host_id")[0][0].as<std::string>();
   api::Client agent(p.url, on == "d1" ? credential : other);

@@ -95,6 +95,15 @@ void create_envs(const api::Client& c, const std::vector<std::string>& envs) {
   for (const auto& e : envs) c.call("POST", "/v1/orgs/acme/projects/shop/apps/api/envs", Json{{"name", e}});
 }
 
+// Runs `q` in a transaction of its own on the test's database and commits (test set-up and checks).
+inline pqxx::result exec_sql(const std::string& conninfo, const std::string& q) {
+  pqxx::connection c(conninfo);
+  pqxx::work tx(c);
+  auto r = tx.exec(q);
+  tx.commit();
+  return r;
+}
+
 // Enrols a sandbox host named `name` with room for anything the tests place (16 CPUs, 64 GiB) and no
 // agent behind it: a test writes what its reports would. Returns the host's credential (its agent's and
 // its edge's).
