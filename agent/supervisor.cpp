@@ -86,7 +86,7 @@ std::string InstanceSupervisor::drain_first() {
         return fmt::format("{} (asked for {} ms)", why, ms);
       }
     } catch (const std::exception& e) {
-      return std::string("not drained: the control plane did not answer (") + e.what() + ")";
+      return std::string("not drained: asking the control plane failed (") + e.what() + ")";
     }
     if (Clock::now() >= deadline)
       return fmt::format("not drained within {} ms: {}", deps_.drain_timeout.count(), why);
