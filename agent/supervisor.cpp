@@ -90,7 +90,7 @@ std::string InstanceSupervisor::drain_first() {
     }
     if (Clock::now() >= deadline)
       return fmt::format("not drained within {} ms: {}", deps_.drain_timeout.count(), why);
-    std::this_thread::sleep_for(milliseconds(20));
+    std::this_thread::sleep_for(milliseconds(50));
   }
   return "";
 }

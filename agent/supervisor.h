@@ -50,7 +50,7 @@ struct SupervisorDeps {
   std::string secrets_dir;  // one 0600 file per instance, mounted read-only
   std::chrono::milliseconds stop_grace{10000};
   // Before an instance asked to stop gets SIGTERM: whether the edge on this host no longer sends it new
-  // connections (GET /v1/agent/instances/{id}/drain): {drained, why}. Asked every 20 ms until drained,
+  // connections (GET /v1/agent/instances/{id}/drain): {drained, why}. Asked every 50 ms until drained,
   // for at most drain_timeout; unset or failing, the instance is stopped at once.
   std::function<Json(const std::string& instance_id)> drain;
   std::chrono::milliseconds drain_timeout{5000};

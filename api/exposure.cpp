@@ -266,7 +266,13 @@ std::map<std::string, bool> edges_asked_for_present(pqxx::transaction_base& tx,
 }
 
 void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen) {
-  const auto asked_for_present = edges_asked_for_present(tx, tls_listen);
+  std::map<std::string, bool> asked_for_present;
+  if (edges.size() == 1) {  // one host (an agent's drain question): its own snapshot, its instances only
+    const auto host = edges[0]["host_id"].get<std::string>();
+    asked_for_present[host] = host_edge_snapshot(tx, host, tls_listen).content.contains("version");
+  } else {
+    asked_for_present = edges_asked_for_present(tx, tls_listen);
+  }
   for (auto& e : edges) {
     const auto version = e["version"].get<std::int64_t>();
     // The content the edge asked for last is on record (its hash): is it the present one?
