@@ -244,14 +244,11 @@ Json edge_states(pqxx::transaction_base& tx) {
 }
 
 std::map<std::string, bool> edges_asked_for_present(pqxx::transaction_base& tx,
-                                                    const std::vector<ListenAddress>& tls_listen) {
+                                                    const std::vector<ListenAddress>& tls_listen,
+                                                    const std::vector<Exposed>& all) {
   std::map<std::string, bool> out;
-  auto recorded = tx.exec("SELECT host_id, content_hash FROM core.edge_config");
-  if (recorded.empty()) return out;
-  // One look at everything exposed; each host's snapshot keeps the backends on that host, as
-  // host_edge_snapshot() computes it host by host.
-  const auto all = exposed(tx, "");
-  for (const auto& r : recorded) {
+  // Each host's snapshot keeps the backends on that host, as host_edge_snapshot() computes it host by host.
+  for (const auto& r : tx.exec("SELECT host_id, content_hash FROM core.edge_config")) {
     const auto host = r[0].as<std::string>();
     auto mine = all;
     for (auto& x : mine) {
@@ -265,14 +262,10 @@ std::map<std::string, bool> edges_asked_for_present(pqxx::transaction_base& tx,
   return out;
 }
 
-void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen) {
-  std::map<std::string, bool> asked_for_present;
-  if (edges.size() == 1) {  // one host (an agent's drain question): its own snapshot, its instances only
-    const auto host = edges[0]["host_id"].get<std::string>();
-    asked_for_present[host] = host_edge_snapshot(tx, host, tls_listen).content.contains("version");
-  } else {
-    asked_for_present = edges_asked_for_present(tx, tls_listen);
-  }
+void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen,
+                const std::vector<Exposed>& all) {
+  if (edges.empty()) return;
+  const auto asked_for_present = edges_asked_for_present(tx, tls_listen, all);
   for (auto& e : edges) {
     const auto version = e["version"].get<std::int64_t>();
     // The content the edge asked for last is on record (its hash): is it the present one?
@@ -439,7 +432,7 @@ Json instance_drain(pqxx::transaction_base& tx, const std::string& host_id, cons
   for (auto& e : edge_states(tx))
     if (e["host_id"] == host_id) edges.push_back(std::move(e));
   if (edges.empty()) return {{"drained", true}, {"why", "no edge serves this host"}};
-  mark_taken(tx, edges, tls_listen);
+  mark_taken(tx, edges, tls_listen, exposed(tx, ""));
   const auto& e = edges[0];
   if (!edges_pending(edges).empty())
     return {{"drained", false}, {"why", "the edge on host " + e.value("host", "") + " has not taken the change yet"}};
@@ -451,13 +444,12 @@ Json instance_drain(pqxx::transaction_base& tx, const std::string& host_id, cons
 }
 
 Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const std::vector<ListenAddress>& tls_listen) {
+  auto all = exposed(tx, "");  // every host's snapshot is made of it; the env's rows are among it
   auto edges = edge_states(tx);
-  mark_taken(tx, edges, tls_listen);
+  mark_taken(tx, edges, tls_listen, all);
   Json out = {{"traffic", Json::array()}, {"not_listening", Json::array()}, {"edges_pending", edges_pending(edges)}};
-  auto org = tx.exec_params("SELECT org_id FROM core.resources WHERE id = $1", env_id);
-  if (org.empty()) return out;
   std::vector<Exposed> mine;
-  for (auto& x : exposed(tx, org[0][0].as<std::string>()))
+  for (auto& x : all)
     if (x.env_id == env_id) mine.push_back(std::move(x));
   if (mine.empty()) return out;  // it exposes nothing: nothing to serve
   auto& problems = out["traffic"];

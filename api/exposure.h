@@ -63,15 +63,17 @@ std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const
 constexpr int kEdgeAbsentSeconds = 90;  // a poll waits at most 60 s (platform-edge asks for 20 s)
 Json edge_states(pqxx::transaction_base& tx);
 // For each host with an edge: whether the snapshot it last asked for is the one of the present state
-// (host_edge_snapshot()'s content, computed for every host from one look at what is exposed).
+// (host_edge_snapshot()'s content, built for every host from `all`: exposed() of every org).
 std::map<std::string, bool> edges_asked_for_present(pqxx::transaction_base& tx,
-                                                    const std::vector<ListenAddress>& tls_listen);
-// Says of each edge of edge_states() whether it serves the present state, by computing each host's
-// snapshot now (edges_asked_for_present()): "wanted_version" (its version, or the next one when the content
+                                                    const std::vector<ListenAddress>& tls_listen,
+                                                    const std::vector<Exposed>& all);
+// Says of each edge of edge_states() whether it serves the present state, by building each host's
+// snapshot from `all`, exposed() of every org (edges_asked_for_present()): "wanted_version" (its version, or the next one when the content
 // changed since the edge last asked) and "taken" (it asked for the present content and applied it). A
 // "current" edge that has not taken it becomes "behind". Between a change and the edge's next poll (a
 // few milliseconds while it runs) an edge has not taken it.
-void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen);
+void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<ListenAddress>& tls_listen,
+                const std::vector<Exposed>& all);
 // The hosts whose edge is running and has yet to take the present state (`wait` waits for them): not
 // absent, not taken, not holding on to a refusal of the very snapshot it was handed, and reporting what it
 // serves (one that never reported is older than that report and would be waited for in vain). Needs

@@ -83,7 +83,7 @@ Response get_host(Context& ctx, const Request&, Principal& p, const Params& para
     auto h = describe_host(tx, params.at("host"));
     if (h && h->at("edge").is_object()) {
       Json edges = Json::array({h->at("edge")});
-      mark_taken(tx, edges, ctx.edge_tls_listen);
+      mark_taken(tx, edges, ctx.edge_tls_listen, exposed(tx, ""));
       (*h)["edge"] = edges[0];
     }
     return h;

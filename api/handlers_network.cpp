@@ -99,9 +99,13 @@ Response delete_address(Context& ctx, const Request& req, Principal& p, const Pa
 Response get_exposure(Context& ctx, const Request&, Principal& p, const Params& params) {
   auto chain = resolve_path(ctx, p, params);
   return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
-    auto rows = exposure_json(exposed(tx, chain[0].id), ctx.edge_tls_listen);
+    auto all = exposed(tx, "");  // every host's snapshot is made of it; the org's rows are among it
+    std::vector<Exposed> org;
+    for (const auto& x : all)
+      if (x.org_id == chain[0].id) org.push_back(x);
+    auto rows = exposure_json(org, ctx.edge_tls_listen);
     auto edges = edge_states(tx);
-    mark_taken(tx, edges, ctx.edge_tls_listen);
+    mark_taken(tx, edges, ctx.edge_tls_listen, all);
     mark_not_listening(rows, edges);
     return Json{{"org_id", chain[0].id}, {"exposed", rows}, {"edges", edges}};
   }));

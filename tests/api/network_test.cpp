@@ -789,7 +789,7 @@ TEST_F(NetworkTest, EveryHostsSnapshotFromOneLookIsTheOneItsEdgeGets) {
   }
   pqxx::work tx(c);
   const std::vector<api::ListenAddress> tls = {{"::1", 8443}, {"127.0.0.1", 8443}};
-  auto asked = api::edges_asked_for_present(tx, tls);
+  auto asked = api::edges_asked_for_present(tx, tls, api::exposed(tx, ""));
   ASSERT_EQ(asked.size(), 2u);
   std::set<std::string> hashes;
   for (const auto& [host, same] : asked) {
@@ -799,7 +799,7 @@ TEST_F(NetworkTest, EveryHostsSnapshotFromOneLookIsTheOneItsEdgeGets) {
   EXPECT_EQ(hashes.size(), 2u) << "each host's snapshot holds its own backends";
   // Another host's content on record for h1: not the present one.
   tx.exec("UPDATE core.edge_config SET content_hash = 'x' WHERE host_id = (SELECT id FROM core.hosts WHERE name = 'h1')");
-  asked = api::edges_asked_for_present(tx, tls);
+  asked = api::edges_asked_for_present(tx, tls, api::exposed(tx, ""));
   int present = 0;
   for (const auto& [host, same] : asked) present += same;
   EXPECT_EQ(present, 1);
