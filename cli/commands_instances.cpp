@@ -5,8 +5,10 @@
 
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "cli/cli.h"
 #include "engine/duration.h"
@@ -179,6 +181,48 @@ std::string rollout_progress(const Json& status) {
   return out;
 }
 
+// The way back from a rollout that does not come up: which older release still serves (its healthy
+// instances keep the traffic until the new ones are healthy) and the rollback to it, or, when none
+// does, where to pick one. " Release v6 still serves (web-1, web-2 healthy): go back to it with …".
+std::string way_back(const Json& status, const std::string& env_flag) {
+  const auto& release = status.value("release", Json::object());
+  const auto current = release.value("name", "");
+  if (release.value("number", std::int64_t{0}) <= 1) return "";  // the env's first: nothing to go back to
+  std::map<std::int64_t, std::pair<std::string, std::vector<std::string>>> serving;  // by release number
+  for (const auto& i : status.value("instances", Json::array())) {
+    const auto& rel = i.value("release", Json::object());
+    if (rel.value("name", "") == current || i.value("state", "") != "running" || i.value("health", "") != "healthy")
+      continue;
+    auto& [name, instances] = serving[rel.value("number", std::int64_t{0})];
+    name = rel.value("name", "");
+    instances.push_back(i.value("name", ""));
+  }
+  if (serving.empty())
+    return " No older release is serving; pick one to go back to with `platform releases list" + env_flag +
+           "`, then `platform rollback RELEASE" + env_flag + "`.";
+  const auto& [name, instances] = serving.rbegin()->second;  // the newest that serves
+  return fmt::format(" Release {} still serves ({} healthy); go back to it with `platform rollback {}{}`.", name,
+                     fmt::join(instances, ", "), name, env_flag);
+}
+
+// "category: app …" when instances of the env's release are being restarted (they exit or fail their
+// checks): a timeout then is the app's, not the platform's being slow.
+std::string crash_looping(const Json& status) {
+  const auto current = status.value("release", Json::object()).value("name", "");
+  for (const auto& i : status.value("instances", Json::array()))
+    if (i.value("release", Json::object()).value("name", "") == current && i.value("state", "") == "restarting")
+      return "category: app (instances of release " + current +
+             " exit or fail their checks, and are being restarted). ";
+  return "";
+}
+
+// Whether the env's release has fewer healthy instances than it asks for in some process.
+bool release_not_up(const Json& status) {
+  for (const auto& p : status.value("processes", Json::array()))
+    if (p.value("healthy", 0) < p.value("desired", 0)) return true;
+  return false;
+}
+
 }  // namespace
 
 // `platform wait` without a target: until the env runs its release as desired, all healthy (exit 0); a
@@ -260,7 +304,8 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
       auto name = failed.substr(0, failed.find(':'));
       throw DetailedError({ErrorCode::failed, "rollout failed: " + failed,
                            "category: app (the instance exits or fails its checks). See `platform instance describe " +
-                               name + env_flag + "` and `platform logs --instance " + name + env_flag + "`."},
+                               name + env_flag + "` and `platform logs --instance " + name + env_flag + "`." +
+                               way_back(st, env_flag)},
                           details);
     }
     if (phase == "unschedulable")
@@ -271,7 +316,8 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
     if (std::chrono::steady_clock::now() >= deadline)
       throw DetailedError({ErrorCode::timed_out, "env " + env.name + " did not converge within " + timeout_text +
                                                      (first.empty() ? "" : ": " + first),
-                           "See `platform status" + env_flag + "` for what is still moving."},
+                           crash_looping(st) + "See `platform status" + env_flag + "` for what is still moving." +
+                               (release_not_up(st) ? way_back(st, env_flag) : std::string())},
                           details);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }

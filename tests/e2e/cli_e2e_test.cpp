@@ -737,6 +737,23 @@ optional = ["ECHO_ALLOC_MIB"]
     EXPECT_EQ(started_digest, digests.at("v1")) << di.dump();
   }
 
+  // A release that crashes where an older one serves: the failure names the release that still serves
+  // and the rollback to it; that command, run as given, brings the env back.
+  auto broke = cli("-o json deploy" + image("crash") + m + in("prod") + " --wait --timeout 120s");
+  EXPECT_EQ(broke.exit, 1) << broke.out;
+  const auto back_hint = one_json(broke)["error"]["hint"].get<std::string>();
+  EXPECT_NE(back_hint.find("Release v1 still serves ("), std::string::npos) << back_hint;
+  const std::string go_back = "`platform rollback v1 ";
+  const auto go_at = back_hint.find(go_back);
+  ASSERT_NE(go_at, std::string::npos) << back_hint;
+  const auto go_from = go_at + go_back.size();
+  const auto go_flags = back_hint.substr(go_from, back_hint.find('`', go_from) - go_from);
+  EXPECT_NE(go_flags.find("--env prod"), std::string::npos) << back_hint;
+  ASSERT_EQ(cli("-o json rollback v1 " + go_flags + " --wait --timeout 120s").exit, 0);
+  EXPECT_EQ(one_json(cli("-o json status" + in("prod")))["release"]["digest"], digests.at("v1"));
+  // An env's first release has nothing to go back to, and the hint does not pretend it has.
+  EXPECT_EQ(failed_hint.find("rollback"), std::string::npos) << failed_hint;
+
   // kill -9 of the agent mid-rollout: it comes back (platformd dev restarts it), adopts what runs,
   // and the rollout converges; no instance ever has two runs at once.
   ASSERT_EQ(cli("-o json scale web=2" + in("prod")).exit, 0);
