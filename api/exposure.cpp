@@ -19,7 +19,7 @@ struct EnvRow {
 };
 
 struct InstanceRow {
-  std::string process, address, host_id;
+  std::string process, address, host_id, name;
   bool healthy = false;
 };
 
@@ -52,12 +52,12 @@ std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_
   std::map<std::string, std::vector<InstanceRow>> instances;
   for (const auto& r : tx.exec_params(
            "SELECT env_id, process, coalesce(host(address), ''), state = 'running' AND health IN ('healthy', 'none'),"
-           " coalesce(host_id, '')"
+           " coalesce(host_id, ''), name"
            " FROM core.instances WHERE desired = 'run' AND state NOT IN ('stopped', 'lost')"
            " AND ($1 = '' OR org_id = $1) AND ($2 = '' OR host_id = $2) ORDER BY address, id",
            org_id, host_id))
     instances[r[0].as<std::string>()].push_back(
-        {r[1].as<std::string>(), r[2].as<std::string>(), r[4].as<std::string>(), r[3].as<bool>()});
+        {r[1].as<std::string>(), r[2].as<std::string>(), r[4].as<std::string>(), r[5].as<std::string>(), r[3].as<bool>()});
   std::map<std::string, std::vector<pqxx::row>> cli;
   auto cli_rows = tx.exec_params(
       "SELECT id, env_id, name, port, internal_port, process, proxy_protocol FROM core.endpoints"
@@ -79,6 +79,7 @@ std::vector<Exposed> exposed(pqxx::transaction_base& tx, const std::string& org_
         if (i.healthy && !i.address.empty()) {
           x.backends.push_back(i.address);
           x.backend_hosts.push_back(i.host_id);
+          x.backend_names.push_back(i.name);
         }
       }
     };
@@ -224,7 +225,7 @@ Json edge_states(pqxx::transaction_base& tx) {
   Json out = Json::array();
   for (const auto& r : tx.exec_params(
            "SELECT h.name, c.host_id, c.version, c.applied_version, c.unbound::text, " + db::sql_rfc3339("c.seen_at") +
-           ", floor(extract(epoch FROM now() - c.seen_at))::bigint, c.refused::text"
+           ", floor(extract(epoch FROM now() - c.seen_at))::bigint, c.refused::text, c.unreachable::text"
            " FROM core.edge_config c JOIN core.hosts h ON h.id = c.host_id ORDER BY h.name")) {
     const auto version = r[2].as<std::int64_t>();
     const auto unbound = Json::parse(r[4].as<std::string>());
@@ -233,7 +234,8 @@ Json edge_states(pqxx::transaction_base& tx) {
               {"seen_at", r[5].is_null() ? Json() : Json(r[5].as<std::string>())},
               {"seen_seconds_ago", r[6].is_null() ? Json() : Json(r[6].as<std::int64_t>())},
               {"unbound", unbound},
-              {"refused", r[7].is_null() ? Json() : Json::parse(r[7].as<std::string>())}};
+              {"refused", r[7].is_null() ? Json() : Json::parse(r[7].as<std::string>())},
+              {"unreachable", Json::parse(r[8].as<std::string>())}};
     if (r[6].is_null() || r[6].as<std::int64_t>() > kEdgeAbsentSeconds) e["state"] = "absent";
     else if (!unbound.empty()) e["state"] = "partial";
     else if (r[3].is_null() || r[3].as<std::int64_t>() < version) e["state"] = "behind";
@@ -303,6 +305,15 @@ Json not_listening(const Json& edges, const std::string& kind, const std::string
 }
 }  // namespace
 
+void mark_unreachable(Json& rows, const std::vector<Exposed>& all, Json& edges) {
+  std::map<std::string, Json> by_id;
+  for (const auto& x : all)
+    if (auto u = unreachable_backends(x, edges); !u.empty()) by_id[x.id] = std::move(u);
+  for (auto& row : rows)
+    if (auto it = by_id.find(row.value("id", "")); it != by_id.end()) row["unreachable"] = it->second;
+  for (auto& e : edges) e.erase("unreachable");
+}
+
 void mark_not_listening(Json& rows, const Json& edges) {
   for (auto& row : rows)
     if (auto missing = not_listening(edges, row.value("protocol", ""), row.value("address", ""), row.value("port", 0));
@@ -311,11 +322,12 @@ void mark_not_listening(Json& rows, const Json& edges) {
 }
 
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
-                        const Json& unbound, const Json& refused) {
+                        const Json& unbound, const Json& refused, const Json& unreachable) {
   return !tx.exec_params("UPDATE core.edge_config SET applied_version = $2, unbound = $3::jsonb, refused = $4::jsonb,"
-                         " reported_at = now(), seen_at = now() WHERE host_id = $1 RETURNING 1",
+                         " unreachable = $5::jsonb, reported_at = now(), seen_at = now() WHERE host_id = $1 RETURNING 1",
                          host_id, version, unbound.dump(),
-                         refused.is_null() ? std::optional<std::string>() : std::optional<std::string>(refused.dump()))
+                         refused.is_null() ? std::optional<std::string>() : std::optional<std::string>(refused.dump()),
+                         unreachable.dump())
               .empty();
 }
 
@@ -415,7 +427,8 @@ Json env_endpoints(pqxx::transaction_base& tx, const std::string& env_id) {
                    {"process", x.process},
                    {"proxy_protocol", x.proxy_protocol.empty() ? "off" : x.proxy_protocol},
                    {"addresses", addrs},
-                   {"backends", {{"healthy", x.backends.size()}, {"total", x.instances}}}});
+                   {"backends", {{"healthy", x.backends.size()}, {"total", x.instances}}},
+                   {"unreachable", unreachable_backends(x, edges)}});
   }
   return out;
 }
@@ -443,11 +456,41 @@ Json instance_drain(pqxx::transaction_base& tx, const std::string& host_id, cons
                       "; platform exposure): not waited for"}};
 }
 
+Json unreachable_backends(const Exposed& x, const Json& edges) {
+  Json out = Json::array();
+  for (const auto& e : edges) {
+    if (e.value("state", "") == "absent") continue;  // what it said last may be long past
+    for (const auto& u : e.value("unreachable", Json::array())) {
+      if (u.value("target", "") != x.id) continue;
+      const auto address = u.value("address", "");
+      const int port = u.value("port", 0);
+      std::string instance;
+      for (std::size_t i = 0; i < x.backends.size(); ++i)
+        if (x.backends[i] == address && i < x.backend_names.size()) instance = x.backend_names[i];
+      if (instance.empty()) continue;  // no longer a backend: the edge's next snapshot drops it
+      const auto error = u.value("error", "");
+      const auto failures = u.value("failures", std::int64_t{1});
+      const auto what = x.kind == "route" ? "route " + fmt::format("{}", fmt::join(x.hostnames, ", ")) : "endpoint " + x.name;
+      const auto at = (address.find(':') == std::string::npos ? address : "[" + address + "]") + ":" + std::to_string(port);
+      std::string text = fmt::format("{}: the edge on host {} cannot connect to instance {} ({}): {}", what,
+                                     e.value("host", ""), instance, at, error);
+      if (failures > 1) text += fmt::format(" ({} times in a row)", failures);
+      if (port == x.internal_port && (error == "Connection refused"))
+        text += fmt::format("; is process {} listening on port {} (on every address, not only 127.0.0.1)?", x.process,
+                            x.internal_port);
+      out.push_back({{"kind", x.kind}, {"name", x.name}, {"host", e.value("host", "")}, {"instance", instance},
+                     {"address", address}, {"port", port}, {"error", error}, {"failures", failures}, {"text", text}});
+    }
+  }
+  return out;
+}
+
 Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const std::vector<ListenAddress>& tls_listen) {
   auto all = exposed(tx, "");  // every host's snapshot is made of it; the env's rows are among it
   auto edges = edge_states(tx);
   mark_taken(tx, edges, tls_listen, all);
-  Json out = {{"traffic", Json::array()}, {"not_listening", Json::array()}, {"edges_pending", edges_pending(edges)}};
+  Json out = {{"traffic", Json::array()}, {"not_listening", Json::array()}, {"unreachable", Json::array()},
+              {"edges_pending", edges_pending(edges)}};
   std::vector<Exposed> mine;
   for (auto& x : all)
     if (x.env_id == env_id) mine.push_back(std::move(x));
@@ -482,6 +525,11 @@ Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const st
                                        item["error"].get<std::string>()));
       }
       out["not_listening"].push_back(std::move(item));
+    }
+  for (const auto& x : mine)
+    for (auto& u : unreachable_backends(x, edges)) {
+      problems.push_back(u["text"]);
+      out["unreachable"].push_back(std::move(u));
     }
   for (const auto& edge : edges) {
     const auto state = edge.value("state", "");

@@ -29,6 +29,7 @@ struct Exposed {
   std::vector<std::pair<int, std::string>> addresses;  // endpoints: (family, address) the env holds
   std::vector<std::string> backends;    // healthy instances' addresses
   std::vector<std::string> backend_hosts;  // the host of each of them
+  std::vector<std::string> backend_names;  // and the instance's name
   int instances = 0;                    // instances of the process that should run
 };
 
@@ -57,7 +58,8 @@ std::int64_t bump_edge_version(pqxx::work& tx, const std::string& host_id, const
 
 // What each host's edge serves against what it should (docs/network.md#what-the-edge-serves): one object
 // per host with an edge, {host, host_id, version (wanted), applied_version, state, seen_at,
-// seen_seconds_ago, unbound: [{address, port, kind, error}], refused: {version, error} or null}. state:
+// seen_seconds_ago, unbound: [{address, port, kind, error}], refused: {version, error} or null,
+// unreachable: [{target, address, port, error, failures}] (backends it cannot connect to)}. state:
 // "current"; "partial" (listeners not bound); "behind" (an older snapshot is served); "absent" (no poll
 // for kEdgeAbsentSeconds, or never).
 constexpr int kEdgeAbsentSeconds = 90;  // a poll waits at most 60 s (platform-edge asks for 20 s)
@@ -79,6 +81,10 @@ void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<Liste
 // serves (one that never reported is older than that report and would be waited for in vain). Needs
 // mark_taken().
 Json edges_pending(const Json& edges);
+// Marks the rows of exposure_json() (made of `all`) with the backends an edge cannot connect to:
+// "unreachable": unreachable_backends(). Takes "unreachable" out of `edges` (edge_states(): every
+// org's backends), so what is shown is only the rows'.
+void mark_unreachable(Json& rows, const std::vector<Exposed>& all, Json& edges);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
 // Whether the edge on `host_id` has stopped sending new connections to an instance of that host that is
@@ -89,14 +95,19 @@ void mark_not_listening(Json& rows, const Json& edges);
 Json instance_drain(pqxx::transaction_base& tx, const std::string& host_id, const std::string& instance_id,
                     const std::vector<ListenAddress>& tls_listen);
 // What the env's endpoints and routes lack to be served (`platform status`; `wait` fails on
-// not_listening): {traffic: [words: an address or the shared TLS listener an edge could not bind, an edge
-// absent or refusing its config, no edge at all], not_listening: [{kind, name, hostnames (routes),
-// address, port, host, error}], edges_pending: edges_pending()}. Empty lists when the env exposes nothing
+// not_listening): {traffic: [words: an address or the shared TLS listener an edge could not bind, a
+// backend an edge cannot connect to, an edge absent or refusing its config, no edge at all],
+// not_listening: [{kind, name, hostnames (routes), address, port, host, error}], unreachable:
+// unreachable_backends(), edges_pending: edges_pending()}. Empty lists when the env exposes nothing
 // or all is served.
 Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const std::vector<ListenAddress>& tls_listen);
 // An edge's report (POST /v1/edge/status, already validated); false when the host has no snapshot yet.
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
-                        const Json& unbound, const Json& refused);
+                        const Json& unbound, const Json& refused, const Json& unreachable);
+// The backends of `x` that an edge of `edges` (edge_states()) says it cannot connect to, each an object
+// {kind, name, host, instance, address, port, error, failures, text}; the text names the instance and, for
+// a refused internal port, asks whether the process listens there. Backends no longer in `x` are left out.
+Json unreachable_backends(const Exposed& x, const Json& edges);
 // A poll from the edge: it is alive.
 void record_edge_seen(pqxx::transaction_base& tx, const std::string& host_id);
 

@@ -107,6 +107,7 @@ Response get_exposure(Context& ctx, const Request&, Principal& p, const Params& 
     auto edges = edge_states(tx);
     mark_taken(tx, edges, ctx.edge_tls_listen, all);
     mark_not_listening(rows, edges);
+    mark_unreachable(rows, org, edges);
     return Json{{"org_id", chain[0].id}, {"exposed", rows}, {"edges", edges}};
   }));
 }
@@ -277,13 +278,15 @@ WatchPlan watch_edge_config(Context& ctx, const Request& req) {
   return plan;
 }
 
-// The edge says what it serves: the snapshot version it applied and the listeners it could not bind.
+// The edge says what it serves: the snapshot version it applied, the listeners it could not bind, and
+// the backends it cannot connect to.
 Response post_edge_status(Context& ctx, const Request& req) {
   const auto credential = host_credential(req);
   const auto host = ctx.pool.read([&](pqxx::transaction_base& tx) { return authenticate_host(tx, credential); });
   auto body = parse_body(req.body, {{"version", FieldType::integer, true},
                                     {"unbound", FieldType::array_of_objects, true},
-                                    {"refused", FieldType::object, false}});
+                                    {"refused", FieldType::object, false},
+                                    {"unreachable", FieldType::array_of_objects, false}});
   const auto version = body["version"].get<std::int64_t>();
   if (version < 0) throw PlatformError(ErrorCode::invalid_request, "\"version\" must be 0 or more", "");
   if (body["unbound"].size() > 10000)
@@ -313,12 +316,35 @@ Response post_edge_status(Context& ctx, const Request& req) {
                           "\"refused\" needs exactly version (0 or more) and error (a string)", "");
     refused = {{"version", r["version"]}, {"error", utf8_prefix(r["error"].get<std::string>(), 300)}};
   }
+  Json unreachable = Json::array();  // backends it cannot connect to
+  const auto listed = body.value("unreachable", Json::array());
+  if (listed.size() > 10000)
+    throw PlatformError(ErrorCode::invalid_request, "\"unreachable\" lists more than 10000 backends", "");
+  for (const auto& u : listed) {
+    const auto at = "unreachable[" + std::to_string(unreachable.size()) + "]";
+    for (const auto& [k, v] : u.items())
+      if (k != "target" && k != "address" && k != "port" && k != "error" && k != "failures")
+        throw PlatformError(ErrorCode::invalid_request, at + " has an unknown field \"" + k.substr(0, 40) + "\"",
+                            "Its fields are target, address, port, error and failures.");
+    const auto port = u.contains("port") && u["port"].is_number_integer() ? u["port"].get<std::int64_t>() : 0;
+    const auto failures =
+        u.contains("failures") && u["failures"].is_number_integer() ? u["failures"].get<std::int64_t>() : 0;
+    if (!u.contains("target") || !u["target"].is_string() || u["target"].get<std::string>().size() > 200 ||
+        !u.contains("address") || !u["address"].is_string() || u["address"].get<std::string>().size() > 64 ||
+        port < 1 || port > 65535 || !u.contains("error") || !u["error"].is_string() || failures < 1)
+      throw PlatformError(ErrorCode::invalid_request,
+                          at + " needs target (a string), address (a string), port (1-65535), error (a string) and "
+                               "failures (1 or more)",
+                          "");
+    unreachable.push_back({{"target", u["target"]}, {"address", u["address"]}, {"port", port},
+                           {"error", utf8_prefix(u["error"].get<std::string>(), 300)}, {"failures", failures}});
+  }
   // No event (what an edge serves is its state, not a change anyone made): no wake-up either.
   bool known = false;
   try {
     auto lease = ctx.pool.acquire();
     pqxx::nontransaction tx(*lease);
-    known = record_edge_status(tx, host.id, version, unbound, refused);
+    known = record_edge_status(tx, host.id, version, unbound, refused, unreachable);
   } catch (const PlatformError&) {
     throw;
   } catch (const std::exception& e) {

@@ -216,6 +216,16 @@ std::string crash_looping(const Json& status) {
   return "";
 }
 
+// "; but 2 instances refuse the edge's connections …" when an edge cannot connect to some backends
+// (docs/network.md#backends-that-refuse-the-edge): served, yet those connections fail.
+std::string refused_edge(const Json& status) {
+  std::set<std::string> instances;
+  for (const auto& u : status.value("unreachable", Json::array())) instances.insert(u.value("instance", ""));
+  if (instances.empty()) return "";
+  return fmt::format("; but {} instance{} the edge's connections (the traffic: lines say which and why)",
+                     instances.size(), instances.size() == 1 ? " refuses" : "s refuse");
+}
+
 // Whether the env's release has fewer healthy instances than it asks for in some process.
 bool release_not_up(const Json& status) {
   for (const auto& p : status.value("processes", Json::array()))
@@ -236,7 +246,8 @@ void run_wait_converged(const Globals& g, const std::string& timeout_text) {
   auto st = wait_env_converged(g, client, {s.env_path(), s.env_flags(), s.need_env()},
                                std::chrono::steady_clock::now() + *timeout, timeout_text);
   if (g.format() != Format::table) return print_json(st);
-  std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy\n";
+  std::cout << "converged: release " << st["release"].value("name", "") << ", every process at its count and healthy"
+            << refused_edge(st) << "\n";
 }
 
 void add_rollout_wait(CLI::App* cmd, RolloutWait& w) {
@@ -289,6 +300,7 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
       auto served = wait_traffic_served(g, client, env, deadline, timeout_text, [](const std::string&) { return true; });
       st["traffic"] = served.value("traffic", Json::array());
       st["edges_pending"] = served.value("edges_pending", Json::array());
+      st["unreachable"] = served.value("unreachable", Json::array());
       return st;
     }
     if (phase == "no_release")
@@ -419,7 +431,8 @@ void print_receipt_and_wait(const Globals& g, Session& s, const Json& receipt, c
         return wait_env_converged(g, client, env, deadline, w.timeout);
       },
       [](const Json& st) {
-        return "converged: release " + st["release"].value("name", "") + ", every process at its count and healthy";
+        return "converged: release " + st["release"].value("name", "") + ", every process at its count and healthy" +
+               refused_edge(st);
       });
 }
 
@@ -430,7 +443,7 @@ void print_receipt_and_wait_served(const Globals& g, Session& s, const Json& rec
       [&](api::Client& client, const EnvTarget& env, std::chrono::steady_clock::time_point deadline) {
         return wait_traffic_served(g, client, env, deadline, w.timeout, must_listen);
       },
-      [](const Json&) { return std::string("served: every running edge serves the change"); });
+      [](const Json& st) { return "served: every running edge serves the change" + refused_edge(st); });
 }
 
 void add_instance_commands(CLI::App& app, Globals& g) {

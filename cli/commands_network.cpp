@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <set>
 
 #include "cli/cli.h"
 #include "engine/ids.h"
@@ -113,6 +114,13 @@ struct EndpointArgs {
   RolloutWait wait;
 };
 
+// ", 2 REFUSE THE EDGE" when an edge cannot connect to some of the row's healthy backends.
+std::string unreachable_text(const Json& row) {
+  std::set<std::string> instances;
+  for (const auto& u : row.value("unreachable", Json::array())) instances.insert(u.value("instance", ""));
+  return instances.empty() ? "" : fmt::format(", {} REFUSE THE EDGE", instances.size());
+}
+
 // An address an edge could not bind: "; NOT LISTENING on host dev: Address already in use" per edge.
 std::string not_listening_text(const Json& row) {
   std::string out;
@@ -168,7 +176,7 @@ void add_endpoint(CLI::App& app, Globals& g) {
                      e.value("name", ""), std::to_string(e.value("port", 0)), e.value("process", ""),
                      std::to_string(e.value("internal_port", 0)), e.value("proxy_protocol", ""), addrs.empty() ? "-" : addrs,
                      fmt::format("{}/{} healthy", e["backends"].value("healthy", 0), e["backends"].value("total", 0)) +
-                         (missing ? ", NOT LISTENING (describe it)" : ""),
+                         unreachable_text(e) + (missing ? ", NOT LISTENING (describe it)" : ""),
                      e.value("source", "")};
                });
   });
@@ -190,6 +198,8 @@ void add_endpoint(CLI::App& app, Globals& g) {
     std::cout << "proxy      " << e.value("proxy_protocol", "off") << "\n";
     std::cout << "backends   " << e["backends"].value("healthy", 0) << " healthy of " << e["backends"].value("total", 0)
               << "\n";
+    for (const auto& u : e.value("unreachable", Json::array()))
+      std::cout << "refused    " << u.value("text", "") << "\n";
   });
 
   auto key = std::make_shared<std::string>();
@@ -233,6 +243,13 @@ void print_edges(const Json& out) {
           address_port(x.value("address", ""), x.value("port", 0)), x.value("kind", ""),
           t.value("project", ""), t.value("app", ""), t.value("env", ""), x.value("name", ""), n.value("host", ""),
           n.value("error", ""), x.value("kind", "") == "route" ? "the shared TLS listener (an operator's flag)" : "the endpoint"));
+    }
+  std::set<std::string> said;  // an endpoint on two addresses has two rows and one set of backends
+  for (const auto& x : out["exposed"])
+    for (const auto& u : x.value("unreachable", Json::array())) {
+      const auto& t = x["target"];
+      auto line = fmt::format("{}/{}/{} {}", t.value("project", ""), t.value("app", ""), t.value("env", ""), u.value("text", ""));
+      if (said.insert(line).second) problems.push_back(std::move(line));
     }
   for (const auto& e : edges) {
     const auto host = e.value("host", "");
@@ -298,7 +315,7 @@ void add_exposure(CLI::App& app, Globals& g) {
                      fmt::format("{}/{}/{} {}:{}", t.value("project", ""), t.value("app", ""), t.value("env", ""),
                                  t.value("process", ""), t.value("internal_port", 0)),
                      fmt::format("{}/{} healthy", x["backends"].value("healthy", 0), x["backends"].value("total", 0)) +
-                         (x.contains("not_listening") ? ", NOT LISTENING" : "")};
+                         unreachable_text(x) + (x.contains("not_listening") ? ", NOT LISTENING" : "")};
                });
     if (!g.quiet) print_edges(out);
   });

@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "engine/error.h"
+#include "ingress/backend_health.h"
 #include "ingress/client_hello.h"
 #include "ingress/proxy_v2.h"
 #include "ingress/relay.h"
@@ -117,6 +118,9 @@ struct Edge::Impl {
   };
   std::map<std::string, NotBound> unbound;  // wanted by the snapshot served, not bound (yet)
   std::shared_ptr<tcp::acceptor> metrics_acceptor;
+  BackendHealth health;  // which backends refuse the edge (thread-safe on its own)
+  std::mutex probe_mu;   // one probe at a time
+  std::vector<std::pair<std::string, Address>> to_probe;  // backends the snapshot brought (under `mu`)
   // Declared late, so destroyed early: the handlers it destroys (connections, their counts) still find
   // the counters, targets and locks above alive.
   asio::io_context io;
@@ -236,6 +240,8 @@ struct Edge::Impl {
     job.active = &counters.active;
     job.target_active = &state.active;
     job.keep = plan;
+    job.health = &health;
+    job.target_id = &target.id;
     relay->add(std::move(job));
   }
 
@@ -461,6 +467,7 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   // 2. Swap: new listeners start accepting, unchanged ones keep their socket, removed ones stop accepting
   // (their connections finish on the snapshot they started with).
   im.config = config;
+  im.to_probe = im.health.keep_only(*config);
   for (auto& [key, l] : im.listeners)  // kept listeners serve the new snapshot from their next connection
     if (auto w = wanted.find(key); w != wanted.end()) {
       l.endpoint_id = w->second.endpoint_id;  // the port may now belong to another endpoint id
@@ -492,6 +499,36 @@ Edge::Applied Edge::apply(std::shared_ptr<const EdgeConfig> config) {
   // A removed listener refuses connections once apply() returns (so a status report after it is true),
   // unless its thread is stuck: the wait is bounded. (apply() runs outside the edge's threads.)
   for (auto& f : closing) f.wait_for(std::chrono::seconds(2));
+  return out;
+}
+
+int Edge::probe_new_backends(std::chrono::milliseconds timeout) {
+  auto& im = *impl_;
+  std::lock_guard probing(im.probe_mu);
+  std::vector<std::pair<std::string, Address>> pairs;
+  std::shared_ptr<const EdgeConfig> config;
+  {
+    std::lock_guard lock(im.mu);
+    pairs.swap(im.to_probe);
+    config = im.config;
+  }
+  if (!pairs.empty()) im.health.probe(pairs, *config, timeout);
+  return static_cast<int>(pairs.size());
+}
+
+int Edge::probe_unreachable(std::chrono::milliseconds timeout) {
+  auto& im = *impl_;
+  std::vector<std::pair<std::string, Address>> pairs;
+  for (auto& f : im.health.failing()) pairs.emplace_back(std::move(f.target), std::move(f.backend));
+  if (pairs.empty()) return 0;
+  std::lock_guard probing(im.probe_mu);
+  im.health.probe(pairs, *im.snapshot(), timeout);
+  return static_cast<int>(pairs.size());
+}
+
+std::vector<Edge::Unreachable> Edge::unreachable() const {
+  std::vector<Unreachable> out;
+  for (auto& f : impl_->health.failing()) out.push_back({std::move(f.target), std::move(f.backend), std::move(f.error), f.failures});
   return out;
 }
 
@@ -531,6 +568,9 @@ std::string Edge::metrics_text() const {
   metric("platform_edge_listeners_unbound",
          "Listeners the snapshot wants that could not be bound (the address and port are taken, or not on this host).",
          "gauge", unbound().size());
+  metric("platform_edge_backends_unreachable",
+         "Backends (per endpoint or route) whose last connect from the edge failed: refused, unreachable or timed out.",
+         "gauge", impl_->health.failing().size());
   metric("platform_edge_connections_active", "Client connections open now.", "gauge", c.active.load());
   metric("platform_edge_connections_accepted_total", "Client connections accepted.", "counter", c.accepted.load());
   metric("platform_edge_connections_forwarded_total", "Connections forwarded to a backend.", "counter", c.forwarded.load());

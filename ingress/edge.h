@@ -3,6 +3,7 @@
 // listener, and the connections between clients and instances. Reconfigured live by apply(): listeners
 // whose address stays are never re-bound, removed ones stop accepting while their connections finish,
 // and every connection keeps the snapshot it was accepted with. Asio stays inside edge.cpp and relay.cpp.
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,6 +41,25 @@ class Edge {
   std::vector<Unbound> unbound() const;
   // Tries to bind them again; returns how many are listening now.
   int retry_unbound();
+
+  // A backend whose last connect from the edge failed, though the control plane lists it as healthy:
+  // e.g. its process does not listen on the endpoint's internal port. From real connections and from
+  // probe_new_backends(); cleared by the next connect that works, or when the snapshot drops it.
+  struct Unreachable {
+    std::string target;  // the endpoint's or route's id
+    Address backend;
+    std::string error;   // "Connection refused"
+    std::uint64_t failures = 0;  // attempts in a row
+  };
+  std::vector<Unreachable> unreachable() const;
+  // Connects once to each backend that the snapshots applied since the last call brought, all at once,
+  // waiting at most `timeout`, and closes at once (a PROXY v2 backend first gets a LOCAL header, as for a
+  // proxy's health check). Returns how many it tried. platform-edge calls it after each apply(), before
+  // it reports, so a report of a version says which of its backends refuse.
+  int probe_new_backends(std::chrono::milliseconds timeout);
+  // Connects once more to each unreachable() backend the same way: one that listens now (the app took its
+  // time to open the port) is cleared without waiting for a client's connection. Returns how many.
+  int probe_unreachable(std::chrono::milliseconds timeout);
 
   // Prometheus text: connections by listener kind and outcome, bytes, active connections, config version.
   std::string metrics_text() const;

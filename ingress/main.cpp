@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -90,7 +91,7 @@ void serve_file(ingress::Edge& edge, const std::string& config_path) {
       std::stringstream text;
       text << in.rdbuf();
       try {
-        apply(edge, Json::parse(text.str()), first);
+        if (!apply(edge, Json::parse(text.str()), first)) edge.probe_new_backends(std::chrono::seconds(1));
       } catch (const Json::exception& e) {
         if (first) throw PlatformError(ErrorCode::invalid_request, config_path + " is not JSON: " + e.what(), "");
         std::cerr << "platform-edge: " << config_path << " is not JSON, still serving the last good config\n";
@@ -113,66 +114,107 @@ std::string host_credential(const std::string& identity_file) {
 }
 
 // What the edge serves, for the control plane (POST /v1/edge/status): `platform exposure` shows it.
-// `refused`: the newest snapshot it could not apply and why, or null.
-Json status_json(const ingress::Edge& edge, const Json& refused) {
+// `version`: the snapshot applied and its new backends probed; `refused`: the newest snapshot it could
+// not apply and why, or null.
+Json status_json(const ingress::Edge& edge, std::int64_t version, const Json& refused) {
   Json unbound = Json::array();
   for (const auto& u : edge.unbound())
     unbound.push_back({{"address", u.address.ip}, {"port", u.address.port}, {"kind", u.tls ? "tls" : "tcp"},
                        {"error", u.error}});
-  Json out = {{"version", edge.current()->version}, {"unbound", unbound}};
+  Json unreachable = Json::array();
+  for (const auto& u : edge.unreachable())
+    unreachable.push_back({{"target", u.target}, {"address", u.backend.ip}, {"port", u.backend.port},
+                           {"error", u.error}, {"failures", u.failures}});
+  Json out = {{"version", version}, {"unbound", unbound}, {"unreachable", unreachable}};
   if (!refused.is_null()) out["refused"] = refused;
   return out;
 }
 
+// What the control loop has settled, for the reporter.
+struct Settled {
+  std::mutex mu;
+  bool polled = false;       // the control plane has a snapshot on record for this host to report against
+  std::int64_t version = 0;  // applied, and the backends it brought probed
+  Json refused;              // the newest snapshot not applied: {version, error}
+};
+
+// Reports what the edge serves after each change (a snapshot settled, a listener bound at last, a
+// snapshot refused, a backend that starts or stops refusing the edge), checked every 200 ms, and about
+// once a minute anyway (the control plane may have lost or mixed it up). Never in the way of the
+// config: a report that fails is said once and sent again next turn.
+// Backends that refuse the edge are tried again every 5 s, so one that listens now is cleared.
+void report_status(ingress::Edge& edge, api::Client client, Settled& settled) {
+  Json reported;
+  std::chrono::steady_clock::time_point reported_at{}, probed_at = std::chrono::steady_clock::now();
+  bool failed = false;
+  while (!g_stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (std::chrono::steady_clock::now() - probed_at > std::chrono::seconds(5)) {
+      edge.probe_unreachable(std::chrono::seconds(1));
+      probed_at = std::chrono::steady_clock::now();
+    }
+    Json status;
+    {
+      std::lock_guard lock(settled.mu);
+      if (!settled.polled) continue;
+      status = status_json(edge, settled.version, settled.refused);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (status == reported && now - reported_at < std::chrono::minutes(1)) continue;
+    try {
+      client.call("POST", "/v1/edge/status", status, std::string(), std::chrono::seconds(10));
+      reported = status;
+      reported_at = now;
+      failed = false;
+    } catch (const std::exception& e) {
+      if (!failed) std::cerr << "platform-edge: cannot report what it serves: " << e.what() << "\n";
+      failed = true;
+    }
+  }
+}
+
 // Long-polls the control plane for new snapshot versions; errors are retried with a growing pause while
-// the last good snapshot keeps serving. After each change of what it serves (a snapshot applied, a
-// listener bound at last, a snapshot refused), and about once a minute anyway, the edge reports it.
-// While a listener is not bound, it is retried every kRetrySeconds (the poll waits no longer than that).
+// the last good snapshot keeps serving. Each snapshot applied has its new backends probed (at most 1 s)
+// before the reporter may say it is served. While a listener is not bound, it is retried every
+// kRetrySeconds (the poll waits no longer than that).
 void serve_control(ingress::Edge& edge, const std::string& url, const std::string& identity_file) {
   const auto credential = host_credential(identity_file);
   if (g_stop) return;
   api::Client client(url, credential);
+  Settled settled;
+  std::thread([&edge, reporter = api::Client(url, credential), &settled]() mutable {
+    report_status(edge, std::move(reporter), settled);
+  }).detach();  // like this loop, stopped by the process's exit
   std::int64_t version = -1;
   int failures = 0;
-  Json reported;  // the last status the control plane took, and when
-  std::chrono::steady_clock::time_point reported_at{};
-  Json refused;   // the newest snapshot not applied: {version, error}
-  bool polled = false;  // the control plane has a snapshot on record for this host to report against
-  bool report_failed = false;
   while (!g_stop) {
     try {
       retry_unbound(edge);
-      // Sent on every change, and once a minute anyway (the control plane may have lost or mixed it up).
-      const auto now = std::chrono::steady_clock::now();
-      if (auto status = status_json(edge, refused); polled && (status != reported || now - reported_at > std::chrono::minutes(1))) {
-        // Never in the way of the config: a report that fails is said once and sent again next turn.
-        try {
-          client.call("POST", "/v1/edge/status", status, std::string(), std::chrono::seconds(10));
-          reported = status;
-          reported_at = now;
-          report_failed = false;
-        } catch (const std::exception& e) {
-          if (!report_failed) std::cerr << "platform-edge: cannot report what it serves: " << e.what() << "\n";
-          report_failed = true;
-        }
-      }
       const auto wait = edge.unbound().empty() ? 20 : kRetrySeconds;
       auto j = client.call("GET", "/v1/edge/config?wait=" + std::to_string(wait) + "s" +
                                       (version >= 0 ? "&after=" + std::to_string(version) : ""),
                            std::nullopt, std::string(), std::chrono::seconds(wait + 10));
       if (failures) std::cerr << "platform-edge: the control plane answers again\n";
       failures = 0;
-      polled = true;
       const auto v = j.value("version", std::int64_t{-1});
       if (v != version) {
         if (auto why = apply(edge, j, false)) {
-          refused = {{"version", v}, {"error", utf8_prefix(*why, 300)}};
+          {
+            std::lock_guard lock(settled.mu);
+            settled.refused = {{"version", v}, {"error", utf8_prefix(*why, 300)}};
+            settled.polled = true;
+          }
           std::this_thread::sleep_for(std::chrono::seconds(1));  // ask again shortly
-        } else {
-          version = v;
-          refused = nullptr;
+          continue;
         }
+        version = v;
+        edge.probe_new_backends(std::chrono::seconds(1));
+        std::lock_guard lock(settled.mu);
+        settled.refused = nullptr;
       }
+      std::lock_guard lock(settled.mu);
+      settled.version = edge.current()->version;
+      settled.polled = true;
     } catch (const std::exception& e) {
       if (!failures) std::cerr << "platform-edge: cannot reach the control plane at " << url << ": " << e.what()
                                << " (retrying; serving the last good config)\n";

@@ -20,6 +20,8 @@
 #include <mutex>
 #include <system_error>
 
+#include "ingress/backend_health.h"
+
 namespace platform::ingress {
 
 namespace asio = boost::asio;
@@ -65,22 +67,6 @@ struct Conn {
   Conn* next = nullptr;
 };
 
-bool to_sockaddr(const Address& a, sockaddr_storage& ss, socklen_t& len) {
-  std::memset(&ss, 0, sizeof ss);
-  if (a.v6()) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(a.port);
-    len = sizeof *s6;
-    return ::inet_pton(AF_INET6, a.ip.c_str(), &s6->sin6_addr) == 1;
-  }
-  auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-  s4->sin_family = AF_INET;
-  s4->sin_port = htons(a.port);
-  len = sizeof *s4;
-  return ::inet_pton(AF_INET, a.ip.c_str(), &s4->sin_addr) == 1;
-}
-
 bool would_block() { return errno == EAGAIN || errno == EWOULDBLOCK; }
 // After a failed recv() or send(): the connection is over in the kernel (reset, or timed out), so
 // closing it sends nothing.
@@ -118,6 +104,22 @@ struct OpDeleter {
 using HeldOp = std::unique_ptr<ReadyOp, OpDeleter>;
 
 }  // namespace
+
+bool to_sockaddr(const Address& a, sockaddr_storage& ss, socklen_t& len) {
+  std::memset(&ss, 0, sizeof ss);
+  if (a.v6()) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(a.port);
+    len = sizeof *s6;
+    return ::inet_pton(AF_INET6, a.ip.c_str(), &s6->sin6_addr) == 1;
+  }
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+  s4->sin_family = AF_INET;
+  s4->sin_port = htons(a.port);
+  len = sizeof *s4;
+  return ::inet_pton(AF_INET, a.ip.c_str(), &s4->sin_addr) == 1;
+}
 
 // One loop: its epoll set, its connections, its timer. Everything under `mu`; handlers of one shard may
 // run on any of the edge's threads, one at a time.
@@ -289,14 +291,27 @@ struct Relay::Shard {
 
   // The backend socket's event while it connects.
   void connected(Conn* c, std::uint32_t ev) {
-    if (ev & (EPOLLERR | EPOLLHUP)) return next_backend(c);  // refused, unreachable or reset
+    if (ev & (EPOLLERR | EPOLLHUP)) {  // refused, unreachable or reset
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &len);
+      return next_backend(c, err ? err : ECONNRESET);
+    }
     if (!(ev & EPOLLOUT)) return;  // (writable means connected; an error would have said so)
     if (ev & EPOLLIN) c->readable[1] = true;  // a server that speaks first
     if (ev & EPOLLRDHUP) c->hangup[1] = true;
     established(c);
   }
 
-  void next_backend(Conn* c) {
+  // The backend being tried (or last tried) for `c`.
+  static const Address& backend_of(const Conn* c) {
+    const auto& backends = *c->job.backends;
+    return backends[(c->job.first_backend + c->attempt) % backends.size()];
+  }
+
+  // The attempt on the current backend failed with `err`: recorded for status, then the next one.
+  void next_backend(Conn* c, int err) {
+    if (c->job.health) c->job.health->failed(*c->job.target_id, backend_of(c), err);
     ::close(c->fd[1]);
     c->fd[1] = -1;
     ++c->attempt;
@@ -307,6 +322,7 @@ struct Relay::Shard {
   void established(Conn* c) {
     c->connecting = false;
     ++*counters.forwarded;
+    if (c->job.health) c->job.health->succeeded(*c->job.target_id, backend_of(c));
     epoll_event e{};
     e.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     e.data.ptr = &c->side[0];
@@ -349,7 +365,7 @@ struct Relay::Shard {
     const ssize_t n = ::send(c->fd[1], f.buf.get() + f.begin, f.pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (would_block() || errno == EINTR) return;  // still connecting
-      return next_backend(c);
+      return next_backend(c, errno);
     }
     count(0, f, static_cast<std::size_t>(n));
     f.begin += static_cast<std::size_t>(n);
@@ -360,7 +376,7 @@ struct Relay::Shard {
   void connect_next(Conn* c) {
     const auto& backends = *c->job.backends;
     while (c->attempt < backends.size()) {
-      const Address& a = backends[(c->job.first_backend + c->attempt) % backends.size()];
+      const Address& a = backend_of(c);
       sockaddr_storage ss;
       socklen_t len = 0;
       if (!to_sockaddr(a, ss, len)) {
@@ -382,6 +398,8 @@ struct Relay::Shard {
           added = true;
           return early(c);
         }
+      } else if (c->job.health) {
+        c->job.health->failed(*c->job.target_id, a, errno);
       }
       ::close(fd);
       ++c->attempt;
@@ -444,7 +462,7 @@ struct Relay::Shard {
       Conn* after = c->next;
       if (c->connecting) {
         if (now >= c->connect_deadline) {
-          next_backend(c);
+          next_backend(c, ETIMEDOUT);
         } else {
           next = std::min(next, c->connect_deadline);
         }

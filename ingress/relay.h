@@ -6,11 +6,14 @@
 // means the socket is drained, so each message costs one recv() instead of two, and a reset that
 // arrives together with the last bytes is still seen. Why not Asio's sockets:
 // docs/decisions/0008-edge-data-path.md. Asio stays inside relay.cpp.
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ingress/edge_config.h"
@@ -20,6 +23,11 @@ class io_context;
 }
 
 namespace platform::ingress {
+
+// `a` as a socket address; false when its ip is not an address.
+bool to_sockaddr(const Address& a, sockaddr_storage& ss, socklen_t& len);
+
+class BackendHealth;
 
 // Counters the relay adds to; owned by the edge, outliving the relay.
 struct RelayCounters {
@@ -41,7 +49,10 @@ struct RelayJob {
   // Decremented when the connection ends, however it ends: the edge's open connections and its target's.
   std::atomic<std::int64_t>* active = nullptr;
   std::atomic<int>* target_active = nullptr;
-  std::shared_ptr<const void> keep;             // what `backends` and `target_active` live in
+  std::shared_ptr<const void> keep;             // what `backends`, `target_id` and `target_active` live in
+  // Where each connect's outcome is recorded (docs/edge.md#backends-the-edge-cannot-reach), or null.
+  BackendHealth* health = nullptr;
+  const std::string* target_id = nullptr;
 };
 
 class Relay {

@@ -805,6 +805,17 @@ TEST_F(NetworkTest, EveryHostsSnapshotFromOneLookIsTheOneItsEdgeGets) {
   EXPECT_EQ(present, 1);
 }
 
+// Deploys one web instance with the db endpoint to `env` and places it.
+void deploy_one_web(harness::Platform& p, harness::TestScheduler& scheduler, const std::string& env,
+                    const std::string& image) {
+  p.client().call("POST", kEnvs + env + "/deploys",
+                  Json{{"image", image},
+                       {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 1\n"
+                                    "memory = \"128MiB\"\n" + kEndpoint}},
+                  new_id("idem"), std::chrono::seconds(60));
+  ASSERT_EQ(scheduler.pass().placed, 1);
+}
+
 // Before SIGTERM, the agent asks whether the edge on its host still sends new connections to an instance
 // asked to stop: not while the edge has not taken the stop, yes once it serves the state without it.
 TEST_F(NetworkTest, AnInstanceAskedToStopIsDrainedOnceItsHostsEdgeLeavesItOut) {
@@ -814,13 +825,8 @@ TEST_F(NetworkTest, AnInstanceAskedToStopIsDrainedOnceItsHostsEdgeLeavesItOut) {
   const auto credential = harness::enrol_roomy_host(p.conninfo, "d1");
   const auto other = harness::enrol_roomy_host(p.conninfo, "d2");
   api::Client host(p.url, credential);
-  p.client().call("POST", kEnvs + "drain/deploys",
-                  Json{{"image", image()},
-                       {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 1\n"
-                                    "memory = \"128MiB\"\n" + kEndpoint}},
-                  new_id("idem"), std::chrono::seconds(60));
   harness::TestScheduler scheduler(p.conninfo);
-  ASSERT_EQ(scheduler.pass().placed, 1);
+  ASSERT_NO_FATAL_FAILURE(deploy_one_web(p, scheduler, "drain", image()));
   auto sql = [&](const std::string& q) { return harness::exec_sql(p.conninfo, q); };
   const auto id = sql("SELECT id FROM core.instances")[0][0].as<std::string>();
   const auto on = sql("SELECT h.name FROM core.instances i JOIN core.hosts h ON h.id = i.host_id")[0][0].as<std::string>();
@@ -862,6 +868,66 @@ TEST_F(NetworkTest, AnInstanceAskedToStopIsDrainedOnceItsHostsEdgeLeavesItOut) {
   d = drain();
   EXPECT_EQ(d["drained"], true) << d.dump();
   EXPECT_NE(d.value("why", "").find("not waited for"), std::string::npos) << d.dump();
+}
+
+// A healthy instance that refuses the edge (nothing listens on the endpoint's internal port): the edge
+// says so in its report, and status, exposure and the endpoint list name the instance and ask whether
+// the process listens there. Only the org's own rows carry it; a backend that is gone is not named.
+TEST_F(NetworkTest, ABackendThatRefusesTheEdgeIsNamedInStatusAndExposure) {
+  harness::Platform p(tls_on_8443);
+  configure(p.conninfo, {"fd00:74::/120", "", "10.81.0.0/24", 0});
+  harness::create_envs(p.client(), {"refuse"});
+  const auto credential = harness::enrol_roomy_host(p.conninfo, "r1");
+  api::Client edge(p.url, credential);
+  harness::TestScheduler scheduler(p.conninfo);
+  ASSERT_NO_FATAL_FAILURE(deploy_one_web(p, scheduler, "refuse", image()));
+  harness::exec_sql(p.conninfo, "UPDATE core.instances SET state = 'running', health = 'healthy'");
+  const auto name = harness::exec_sql(p.conninfo, "SELECT name FROM core.instances")[0][0].as<std::string>();
+  auto config = edge.call("GET", "/v1/edge/config");
+  const auto& target = config["endpoints"][0];
+  ASSERT_EQ(target["backends"].size(), 1u) << config.dump();
+  const auto address = target["backends"][0]["address"].get<std::string>();
+  auto report = [&](const Json& unreachable) {
+    return edge.request("POST", "/v1/edge/status",
+                        Json{{"version", config["version"]}, {"unbound", Json::array()}, {"unreachable", unreachable}}.dump());
+  };
+  // What the edge reports is checked like everything it sends.
+  for (const auto& bad : {Json::array({{{"target", target["id"]}, {"address", address}, {"port", 5432}}}),
+                          Json::array({{{"target", target["id"]}, {"address", address}, {"port", 5432},
+                                        {"error", "Connection refused"}, {"failures", 0}}}),
+                          Json::array({{{"target", target["id"]}, {"address", address}, {"port", 5432},
+                                        {"error", "x"}, {"failures", 1}, {"extra", 1}}})}) {
+    auto r = report(bad);
+    EXPECT_EQ(r.status, 400) << bad.dump() << r.body;
+  }
+  ASSERT_EQ(report(Json::array({{{"target", target["id"]}, {"address", address}, {"port", 5432},
+                                 {"error", "Connection refused"}, {"failures", 3}},
+                                {{"target", target["id"]}, {"address", "10.81.0.99"}, {"port", 5432},
+                                 {"error", "Connection refused"}, {"failures", 1}}}))
+                .status,
+            200);
+  auto st = p.client().call("GET", kEnvs + "refuse/status");
+  ASSERT_EQ(st["unreachable"].size(), 1u) << st.dump();  // 10.81.0.99 is no backend of it
+  const auto& u = st["unreachable"][0];
+  EXPECT_EQ(u["instance"], name);
+  EXPECT_EQ(u["host"], "r1");
+  EXPECT_EQ(u["failures"], 3);
+  const auto text = "endpoint db: the edge on host r1 cannot connect to instance " + name + " (" + address +
+                    ":5432): Connection refused (3 times in a row); is process web listening on port 5432";
+  EXPECT_EQ(u["text"].get<std::string>().rfind(text, 0), 0u) << u.dump();
+  bool said = false;
+  for (const auto& t : st["traffic"]) said |= t.get<std::string>().rfind(text, 0) == 0;
+  EXPECT_TRUE(said) << st.dump();
+  auto exposure = p.client().call("GET", "/v1/orgs/acme/exposure");
+  ASSERT_FALSE(exposure["exposed"].empty());
+  for (const auto& row : exposure["exposed"]) EXPECT_EQ(row["unreachable"][0]["instance"], name) << row.dump();
+  for (const auto& e : exposure["edges"]) EXPECT_FALSE(e.contains("unreachable")) << "every org's backends: " << e.dump();
+  auto endpoints = p.client().call("GET", kEnvs + "refuse/endpoints");
+  EXPECT_EQ(endpoints["endpoints"][0]["unreachable"][0]["instance"], name) << endpoints.dump();
+  // It listens now: the edge reports nothing, and nothing is said.
+  ASSERT_EQ(report(Json::array()).status, 200);
+  st = p.client().call("GET", kEnvs + "refuse/status");
+  EXPECT_TRUE(st["unreachable"].empty()) << st.dump();
 }
 
 }  // namespace

@@ -171,12 +171,26 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   ASSERT_EQ(pp.exit, 0) << pp.out;
   EXPECT_EQ(one_json(pp)["endpoint"]["name"], "pp");  // the name as a positional, like every create
   EXPECT_TRUE(one_json(pp)["served"]["edges_pending"].empty()) << pp.out;
+  EXPECT_TRUE(one_json(pp)["served"]["unreachable"].empty()) << pp.out;  // its probe had a LOCAL header
   // (the greeting check does not apply: the app sees the header first)
   ASSERT_FALSE(echo_through(v6, 7002, "x").empty()) << logs();
   // A process the release does not run is refused (exit 2), naming the ones it runs.
   auto nope = cli("-o json endpoint create --port 7003 --process wbe" + kIn);
   EXPECT_EQ(nope.exit, 2) << nope.out;
   EXPECT_NE(nope.out.find("Did you mean \\\"web\\\"?"), std::string::npos) << nope.out;
+  // An internal port the process does not listen on: served (exit 0), and every instance is named as
+  // refusing the edge, with the question to ask; the endpoint's description says the same.
+  auto deaf = cli("-o json endpoint create deaf --port 7009 --internal-port 9 --process web --wait" + kIn);
+  ASSERT_EQ(deaf.exit, 0) << deaf.out;
+  const auto refusing = one_json(deaf)["served"]["unreachable"];
+  EXPECT_FALSE(refusing.empty()) << deaf.out;
+  EXPECT_EQ(refusing.size(), one_json(cli("-o json instance list" + kIn))["instances"].size()) << deaf.out;
+  for (const auto& u : refusing) {
+    EXPECT_EQ(u["error"], "Connection refused") << u.dump();
+    EXPECT_NE(u["text"].get<std::string>().find("is process web listening on port 9 "), std::string::npos) << u.dump();
+  }
+  EXPECT_EQ(one_json(cli("-o json endpoint describe deaf" + kIn))["unreachable"].size(), refusing.size());
+  ASSERT_EQ(cli("-o json endpoint delete deaf --wait" + kIn).exit, 0);
   {
     int fd = connect_to(v6, 7002);
     ASSERT_GE(fd, 0);

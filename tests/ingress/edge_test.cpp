@@ -418,10 +418,76 @@ TEST(Edge, ABackendThatDoesNotAnswerInTimeIsSkippedForTheNext) {
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(echo_through("::1", port, "past the stuck one"), "past the stuck one");
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250)) << "the first backend did answer";
+  const auto u = edge.unreachable();  // and it is named, with why
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_EQ(u[0].backend.port, stuck_port);
+  EXPECT_EQ(u[0].error, "Connection timed out");
   for (int f : fillers) ::close(f);
   ::close(stuck);
   const auto m = edge.metrics_text();
   EXPECT_NE(m.find("platform_edge_connections_closed_total{reason=\"connect_failed\"} 0"), std::string::npos) << m;
+}
+
+// A backend the control plane calls healthy can still refuse the edge (its process does not listen on
+// the endpoint's internal port). The edge probes each backend a snapshot brings, once, before it
+// reports; real connections count too; the backend is named until a connect works again, or the
+// snapshot drops it. A PROXY v2 backend gets a LOCAL header on the probe, as from a proxy's own check.
+TEST(Edge, ABackendThatRefusesTheEdgeIsNamedUntilItListens) {
+  EchoServer echo;
+  int proxied_port = 0;
+  const int proxied = listen_on_loopback(&proxied_port, 16);
+  const int refusing_port = free_port();  // nothing listens there yet
+  Edge edge;
+  const int port = free_port(), port2 = free_port();
+  Json ep = endpoint("ep_two", {{"::1", port}}, echo.port());
+  ep["backends"] = {{{"address", "127.0.0.1"}, {"port", refusing_port}}, {{"address", "127.0.0.1"}, {"port", echo.port()}}};
+  Json px = endpoint("ep_proxied", {{"::1", port2}}, proxied_port);
+  px["proxy_protocol"] = "v2";
+  edge.apply(parse_edge_config({{"version", 1}, {"endpoints", {ep, px}}}));
+  EXPECT_TRUE(edge.unreachable().empty()) << "nothing has been tried yet";
+  EXPECT_EQ(edge.probe_new_backends(std::chrono::seconds(1)), 3);
+  auto u = edge.unreachable();
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_EQ(u[0].target, "ep_two");
+  EXPECT_EQ(u[0].backend, (Address{"127.0.0.1", static_cast<std::uint16_t>(refusing_port)}));
+  EXPECT_EQ(u[0].error, "Connection refused");
+  EXPECT_EQ(u[0].failures, 1u);
+  {  // the probe of the PROXY v2 backend: a LOCAL header, nothing else, then the close
+    pollfd p{proxied, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 2000), 1) << "the PROXY v2 backend was not probed";
+    const int c = ::accept(proxied, nullptr, nullptr);
+    ASSERT_GE(c, 0);
+    std::string got;
+    char buf[64];
+    for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+    ::close(c);
+    EXPECT_EQ(got, std::string("\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00", 16));
+  }
+  EXPECT_EQ(edge.probe_new_backends(std::chrono::seconds(1)), 0) << "each backend is probed once";
+  // Clients still get through (the next backend), and each refused attempt is counted.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(echo_through("::1", port, "hello " + std::to_string(i)), "hello " + std::to_string(i));
+  u = edge.unreachable();
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_GE(u[0].failures, 2u);
+  EXPECT_NE(edge.metrics_text().find("platform_edge_backends_unreachable 1\n"), std::string::npos);
+  // It listens now: the next probe clears it.
+  const int late = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(refusing_port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(late, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(late, 16), 0);
+  EXPECT_EQ(edge.probe_unreachable(std::chrono::seconds(1)), 1);
+  EXPECT_TRUE(edge.unreachable().empty());
+  ::close(late);
+  // Refused again, then dropped by the snapshot: no longer named, with no probe needed.
+  EXPECT_EQ(echo_through("::1", port, "x") + echo_through("::1", port, "y"), "xy");
+  ASSERT_EQ(edge.unreachable().size(), 1u);
+  ep["backends"] = {{{"address", "127.0.0.1"}, {"port", echo.port()}}};
+  edge.apply(parse_edge_config({{"version", 2}, {"endpoints", {ep, px}}}));
+  EXPECT_TRUE(edge.unreachable().empty());
+  ::close(proxied);
 }
 
 // No bytes either way for the idle timeout: the edge closes the connection and counts it. A connection
