@@ -23,6 +23,10 @@ void print_host_edge(const Json& e) {
   for (const auto& u : e.value("unbound", Json::array()))
     std::cout << "           not listening: " << u.value("kind", "") << " "
               << address_port(u.value("address", ""), u.value("port", 0)) << ": " << u.value("error", "") << "\n";
+  for (const auto& u : e.value("unreachable", Json::array()))
+    std::cout << "           cannot connect: " << address_port(u.value("address", ""), u.value("port", 0)) << " ("
+              << u.value("target", "") << "): " << u.value("error", "") << ", " << u.value("failures", 0)
+              << " time(s) in a row\n";
   if (e["refused"].is_object())
     std::cout << "           refused config " << version_name(e["refused"]["version"]) << ": " << e["refused"].value("error", "")
               << "\n";

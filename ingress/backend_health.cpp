@@ -19,8 +19,15 @@ std::string key_of(const Address& a) { return a.str(); }
 
 void BackendHealth::failed(const std::string& target, const Address& backend, int err) {
   std::lock_guard lock(mu_);
-  auto& s = states_[{target, key_of(backend)}];
-  s.address = backend;
+  failed_locked(target, backend, err);
+}
+
+void BackendHealth::failed_locked(const std::string& target, const Address& backend, int err) {
+  // Only pairs of the snapshot served (keep_only() made them): a connection still on an older snapshot,
+  // or a probe that outlived its snapshot, says nothing about what is served now.
+  auto it = states_.find({target, key_of(backend)});
+  if (it == states_.end()) return;
+  auto& s = it->second;
   s.tried = true;
   if (!s.failing) ++failing_;
   s.failing = true;
@@ -135,12 +142,15 @@ void BackendHealth::probe(const std::vector<std::pair<std::string, Address>>& pa
         (void)!::send(a.fd, local_header.data(), local_header.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       ::close(a.fd);
     }
-    if (a.err == 0) {
-      std::lock_guard lock(mu_);
-      states_[{a.pair->first, key_of(a.pair->second)}].tried = true;
-      succeeded_locked(a.pair->first, a.pair->second);
-    } else {
-      failed(a.pair->first, a.pair->second, a.err);
+  }
+  std::lock_guard lock(mu_);
+  for (const auto& a : attempts) {
+    const auto& [target, backend] = *a.pair;
+    if (a.err != 0) {
+      failed_locked(target, backend, a.err);
+    } else if (auto it = states_.find({target, key_of(backend)}); it != states_.end()) {
+      it->second.tried = true;
+      succeeded_locked(target, backend);
     }
   }
 }

@@ -27,6 +27,7 @@ class BackendHealth {
   };
 
   // From the relay's threads. `err` is the errno of the attempt (ETIMEDOUT for the connect timeout).
+  // Only pairs of the snapshot served count (those keep_only() made); others are ignored.
   void failed(const std::string& target, const Address& backend, int err);
   void succeeded(const std::string& target, const Address& backend);  // cheap while nothing fails
 
@@ -42,6 +43,7 @@ class BackendHealth {
              std::chrono::milliseconds timeout);
 
  private:
+  void failed_locked(const std::string& target, const Address& backend, int err);
   void succeeded_locked(const std::string& target, const Address& backend);
   struct State {
     Address address;

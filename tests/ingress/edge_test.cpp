@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "engine/error.h"
+#include "ingress/backend_health.h"
 #include "tests/ingress/loopback.h"
 
 namespace platform::ingress {
@@ -488,6 +489,30 @@ TEST(Edge, ABackendThatRefusesTheEdgeIsNamedUntilItListens) {
   edge.apply(parse_edge_config({{"version", 2}, {"endpoints", {ep, px}}}));
   EXPECT_TRUE(edge.unreachable().empty());
   ::close(proxied);
+}
+
+// Only the pairs of the snapshot served are recorded: a connection still on an older snapshot, or a probe
+// that outlived its snapshot, says nothing about what is served now.
+TEST(BackendHealth, OnlyTheSnapshotsOwnBackendsAreNamed) {
+  BackendHealth health;
+  const Address gone{"127.0.0.1", 1}, kept{"127.0.0.1", 2};
+  health.failed("ep_a", gone, ECONNREFUSED);
+  EXPECT_TRUE(health.failing().empty());
+  auto config = parse_edge_config({{"version", 1}, {"endpoints", {endpoint("ep_a", {{"::1", free_port()}}, 2)}}});
+  const auto untried = health.keep_only(*config);
+  ASSERT_EQ(untried.size(), 1u);
+  EXPECT_EQ(untried[0].second, kept);
+  health.failed("ep_a", gone, ECONNREFUSED);
+  health.failed("ep_a", kept, ECONNREFUSED);
+  health.failed("ep_a", kept, ETIMEDOUT);
+  const auto f = health.failing();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].backend, kept);
+  EXPECT_EQ(f[0].error, "Connection timed out");  // the last attempt's
+  EXPECT_EQ(f[0].failures, 2u);
+  EXPECT_TRUE(health.keep_only(*config).empty()) << "tried already";
+  health.succeeded("ep_a", kept);
+  EXPECT_TRUE(health.failing().empty());
 }
 
 // No bytes either way for the idle timeout: the edge closes the connection and counts it. A connection
