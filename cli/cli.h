@@ -68,6 +68,9 @@ std::string version_name(const Json& v);
 // The config an edge of `platform exposure` should serve ("v38"): the next version when the state changed
 // since it last asked for its config.
 std::string edge_wanted(const Json& edge);
+// "; but 2 instances refuse the edge's connections …" when a status's `unreachable` names some
+// (docs/network.md#backends-that-refuse-the-edge): served, yet those connections fail. "" otherwise.
+std::string refused_edge(const Json& status);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);
 

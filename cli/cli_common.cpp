@@ -1,5 +1,8 @@
+#include <fmt/format.h>
+
 #include <csignal>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "cli/cli.h"
@@ -122,6 +125,14 @@ std::string address_port(const std::string& ip, int port) {
 }
 
 std::string version_name(const Json& v) { return v.is_number_integer() ? "v" + std::to_string(v.get<std::int64_t>()) : "-"; }
+
+std::string refused_edge(const Json& status) {
+  std::set<std::string> instances;
+  for (const auto& u : status.value("unreachable", Json::array())) instances.insert(u.value("instance", ""));
+  if (instances.empty()) return "";
+  return fmt::format("; but {} instance{} the edge's connections (the traffic: lines say which and why)",
+                     instances.size(), instances.size() == 1 ? " refuses" : "s refuse");
+}
 
 std::string edge_wanted(const Json& edge) {
   return version_name(edge.contains("wanted_version") ? edge["wanted_version"] : edge["version"]);

@@ -238,7 +238,7 @@ void run_wait(const Globals& g, WaitArgs a) {
         last["rollout"] = wait_env_converged(g, client, *env, deadline, a.timeout);
         if (g.format() != Format::table) return print_json(last);
         std::cout << what << ": succeeded; converged: release " << last["rollout"]["release"].value("name", "")
-                  << ", every process at its count and healthy\n";
+                  << ", every process at its count and healthy" << refused_edge(last["rollout"]) << "\n";
         return;
       }
     }

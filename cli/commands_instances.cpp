@@ -216,16 +216,6 @@ std::string crash_looping(const Json& status) {
   return "";
 }
 
-// "; but 2 instances refuse the edge's connections …" when an edge cannot connect to some backends
-// (docs/network.md#backends-that-refuse-the-edge): served, yet those connections fail.
-std::string refused_edge(const Json& status) {
-  std::set<std::string> instances;
-  for (const auto& u : status.value("unreachable", Json::array())) instances.insert(u.value("instance", ""));
-  if (instances.empty()) return "";
-  return fmt::format("; but {} instance{} the edge's connections (the traffic: lines say which and why)",
-                     instances.size(), instances.size() == 1 ? " refuses" : "s refuse");
-}
-
 // Whether the env's release has fewer healthy instances than it asks for in some process.
 bool release_not_up(const Json& status) {
   for (const auto& p : status.value("processes", Json::array()))
