@@ -10,6 +10,7 @@
 #include "agent/files.h"
 #include "agent/health.h"
 #include "agent/restart.h"
+#include "engine/duration.h"
 #include "engine/error.h"
 
 namespace platform::agent {
@@ -312,12 +313,16 @@ void InstanceSupervisor::supervise() {
       if (now == "healthy") report("InstanceHealthy", {{"reason", ""}, {"run", *run_}});
       if (now == "unhealthy") {
         report("InstanceUnhealthy", {{"reason", tracker->last_error()}, {"run", *run_}});
-        auto how = deps_.runtime->stop(*run_, deps_.stop_grace);
+        auto how = deps_.runtime->stop(*run_, stop_grace());
         after_exit(how, tracker->last_error());
         break;
       }
     }
   }
+}
+
+milliseconds InstanceSupervisor::stop_grace() const {
+  return a_.process.stop_timeout_ms ? milliseconds(*a_.process.stop_timeout_ms) : deps_.stop_grace;
 }
 
 void InstanceSupervisor::finish() {
@@ -332,10 +337,14 @@ void InstanceSupervisor::finish() {
       // New connections stop coming before SIGTERM: the edge on this host leaves the instance out first.
       if (auto drained = drain_first(); !drained.empty()) data["drain"] = drained;
       try {
-        auto how = deps_.runtime->stop(*run_, deps_.stop_grace);
+        auto how = deps_.runtime->stop(*run_, stop_grace());
         data["exit_code"] = how.exit_code;
         data["signal"] = how.signal;
         data["exit"] = how.describe();
+        if (how.signal == SIGKILL && !how.oom)  // it did not exit on SIGTERM in time: say how long it had, and where that is set
+          data["exit"] = how.describe() + " after " + format_duration(stop_grace()) + " without exiting on SIGTERM (" +
+                         (a_.process.stop_timeout_ms ? "its stop_timeout" : "the default; stop_timeout in platform.toml") +
+                         ")";
       } catch (const std::exception& e) {
         data["exit"] = std::string("could not be stopped cleanly: ") + e.what();
       }

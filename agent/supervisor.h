@@ -48,7 +48,7 @@ struct SupervisorDeps {
   std::function<std::string(const std::string& instance_id)> fetch_secrets;  // the secrets file's bytes
   std::function<void(const Json& lines)> ship_logs;  // POST /v1/agent/logs; throws when it did not arrive
   std::string secrets_dir;  // one 0600 file per instance, mounted read-only
-  std::chrono::milliseconds stop_grace{10000};
+  std::chrono::milliseconds stop_grace{10000};  // unless the process's manifest says stop_timeout
   // Before an instance asked to stop gets SIGTERM: whether the edge on this host no longer sends it new
   // connections (GET /v1/agent/instances/{id}/drain): {drained, why}. Asked every 50 ms until drained,
   // for at most drain_timeout; unset or failing, the instance is stopped at once.
@@ -91,6 +91,8 @@ class InstanceSupervisor {
   ProbeResult exec_probe(const manifest::HealthCheck& check);  // an exec check, through the runtime
 
   Assignment a_;
+  // SIGTERM to SIGKILL: the process's stop_timeout from the manifest, else deps_.stop_grace.
+  std::chrono::milliseconds stop_grace() const;
   SupervisorDeps deps_;
   std::optional<std::string> run_;  // the current run's id in the runtime
   std::optional<LogTail> tail_;

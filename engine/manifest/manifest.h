@@ -35,6 +35,9 @@ struct Process {
   int count = 1;
   std::optional<HealthCheck> health;
   RestartPolicy restart;
+  // From SIGTERM to SIGKILL when the instance is stopped (after the edge has drained it); unset: the
+  // agent's default, 10 s.
+  std::optional<std::int64_t> stop_timeout_ms;
 };
 
 struct Endpoint {  // a dedicated TCP port on the app env's own address

@@ -100,6 +100,7 @@ Json to_json(const Manifest& m) {
                 {"max_backoff", exact_duration(p.restart.max_backoff_ms)}}}};
     if (!p.command.empty()) j["command"] = p.command;  // absent: the image's entrypoint and cmd
     if (p.health) j["health"] = health_json(*p.health);
+    if (p.stop_timeout_ms) j["stop_timeout"] = exact_duration(*p.stop_timeout_ms);  // absent: the agent's 10 s
     procs[p.name] = std::move(j);
   }
   Json endpoints = Json::array(), routes = Json::array(), volumes = Json::array();
@@ -184,6 +185,7 @@ Process process_from_json(const std::string& name, const Json& j) {
     p.restart.backoff_ms = ms_of(r, "backoff", p.restart.backoff_ms);
     p.restart.max_backoff_ms = ms_of(r, "max_backoff", p.restart.max_backoff_ms);
   }
+  if (j.contains("stop_timeout")) p.stop_timeout_ms = ms_of(j, "stop_timeout", 10'000);
   return p;
 }
 

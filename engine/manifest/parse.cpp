@@ -126,9 +126,10 @@ void read_processes(TableReader& root, Manifest& m) {
     if (auto v2 = r.integer("count", 0, 1000)) p.count = static_cast<int>(*v2);
     if (const auto* h = r.subtable("health")) p.health = read_health(r, *h);
     if (const auto* rs = r.node("restart")) p.restart = read_restart(r, *rs);
+    if (auto v2 = r.duration_ms("stop_timeout", 1'000, kHour)) p.stop_timeout_ms = *v2;
     r.deferred({"autoscale", "autoscaling", "min_count", "max_count", "scaling"}, detail::kAutoscaling);
     r.deferred({"region", "regions"}, detail::kMultiRegion);
-    r.finish("A process has command, cpu, memory, count, health and restart.");
+    r.finish("A process has command, cpu, memory, count, health, restart and stop_timeout.");
     m.processes.push_back(std::move(p));
   }
   if (procs->empty())

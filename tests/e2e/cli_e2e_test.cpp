@@ -531,7 +531,7 @@ TEST(EndToEnd, InstancesConvergeScaleRestartAndRollBack) {
   }
   ASSERT_EQ(cli("project create inst --org dev").exit, 0);
   ASSERT_EQ(cli("app create echo --org dev --project inst").exit, 0);
-  for (const char* env : {"prod", "crash", "oom"})
+  for (const char* env : {"prod", "crash", "oom", "stubborn"})
     ASSERT_EQ(cli(std::string("env create ") + env + " --org dev --project inst --app echo").exit, 0);
   const auto manifest = (dev.root() / "instances.toml").string();
   std::ofstream(manifest) << harness::echo_manifest(2, R"([processes.web.restart]
@@ -541,8 +541,9 @@ max_attempts = 3
 cpu = 0.1
 memory = "64MiB"
 count = 1
+stop_timeout = "1s"
 [config]
-optional = ["ECHO_ALLOC_MIB"]
+optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
 )");
   const auto in = [](const std::string& env) { return " --org dev --project inst --app echo --env " + env; };
   const auto image = [&](const std::string& tag) { return " --image " + dev.registry() + "/sample/echo:" + tag; };
@@ -753,6 +754,30 @@ optional = ["ECHO_ALLOC_MIB"]
   EXPECT_EQ(one_json(cli("-o json status" + in("prod")))["release"]["digest"], digests.at("v1"));
   // An env's first release has nothing to go back to, and the hint does not pretend it has.
   EXPECT_EQ(failed_hint.find("rollback"), std::string::npos) << failed_hint;
+
+  // A process that ignores SIGTERM is killed after its stop_timeout (1s for the worker), not the
+  // default 10 s; describe says how long it had and where that is set.
+  ASSERT_EQ(cli("config set ECHO_IGNORE_TERM=1" + in("stubborn")).exit, 0);
+  ASSERT_EQ(cli("-o json deploy" + image("v1") + m + in("stubborn") + " --wait --timeout 120s").exit, 0);
+  const auto stop_from = std::chrono::steady_clock::now();
+  ASSERT_EQ(cli("-o json scale worker=0" + in("stubborn") + " --wait --timeout 60s").exit, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - stop_from, std::chrono::seconds(8)) << "waited for the default 10 s";
+  Json stubborn, stubborn_list;
+  std::string stopped_how;
+  for (int i = 0; i < 100 && stopped_how.empty(); ++i) {  // the agent's report of the stop may come a moment later
+    if (i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    stubborn_list = one_json(cli("-o json instance list --all" + in("stubborn")));
+    if (!stubborn_list.is_object()) continue;
+    for (const auto& x : stubborn_list.value("instances", Json::array()))
+      if (x["process"] == "worker")
+        stubborn = one_json(cli("-o json instance describe " + x["name"].get<std::string>() + in("stubborn")));
+    if (!stubborn.is_object()) continue;
+    for (const auto& e : stubborn.value("events", Json::array()))
+      if (e["type"] == "InstanceStopped") stopped_how = e["data"].value("exit", "");
+  }
+  EXPECT_EQ(stopped_how, "killed by signal 9 (Killed) after 1s without exiting on SIGTERM (its stop_timeout)")
+      << stubborn.dump() << stubborn_list.dump();
+  ASSERT_EQ(cli("-o json env delete stubborn --org dev --project inst --app echo").exit, 0);
 
   // kill -9 of the agent mid-rollout: it comes back (platformd dev restarts it), adopts what runs,
   // and the rollout converges; no instance ever has two runs at once.

@@ -101,6 +101,27 @@ TEST(Manifest, EnvOverridesChangeOnlyCountsAndSizes) {
   EXPECT_EQ(manifest::to_json(manifest::for_env(*r.manifest, "staging")), manifest::to_json(other));
 }
 
+// stop_timeout: SIGTERM to SIGKILL, 1s to 1h; left out of the normalised form when not set (the agent's
+// 10 s), so releases made before it existed keep their hash.
+TEST(Manifest, StopTimeoutIsADurationAndOnlyInTheNormalisedFormWhenSet) {
+  const std::string head = "schema_version = 1\n[app]\nname = \"x\"\n[processes.web]\n";
+  auto set = manifest::parse(head + "stop_timeout = \"1m30s\"\n");
+  ASSERT_TRUE(set.manifest) << render(set);
+  EXPECT_EQ(set.manifest->process("web")->stop_timeout_ms, 90'000);
+  const auto j = manifest::to_json(*set.manifest);
+  EXPECT_EQ(j["processes"]["web"]["stop_timeout"], "1m30s");
+  EXPECT_EQ(manifest::process_from_json("web", j["processes"]["web"]).stop_timeout_ms, 90'000);
+  auto unset = manifest::parse(head);
+  ASSERT_TRUE(unset.manifest);
+  EXPECT_FALSE(unset.manifest->process("web")->stop_timeout_ms);
+  EXPECT_FALSE(manifest::to_json(*unset.manifest)["processes"]["web"].contains("stop_timeout"));
+  for (const auto* bad : {"\"0s\"", "\"2h\"", "\"soon\"", "30"}) {
+    auto r = manifest::parse(head + "stop_timeout = " + bad + "\n", "p.toml");
+    EXPECT_FALSE(r.manifest) << bad;
+    EXPECT_NE(render(r).find("processes.web.stop_timeout"), std::string::npos) << bad << render(r);
+  }
+}
+
 TEST(Manifest, TheNormalisedFormIsStable) {
   // Key order, whitespace and comments do not change the normalised JSON (a release hashes it).
   auto a = manifest::parse("schema_version = 1\n[app]\nname = \"x\"\n[processes.web]\ncount = 2\nmemory = \"1GiB\"\n");
