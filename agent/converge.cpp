@@ -28,7 +28,8 @@ Converger::~Converger() {
 }
 
 void Converger::stop_all(const std::string& reason) {
-  for (auto& [id, s] : supervisors_) s->request_stop(reason);
+  // The agent is stopping (platformd dev gives it 30 s): no instance may take longer than kShutdownGrace.
+  for (auto& [id, s] : supervisors_) s->request_stop(reason, false, kShutdownGrace);
   for (auto& [id, s] : supervisors_)
     while (!s->finished()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   supervisors_.clear();

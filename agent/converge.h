@@ -25,7 +25,9 @@ class Converger {
 
   void apply(const Json& assignment_set);  // {"version", "instances": [...]}
   // Stops every instance on this host and waits for them (platformd dev's agent, on Ctrl-C): each is
-  // reported stopped with `reason`, and started again when the agent comes back.
+  // reported stopped with `reason`, and started again when the agent comes back. A process's
+  // stop_timeout counts up to kShutdownGrace here, so the agent ends before platformd dev gives up on it.
+  static constexpr std::chrono::milliseconds kShutdownGrace{20'000};
   void stop_all(const std::string& reason);
   std::size_t supervised() const { return supervisors_.size(); }
 

@@ -62,8 +62,9 @@ InstanceSupervisor::~InstanceSupervisor() {
   if (thread_.joinable()) thread_.join();
 }
 
-void InstanceSupervisor::request_stop(const std::string& reason, bool drain) {
+void InstanceSupervisor::request_stop(const std::string& reason, bool drain, milliseconds max_grace) {
   std::lock_guard lock(mu_);
+  grace_cap_ = std::min(grace_cap_, max_grace);
   if (stopping_) return;
   stop_reason_ = reason.empty() ? "asked to stop" : reason;
   drain_ = drain;
@@ -322,7 +323,9 @@ void InstanceSupervisor::supervise() {
 }
 
 milliseconds InstanceSupervisor::stop_grace() const {
-  return a_.process.stop_timeout_ms ? milliseconds(*a_.process.stop_timeout_ms) : deps_.stop_grace;
+  const auto wanted = a_.process.stop_timeout_ms ? milliseconds(*a_.process.stop_timeout_ms) : deps_.stop_grace;
+  std::lock_guard lock(mu_);
+  return std::min(wanted, grace_cap_);
 }
 
 void InstanceSupervisor::finish() {

@@ -70,7 +70,9 @@ class InstanceSupervisor {
 
   // SIGTERM, grace, SIGKILL; reported as InstanceStopped. `drain`: the control plane asked for the stop
   // (the instance may be a backend of the edge): first wait until the edge no longer sends it connections.
-  void request_stop(const std::string& reason, bool drain = false);
+  // `max_grace` caps the stop_timeout (the agent's own shutdown must end before whoever stops it gives up).
+  void request_stop(const std::string& reason, bool drain = false,
+                    std::chrono::milliseconds max_grace = std::chrono::milliseconds::max());
   void detach();                                 // the agent is exiting: leave the instance as it is
   bool finished() const { return finished_; }
   const std::string& image_digest() const { return a_.image.digest; }
@@ -91,8 +93,10 @@ class InstanceSupervisor {
   ProbeResult exec_probe(const manifest::HealthCheck& check);  // an exec check, through the runtime
 
   Assignment a_;
-  // SIGTERM to SIGKILL: the process's stop_timeout from the manifest, else deps_.stop_grace.
+  // SIGTERM to SIGKILL: the process's stop_timeout from the manifest, else deps_.stop_grace; at most
+  // grace_cap_.
   std::chrono::milliseconds stop_grace() const;
+  std::chrono::milliseconds grace_cap_ = std::chrono::milliseconds::max();  // under mu_
   SupervisorDeps deps_;
   std::optional<std::string> run_;  // the current run's id in the runtime
   std::optional<LogTail> tail_;
@@ -100,7 +104,7 @@ class InstanceSupervisor {
   bool ship_failed_ = false;  // said once until it works again
   int attempt_ = 0;
   std::chrono::steady_clock::time_point started_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::string stop_reason_;
   bool drain_ = false;
   std::string drain_first();  // waits for deps_.drain; says how it went ("" when there was nothing to ask)
