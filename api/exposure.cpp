@@ -4,6 +4,8 @@
 
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 
 #include "engine/crypto.h"
 #include "engine/db.h"
@@ -305,13 +307,26 @@ Json not_listening(const Json& edges, const std::string& kind, const std::string
 }
 }  // namespace
 
-void mark_unreachable(Json& rows, const std::vector<Exposed>& all, Json& edges) {
+void mark_unreachable(Json& rows, const std::vector<Exposed>& all, const Json& edges) {
   std::map<std::string, Json> by_id;
   for (const auto& x : all)
     if (auto u = unreachable_backends(x, edges); !u.empty()) by_id[x.id] = std::move(u);
   for (auto& row : rows)
     if (auto it = by_id.find(row.value("id", "")); it != by_id.end()) row["unreachable"] = it->second;
-  for (auto& e : edges) e.erase("unreachable");
+}
+
+void narrow_edges_to(Json& edges, const Json& rows) {
+  std::set<std::tuple<std::string, std::string, int>> own;  // (kind, address, port) of the rows
+  for (const auto& row : rows)
+    own.insert({row.value("protocol", "") == "tls" ? "tls" : "tcp", row.value("address", ""), row.value("port", 0)});
+  for (auto& e : edges) {
+    e.erase("unreachable");
+    Json mine = Json::array();
+    for (const auto& u : e.value("unbound", Json::array()))
+      if (own.count({u.value("kind", ""), u.value("address", ""), u.value("port", 0)})) mine.push_back(u);
+    e["unbound"] = mine;
+    if (e.value("state", "") == "partial" && mine.empty()) e["state"] = e.value("taken", false) ? "current" : "behind";
+  }
 }
 
 void mark_not_listening(Json& rows, const Json& edges) {

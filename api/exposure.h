@@ -82,9 +82,12 @@ void mark_taken(pqxx::transaction_base& tx, Json& edges, const std::vector<Liste
 // mark_taken().
 Json edges_pending(const Json& edges);
 // Marks the rows of exposure_json() (made of `all`) with the backends an edge cannot connect to:
-// "unreachable": unreachable_backends(). Takes "unreachable" out of `edges` (edge_states(): every
-// org's backends), so what is shown is only the rows'.
-void mark_unreachable(Json& rows, const std::vector<Exposed>& all, Json& edges);
+// "unreachable": unreachable_backends().
+void mark_unreachable(Json& rows, const std::vector<Exposed>& all, const Json& edges);
+// What an org is shown of each edge (edge_states() after mark_taken(), which holds every org's): only
+// the unbound listeners of `rows` (the org's exposure rows), no "unreachable" (the rows carry their
+// own), and "partial" only for the org's own listeners.
+void narrow_edges_to(Json& edges, const Json& rows);
 // Marks the rows of exposure_json() that an edge does not listen for: "not_listening": [{host, error}].
 void mark_not_listening(Json& rows, const Json& edges);
 // Whether the edge on `host_id` has stopped sending new connections to an instance of that host that is

@@ -108,6 +108,7 @@ Response get_exposure(Context& ctx, const Request&, Principal& p, const Params& 
     mark_taken(tx, edges, ctx.edge_tls_listen, all);
     mark_not_listening(rows, edges);
     mark_unreachable(rows, org, edges);
+    narrow_edges_to(edges, rows);
     return Json{{"org_id", chain[0].id}, {"exposed", rows}, {"edges", edges}};
   }));
 }

@@ -544,6 +544,18 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   EXPECT_EQ(post({{"version", version}, {"unbound", Json::array({long_error})}}), 200);
   EXPECT_EQ(edge_of(exposure())["unbound"][0]["error"], std::string(299, 'x'));
 
+  // What the edge cannot bind for others (another org's address, say) is not this org's to see, and
+  // does not make the edge partial in its eyes.
+  const Json others = {{"address", "2001:db8::99"}, {"port", 7777}, {"kind", "tcp"}, {"error", "Address already in use"}};
+  EXPECT_EQ(post({{"version", version}, {"unbound", Json::array({others, taken})}}), 200);
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "partial");
+  EXPECT_EQ(edge_of(x)["unbound"], Json::array({taken})) << x.dump();
+  EXPECT_EQ(post({{"version", version}, {"unbound", Json::array({others})}}), 200);
+  x = exposure();
+  EXPECT_EQ(edge_of(x)["state"], "current") << x.dump();
+  EXPECT_TRUE(edge_of(x)["unbound"].empty()) << x.dump();
+
   // Bound at last: current, nothing marked.
   EXPECT_EQ(post({{"version", version}, {"unbound", none}}), 200);
   x = exposure();
