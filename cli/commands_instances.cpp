@@ -181,16 +181,22 @@ std::string rollout_progress(const Json& status) {
   return out;
 }
 
+// j[key] when it is an object, else {} (a status without a release has "release": null).
+Json object_at(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_object() ? *it : Json::object();
+}
+
 // The way back from a rollout that does not come up: which older release still serves (its healthy
 // instances keep the traffic until the new ones are healthy) and the rollback to it, or, when none
 // does, where to pick one. " Release v6 still serves (web-1, web-2 healthy): go back to it with …".
 std::string way_back(const Json& status, const std::string& env_flag) {
-  const auto& release = status.value("release", Json::object());
+  const auto release = object_at(status, "release");
   const auto current = release.value("name", "");
   if (release.value("number", std::int64_t{0}) <= 1) return "";  // the env's first: nothing to go back to
   std::map<std::int64_t, std::pair<std::string, std::vector<std::string>>> serving;  // by release number
   for (const auto& i : status.value("instances", Json::array())) {
-    const auto& rel = i.value("release", Json::object());
+    const auto rel = object_at(i, "release");
     if (rel.value("name", "") == current || i.value("state", "") != "running" || i.value("health", "") != "healthy")
       continue;
     auto& [name, instances] = serving[rel.value("number", std::int64_t{0})];
@@ -208,9 +214,9 @@ std::string way_back(const Json& status, const std::string& env_flag) {
 // "category: app …" when instances of the env's release are being restarted (they exit or fail their
 // checks): a timeout then is the app's, not the platform's being slow.
 std::string crash_looping(const Json& status) {
-  const auto current = status.value("release", Json::object()).value("name", "");
+  const auto current = object_at(status, "release").value("name", "");
   for (const auto& i : status.value("instances", Json::array()))
-    if (i.value("release", Json::object()).value("name", "") == current && i.value("state", "") == "restarting")
+    if (object_at(i, "release").value("name", "") == current && i.value("state", "") == "restarting")
       return "category: app (instances of release " + current +
              " exit or fail their checks, and are being restarted). ";
   return "";
