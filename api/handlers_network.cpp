@@ -163,6 +163,23 @@ void check_endpoint_process(pqxx::transaction_base& tx, const std::vector<Resolv
                           fmt::format("{}", fmt::join(names, ", ")) + ".");
 }
 
+// When internal_port was left to default to the port and the process's health check listens elsewhere:
+// a note that the process may not listen there, with the command that would reach where it does.
+std::string internal_port_note(pqxx::transaction_base& tx, const std::vector<Resolved>& chain,
+                               const std::string& process, std::int64_t internal) {
+  const auto current = current_release(tx, chain.back().id);
+  if (!current.release) return "";
+  const auto spec = current.release->manifest.value("processes", Json::object()).value(process, Json::object());
+  const auto health = spec.value("health", Json::object());
+  const auto type = health.value("type", "");
+  const auto checked = health.value("port", std::int64_t{0});
+  if ((type != "tcp" && type != "http") || checked <= 0 || checked == internal) return "";
+  return fmt::format("internal port {} is the same as --port (none was given), but process {}'s health check uses "
+                     "port {}: if that is where it listens, delete this endpoint and create it again with "
+                     "--internal-port {} (platform exposure says whether the edge can connect)",
+                     internal, process, checked, checked);
+}
+
 Response get_endpoint(Context& ctx, const Request&, Principal& p, const Params& params) {
   auto chain = env_chain(ctx, p, params);
   return json_response(200, ctx.pool.read([&](pqxx::transaction_base& tx) {
@@ -217,6 +234,8 @@ Response post_endpoint(Context& ctx, const Request& req, Principal& p, const Par
                  {"endpoint", find_endpoint(tx, chain, id)},
                  {"events", out.events_json(endpoints_stream(env.id))},
                  {"next", Json::array({"platform endpoint describe " + name + " " + env_flags(chain), "platform exposure"})}};
+    if (!body.contains("internal_port"))
+      if (auto note = internal_port_note(tx, chain, process, internal); !note.empty()) r.receipt["note"] = note;
     return r;
   });
 }

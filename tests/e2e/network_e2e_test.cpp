@@ -190,7 +190,14 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     EXPECT_NE(u["text"].get<std::string>().find("is process web listening on port 9 "), std::string::npos) << u.dump();
   }
   EXPECT_EQ(one_json(cli("-o json endpoint describe deaf" + kIn))["unreachable"].size(), refusing.size());
+  EXPECT_FALSE(one_json(deaf).contains("note")) << "the internal port was given";
   ASSERT_EQ(cli("-o json endpoint delete deaf --wait" + kIn).exit, 0);
+  // Left to default to --port while the process's health check uses 8080: the receipt says so, with the fix.
+  auto guessed = cli("-o json endpoint create --port 7010 --process web" + kIn);
+  ASSERT_EQ(guessed.exit, 0) << guessed.out;
+  EXPECT_NE(one_json(guessed).value("note", "").find("create it again with --internal-port 8080"), std::string::npos)
+      << guessed.out;
+  ASSERT_EQ(cli("-o json endpoint delete web-7010" + kIn).exit, 0);
   {
     int fd = connect_to(v6, 7002);
     ASSERT_GE(fd, 0);
