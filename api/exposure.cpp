@@ -490,7 +490,7 @@ Json unreachable_backends(const Exposed& x, const Json& edges) {
       std::string text = fmt::format("{}: the edge on host {} cannot connect to instance {} ({}): {}", what,
                                      e.value("host", ""), instance, at, error);
       if (failures > 1) text += fmt::format(" ({} times in a row)", failures);
-      if (port == x.internal_port && (error == "Connection refused"))
+      if (error == "Connection refused")  // something answered the address; nothing listens on that port
         text += fmt::format("; is process {} listening on port {} (on every address, not only 127.0.0.1)?", x.process,
                             x.internal_port);
       out.push_back({{"kind", x.kind}, {"name", x.name}, {"host", e.value("host", "")}, {"instance", instance},

@@ -5,6 +5,10 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <initializer_list>
+#include <string_view>
+
 #include "api/body.h"
 #include "api/env_vars.h"
 #include "api/exposure.h"
@@ -298,6 +302,14 @@ WatchPlan watch_edge_config(Context& ctx, const Request& req) {
   return plan;
 }
 
+// Refuses a field of the edge's report item `item` (named `at`) that is not one of `fields`.
+void only_fields(const Json& item, const std::string& at, std::initializer_list<std::string_view> fields) {
+  for (const auto& [k, v] : item.items())
+    if (std::find(fields.begin(), fields.end(), k) == fields.end())
+      throw PlatformError(ErrorCode::invalid_request, at + " has an unknown field \"" + k.substr(0, 40) + "\"",
+                          fmt::format("Its fields are {}.", fmt::join(fields, ", ")));
+}
+
 // The edge says what it serves: the snapshot version it applied, the listeners it could not bind, and
 // the backends it cannot connect to.
 Response post_edge_status(Context& ctx, const Request& req) {
@@ -314,10 +326,7 @@ Response post_edge_status(Context& ctx, const Request& req) {
   Json unbound = Json::array();
   for (const auto& u : body["unbound"]) {
     const auto at = "unbound[" + std::to_string(unbound.size()) + "]";
-    for (const auto& [k, v] : u.items())
-      if (k != "address" && k != "port" && k != "kind" && k != "error")
-        throw PlatformError(ErrorCode::invalid_request, at + " has an unknown field \"" + k.substr(0, 40) + "\"",
-                            "Its fields are address, port, kind and error.");
+    only_fields(u, at, {"address", "port", "kind", "error"});
     const auto port = u.contains("port") && u["port"].is_number_integer() ? u["port"].get<std::int64_t>() : 0;
     if (!u.contains("address") || !u["address"].is_string() || u["address"].get<std::string>().size() > 64 ||
         port < 1 || port > 65535 || !u.contains("kind") || (u["kind"] != "tcp" && u["kind"] != "tls") ||
@@ -342,10 +351,7 @@ Response post_edge_status(Context& ctx, const Request& req) {
     throw PlatformError(ErrorCode::invalid_request, "\"unreachable\" lists more than 10000 backends", "");
   for (const auto& u : listed) {
     const auto at = "unreachable[" + std::to_string(unreachable.size()) + "]";
-    for (const auto& [k, v] : u.items())
-      if (k != "target" && k != "address" && k != "port" && k != "error" && k != "failures")
-        throw PlatformError(ErrorCode::invalid_request, at + " has an unknown field \"" + k.substr(0, 40) + "\"",
-                            "Its fields are target, address, port, error and failures.");
+    only_fields(u, at, {"target", "address", "port", "error", "failures"});
     const auto port = u.contains("port") && u["port"].is_number_integer() ? u["port"].get<std::int64_t>() : 0;
     const auto failures =
         u.contains("failures") && u["failures"].is_number_integer() ? u["failures"].get<std::int64_t>() : 0;
