@@ -340,14 +340,17 @@ void InstanceSupervisor::finish() {
       // New connections stop coming before SIGTERM: the edge on this host leaves the instance out first.
       if (auto drained = drain_first(); !drained.empty()) data["drain"] = drained;
       try {
-        auto how = deps_.runtime->stop(*run_, stop_grace());
+        const auto grace = stop_grace();
+        auto how = deps_.runtime->stop(*run_, grace);
         data["exit_code"] = how.exit_code;
         data["signal"] = how.signal;
         data["exit"] = how.describe();
-        if (how.signal == SIGKILL && !how.oom)  // it did not exit on SIGTERM in time: say how long it had, and where that is set
-          data["exit"] = how.describe() + " after " + format_duration(stop_grace()) + " without exiting on SIGTERM (" +
-                         (a_.process.stop_timeout_ms ? "its stop_timeout" : "the default; stop_timeout in platform.toml") +
-                         ")";
+        if (how.signal == SIGKILL && !how.oom) {  // it did not exit on SIGTERM in time: how long it had, and why
+          const char* why = a_.process.stop_timeout_ms ? "its stop_timeout" : "the default; stop_timeout in platform.toml";
+          if (a_.process.stop_timeout_ms && grace < milliseconds(*a_.process.stop_timeout_ms))
+            why = "its stop_timeout, cut short while the agent shuts down";
+          data["exit"] = how.describe() + " after " + format_duration(grace) + " without exiting on SIGTERM (" + why + ")";
+        }
       } catch (const std::exception& e) {
         data["exit"] = std::string("could not be stopped cleanly: ") + e.what();
       }
