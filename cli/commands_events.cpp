@@ -103,6 +103,15 @@ void run_events(const Globals& g, EventArgs a) {
     std::cout << table_line(widths, kEventHeaders) << "\n";
   } else if (g.format() == Format::table) {
     print_table(kEventHeaders, rows);
+    if (rows.empty()) {
+      std::string filters;
+      for (const auto& [flag, value] : {std::pair{"--since ", a.since}, {"--type ", a.type},
+                                        {"--resource ", a.resource}, {"--operation ", a.operation}})
+        if (!value.empty()) filters += (filters.empty() ? "" : ", ") + (flag + value);
+      note(g, filters.empty() ? "No events in this org yet."
+                              : "No events match " + filters + " (a type is spelt as the TYPE column shows it, e.g. "
+                                                                "InstanceStarted).");
+    }
   }
   if (g.format() == Format::json && !a.follow) {
     print_json({{"events", all}, {"next_cursor", after}, {"count", all.size()}});

@@ -43,6 +43,18 @@ std::vector<std::string> row_of(const Json& r) {
           by.empty() ? r.value("created_by", "") : by};
 }
 
+// Under an empty list: where it looked, and the command that makes the first one.
+std::string empty_note(const Session& s, const KindSpec& k, bool deleted) {
+  std::string where, flags;
+  if (std::string(k.parent) == "project") where = " in project " + s.need_project(), flags = " --project " + s.need_project();
+  if (std::string(k.parent) == "app")
+    where = " in app " + s.need_app() + " of project " + s.need_project(),
+    flags = " --project " + s.need_project() + " --app " + s.need_app();
+  if (std::string(k.parent) == "org") where = " in org " + s.need_org();
+  return std::string("No ") + k.collection + where + (deleted ? ", deleted or not" : " yet") + "; create one with `platform " +
+         k.kind + " create NAME" + flags + "`.";
+}
+
 void print_resource(const Globals& g, const Json& r) {
   if (g.format() != Format::table) {
     if (g.format() == Format::ndjson) std::cout << r.dump() << "\n";
@@ -64,7 +76,14 @@ void print_resource(const Globals& g, const Json& r) {
   if (r.contains("deleted_at")) field("Deleted:", r.value("deleted_at", "") + " by " + r.value("deleted_by", ""));
   field("Version:", std::to_string(r.value("version", 0)));
   field("Last op:", r.value("last_operation", ""));
-  std::cout << "\nHistory: platform events --resource " << r.value("id", "") << "\n" << std::flush;
+  std::cout << "\nHistory: platform events --resource " << r.value("id", "") << "\n";
+  if (r.value("kind", "") == "env" && r.contains("path") && !r.contains("deleted_at")) {
+    auto names = path_names(r.value("path", ""));  // what runs there, and what it exposes
+    const auto at = " --project " + names["project"] + " --app " + names["app"] + " --env " + names["env"];
+    std::cout << "Status:  platform status" << at << "\n"
+              << "Exposed: platform endpoint list" << at << "\n";
+  }
+  std::cout << std::flush;
 }
 
 void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
@@ -113,6 +132,7 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& item : r["items"]) rows.push_back(row_of(item));
     print_table({"NAME", "ID", "STATE", "CREATED", "BY"}, rows);
+    if (rows.empty()) note(g, empty_note(s, k, *deleted));
   });
 
   auto ref = std::make_shared<std::string>();

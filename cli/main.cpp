@@ -1,6 +1,7 @@
 // platform: the CLI. `platform <noun> <verb>`, -o table|json|ndjson, stable exit codes
 // (`platform help exit-codes`).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -87,6 +88,24 @@ int main(int argc, char** argv) {
       return report({ErrorCode::invalid_request, "`" + command + "` has no command \"" + word.substr(0, 60) + "\"",
                      (close.empty() ? "" : "Did you mean `" + command + " " + close + "`? ") + "See `" + command +
                          " --help`."},
+                    "");
+    }
+    // An option the command does not have (its own, or the global ones): say so, with the closest one.
+    std::vector<std::string> flags;
+    for (const CLI::App* a = at; a != nullptr; a = a->get_parent())
+      for (const auto* opt : a->get_options()) {
+        for (const auto& l : opt->get_lnames()) flags.push_back("--" + l);
+        for (const auto& s : opt->get_snames()) flags.push_back("-" + s);
+      }
+    for (const auto& word : app.remaining(true)) {
+      if (word.size() < 2 || word[0] != '-' || (word[1] >= '0' && word[1] <= '9')) continue;
+      const auto flag = word.substr(0, word.find('='));
+      if (std::find(flags.begin(), flags.end(), flag) != flags.end()) continue;
+      // (a one-letter option is within two edits of every other: no guess for those)
+      const auto close =
+          flag.size() > 3 ? did_you_mean(flag, std::vector<std::string_view>(flags.begin(), flags.end())) : "";
+      return report({ErrorCode::invalid_request, "`" + command + "` has no option " + flag.substr(0, 60),
+                     (close.empty() ? "" : "Did you mean " + close + "? ") + "See `" + command + " --help`."},
                     "");
     }
     if (!names.empty() && at->get_require_subcommand_min() > 0) {  // (the words stopped at a noun)

@@ -339,7 +339,7 @@ TEST(EndToEnd, ShellCompletionFollowsTheCommandTree) {
 }
 
 // Usage errors (exit 2, one JSON document with -o json) name the command the words reached, point at
-// that command's help, and suggest the closest command for a misspelt one.
+// that command's help, and suggest the closest command or option for a misspelt one.
 TEST(EndToEnd, UsageErrorsNameTheCommandAndTheClosestOne) {
   auto hint_of = [](const std::string& args) {
     auto r = cli("-o json " + args);
@@ -354,6 +354,31 @@ TEST(EndToEnd, UsageErrorsNameTheCommandAndTheClosestOne) {
   EXPECT_EQ(hint_of("org describe")["hint"], "See `platform org describe --help`.");
   EXPECT_EQ(hint_of("ip")["message"], "`platform ip` needs one of its commands: list, allocate-v4, release");
   EXPECT_EQ(hint_of("app create a b")["hint"], "See `platform app create --help`.");
+  e = hint_of("status --projetc shop");  // an option the command lacks, global ones included
+  EXPECT_EQ(e["message"], "`platform status` has no option --projetc");
+  EXPECT_EQ(e["hint"], "Did you mean --project? See `platform status --help`.");
+  EXPECT_EQ(hint_of("endpoint create web --prot=80")["hint"], "Did you mean --port? See `platform endpoint create --help`.");
+  EXPECT_EQ(hint_of("org list -x")["hint"], "See `platform org list --help`.");
+}
+
+// An empty table says where it looked and what makes the first row (on stderr: stdout stays the table).
+TEST(EndToEnd, EmptyListsSayWhereTheyLookedAndWhatToDo) {
+  DevPlatform dev;
+  ASSERT_EQ(cli("project create hollow --org dev").exit, 0);
+  auto both = [](const std::string& args) { return run("{ " + std::string(PLATFORM_BIN) + " " + args + " 2>&1; }"); };
+  auto apps = both("app list --project hollow --org dev");
+  EXPECT_EQ(apps.exit, 0);
+  EXPECT_NE(apps.out.find("No apps in project hollow yet; create one with `platform app create NAME --project hollow`."),
+            std::string::npos) << apps.out;
+  EXPECT_EQ(cli("app list --project hollow --org dev").out, "NAME  ID  STATE  CREATED  BY\n");
+  EXPECT_EQ(cli("-o json app list --project hollow --org dev").exit, 0);
+  auto events = both("events --type NoSuchType --org dev");
+  EXPECT_EQ(events.exit, 0);
+  EXPECT_NE(events.out.find("No events match --type NoSuchType"), std::string::npos) << events.out;
+  ASSERT_EQ(cli("app create api --project hollow --org dev").exit, 0);
+  ASSERT_EQ(cli("env create prod --project hollow --app api --org dev").exit, 0);
+  auto env = cli("env describe prod --project hollow --app api --org dev");
+  EXPECT_NE(env.out.find("Status:  platform status --project hollow --app api --env prod"), std::string::npos) << env.out;
 }
 
 // The manifest commands work offline: exit codes 0, 2 and 10, one JSON document with -o json, and
