@@ -87,6 +87,15 @@ manifest::Manifest load_manifest(const std::string& path);
 std::string read_manifest_file(const std::string& path);
 
 // Registration of each command group.
+// The describe commands, each as `platform NOUN describe` prints it (table, or the API's JSON); the
+// env-scoped ones take the env from the session. `platform describe TARGET` dispatches to them.
+void describe_resource(const Globals& g, const Session& s, const std::string& kind, const std::string& ref);
+void describe_operation(const Globals& g, const Session& s, const std::string& id);
+void describe_host(const Globals& g, const Session& s, const std::string& which);
+void describe_release(const Globals& g, const Session& s, const std::string& which);
+void describe_instance(const Globals& g, const Session& s, const std::string& which);
+void describe_endpoint(const Globals& g, const Session& s, const std::string& which);
+
 void add_context_commands(CLI::App& app, Globals& g);
 void add_resource_commands(CLI::App& app, Globals& g);
 void add_event_commands(CLI::App& app, Globals& g);
@@ -98,6 +107,7 @@ void add_deploy_commands(CLI::App& app, Globals& g);
 void add_host_commands(CLI::App& app, Globals& g);
 void add_instance_commands(CLI::App& app, Globals& g);
 void add_network_commands(CLI::App& app, Globals& g);
+void add_describe_command(CLI::App& app, Globals& g);
 
 // The IPv4 add-on's price, accepted: states it (stderr) and asks on a terminal, or takes `yes`; otherwise
 // a precondition error (exit 6) naming the price and --yes. nullopt when the env already holds one.

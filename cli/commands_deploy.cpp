@@ -222,34 +222,38 @@ void add_releases(CLI::App& app, Globals& g) {
   describe->add_option("release", *which, "v3, 3 or rel_…")->required();
   describe->callback([&g, which] {
     auto s = open_session(g);
-    auto r = s.client().call("GET", s.env_path() + "/releases/" + api::url_encode(*which));
-    if (g.format() != Format::table) return print_json(r);
-    std::cout << "release   " << r.value("name", "") << " (" << r.value("id", "") << ")"
-              << (r.value("current", false) ? " [current]" : "") << "\n";
-    std::cout << "image     " << r["image"].value("ref", "") << "\n          " << r.value("image_digest", "") << "\n";
-    std::cout << "manifest  " << r.value("manifest_hash", "") << "\n";
-    std::cout << "versions  config v" << r.value("config_version", 0) << ", secrets v" << r.value("secrets_version", 0)
-              << "\n";
-    std::cout << "created   " << r.value("created_at", "") << " by " << r.value("created_by", "") << " ("
-              << r.value("operation_id", "") << ")\n";
-    const Json processes = r["manifest"].value("processes", Json::object());
-    for (const auto& [name, p] : processes.items())
-      std::cout << "process   " << name << ": count " << p.value("count", 0) << ", cpu " << p.value("cpu", 0.0)
-                << ", memory " << p.value("memory", "") << "\n";
-    for (const char* kind : {"config", "secrets"}) {
-      std::string keys;
-      const Json delivered = r["delivered"].value(kind, Json::object());
-      for (const auto& [k, _] : delivered.items()) keys += (keys.empty() ? "" : ", ") + k;
-      std::cout << (std::string(kind) == "config" ? "config    " : "secrets   ") << (keys.empty() ? "(none)" : keys)
-                << "\n";
-    }
-    for (const auto& h : r.value("history", Json::array()))
-      std::cout << "history   " << h.value("at", "") << " " << h.value("reason", "") << " by " << h.value("actor", "")
-                << "\n";
+    describe_release(g, s, *which);
   });
 }
 
 }  // namespace
+
+void describe_release(const Globals& g, const Session& s, const std::string& which) {
+  auto r = s.client().call("GET", s.env_path() + "/releases/" + api::url_encode(which));
+  if (g.format() != Format::table) return print_json(r);
+  std::cout << "release   " << r.value("name", "") << " (" << r.value("id", "") << ")"
+            << (r.value("current", false) ? " [current]" : "") << "\n";
+  std::cout << "image     " << r["image"].value("ref", "") << "\n          " << r.value("image_digest", "") << "\n";
+  std::cout << "manifest  " << r.value("manifest_hash", "") << "\n";
+  std::cout << "versions  config v" << r.value("config_version", 0) << ", secrets v" << r.value("secrets_version", 0)
+            << "\n";
+  std::cout << "created   " << r.value("created_at", "") << " by " << r.value("created_by", "") << " ("
+            << r.value("operation_id", "") << ")\n";
+  const Json processes = r["manifest"].value("processes", Json::object());
+  for (const auto& [name, p] : processes.items())
+    std::cout << "process   " << name << ": count " << p.value("count", 0) << ", cpu " << p.value("cpu", 0.0)
+              << ", memory " << p.value("memory", "") << "\n";
+  for (const char* kind : {"config", "secrets"}) {
+    std::string keys;
+    const Json delivered = r["delivered"].value(kind, Json::object());
+    for (const auto& [k, _] : delivered.items()) keys += (keys.empty() ? "" : ", ") + k;
+    std::cout << (std::string(kind) == "config" ? "config    " : "secrets   ") << (keys.empty() ? "(none)" : keys)
+              << "\n";
+  }
+  for (const auto& h : r.value("history", Json::array()))
+    std::cout << "history   " << h.value("at", "") << " " << h.value("reason", "") << " by " << h.value("actor", "")
+              << "\n";
+}
 
 void add_deploy_commands(CLI::App& app, Globals& g) {
   add_deploy(app, g);

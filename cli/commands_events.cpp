@@ -281,6 +281,10 @@ void run_wait(const Globals& g, WaitArgs a) {
 
 }  // namespace
 
+void describe_operation(const Globals& g, const Session& s, const std::string& id) {
+  print_operation(g, s.client().call("GET", "/v1/operations/" + api::url_encode(id)));
+}
+
 void add_event_commands(CLI::App& app, Globals& g) {
   auto ea = std::make_shared<EventArgs>();
   auto* events = app.add_subcommand("events", "Show the org's events (the audit trail); --follow to stream");
@@ -303,8 +307,7 @@ void add_event_commands(CLI::App& app, Globals& g) {
   auto* describe = op->add_subcommand("describe", "Show an operation, its status and its events");
   describe->add_option("id", *op_id, "Operation ID (op_...)")->required();
   describe->callback([&g, op_id] {
-    auto s = open_session(g);
-    print_operation(g, s.client().call("GET", "/v1/operations/" + api::url_encode(*op_id)));
+    describe_operation(g, open_session(g), *op_id);
   });
   auto* list = op->add_subcommand("list", "Recent operations of the org");
   list->callback([&g] {

@@ -44,6 +44,25 @@ std::string allocated(const Json& h) {
 
 }  // namespace
 
+void describe_host(const Globals& g, const Session& s, const std::string& which) {
+  auto h = s.client().call("GET", "/v1/hosts/" + api::url_encode(which));
+  if (g.format() != Format::table) return print_json(h);
+  std::cout << "host       " << h.value("name", "") << " (" << h.value("id", "") << ")\n";
+  std::cout << "state      " << h.value("state", "") << " since " << h.value("state_since", "") << "\n";
+  std::cout << "heartbeat  " << h.value("last_heartbeat", "") << " (" << age(h.value("seconds_since_heartbeat", 0.0))
+            << ")\n";
+  std::cout << "capacity   " << capacity(h["capacity"]) << "\n";
+  std::cout << "allocated  " << allocated(h) << " to " << h.value("instances", 0) << " instances\n";
+  std::cout << "runtime    " << h["runtime"].value("name", "") << ": " << h["runtime"].value("reason", "") << "\n";
+  std::cout << "enrolled   " << h.value("enrolled_at", "") << "\n";
+  print_host_edge(h["edge"]);
+  for (const auto& e : h.value("events", Json::array())) {
+    std::string why = e["data"].value("reason", "");
+    std::cout << "event      " << e.value("at", "") << " " << e.value("type", "") << (why.empty() ? "" : ": " + why)
+              << "\n";
+  }
+}
+
 void add_host_commands(CLI::App& app, Globals& g) {
   auto* host = app.add_subcommand("host", "The platform's hosts (platform operators)");
   host->require_subcommand(1);
@@ -82,22 +101,7 @@ void add_host_commands(CLI::App& app, Globals& g) {
   describe->add_option("host", *which, "Host name or ID")->required();
   describe->callback([&g, which] {
     auto s = open_session(g);
-    auto h = s.client().call("GET", "/v1/hosts/" + api::url_encode(*which));
-    if (g.format() != Format::table) return print_json(h);
-    std::cout << "host       " << h.value("name", "") << " (" << h.value("id", "") << ")\n";
-    std::cout << "state      " << h.value("state", "") << " since " << h.value("state_since", "") << "\n";
-    std::cout << "heartbeat  " << h.value("last_heartbeat", "") << " (" << age(h.value("seconds_since_heartbeat", 0.0))
-              << ")\n";
-    std::cout << "capacity   " << capacity(h["capacity"]) << "\n";
-    std::cout << "allocated  " << allocated(h) << " to " << h.value("instances", 0) << " instances\n";
-    std::cout << "runtime    " << h["runtime"].value("name", "") << ": " << h["runtime"].value("reason", "") << "\n";
-    std::cout << "enrolled   " << h.value("enrolled_at", "") << "\n";
-    print_host_edge(h["edge"]);
-    for (const auto& e : h.value("events", Json::array())) {
-      std::string why = e["data"].value("reason", "");
-      std::cout << "event      " << e.value("at", "") << " " << e.value("type", "") << (why.empty() ? "" : ": " + why)
-                << "\n";
-    }
+    describe_host(g, s, *which);
   });
 }
 

@@ -231,6 +231,12 @@ bool release_not_up(const Json& status) {
 
 }  // namespace
 
+void describe_instance(const Globals& g, const Session& s, const std::string& which) {
+  auto i = s.client().call("GET", s.env_path() + "/instances/" + api::url_encode(which));
+  if (g.format() != Format::table) return print_json(i);
+  print_instance(i);
+}
+
 // `platform wait` without a target: until the env runs its release as desired, all healthy (exit 0); a
 // failed instance ends it with exit 1 and an unplaceable one with exit 5, each naming what and why.
 void run_wait_converged(const Globals& g, const std::string& timeout_text) {
@@ -471,9 +477,7 @@ void add_instance_commands(CLI::App& app, Globals& g) {
   describe->add_option("instance", *which, "Instance name (web-3) or ID")->required();
   describe->callback([&g, which] {
     auto s = open_session(g);
-    auto i = s.client().call("GET", s.env_path() + "/instances/" + api::url_encode(*which));
-    if (g.format() != Format::table) return print_json(i);
-    print_instance(i);
+    describe_instance(g, s, *which);
   });
 
   auto la = std::make_shared<LogsArgs>();

@@ -186,20 +186,7 @@ void add_endpoint(CLI::App& app, Globals& g) {
   describe->add_option("endpoint", *which, "Name or ID")->required();
   describe->callback([&g, which] {
     auto s = open_session(g);
-    auto e = s.client().call("GET", s.env_path() + "/endpoints/" + api::url_encode(*which));
-    if (g.format() != Format::table) return print_json(e);
-    std::cout << "endpoint   " << e.value("name", "") << " (" << e.value("id", "") << ", from the " << e.value("source", "")
-              << ")\n";
-    for (const auto& x : e["addresses"])
-      std::cout << "listens    " << x.value("family", "") << " " << address_port(x.value("address", ""), e.value("port", 0))
-                << " tcp" << not_listening_text(x) << "\n";
-    if (e["addresses"].empty()) std::cout << "listens    nowhere yet: the env holds no address (deploy it)\n";
-    std::cout << "reaches    process " << e.value("process", "") << " port " << e.value("internal_port", 0) << "\n";
-    std::cout << "proxy      " << e.value("proxy_protocol", "off") << "\n";
-    std::cout << "backends   " << e["backends"].value("healthy", 0) << " healthy of " << e["backends"].value("total", 0)
-              << "\n";
-    for (const auto& u : e.value("unreachable", Json::array()))
-      std::cout << "refused    " << u.value("text", "") << "\n";
+    describe_endpoint(g, s, *which);
   });
 
   auto key = std::make_shared<std::string>();
@@ -322,6 +309,23 @@ void add_exposure(CLI::App& app, Globals& g) {
 }
 
 }  // namespace
+
+void describe_endpoint(const Globals& g, const Session& s, const std::string& which) {
+  auto e = s.client().call("GET", s.env_path() + "/endpoints/" + api::url_encode(which));
+  if (g.format() != Format::table) return print_json(e);
+  std::cout << "endpoint   " << e.value("name", "") << " (" << e.value("id", "") << ", from the " << e.value("source", "")
+            << ")\n";
+  for (const auto& x : e["addresses"])
+    std::cout << "listens    " << x.value("family", "") << " " << address_port(x.value("address", ""), e.value("port", 0))
+              << " tcp" << not_listening_text(x) << "\n";
+  if (e["addresses"].empty()) std::cout << "listens    nowhere yet: the env holds no address (deploy it)\n";
+  std::cout << "reaches    process " << e.value("process", "") << " port " << e.value("internal_port", 0) << "\n";
+  std::cout << "proxy      " << e.value("proxy_protocol", "off") << "\n";
+  std::cout << "backends   " << e["backends"].value("healthy", 0) << " healthy of " << e["backends"].value("total", 0)
+            << "\n";
+  for (const auto& u : e.value("unreachable", Json::array()))
+    std::cout << "refused    " << u.value("text", "") << "\n";
+}
 
 std::optional<std::int64_t> accept_ipv4_price(Session& s, const Globals& g, bool yes, const std::string& why) {
   auto quote = s.client().call("GET", s.env_path() + "/ips/ipv4-quote");

@@ -161,6 +161,12 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
 
 }  // namespace
 
+void describe_resource(const Globals& g, const Session& s, const std::string& kind, const std::string& ref) {
+  for (const auto& k : kKinds)
+    if (kind == k.kind) return print_resource(g, s.client().call("GET", item_path(s, k, ref)));
+  throw PlatformError(ErrorCode::internal, "no resource kind \"" + kind + "\"", "");
+}
+
 void add_resource_commands(CLI::App& app, Globals& g) {
   for (const auto& k : kKinds) add_kind(app, g, k);
 }

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   cli::add_host_commands(app, g);
   cli::add_instance_commands(app, g);
   cli::add_network_commands(app, g);
+  cli::add_describe_command(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {

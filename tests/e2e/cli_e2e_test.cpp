@@ -536,6 +536,31 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_EQ(again.exit, 0) << again.out;
   EXPECT_NE(again.out.find("deployed already"), std::string::npos) << again.out;
   EXPECT_EQ(one_json(cli("-o json releases list --project sample --app echo --env dev"))["releases"].size(), 1u);
+
+  // `platform describe` takes KIND/NAME or an ID alone, and prints what the noun's describe prints.
+  const std::string at = " --project sample --app echo --env dev";
+  const auto ins = st["instances"][0];
+  const auto ins_id = ins["id"].get<std::string>(), ins_name = ins["name"].get<std::string>();
+  EXPECT_EQ(cli("describe " + ins_id).out, cli("instance describe " + ins_name + at).out);  // no env flags needed
+  EXPECT_EQ(one_json(cli("-o json describe instance/" + ins_name + at))["id"], ins_id);
+  const auto rel = one_json(cli("-o json releases describe v1" + at));
+  EXPECT_EQ(cli("describe " + rel["id"].get<std::string>()).out, cli("releases describe v1" + at).out);
+  auto ep = one_json(cli("-o json endpoint list" + at))["endpoints"][0];
+  EXPECT_EQ(cli("describe " + ep["id"].get<std::string>()).out, cli("endpoint describe " + ep["name"].get<std::string>() + at).out);
+  EXPECT_EQ(one_json(cli("-o json describe app/echo --project sample"))["kind"], "app");
+  const auto op = rel["operation_id"].get<std::string>();
+  EXPECT_EQ(one_json(cli("-o json describe " + op))["id"], op);
+  auto bare = cli("-o json describe " + ins_name + at);
+  EXPECT_EQ(bare.exit, 2);
+  EXPECT_EQ(one_json(bare)["error"]["hint"].get<std::string>().rfind("Say what it is, e.g. `platform describe instance/" +
+                                                                         ins_name + at + "`",
+                                                                     0),
+            0u)
+      << bare.out;
+  EXPECT_EQ(cli("-o json describe ins_01m96z44hmea985w0twkqhy8wm").exit, 7);  // no such instance in the org
+  EXPECT_EQ(one_json(cli("-o json describe instnace/" + ins_name + at))["error"]["hint"].get<std::string>().rfind(
+                "Did you mean instance/" + ins_name + "?", 0),
+            0u);
   EXPECT_TRUE(dev.stop());
 }
 
