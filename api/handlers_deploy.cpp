@@ -479,6 +479,29 @@ Response get_release(Context& ctx, const Request&, Principal& principal, const P
   });
 }
 
+// What changed from one release to another: `from` (default: the release numbered just below) to
+// {release}. The first release compares with nothing: everything in it is added.
+Response get_release_diff(Context& ctx, const Request& req, Principal& principal, const Params& params) {
+  const auto t = target_of(ctx, principal, params);
+  const auto from_ref = req.param("from");
+  return ctx.pool.read([&](pqxx::transaction_base& tx) {
+    auto to = find_release(tx, t.env().id, t.env().name, t.flags(), params.at("release"));
+    std::optional<Release> from;
+    if (!from_ref.empty()) from = find_release(tx, t.env().id, t.env().name, t.flags(), from_ref);
+    else if (to.number > 1) from = find_release(tx, t.env().id, t.env().name, t.flags(), std::to_string(to.number - 1));
+    auto changes = diff_releases(from ? release_view(tx, *from) : Json(), release_view(tx, to));
+    auto name_of = [](const Release& r) {
+      return Json{{"id", r.id}, {"name", "v" + std::to_string(r.number)}, {"image", r.image.value("ref", "")},
+                  {"image_digest", r.image_digest}, {"created_at", r.created_at}};
+    };
+    return json_response(200, {{"env_id", t.env().id},
+                               {"from", from ? name_of(*from) : Json()},
+                               {"to", name_of(to)},
+                               {"changed", !changes.empty()},
+                               {"changes", changes}});
+  });
+}
+
 }  // namespace
 
 void add_deploy_routes(std::vector<Route>& out) {
@@ -494,6 +517,9 @@ void add_deploy_routes(std::vector<Route>& out) {
   out.push_back({"GET", base + "/releases/{release}",
                  "One release: image, manifest, config and secrets versions, delivered keys and its deploy history",
                  get_release, {}, {}});
+  out.push_back({"GET", base + "/releases/{release}/diff",
+                 "What changed from one release to another (?from=RELEASE; default: the release before it)",
+                 get_release_diff, {}, {}});
 }
 
 }  // namespace platform::api

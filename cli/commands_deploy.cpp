@@ -217,6 +217,43 @@ void add_releases(CLI::App& app, Globals& g) {
                       r.value("created_at", "")});
     print_table({"RELEASE", "ID", "IMAGE", "DIGEST", "CONFIG/SECRETS", "CREATED"}, rows);
   });
+  auto pair = std::make_shared<std::vector<std::string>>();
+  auto* rdiff = releases->add_subcommand(
+      "diff", "What changed between two releases: diff [[FROM] TO] (TO: the current release; FROM: the release before "
+              "TO); exit 3 when they differ");
+  rdiff->add_option("releases", *pair, "[FROM] TO: v3, 3 or rel_…")->expected(0, 2);
+  rdiff->footer(
+      "Examples:\n"
+      "  platform releases diff --project shop --app api --env prod         # what the current release changed\n"
+      "  platform releases diff v7 --project shop --app api --env prod      # v6 -> v7: what the deploy of v7 changed\n"
+      "  platform releases diff v5 v7 --project shop --app api --env prod   # v5 -> v7");
+  rdiff->callback([&g, pair] {
+    auto s = open_session(g);
+    std::string to = pair->empty() ? "" : pair->back();
+    if (to.empty()) {  // the release the env runs now
+      const auto current = s.client().call("GET", s.env_path() + "/releases?limit=1")["current_release_id"];
+      if (current.is_string()) to = current.get<std::string>();
+      if (to.empty())
+        throw PlatformError(ErrorCode::not_found, "the env runs no release yet", "Deploy first: platform deploy" + s.env_flags());
+    }
+    auto out = s.client().call("GET", s.env_path() + "/releases/" + api::url_encode(to) + "/diff" +
+                                          (pair->size() == 2 ? "?from=" + api::url_encode(pair->front()) : ""));
+    if (g.format() != Format::table) {
+      print_json(out);
+    } else {
+      auto line = [](const Json& r) {
+        return r.value("name", "") + " (" + r.value("id", "") + ") " + r.value("image", "") + ", " +
+               short_digest(r.value("image_digest", "")) + ", created " + r.value("created_at", "").substr(0, 19);
+      };
+      std::cout << "from  " << (out["from"].is_object() ? line(out["from"]) : std::string("nothing: the env's first release"))
+                << "\n"
+                << "to    " << line(out["to"]) << "\n";
+      print_changes(out.value("changes", Json::array()));
+      std::cout << std::flush;
+    }
+    if (out.value("changed", false)) throw ExitWith{3};
+  });
+
   auto which = std::make_shared<std::string>();
   auto* describe = releases->add_subcommand("describe", "One release: image, manifest, versions, delivered keys, history");
   describe->add_option("release", *which, "v3, 3 or rel_…")->required();

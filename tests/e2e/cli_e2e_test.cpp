@@ -483,6 +483,26 @@ TEST(EndToEnd, SampleImagesPushToTheDevRegistryAndDeploy) {
   EXPECT_EQ(described["image_digest"], v1);
   EXPECT_EQ(described["history"].size(), 2u);
 
+  // What changed between two releases: v2 against the one before it, and any pair; exit 3 when they differ.
+  auto rdiff = cli("-o json releases diff v2" + at);
+  EXPECT_EQ(rdiff.exit, 3) << rdiff.out;
+  auto rd = one_json(rdiff);
+  EXPECT_EQ(rd["from"]["name"], "v1");
+  EXPECT_EQ(rd["to"]["id"], d2["release"]["id"]);
+  ASSERT_EQ(rd["changes"].size(), 1u) << rd.dump();
+  EXPECT_EQ(rd["changes"][0]["kind"], "image");
+  EXPECT_EQ(rd["changes"][0]["to"], digests.at(dev.registry() + "/sample/echo:v2"));
+  auto back = one_json(cli("-o json releases diff v2 v1" + at));
+  EXPECT_EQ(back["changes"][0]["to"], v1);
+  EXPECT_EQ(cli("releases diff v1 v1" + at).exit, 0);
+  auto first = one_json(cli("-o json releases diff v1" + at));
+  EXPECT_TRUE(first["from"].is_null());
+  EXPECT_GE(first["changes"].size(), 2u);  // the image and the process: everything is added
+  EXPECT_EQ(cli("releases diff v9" + at).exit, 7);
+  EXPECT_EQ(one_json(cli("-o json releases diff" + at))["to"]["id"], r1["release"]["id"]);  // the current: v1
+  ASSERT_EQ(cli("env create empty --org dev --project samples --app echo").exit, 0);
+  EXPECT_EQ(cli("releases diff --org dev --project samples --app echo --env empty").exit, 7);
+
   // A plan, applied from its file alone; then stale.
   const auto plan = (dev.root() / "plan.json").string();
   auto planned = cli("-o json deploy" + image("v2") + m + " --plan " + plan + at);
