@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "agent/converge.h"
+#include "agent/exec_requests.h"
 #include "agent/host.h"
 #include "agent/microvm_runtime.h"
 #include "agent/sandbox.h"
@@ -239,16 +240,16 @@ int main(int argc, char** argv) {
     std::thread reporter([&] { report_loop(client, outbox); });
 
     agent::ImageStore images((std::filesystem::path(state) / "images").string());
-    std::unique_ptr<agent::Runtime> instances;  // none: the host takes no instances (its report says why)
+    std::shared_ptr<agent::Runtime> instances;  // none: the host takes no instances (its report says why)
     if (runtime.name == "sandbox") {
-      instances = std::make_unique<agent::Sandbox>((std::filesystem::path(state) / "sandbox").string(), self_binary(argv[0]));
+      instances = std::make_shared<agent::Sandbox>((std::filesystem::path(state) / "sandbox").string(), self_binary(argv[0]));
     } else if (runtime.name == "microvm") {
       agent::MicroVmRuntime::Options vm;
       vm.state_dir = (std::filesystem::path(state) / "microvm").string();
       vm.shim = self_binary(argv[0]);
       vm.guest = guest;
       vm.kvm = runtime.kvm;
-      instances = std::make_unique<agent::MicroVmRuntime>(vm);
+      instances = std::make_shared<agent::MicroVmRuntime>(vm);
     }
     agent::SupervisorDeps deps;
     deps.images = &images;
@@ -272,6 +273,9 @@ int main(int argc, char** argv) {
       agent::Converger converger(deps);
       auto slot = std::make_shared<WatchSlot>();
       std::thread(watch_loop, std::make_shared<const api::Client>(client), slot).detach();
+      // `platform exec`: detached like the watch, whose long poll may outlast the agent's last moments.
+      std::thread(agent::serve_exec, std::make_shared<const api::Client>(client), instances, [] { return g_stop != 0; })
+          .detach();
       converge_loop(*slot, converger);
       if (stop_on_exit) {
         std::cerr << "platform-agent: stopping this host's instances\n";

@@ -44,8 +44,11 @@ struct ExitStatus {
 struct ExecResult {
   int exit_code = -1;
   bool timed_out = false;
-  std::string output;  // stdout and stderr, the first 4 KiB
+  std::string output;      // stdout and stderr as they came, the first max_output bytes
+  bool truncated = false;  // it wrote more than that
 };
+
+constexpr std::size_t kCheckOutput = 4096;  // what an exec health check keeps of its command's output
 
 // Where a tcp or http health probe connects: from inside the network namespace of process `pid`, to
 // `address` (the instance itself for a sandbox, the VM's guest address for a microVM).
@@ -68,9 +71,11 @@ class Runtime {
   // Removes the run's folder (after it ended).
   virtual void destroy(const std::string& id) = 0;
   // Runs `argv` inside the running instance, as its user, with `env` added; killed after `timeout`
-  // (then exit_code is -1 and timed_out is set). For exec health checks.
+  // (then exit_code is -1 and timed_out is set). For exec health checks and `platform exec` (sandbox only:
+  // a microVM's control line carries one command at a time, its health checks').
   virtual ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
-                          const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout) const = 0;
+                          const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
+                          std::size_t max_output = kCheckOutput) const = 0;
   // Every run with a folder here, running or ended (not yet destroyed): what to adopt after a restart.
   virtual std::vector<std::string> present() const = 0;
   // Where health probes reach the run while it runs.

@@ -164,7 +164,8 @@ std::vector<std::string> Sandbox::running() const {
 }
 
 ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& argv,
-                                  const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout) const {
+                                  const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
+                                  std::size_t max_output) const {
   ExecResult out;
   if (!valid_run_id(id) || argv.empty()) {
     out.output = "nothing to run";
@@ -207,7 +208,8 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     auto n = ::read(fds[0], buf, sizeof buf);
     if (n <= 0) break;  // the end of its output: it has exited (or closed its output)
-    if (out.output.size() < 4096) out.output.append(buf, static_cast<std::size_t>(n));
+    if (out.output.size() < max_output) out.output.append(buf, static_cast<std::size_t>(n));
+    else out.truncated = true;
   }
   ::close(fds[0]);
   int status = 0;
@@ -215,7 +217,10 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
   if (!out.timed_out && WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
   std::error_code ec;
   fs::remove(pid_file, ec);
-  if (out.output.size() > 4096) out.output.resize(4096);
+  if (out.output.size() > max_output) {
+    out.output.resize(max_output);
+    out.truncated = true;
+  }
   return out;
 }
 

@@ -47,6 +47,7 @@ const std::vector<Route>& routes() {
     add_instance_routes(r);
     add_host_routes(r);
     add_network_routes(r);
+    add_exec_routes(r);
     return r;
   }();
   return all;

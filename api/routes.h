@@ -55,6 +55,7 @@ void add_deploy_routes(std::vector<Route>& out);
 void add_host_routes(std::vector<Route>& out);
 void add_instance_routes(std::vector<Route>& out);
 void add_network_routes(std::vector<Route>& out);
+void add_exec_routes(std::vector<Route>& out);
 
 // The host credential of a platform-agent request ("Authorization: Bearer phc_..."); throws unauthenticated.
 std::string host_credential(const Request& req);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <set>
 
 #include "cli/cli.h"
 #include "engine/error.h"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   cli::add_instance_commands(app, g);
   cli::add_network_commands(app, g);
   cli::add_describe_command(app, g);
+  cli::add_exec_command(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {
@@ -65,7 +67,7 @@ int main(int argc, char** argv) {
   }
   try {
     // Pre-scan -o so that usage errors are also reported in the requested format.
-    for (int i = 1; i + 1 < argc; ++i)
+    for (int i = 1; i + 1 < argc && std::string(argv[i]) != "--"; ++i)  // (after --: exec's command)
       if (std::string(argv[i]) == "-o" || std::string(argv[i]) == "--output") g.output = argv[i + 1];
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -98,8 +100,12 @@ int main(int argc, char** argv) {
         for (const auto& l : opt->get_lnames()) flags.push_back("--" + l);
         for (const auto& s : opt->get_snames()) flags.push_back("-" + s);
       }
+    std::set<std::string> after_dashes;  // exec's command: its words are not ours
+    for (int i = 1, seen = 0; i < argc; ++i)
+      if (seen) after_dashes.insert(argv[i]);
+      else seen = std::string(argv[i]) == "--";
     for (const auto& word : app.remaining(true)) {
-      if (word.size() < 2 || word[0] != '-' || (word[1] >= '0' && word[1] <= '9')) continue;
+      if (word.size() < 2 || word[0] != '-' || (word[1] >= '0' && word[1] <= '9') || after_dashes.count(word)) continue;
       const auto flag = word.substr(0, word.find('='));
       if (std::find(flags.begin(), flags.end(), flag) != flags.end()) continue;
       // (a one-letter option is within two edits of every other: no guess for those)

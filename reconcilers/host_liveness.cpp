@@ -21,9 +21,13 @@ void HostLiveness::run() {
       auto down = pool.transact([&](pqxx::work& tx) { return api::mark_silent_hosts_down(tx, grace_); });
       for (const auto& id : down) spdlog::warn("host {} is down: no heartbeat within {} ms", id, grace_.count());
       marked_down_ += static_cast<int>(down.size());
-      // The same housekeeping pass records the priced addresses' usage hours, once a minute.
+      // The same housekeeping pass records the priced addresses' usage hours, once a minute, and drops
+      // exec requests (and their output) an hour old: the event log keeps who ran what and how it ended.
       if (std::chrono::steady_clock::now() >= next_meter) {
         pool.transact([&](pqxx::work& tx) { return api::meter_usage(tx); });
+        pool.transact([&](pqxx::work& tx) {
+          tx.exec("DELETE FROM core.exec_requests WHERE requested_at < now() - interval '1 hour'");
+        });
         next_meter = std::chrono::steady_clock::now() + std::chrono::minutes(1);
       }
     } catch (const std::exception& e) {

@@ -108,6 +108,17 @@ TEST(Api, BadInputGetsItsStatusAndTheServerKeepsServing) {
   check("POST", "/v1/orgs", R"({"name": 42})", 400, "invalid_request");
   check("POST", "/v1/orgs", R"(["name"])", 400, "invalid_request");
   check("POST", "/v1/orgs", R"({"name":"x","colour":"red"})", 400, "invalid_request");
+  // An exec's command is checked before anything else is looked up or recorded.
+  const std::string exec = "/v1/orgs/acme/projects/nope/apps/a/envs/e/instances/web-1/exec";
+  check("POST", exec, R"({"command": []})", 400, "invalid_request");
+  check("POST", exec, R"({"command": ["/bin/sh", "-c", "a\nb"]})", 400, "invalid_request");
+  check("POST", exec, R"({"command": [""]})", 400, "invalid_request");
+  check("POST", exec, R"({"command": ["ls"], "timeout": "1h"})", 400, "invalid_request");
+  check("POST", exec, R"({"command": ["ls"], "env": {"1A": "x"}})", 400, "invalid_request");
+  check("POST", exec, R"({"command": ["ls"], "stdin": "x"})", 400, "invalid_request");
+  check("POST", exec, R"({"command": ["ls"]})", 404, "not_found");  // well formed: then the path is looked up
+  check("GET", "/v1/agent/exec?wait=1s", "", 401, "unauthenticated");
+  check("POST", "/v1/agent/exec/exec_x", R"({"exit_code": 0})", 401, "unauthenticated");
   {  // a name one easy step from a valid one: the hint offers the valid one
     auto r = c.request("POST", "/v1/orgs", R"({"name":"My_Org"})");
     EXPECT_EQ(r.status, 400);

@@ -17,6 +17,7 @@
 #include "tests/support/registry_push.h"
 #include "engine/ids.h"
 #include "engine/json.h"
+#include "engine/crypto.h"
 #include "tests/support/dev_platform.h"
 #include "tests/support/pg.h"
 #include "tests/support/process.h"
@@ -581,6 +582,40 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_EQ(one_json(cli("-o json describe instnace/" + ins_name + at))["error"]["hint"].get<std::string>().rfind(
                 "Did you mean instance/" + ins_name + "?", 0),
             0u);
+
+  // `platform exec`: the command runs in the instance (its user, its workdir, its env plus --var), its
+  // output comes back, and its exit status is the CLI's.
+  auto shown = cli("exec " + ins_name + at + " --var ECHO_SHOW=1 -- /app/echo");
+  EXPECT_EQ(shown.exit, 0) << shown.out;
+  EXPECT_NE(shown.out.find("echo: uid=65534 gid=65534 cwd=/app"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("instance=" + ins_id), std::string::npos) << shown.out;
+  EXPECT_EQ(cli("exec " + ins_name + at + " -e ECHO_EXIT=3 -- /app/echo").exit, 3);
+  auto by_process = one_json(cli("-o json exec web" + at + " -e ECHO_EXIT=0 -- /app/echo"));  // a running web one
+  EXPECT_EQ(by_process["instance"].get<std::string>().rfind("web-", 0), 0u) << by_process.dump();
+  auto exec_json = cli("-o json exec " + ins_id + at + " -e ECHO_EXIT=5 -- /app/echo");
+  EXPECT_EQ(exec_json.exit, 5);
+  auto ej = one_json(exec_json);
+  EXPECT_EQ(ej["exit_code"], 5);
+  EXPECT_EQ(ej["instance"], ins_name);
+  EXPECT_EQ(base64_decode(ej["output"].get<std::string>()).value_or(""), "echo: exiting with status 5 (ECHO_EXIT)\n");
+  auto missing = cli("exec " + ins_name + at + " -- /app/nope -x");  // the command's own flags stay its own
+  EXPECT_NE(missing.exit, 0);
+  EXPECT_NE(missing.out.find("/app/nope"), std::string::npos) << missing.out;
+  auto slow = cli("-o json exec " + ins_name + at + " --timeout 1s -e PORT=8099 -- /app/echo");  // it serves: killed
+  EXPECT_EQ(slow.exit, 4) << slow.out;
+  EXPECT_EQ(cli("-o json exec web-99" + at + " -- /app/echo").exit, 7);
+  auto trail = one_json(cli("-o json events --type InstanceExec* --resource " + ins_id + " --org dev"));
+  int requested = 0, finished = 0;
+  for (const auto& e : trail["events"]) {
+    if (e["type"] == "InstanceExecRequested") {
+      ++requested;
+      EXPECT_EQ(e["metadata"]["actor_name"], "admin") << e.dump();
+    }
+    finished += e["type"] == "InstanceExecFinished";
+  }
+  int by_process_here = by_process["instance_id"] == ins_id ? 1 : 0;
+  EXPECT_EQ(requested, 5 + by_process_here) << trail.dump();  // web-99 is no instance: refused, nothing recorded
+  EXPECT_EQ(finished, 5 + by_process_here) << trail.dump();
   EXPECT_TRUE(dev.stop());
 }
 

@@ -87,6 +87,10 @@ count = 1
   for (const auto& e : web["events"])
     if (e["type"] == "InstanceStarted") runtime = e["data"].value("runtime", "");
   EXPECT_EQ(runtime, "microvm") << web.dump();
+  // `platform exec` into a microVM is refused up front, saying what to do instead (exit 10).
+  auto exec = cli("-o json exec web-1" + in("prod") + " -- /app/echo");
+  EXPECT_EQ(exec.exit, 10) << exec.out;
+  EXPECT_NE(one_json(exec)["error"]["message"].get<std::string>().find("runs in a microVM"), std::string::npos) << exec.out;
 
   // Logs: what each VM's process printed on its stdout port.
   std::set<std::string> listening;

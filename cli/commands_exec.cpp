@@ -1,0 +1,75 @@
+// platform exec INSTANCE -- COMMAND...: run a command inside a running instance (docs/instances.md#exec).
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "cli/cli.h"
+#include "engine/crypto.h"
+#include "engine/duration.h"
+#include "engine/error.h"
+
+namespace platform::cli {
+namespace {
+
+struct ExecArgs {
+  std::string instance, timeout = "30s";
+  std::vector<std::string> command, env;
+};
+
+void run_exec(const Globals& g, const ExecArgs& a) {
+  auto s = open_session(g);
+  const auto timeout = parse_duration(a.timeout);
+  if (!timeout || *timeout < std::chrono::seconds(1) || *timeout > std::chrono::minutes(10))
+    throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + a.timeout + "\" is not a duration from 1s to 10m",
+                        "e.g. --timeout 2m");
+  Json body = {{"command", a.command}, {"timeout", a.timeout}};
+  Json env = Json::object();
+  for (const auto& kv : a.env) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw PlatformError(ErrorCode::invalid_request, "--var \"" + kv.substr(0, 60) + "\" is not NAME=VALUE",
+                          "e.g. --var LOG_LEVEL=debug");
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (!env.empty()) body["env"] = env;
+  auto out = s.client().call("POST", s.env_path() + "/instances/" + api::url_encode(a.instance) + "/exec", body,
+                             std::map<std::string, std::string>{}, *timeout + std::chrono::seconds(30));
+  if (g.format() != Format::table) {
+    print_json(out);
+  } else {
+    if (a.instance != out.value("instance", "") && a.instance != out.value("instance_id", ""))
+      note(g, "exec: in " + out.value("instance", "") + ", a running " + a.instance + " instance");
+    const auto bytes = base64_decode(out.value("output", "")).value_or("");
+    std::cout << bytes << std::flush;
+    if (out.value("truncated", false)) note(g, "exec: output cut at " + std::to_string(bytes.size()) + " bytes");
+  }
+  if (out.value("timed_out", false))
+    throw PlatformError(ErrorCode::timed_out,
+                        "the command ran past its " + a.timeout + " timeout in " + out.value("instance", "") +
+                            " and was killed",
+                        "Give it longer with --timeout (up to 10m).");
+  // The command's own exit status, as ssh and kubectl exec pass it on.
+  if (out["exit_code"].is_number_integer() && out["exit_code"].get<int>() != 0) throw ExitWith{out["exit_code"].get<int>()};
+}
+
+}  // namespace
+
+void add_exec_command(CLI::App& app, Globals& g) {
+  auto a = std::make_shared<ExecArgs>();
+  auto* cmd = app.add_subcommand("exec", "Run a command inside a running instance: its output, and its exit status");
+  cmd->add_option("instance", a->instance, "Instance name (web-3) or ID, or a process (web): one of its running instances")
+      ->required();
+  cmd->add_option("command", a->command, "The program and its arguments, after --")->required();
+  cmd->add_option("-e,--var", a->env, "NAME=VALUE added to the command's environment (repeatable; --env names the env)");
+  cmd->add_option("--timeout", a->timeout, "Kill the command after this long (1s to 10m)")->capture_default_str();
+  cmd->footer(
+      "Examples:\n"
+      "  platform exec web-3 --project shop --app api --env prod -- /bin/sh -c 'ls -l /app; cat /etc/resolv.conf'\n"
+      "  platform exec web --var ECHO_SHOW=1 -- /app/echo     # in a running instance of process web\n"
+      "stdout and stderr arrive together, in the order written, up to 1 MiB. The exit status is the command's\n"
+      "own (ssh and kubectl exec do the same); exit 4 when it ran out of --timeout. Not interactive: no\n"
+      "terminal and no stdin. Every exec is in the audit trail (InstanceExecRequested, InstanceExecFinished).");
+  cmd->callback([&g, a] { run_exec(g, *a); });
+}
+
+}  // namespace platform::cli
