@@ -146,13 +146,16 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
   plan.wait = ask.timeout + kPickUp;
   const auto request_id = req.request_id;
   plan.level = [&ctx, a, request_id](bool last) -> std::optional<Response> {
-    return ctx.pool.transact([&](pqxx::work& tx) -> std::optional<Response> {
-      auto r = tx.exec_params(
+    // Read-only while it waits: a write would ring the pool's doorbell on every wake-up.
+    auto read = [&](auto& tx) {
+      return tx.exec_params(
           "SELECT exit_code, timed_out, output, truncated, error, taken_at IS NOT NULL AS taken,"
           " finished_at IS NOT NULL AS finished,"
           " (extract(epoch FROM finished_at - taken_at) * 1000)::bigint AS duration_ms"
           " FROM core.exec_requests WHERE id = $1",
           a.exec_id);
+    };
+    auto answer = [&](const pqxx::result& r, pqxx::work* tx) -> std::optional<Response> {
       if (r.empty()) return problem({ErrorCode::internal, "the exec request is gone", ""}, request_id);
       const auto& row = r[0];
       if (row["finished"].as<bool>()) {
@@ -164,11 +167,13 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
                          request_id);
         return json_response(200, result_json(row, a));
       }
-      if (!last) return std::nullopt;
-      if (!row["taken"].as<bool>()) {  // never taken: it must not run later, when nobody waits for it
-        tx.exec_params("UPDATE core.exec_requests SET finished_at = now(), error = 'not taken in time'"
-                       " WHERE id = $1 AND taken_at IS NULL",
-                       a.exec_id);
+      if (!tx) return std::nullopt;
+      // Never taken: it must not run later, when nobody waits for it.
+      if (!row["taken"].as<bool>() &&
+          tx->exec_params("UPDATE core.exec_requests SET finished_at = now(), error = 'not taken in time'"
+                          " WHERE id = $1 AND taken_at IS NULL",
+                          a.exec_id)
+                  .affected_rows() == 1) {
         return problem({ErrorCode::unavailable,
                         "the agent on host " + a.host_name + " did not take the command in time",
                         "Check the host with `platform host describe " + a.host_name + "`, then retry."},
@@ -177,7 +182,9 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
       return problem({ErrorCode::timed_out, "the agent on host " + a.host_name + " took the command but sent no result",
                       "Retry; `platform events --resource " + a.instance_id + "` shows whether it finished."},
                      request_id);
-    });
+    };
+    if (!last) return ctx.pool.read([&](pqxx::transaction_base& tx) { return answer(read(tx), nullptr); });
+    return ctx.pool.transact([&](pqxx::work& tx) { return answer(read(tx), &tx); });
   };
   return plan;
 }
@@ -189,6 +196,15 @@ WatchPlan watch_exec(Context& ctx, const Request& req) {
   WatchPlan plan;
   plan.wait = versioned_wait(req, "ignored").wait;
   plan.level = [&ctx, host](bool last) -> std::optional<Response> {
+    // Read-only until something waits: a write would ring the pool's doorbell on every wake-up.
+    const bool waiting = ctx.pool.read([&](pqxx::transaction_base& tx) {
+      return tx.exec_params1("SELECT EXISTS (SELECT 1 FROM core.exec_requests WHERE host_id = $1 AND taken_at IS NULL"
+                             " AND finished_at IS NULL)",
+                             host.id)[0]
+          .as<bool>();
+    });
+    if (!waiting && !last) return std::nullopt;
+    if (!waiting) return json_response(200, {{"host_id", host.id}, {"requests", Json::array()}});
     return ctx.pool.transact([&](pqxx::work& tx) -> std::optional<Response> {
       Json out = Json::array();
       for (const auto& r : tx.exec_params(
@@ -203,7 +219,7 @@ WatchPlan watch_exec(Context& ctx, const Request& req) {
                        {"env", Json::parse(r[3].as<std::string>())},
                        {"timeout_ms", r[4].as<std::int64_t>()},
                        {"max_output", kMaxOutput}});
-      if (out.empty() && !last) return std::nullopt;
+      if (out.empty() && !last) return std::nullopt;  // another poll of this host took them
       return json_response(200, {{"host_id", host.id}, {"requests", out}});
     });
   };

@@ -49,7 +49,11 @@ void run_exec(const Globals& g, const ExecArgs& a) {
                             " and was killed",
                         "Give it longer with --timeout (up to 10m).");
   // The command's own exit status, as ssh and kubectl exec pass it on.
-  if (out["exit_code"].is_number_integer() && out["exit_code"].get<int>() != 0) throw ExitWith{out["exit_code"].get<int>()};
+  if (!out["exit_code"].is_number_integer())
+    throw PlatformError(ErrorCode::failed, "the command in " + out.value("instance", "") + " ended without an exit status",
+                        "It was killed; `platform instance describe " + out.value("instance", "") +
+                            "` shows whether the instance was too.");
+  if (out["exit_code"].get<int>() != 0) throw ExitWith{out["exit_code"].get<int>()};
 }
 
 }  // namespace
