@@ -64,7 +64,8 @@ void add_exec_command(CLI::App& app, Globals& g) {
   cmd->add_option("instance", a->instance, "Instance name (web-3) or ID, or a process (web): one of its running instances")
       ->required();
   cmd->add_option("command", a->command, "The program and its arguments, after --")->required();
-  cmd->add_option("-e,--var", a->env, "NAME=VALUE added to the command's environment (repeatable; --env names the env)");
+  cmd->add_option("-e,--var", a->env, "NAME=VALUE added to the command's environment (repeatable; --env names the env)")
+      ->allow_extra_args(false);  // one value each: the words after it are the command's
   cmd->add_option("--timeout", a->timeout, "Kill the command after this long (1s to 10m)")->capture_default_str();
   cmd->footer(
       "Examples:\n"

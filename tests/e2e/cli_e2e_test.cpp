@@ -590,6 +590,7 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_NE(shown.out.find("echo: uid=65534 gid=65534 cwd=/app"), std::string::npos) << shown.out;
   EXPECT_NE(shown.out.find("instance=" + ins_id), std::string::npos) << shown.out;
   EXPECT_EQ(cli("exec " + ins_name + at + " -e ECHO_EXIT=3 -- /app/echo").exit, 3);
+  EXPECT_EQ(cli("exec " + ins_name + at + " -e ECHO_EXIT=4 /app/echo").exit, 4);  // --var takes one word: no -- needed
   auto by_process = one_json(cli("-o json exec web" + at + " -e ECHO_EXIT=0 -- /app/echo"));  // a running web one
   EXPECT_EQ(by_process["instance"].get<std::string>().rfind("web-", 0), 0u) << by_process.dump();
   auto exec_json = cli("-o json exec " + ins_id + at + " -e ECHO_EXIT=5 -- /app/echo");
@@ -614,8 +615,8 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
     finished += e["type"] == "InstanceExecFinished";
   }
   int by_process_here = by_process["instance_id"] == ins_id ? 1 : 0;
-  EXPECT_EQ(requested, 5 + by_process_here) << trail.dump();  // web-99 is no instance: refused, nothing recorded
-  EXPECT_EQ(finished, 5 + by_process_here) << trail.dump();
+  EXPECT_EQ(requested, 6 + by_process_here) << trail.dump();  // web-99 is no instance: refused, nothing recorded
+  EXPECT_EQ(finished, 6 + by_process_here) << trail.dump();
   EXPECT_TRUE(dev.stop());
 }
 
