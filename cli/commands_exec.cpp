@@ -73,7 +73,8 @@ void add_exec_command(CLI::App& app, Globals& g) {
       "  platform exec web --var ECHO_SHOW=1 -- /app/echo     # in a running instance of process web\n"
       "stdout and stderr arrive together, in the order written, up to 1 MiB. The exit status is the command's\n"
       "own (ssh and kubectl exec do the same); exit 4 when it ran out of --timeout. Not interactive: no\n"
-      "terminal and no stdin. Every exec is in the audit trail (InstanceExecRequested, InstanceExecFinished).");
+      "terminal and no stdin. Every exec is in the audit trail (InstanceExecRequested, InstanceExecFinished)\n"
+      "with its whole command line, never rewritten: pass secrets with --var (only names are recorded).");
   cmd->callback([&g, a] { run_exec(g, *a); });
 }
 
