@@ -380,6 +380,7 @@ TEST(EndToEnd, EmptyListsSayWhereTheyLookedAndWhatToDo) {
   ASSERT_EQ(cli("env create prod --project hollow --app api --org dev").exit, 0);
   auto env = cli("env describe prod --project hollow --app api --org dev");
   EXPECT_NE(env.out.find("Status:  platform status --project hollow --app api --env prod"), std::string::npos) << env.out;
+  EXPECT_TRUE(dev.stop());  // the next test's platformd dev takes the same state folder
 }
 
 // The manifest commands work offline: exit codes 0, 2 and 10, one JSON document with -o json, and

@@ -120,7 +120,16 @@ class DevPlatform {
   }
   const std::filesystem::path& root() const { return root_; }
   // Whatever a failed test left of the dev host's instances (shims, containers, overlay mounts) goes.
-  ~DevPlatform() { remove_agent_leftovers(root_ / "state/agent"); }
+  // A test that ended without stop() (an assertion returned early) still stops platformd dev the way
+  // stop() does: a SIGKILL would leave its PostgreSQL shutting down in the state folder the next test
+  // starts on.
+  ~DevPlatform() {
+    if (child_ && child_->pid() > 0) {
+      child_->signal(SIGTERM);
+      child_->wait(std::chrono::seconds(60));
+    }
+    remove_agent_leftovers(root_ / "state/agent");
+  }
   // Kills the agent with that state folder and everything its sandboxes and microVMs still run.
   static void remove_agent_leftovers(const std::filesystem::path& agent_state) {
     const auto sandbox = (agent_state / "sandbox").string();
