@@ -32,8 +32,10 @@ Json run_exec_request(Runtime& runtime, const Json& request) {
   for (const auto& a : command) argv.push_back(a.get<std::string>());
   std::map<std::string, std::string> env;
   for (const auto& [k, v] : vars.items()) env[k] = v.get<std::string>();
+  const auto input = base64_decode(request.value("stdin", ""));
+  if (!input) return {{"error", "its stdin is not base64"}};
   const auto res = runtime.exec(*run, argv, env, std::chrono::milliseconds(request.value("timeout_ms", 30'000)),
-                                request.value("max_output", std::size_t{1} << 20));
+                                request.value("max_output", std::size_t{1} << 20), *input);
   Json out = {{"timed_out", res.timed_out}, {"output", base64_encode(res.output)}, {"truncated", res.truncated}};
   if (res.exit_code >= 0) out["exit_code"] = res.exit_code;
   return out;

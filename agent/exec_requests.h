@@ -18,7 +18,7 @@ constexpr int kMaxExecRunning = 8;
 // The run of `instance_id` that runs now: its newest "<id>-r<n>" still running; nullopt when none does.
 std::optional<std::string> running_run(Runtime& runtime, const std::string& instance_id);
 
-// Runs one request ({exec_id, instance_id, command, env, timeout_ms, max_output}) and answers the body
+// Runs one request ({exec_id, instance_id, command, env, timeout_ms, max_output, stdin}) and answers the body
 // to post: {exit_code, timed_out, output (base64), truncated}, or {error} when it could not run it.
 Json run_exec_request(Runtime& runtime, const Json& request);
 

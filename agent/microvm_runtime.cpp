@@ -149,7 +149,8 @@ ExitStatus MicroVmRuntime::stop(const std::string& id, milliseconds grace) {
 
 ExecResult MicroVmRuntime::exec(const std::string& id, const std::vector<std::string>& argv,
                                 const std::map<std::string, std::string>& env, milliseconds timeout,
-                                std::size_t /*max_output: the guest keeps the first 4 KiB*/) const {
+                                std::size_t /*max_output: the guest keeps the first 4 KiB*/,
+                                const std::string& /*input: the guest's commands read /dev/null*/) const {
   ExecResult out;
   if (!valid_run_id(id) || argv.empty()) {
     out.output = "nothing to run";

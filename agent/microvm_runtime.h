@@ -39,7 +39,7 @@ class MicroVmRuntime final : public Runtime {
   void destroy(const std::string& id) override;
   ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
                   const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
-                  std::size_t max_output = kCheckOutput) const override;
+                  std::size_t max_output = kCheckOutput, const std::string& input = {}) const override;
   std::vector<std::string> present() const override;
   // QEMU's process (in the VM's network namespace) and the guest's address.
   std::optional<ProbeTarget> probe_target(const std::string& id) const override;

@@ -71,11 +71,12 @@ class Runtime {
   // Removes the run's folder (after it ended).
   virtual void destroy(const std::string& id) = 0;
   // Runs `argv` inside the running instance, as its user, with `env` added; killed after `timeout`
-  // (then exit_code is -1 and timed_out is set). For exec health checks and `platform exec` (sandbox only:
-  // a microVM's control line carries one command at a time, its health checks').
+  // (then exit_code is -1 and timed_out is set); `input` is its stdin (none: /dev/null). For exec health
+  // checks and `platform exec` (sandbox only: a microVM's control line carries one command at a time,
+  // its health checks').
   virtual ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
                           const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
-                          std::size_t max_output = kCheckOutput) const = 0;
+                          std::size_t max_output = kCheckOutput, const std::string& input = {}) const = 0;
   // Every run with a folder here, running or ended (not yet destroyed): what to adopt after a restart.
   virtual std::vector<std::string> present() const = 0;
   // Where health probes reach the run while it runs.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -165,7 +166,7 @@ std::vector<std::string> Sandbox::running() const {
 
 ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& argv,
                                   const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
-                                  std::size_t max_output) const {
+                                  std::size_t max_output, const std::string& input) const {
   ExecResult out;
   if (!valid_run_id(id) || argv.empty()) {
     out.output = "nothing to run";
@@ -174,6 +175,15 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     out.output = std::string("pipe: ") + std::strerror(errno);
+    return out;
+  }
+  // Its stdin, when it gets one: a socket, so that a command that exits without reading it costs us
+  // EPIPE (MSG_NOSIGNAL), never SIGPIPE.
+  int in[2] = {-1, -1};
+  if (!input.empty() && ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    out.output = std::string("socketpair: ") + std::strerror(errno);
     return out;
   }
   // The command's host pid, to kill it too on a timeout (killing `runc exec` alone leaves it running).
@@ -187,13 +197,21 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
   args.insert(args.end(), argv.begin(), argv.end());
   pid_t pid = ::fork();
   if (pid == 0) {
-    int null = ::open("/dev/null", O_RDONLY);
-    ::dup2(null, 0);
+    ::dup2(in[0] >= 0 ? in[0] : ::open("/dev/null", O_RDONLY), 0);
     ::dup2(fds[1], 1);
     ::dup2(fds[1], 2);
     exec_or_exit(args);
   }
   ::close(fds[1]);
+  if (in[0] >= 0) {
+    ::close(in[0]);
+    ::fcntl(in[1], F_SETFL, O_NONBLOCK);
+  }
+  std::size_t sent = 0;
+  auto end_input = [&] {
+    if (in[1] >= 0) ::close(in[1]);  // its EOF
+    in[1] = -1;
+  };
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buf[4096];
   for (;;) {
@@ -204,14 +222,22 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
       ::kill(pid, SIGKILL);
       break;
     }
-    pollfd p{fds[0], POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    // Its output, and while some of the input is left, room to write it (-1 fds are ignored by poll).
+    pollfd p[2] = {{fds[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
+    if (::poll(p, 2, static_cast<int>(left.count())) <= 0) continue;
+    if (in[1] >= 0 && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      auto w = ::send(in[1], input.data() + sent, input.size() - sent, MSG_NOSIGNAL);
+      if (w > 0) sent += static_cast<std::size_t>(w);
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || sent == input.size()) end_input();  // EPIPE: it stopped reading
+    }
+    if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     auto n = ::read(fds[0], buf, sizeof buf);
     if (n <= 0) break;  // the end of its output: it has exited (or closed its output)
     if (out.output.size() < max_output) out.output.append(buf, static_cast<std::size_t>(n));
     else out.truncated = true;
   }
   ::close(fds[0]);
+  end_input();
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (!out.timed_out && WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);

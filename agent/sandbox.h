@@ -36,7 +36,7 @@ class Sandbox final : public Runtime {
   // Through `runc exec` (its host pid is killed too on a timeout).
   ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
                   const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
-                  std::size_t max_output = kCheckOutput) const override;
+                  std::size_t max_output = kCheckOutput, const std::string& input = {}) const override;
   std::vector<std::string> present() const override;
   // The container's process: probes connect to 127.0.0.1 inside its network namespace.
   std::optional<ProbeTarget> probe_target(const std::string& id) const override;

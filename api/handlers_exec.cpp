@@ -22,10 +22,12 @@ namespace {
 
 constexpr std::size_t kMaxOutput = 1 << 20;     // what an exec keeps of its command's output
 constexpr auto kPickUp = std::chrono::seconds(15);  // the agent's time to take a command, beyond its timeout
+constexpr std::size_t kMaxInput = 512 << 10;     // its stdin (base64 of it fits in a request body)
 
 struct ExecAsk {
   Json command = Json::array();
   Json env = Json::object();
+  std::optional<std::string> input;  // its stdin
   std::chrono::milliseconds timeout{30'000};
 };
 
@@ -58,6 +60,11 @@ ExecAsk checked_exec(const Json& body) {
         bad("env " + k + " must be at most 4096 bytes, without a NUL or a newline", eg);
     }
   }
+  if (body.contains("stdin")) {
+    x.input = base64_decode(body["stdin"].get<std::string>());
+    if (!x.input) bad("stdin must be base64", "e.g. \"stdin\": \"aGVsbG8K\"");
+    if (x.input->size() > kMaxInput) bad("stdin may hold at most 512 KiB", "Put larger input in a file of the image, or a volume.");
+  }
   if (body.contains("timeout")) {
     auto d = parse_duration(body["timeout"].get<std::string>());
     if (!d || *d < std::chrono::seconds(1) || *d > std::chrono::minutes(10))
@@ -86,7 +93,8 @@ Json result_json(const pqxx::row& r, const Asked& a) {
 WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params& params) {
   auto body = parse_body(req.body, {{"command", FieldType::array_of_strings, true},
                                     {"env", FieldType::object_of_strings, false},
-                                    {"timeout", FieldType::string, false}});
+                                    {"timeout", FieldType::string, false},
+                                    {"stdin", FieldType::string, false}});
   const auto ask = checked_exec(body);
   const auto chain = env_chain(ctx, p, params);
   const auto& env = chain.back();
@@ -122,9 +130,11 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
                           "Read its output with `platform logs --instance " + a.instance_name + " " + env_flags(chain) +
                               "`; exec works in sandbox instances.");
     tx.exec_params(
-        "INSERT INTO core.exec_requests (id, org_id, env_id, instance_id, host_id, command, env, timeout_ms, requested_by)"
-        " SELECT $1, org_id, env_id, id, host_id, $3::jsonb, $4::jsonb, $5, $6 FROM core.instances WHERE id = $2",
-        a.exec_id, a.instance_id, ask.command.dump(), ask.env.dump(), static_cast<int>(ask.timeout.count()), p.user_id);
+        "INSERT INTO core.exec_requests (id, org_id, env_id, instance_id, host_id, command, env, timeout_ms, requested_by,"
+        " stdin) SELECT $1, org_id, env_id, id, host_id, $3::jsonb, $4::jsonb, $5, $6, CASE WHEN $8 THEN $7::bytea END"
+        " FROM core.instances WHERE id = $2",
+        a.exec_id, a.instance_id, ask.command.dump(), ask.env.dump(), static_cast<int>(ask.timeout.count()), p.user_id,
+        pqxx::binarystring(ask.input.value_or("")), ask.input.has_value());
     Actor actor{p.user_id, req.request_id, new_id("op"), "instance.exec", p.user_name};
     std::string line;  // the command as a shell would show it, for the trail's reason
     for (const auto& arg : ask.command) {
@@ -137,6 +147,7 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
     events::append(tx, instance_stream(a.instance_id), std::nullopt,
                    {{uuid_to_string(new_uuid_v7()), "InstanceExecRequested", 1,
                      Json{{"exec_id", a.exec_id}, {"command", ask.command}, {"env", names},
+                          {"stdin_bytes", ask.input ? ask.input->size() : 0},
                           {"timeout_ms", ask.timeout.count()},
                           {"reason", p.user_name + " runs: " + line.substr(0, 300)}},
                      event_metadata(actor, row[0][3].as<std::string>(), "instance", a.instance_id, env.id,
@@ -211,14 +222,17 @@ WatchPlan watch_exec(Context& ctx, const Request& req) {
                "UPDATE core.exec_requests SET taken_at = now() WHERE id IN ("
                "  SELECT id FROM core.exec_requests WHERE host_id = $1 AND taken_at IS NULL AND finished_at IS NULL"
                "  ORDER BY requested_at LIMIT 16 FOR UPDATE SKIP LOCKED)"
-               " RETURNING id, instance_id, command::text, env::text, timeout_ms",
-               host.id))
-        out.push_back({{"exec_id", r[0].as<std::string>()},
-                       {"instance_id", r[1].as<std::string>()},
-                       {"command", Json::parse(r[2].as<std::string>())},
-                       {"env", Json::parse(r[3].as<std::string>())},
-                       {"timeout_ms", r[4].as<std::int64_t>()},
-                       {"max_output", kMaxOutput}});
+               " RETURNING id, instance_id, command::text, env::text, timeout_ms, stdin",
+               host.id)) {
+        Json x = {{"exec_id", r[0].as<std::string>()},
+                  {"instance_id", r[1].as<std::string>()},
+                  {"command", Json::parse(r[2].as<std::string>())},
+                  {"env", Json::parse(r[3].as<std::string>())},
+                  {"timeout_ms", r[4].as<std::int64_t>()},
+                  {"max_output", kMaxOutput}};
+        if (!r[5].is_null()) x["stdin"] = base64_encode(pqxx::binarystring(r[5]).str());
+        out.push_back(std::move(x));
+      }
       if (out.empty() && !last) return std::nullopt;  // another poll of this host took them
       return json_response(200, {{"host_id", host.id}, {"requests", out}});
     });

@@ -14,7 +14,23 @@ namespace {
 struct ExecArgs {
   std::string instance, timeout = "30s";
   std::vector<std::string> command, env;
+  bool input = false;  // --stdin
 };
+
+constexpr std::size_t kMaxInput = 512 << 10;
+
+// All of our stdin, for --stdin (a file or a pipe; at most kMaxInput).
+std::string read_input() {
+  std::string data;
+  char buf[65536];
+  while (std::cin.read(buf, sizeof buf) || std::cin.gcount() > 0) {
+    data.append(buf, static_cast<std::size_t>(std::cin.gcount()));
+    if (data.size() > kMaxInput)
+      throw PlatformError(ErrorCode::invalid_request, "--stdin takes at most 512 KiB",
+                          "Put larger input in a file of the image, or a volume.");
+  }
+  return data;
+}
 
 void run_exec(const Globals& g, const ExecArgs& a) {
   auto s = open_session(g);
@@ -32,6 +48,7 @@ void run_exec(const Globals& g, const ExecArgs& a) {
     env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   if (!env.empty()) body["env"] = env;
+  if (a.input) body["stdin"] = base64_encode(read_input());
   auto out = s.client().call("POST", s.env_path() + "/instances/" + api::url_encode(a.instance) + "/exec", body,
                              std::map<std::string, std::string>{}, *timeout + std::chrono::seconds(30));
   if (g.format() != Format::table) {
@@ -67,13 +84,15 @@ void add_exec_command(CLI::App& app, Globals& g) {
   cmd->add_option("-e,--var", a->env, "NAME=VALUE added to the command's environment (repeatable; --env names the env)")
       ->allow_extra_args(false);  // one value each: the words after it are the command's
   cmd->add_option("--timeout", a->timeout, "Kill the command after this long (1s to 10m)")->capture_default_str();
+  cmd->add_flag("--stdin", a->input, "Send what this command reads on stdin (to its end, at most 512 KiB) as the command's stdin");
   cmd->footer(
       "Examples:\n"
       "  platform exec web-3 --project shop --app api --env prod -- /bin/sh -c 'ls -l /app; cat /etc/resolv.conf'\n"
       "  platform exec web --var ECHO_SHOW=1 -- /app/echo     # in a running instance of process web\n"
-      "stdout and stderr arrive together, in the order written, up to 1 MiB. The exit status is the command's\n"
+      "  platform exec web-3 --stdin -- /bin/sh < fix.sh     # a script, read from a local file\n"
+      "stdout and stderr arrive together (each in its order), up to 1 MiB. The exit status is the command's\n"
       "own (ssh and kubectl exec do the same); exit 4 when it ran out of --timeout. Not interactive: no\n"
-      "terminal and no stdin. Every exec is in the audit trail (InstanceExecRequested, InstanceExecFinished)\n"
+      "terminal; stdin only with --stdin, read whole before the command starts. Every exec is in the audit trail (InstanceExecRequested, InstanceExecFinished)\n"
       "with its whole command line, never rewritten: pass secrets with --var (only names are recorded).");
   cmd->callback([&g, a] { run_exec(g, *a); });
 }

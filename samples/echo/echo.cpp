@@ -3,6 +3,7 @@
 //   whose first bytes are "GET /healthz" gets "HTTP/1.1 200 OK" and "ok", and "GET /" gets a greeting
 //   that names GREETING (env) and the hostname.
 //   ECHO_EXIT=N: exit with status N at once (the image's "crash" variant sets it).
+//   ECHO_CAT=1: copy stdin to stdout, then say how many bytes it was, and exit 0 (for `platform exec --stdin`).
 //   ECHO_ALLOC_MIB=N: first allocate and touch N MiB (past a memory limit: the instance is OOM-killed).
 //   ECHO_IGNORE_TERM=1: ignore SIGTERM (a process that must be killed after the stop grace period).
 //   ECHO_SHOW=1: print what the process sees (uid, gid, workdir, GREETING, PLATFORM_INSTANCE_ID, the
@@ -81,6 +82,16 @@ int main() {
     } else {
       std::printf("echo: secrets=none\n");
     }
+    return 0;
+  }
+  if (std::getenv("ECHO_CAT")) {  // stdin to stdout, then the count (on stdout too: one stream keeps its order)
+    char buf[4096];
+    std::size_t total = 0;
+    for (ssize_t n; (n = ::read(0, buf, sizeof buf)) > 0;) {
+      (void)!::write(1, buf, static_cast<std::size_t>(n));
+      total += static_cast<std::size_t>(n);
+    }
+    std::printf("echo: %zu bytes from stdin\n", total);
     return 0;
   }
   if (const char* e = std::getenv("ECHO_EXIT")) {

@@ -600,6 +600,15 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_EQ(ej["exit_code"], 5);
   EXPECT_EQ(ej["instance"], ins_name);
   EXPECT_EQ(base64_decode(ej["output"].get<std::string>()).value_or(""), "echo: exiting with status 5 (ECHO_EXIT)\n");
+  // --stdin: the command reads what the CLI read, byte for byte (400 KiB: more than a pipe holds at once).
+  const auto input = (dev.root() / "exec-input").string(), copied = (dev.root() / "exec-output").string();
+  ASSERT_EQ(run("head -c 409600 /dev/urandom > " + input).exit, 0);
+  auto cat = run(std::string(PLATFORM_BIN) + " exec " + ins_name + at + " --stdin -e ECHO_CAT=1 -- /app/echo < " + input +
+                 " > " + copied + " && head -c 409600 " + copied + " | cmp - " + input + " && tail -c 30 " + copied);
+  EXPECT_EQ(cat.exit, 0) << cat.out;
+  EXPECT_NE(cat.out.find("echo: 409600 bytes from stdin"), std::string::npos) << cat.out;
+  auto no_input = cli("exec " + ins_name + at + " -e ECHO_CAT=1 -- /app/echo < /dev/zero");  // without --stdin: none
+  EXPECT_EQ(no_input.out, "echo: 0 bytes from stdin\n");
   auto missing = cli("exec " + ins_name + at + " -- /app/nope -x");  // the command's own flags stay its own
   EXPECT_NE(missing.exit, 0);
   EXPECT_NE(missing.out.find("/app/nope"), std::string::npos) << missing.out;
@@ -616,8 +625,8 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
     finished += e["type"] == "InstanceExecFinished";
   }
   int by_process_here = by_process["instance_id"] == ins_id ? 1 : 0;
-  EXPECT_EQ(requested, 6 + by_process_here) << trail.dump();  // web-99 is no instance: refused, nothing recorded
-  EXPECT_EQ(finished, 6 + by_process_here) << trail.dump();
+  EXPECT_EQ(requested, 8 + by_process_here) << trail.dump();  // web-99 is no instance: refused, nothing recorded
+  EXPECT_EQ(finished, 8 + by_process_here) << trail.dump();
   EXPECT_TRUE(dev.stop());
 }
 
