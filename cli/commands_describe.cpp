@@ -20,9 +20,8 @@ std::string kinds_text() {
   return out;
 }
 
-// The flags of the env at `path` ("org/dev/project/shop/app/api/env/prod"), over g's.
-Globals at_env(const Globals& g, const std::string& path) {
-  auto names = path_names(path);
+// The flags of the env that `names` name (org, project, app, env), over g's.
+Globals at_env(const Globals& g, std::map<std::string, std::string> names) {
   Globals out = g;
   out.org = names["org"], out.project = names["project"], out.app = names["app"], out.env = names["env"];
   return out;
@@ -37,7 +36,7 @@ Globals env_holding(const Globals& g, const Session& s, const std::string& id, c
   if (env.rfind("env_", 0) != 0)
     throw PlatformError(ErrorCode::not_found, "no " + kind + " " + id + " in org " + s.need_org(),
                         "Check the ID, or pass --org for another org of yours.");
-  return at_env(g, s.client().call("GET", "/v1/resources/" + api::url_encode(env)).value("path", ""));
+  return at_env(g, path_names(s.client().call("GET", "/v1/resources/" + api::url_encode(env)).value("path", "")));
 }
 
 // The env of endpoint `id`, from the org's exposure (an endpoint's events are its env's). One the exposure
@@ -45,12 +44,11 @@ Globals env_holding(const Globals& g, const Session& s, const std::string& id, c
 Globals env_exposing(const Globals& g, const Session& s, const std::string& id) {
   auto exposure = s.client().call("GET", "/v1/orgs/" + api::url_encode(s.need_org()) + "/exposure");
   for (const auto& x : exposure.value("exposed", Json::array()))
-    if (x.value("id", "") == id) {
-      Globals out = g;
-      out.org = s.need_org(), out.project = x["target"].value("project", ""), out.app = x["target"].value("app", ""),
-      out.env = x["target"].value("env", "");
-      return out;
-    }
+    if (x.value("id", "") == id)
+      return at_env(g, {{"org", s.need_org()},
+                        {"project", x["target"].value("project", "")},
+                        {"app", x["target"].value("app", "")},
+                        {"env", x["target"].value("env", "")}});
   throw PlatformError(ErrorCode::not_found, "no exposed endpoint " + id + " in org " + s.need_org(),
                       "An endpoint whose env holds no address yet is described by name: `platform endpoint describe "
                       "NAME --project P --app A --env E`.");
@@ -91,10 +89,10 @@ void run_describe(const Globals& g, const std::string& target) {
   }
   const auto kind = target.substr(0, slash), name = target.substr(slash + 1);
   // A manifest endpoint's ID is its env's ID and its name: env_…/web.
-  if (looks_like_id(kind, &prefix) && prefix == "env")
-    return describe_endpoint(
-        g, open_session(at_env(g, s.client().call("GET", "/v1/resources/" + api::url_encode(kind)).value("path", ""))),
-        name);
+  if (looks_like_id(kind, &prefix) && prefix == "env") {
+    const auto env_path = s.client().call("GET", "/v1/resources/" + api::url_encode(kind)).value("path", "");
+    return describe_endpoint(g, open_session(at_env(g, path_names(env_path))), name);
+  }
   if (kind == "org" || kind == "project" || kind == "app" || kind == "env") return describe_resource(g, s, kind, name);
   if (kind == "instance") return describe_instance(g, s, name);
   if (kind == "release") return describe_release(g, s, name);
