@@ -24,7 +24,6 @@ std::optional<std::string> running_run(Runtime& runtime, const std::string& inst
 
 Json run_exec_request(Runtime& runtime, const Json& request) {
   const auto instance = request.value("instance_id", "");
-  if (runtime.name() == "microvm") return {{"error", "exec into microVMs is not in this version"}};
   const auto run = running_run(runtime, instance);
   if (!run) return {{"error", "instance " + instance + " is not running on this host"}};
   const Json command = request.value("command", Json::array()), vars = request.value("env", Json::object());
@@ -36,6 +35,8 @@ Json run_exec_request(Runtime& runtime, const Json& request) {
   if (!input) return {{"error", "its stdin is not base64"}};
   const auto res = runtime.exec(*run, argv, env, std::chrono::milliseconds(request.value("timeout_ms", 30'000)),
                                 request.value("max_output", std::size_t{1} << 20), *input);
+  // No exit status and no timeout: it never ran (the runtime could not start it, or lost its line).
+  if (res.exit_code < 0 && !res.timed_out) return {{"error", res.output.empty() ? "it could not be started" : res.output}};
   Json out = {{"timed_out", res.timed_out}, {"output", base64_encode(res.output)}, {"truncated", res.truncated}};
   if (res.exit_code >= 0) out["exit_code"] = res.exit_code;
   return out;

@@ -15,6 +15,7 @@
 
 #include "agent/files.h"
 #include "agent/run_network.h"
+#include "agent/vm_control.h"
 #include "agent/vm_shim.h"
 #include "engine/error.h"
 
@@ -30,16 +31,6 @@ std::int64_t tree_mib(const std::string& root) {
   for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator(); it.increment(ec))
     if (!ec && it->is_regular_file(ec) && !it->is_symlink(ec)) bytes += it->file_size(ec);
   return static_cast<std::int64_t>(bytes / (1024 * 1024)) + 1;
-}
-
-bool send_all(int fd, const std::string& data) {
-  std::size_t sent = 0;
-  while (sent < data.size()) {
-    auto n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    sent += static_cast<std::size_t>(n);
-  }
-  return true;
 }
 
 }  // namespace
@@ -132,86 +123,40 @@ int MicroVmRuntime::connect_control(const std::string& id) const {
 
 ExitStatus MicroVmRuntime::stop(const std::string& id, milliseconds grace) {
   if (auto s = wait(id, milliseconds(0))) return *s;
-  // SIGTERM through platform-init; the line stays open while the process has its grace period.
-  int ctl = connect_control(id);
-  if (ctl >= 0 && send_all(ctl, "signal 15\n")) {
-    if (auto s = wait(id, grace)) {
-      ::close(ctl);
-      return *s;
-    }
-  }
-  if (ctl >= 0) ::close(ctl);
+  // SIGTERM through platform-init.
+  if (auto line = control(id); line && line->send("signal 15\n"))
+    if (auto s = wait(id, grace)) return *s;
   if (auto qemu = shim_files::running_pid(dir(id))) ::kill(*qemu, SIGKILL);
   if (auto s = wait(id, std::chrono::seconds(10))) return *s;
   throw PlatformError(ErrorCode::internal, "the microVM of instance " + id + " did not end after SIGKILL",
                       "See " + dir(id) + "/shim.log.");
 }
 
+std::shared_ptr<VmControl> MicroVmRuntime::control(const std::string& id) const {
+  std::lock_guard lock(controls_mu_);
+  auto& c = controls_[id];
+  if (c && !c->broken()) return c;
+  c.reset();  // a broken line is let go (its last users still hold it) and dialled afresh
+  const int fd = connect_control(id);
+  if (fd < 0) {
+    controls_.erase(id);
+    return nullptr;
+  }
+  c = std::make_shared<VmControl>(fd);
+  return c;
+}
+
 ExecResult MicroVmRuntime::exec(const std::string& id, const std::vector<std::string>& argv,
                                 const std::map<std::string, std::string>& env, milliseconds timeout,
-                                std::size_t /*max_output: the guest keeps the first 4 KiB*/,
-                                const std::string& /*input: the guest's commands read /dev/null*/) const {
+                                std::size_t max_output, const std::string& input) const {
   ExecResult out;
   if (!valid_run_id(id) || argv.empty()) {
     out.output = "nothing to run";
     return out;
   }
-  std::string request = "exec-begin\n";
-  auto line = [&](const std::string& key, const std::string& value) {
-    if (value.find('\n') != std::string::npos) return false;  // the line protocol cannot carry it
-    request += key + " " + value + "\n";
-    return true;
-  };
-  for (const auto& a : argv)
-    if (!line("argv", a)) return out.output = "an argument has a newline, which exec checks in a microVM cannot pass", out;
-  for (const auto& [k, v] : env)
-    if (!line("env", k + "=" + v)) return out.output = "the env var " + k + " has a newline", out;
-  line("timeout", std::to_string(timeout.count()));
-  request += "exec-end\n";
-  int ctl = connect_control(id);
-  if (ctl < 0) return out.output = "the VM's control line is not open (is it running?)", out;
-  if (!send_all(ctl, request)) {
-    ::close(ctl);
-    return out.output = "cannot write to the VM's control line", out;
-  }
-  // The guest kills the command at `timeout` and answers; allow it a little more to say so.
-  const auto deadline = std::chrono::steady_clock::now() + timeout + milliseconds(2000);
-  std::string got;
-  for (;;) {
-    const auto nl = got.find('\n');
-    if (nl != std::string::npos) {
-      int code = -1, timed_out = 0;
-      std::size_t length = 0;
-      if (std::sscanf(got.c_str(), "exec-result %d %d %zu", &code, &timed_out, &length) != 3) {
-        out.output = "the VM's answer is not an exec result";
-        break;
-      }
-      if (got.size() >= nl + 1 + length) {
-        out.exit_code = code;
-        out.timed_out = timed_out != 0;
-        out.output = got.substr(nl + 1, length);
-        break;
-      }
-    }
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      out.timed_out = true;
-      out.output = "the VM did not answer within the timeout";
-      break;
-    }
-    pollfd p{ctl, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    char buf[4096];
-    auto n = ::recv(ctl, buf, sizeof buf, 0);
-    if (n <= 0) {
-      out.output = "the VM closed its control line";
-      break;
-    }
-    got.append(buf, static_cast<std::size_t>(n));
-    if (got.size() > 65536) break;
-  }
-  ::close(ctl);
-  return out;
+  auto line = control(id);
+  if (!line) return out.output = "the VM's control line is not open (is it running?)", out;
+  return line->run(argv, env, timeout, max_output, input);
 }
 
 std::vector<std::string> MicroVmRuntime::present() const {
@@ -230,6 +175,10 @@ std::optional<ProbeTarget> MicroVmRuntime::probe_target(const std::string& id) c
 
 void MicroVmRuntime::destroy(const std::string& id) {
   if (!valid_run_id(id)) return;
+  {
+    std::lock_guard lock(controls_mu_);
+    controls_.erase(id);
+  }
   // A VM still running (a start that never reported): its shim is alive, so the pid is still QEMU.
   if (auto qemu = shim_files::running_pid(dir(id)); qemu && shim_files::shim_alive(dir(id)) && !shim_files::read_exit(dir(id)))
     ::kill(*qemu, SIGKILL);

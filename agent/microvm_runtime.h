@@ -5,13 +5,18 @@
 // are serial ports written to the run's log files; the memory limit is a cgroup in the guest (the VM
 // gets that much plus room for its kernel and the unpacked image), so an OOM kill is seen and reported;
 // stop sends SIGTERM over the control line, then kills the VM after the grace period; exec commands
-// run through the same line.
+// (health checks and `platform exec`) run through the same line, many at once (agent/vm_control.h).
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "agent/microvm.h"
 #include "agent/runtime.h"
 
 namespace platform::agent {
+
+class VmControl;
 
 class MicroVmRuntime final : public Runtime {
  public:
@@ -51,8 +56,13 @@ class MicroVmRuntime final : public Runtime {
   std::string dir(const std::string& id) const;
   // Connects to the run's control line; -1 when the VM is not listening.
   int connect_control(const std::string& id) const;
+  // The run's control line, shared by every caller (QEMU takes one client); connected on first use and
+  // again after it broke; null when the VM is not listening.
+  std::shared_ptr<VmControl> control(const std::string& id) const;
 
   Options o_;
+  mutable std::mutex controls_mu_;
+  mutable std::map<std::string, std::shared_ptr<VmControl>> controls_;
 };
 
 }  // namespace platform::agent

@@ -60,16 +60,23 @@ void run_exec(const Globals& g, const ExecArgs& a) {
     std::cout << bytes << std::flush;
     if (out.value("truncated", false)) note(g, "exec: output cut at " + std::to_string(bytes.size()) + " bytes");
   }
-  if (out.value("timed_out", false))
+  // With -o json the result above is the one document (it says timed_out, or has no exit_code); the
+  // exit status still tells the cases apart.
+  const bool json = g.format() != Format::table;
+  if (out.value("timed_out", false)) {
+    if (json) throw ExitWith{exit_code(ErrorCode::timed_out)};
     throw PlatformError(ErrorCode::timed_out,
                         "the command ran past its " + a.timeout + " timeout in " + out.value("instance", "") +
                             " and was killed",
                         "Give it longer with --timeout (up to 10m).");
+  }
   // The command's own exit status, as ssh and kubectl exec pass it on.
-  if (!out["exit_code"].is_number_integer())
+  if (!out["exit_code"].is_number_integer()) {
+    if (json) throw ExitWith{exit_code(ErrorCode::failed)};
     throw PlatformError(ErrorCode::failed, "the command in " + out.value("instance", "") + " ended without an exit status",
                         "It was killed; `platform instance describe " + out.value("instance", "") +
                             "` shows whether the instance was too.");
+  }
   if (out["exit_code"].get<int>() != 0) throw ExitWith{out["exit_code"].get<int>()};
 }
 

@@ -5,11 +5,8 @@
 // read-only at /run/platform/secrets; then starts the image's process (/platform/run: argv, env,
 // workdir, user) with stdout on ttyS1 and stderr on ttyS2, and hides /platform.
 //
-// Then it is the VM's reaper and listens on ttyS3, the agent's control line:
-//   "signal N"                    forwards signal N to the process (the agent's stop)
-//   "exec-begin", "argv A"..., "env K=V"..., "timeout MS", "exec-end"
-//                                 runs a command inside the instance (exec health checks) and answers
-//                                 "exec-result <exit code> <timed out 0|1> <bytes>\n<output>"
+// Then it is the VM's reaper and serves ttyS3, the agent's control line (agent/init/control_line.h):
+// signals for the process and commands to run inside the instance, many at once.
 // When the process ends it prints how on the console ("platform-init: exited with status N",
 // "platform-init: killed by signal N", "... (out of memory)") and powers the VM off, so QEMU exits.
 #include <fcntl.h>
@@ -30,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/init/control_line.h"
 #include "agent/init/guest_setup.h"
 
 using namespace platform::init;
@@ -41,12 +39,6 @@ namespace {
   ::sync();
   ::reboot(RB_POWER_OFF);
   ::_exit(code);  // not PID 1 (a test run): just end
-}
-
-long now_ms() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 // argv[0] as given when it has a '/', else the first match on the env's PATH.
@@ -67,12 +59,14 @@ std::string resolve(const std::string& cmd, const std::vector<std::string>& env)
 }
 
 // In the child: join the app's cgroup, become the image's user in its workdir, exec. Never returns.
-[[noreturn]] void become(const RunFile& run, std::vector<std::string> argv, std::vector<std::string> env, int out, int err,
-                         bool cgroup) {
+// `in`: its stdin, or -1 for /dev/null.
+[[noreturn]] void become(const RunFile& run, std::vector<std::string> argv, std::vector<std::string> env, int in, int out,
+                         int err, bool cgroup) {
   ::setsid();
   if (cgroup) join_app_cgroup(::getpid());
-  int in = ::open("/dev/null", O_RDONLY);
+  if (in < 0) in = ::open("/dev/null", O_RDONLY);
   ::dup2(in, 0);
+  ::signal(SIGPIPE, SIG_DFL);  // ignored by platform-init, and an ignored signal stays ignored across exec
   ::dup2(out, 1);
   ::dup2(err, 2);
   sigset_t none;
@@ -97,37 +91,6 @@ std::string resolve(const std::string& cmd, const std::vector<std::string>& env)
   ::execve(exe.c_str(), a.data(), e.data());
   fail("cannot run " + exe + ": " + std::strerror(errno), 127);
   ::_exit(127);
-}
-
-// One exec command at a time (the agent runs health checks one after another).
-struct Exec {
-  pid_t pid = 0;
-  int out = -1;
-  long deadline = 0;
-  std::string output;
-  std::vector<std::string> argv, env;
-  long timeout_ms = 5000;
-};
-
-void answer(int ctl, int code, bool timed_out, const std::string& output) {
-  const auto body = output.substr(0, 4096);
-  const auto head = "exec-result " + std::to_string(code) + " " + (timed_out ? "1" : "0") + " " + std::to_string(body.size()) + "\n";
-  const auto all = head + body;
-  if (ctl >= 0) (void)!::write(ctl, all.data(), all.size());
-}
-
-void drain(Exec& x) {
-  char buf[4096];
-  for (ssize_t n; (n = ::read(x.out, buf, sizeof buf)) > 0;)
-    if (x.output.size() < 4096) x.output.append(buf, static_cast<std::size_t>(n));
-}
-
-void finish_exec(Exec& x, int ctl, int status, bool timed_out) {
-  drain(x);
-  ::close(x.out);
-  const int code = timed_out ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  answer(ctl, code, timed_out, x.output);
-  x = Exec{};
 }
 
 }  // namespace
@@ -164,70 +127,26 @@ int main() {
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
+  ::signal(SIGPIPE, SIG_IGN);  // a command that stops reading its stdin costs EPIPE
   const pid_t child = ::fork();
-  if (child == 0) become(run, run.argv, run.env, out, err, cgroup);
+  if (child == 0) become(run, run.argv, run.env, -1, out, err, cgroup);
   say("started " + run.argv.front());
 
-  Exec x;
-  std::string ctl_buf;
-  std::vector<std::string> pending_argv, pending_env;
-  long pending_timeout = 5000;
+  ControlLine control(ctl, child, [&](const std::vector<std::string>& argv, const std::vector<std::string>& env, int in, int o) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {  // its own env first: the first of two equal names wins
+      auto all = env;
+      all.insert(all.end(), run.env.begin(), run.env.end());
+      become(run, argv, all, in, o, o, cgroup);
+    }
+    return pid;
+  });
+  std::vector<pollfd> fds;
   for (;;) {
-    // -1 fds are ignored by poll: the control line when there is none, the exec output when none runs.
-    pollfd fds[3] = {{sfd, POLLIN, 0}, {ctl, POLLIN, 0}, {x.pid ? x.out : -1, POLLIN, 0}};
-    int wait_ms = x.pid ? static_cast<int>(std::max(0L, x.deadline - now_ms())) : -1;
-    ::poll(fds, 3, wait_ms);
-    if (x.pid && now_ms() >= x.deadline) {  // the exec command ran out of time: kill it and its children
-      ::kill(-x.pid, SIGKILL);
-      int status = 0;
-      ::waitpid(x.pid, &status, 0);
-      finish_exec(x, ctl, status, true);
-    }
-    if (x.pid) drain(x);
-    if (ctl >= 0 && (fds[1].revents & POLLIN)) {
-      char buf[1024];
-      for (ssize_t n; (n = ::read(ctl, buf, sizeof buf)) > 0;) ctl_buf.append(buf, static_cast<std::size_t>(n));
-      for (std::size_t nl; (nl = ctl_buf.find('\n')) != std::string::npos;) {
-        auto line = ctl_buf.substr(0, nl);
-        ctl_buf.erase(0, nl + 1);
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        const auto sp = line.find(' ');
-        const auto key = line.substr(0, sp), value = sp == std::string::npos ? "" : line.substr(sp + 1);
-        if (key == "signal") {
-          ::kill(child, std::atoi(value.c_str()));
-        } else if (key == "exec-begin") {
-          pending_argv.clear();
-          pending_env.clear();
-          pending_timeout = 5000;
-        } else if (key == "argv") {
-          pending_argv.push_back(value);
-        } else if (key == "env") {
-          pending_env.push_back(value);
-        } else if (key == "timeout") {
-          pending_timeout = std::max(1L, std::atol(value.c_str()));
-        } else if (key == "exec-end") {
-          if (x.pid || pending_argv.empty()) {
-            answer(ctl, -1, false, x.pid ? "another command is running" : "nothing to run");
-            continue;
-          }
-          int pipefd[2];
-          if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-            answer(ctl, -1, false, std::string("pipe: ") + std::strerror(errno));
-            continue;
-          }
-          x.pid = ::fork();
-          if (x.pid == 0) {  // its own env first: the first of two equal names wins
-            pending_env.insert(pending_env.end(), run.env.begin(), run.env.end());
-            become(run, pending_argv, pending_env, pipefd[1], pipefd[1], cgroup);
-          }
-          ::close(pipefd[1]);
-          ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-          x.out = pipefd[0];
-          x.deadline = now_ms() + pending_timeout;
-        }
-      }
-      if (ctl_buf.size() > 65536) ctl_buf.clear();  // nonsense on the line
-    }
+    fds.assign(1, {sfd, POLLIN, 0});
+    control.add_polls(fds);
+    ::poll(fds.data(), fds.size(), control.poll_timeout_ms());
+    control.handle(fds.data() + 1, fds.size() - 1);
     if (!(fds[0].revents & POLLIN)) continue;
     signalfd_siginfo si{};
     while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
@@ -237,10 +156,7 @@ int main() {
       int status = 0;
       pid_t p = ::waitpid(-1, &status, WNOHANG);
       if (p <= 0) break;
-      if (x.pid && p == x.pid) {
-        finish_exec(x, ctl, status, false);
-        continue;
-      }
+      if (control.reaped(p, status)) continue;
       if (p != child) continue;
       int code = 0;
       if (WIFEXITED(status)) {
@@ -251,7 +167,7 @@ int main() {
         const bool oom = WTERMSIG(status) == SIGKILL && cgroup && app_cgroup_oom_killed();
         say("killed by signal " + std::to_string(WTERMSIG(status)) + (oom ? " (out of memory)" : ""));
       }
-      if (x.pid) ::kill(-x.pid, SIGKILL);
+      control.kill_all();
       power_off(code, {1, out, err});
     }
   }

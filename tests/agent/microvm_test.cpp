@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -219,6 +220,31 @@ TEST_F(MicroVmRuntimeTest, AServingInstanceIsProbedOverItsNetworkExecdIntoAndSto
   EXPECT_NE(seen.output.find("uid=1000 gid=1000 cwd=/srv greeting=from-image instance=web"), std::string::npos)
       << seen.output;
   EXPECT_NE(seen.output.find("secrets=platform-secrets 1|API_KEY 3|abc| writable=no"), std::string::npos) << seen.output;
+  // Many commands at once on the one line: a long one (it serves until its timeout) holds up neither
+  // a quick one nor a stop's signal.
+  agent::ExecResult long_one;
+  std::thread beside([&] { long_one = runtime_->exec("web", {"/app/echo"}, {{"PORT", "8082"}}, milliseconds(4000)); });
+  std::this_thread::sleep_for(milliseconds(500));
+  const auto quick_at = std::chrono::steady_clock::now();
+  auto quick = runtime_->exec("web", {"/app/echo"}, {{"ECHO_EXIT", "6"}}, seconds(20));
+  const auto quick_took = std::chrono::steady_clock::now() - quick_at;
+  EXPECT_EQ(quick.exit_code, 6) << quick.output;
+  EXPECT_LT(quick_took, milliseconds(3000)) << "the quick command waited for the long one";
+  beside.join();
+  EXPECT_TRUE(long_one.timed_out) << long_one.output;
+  // stdin in, output out (up to the caller's limit), byte for byte over the serial line.
+  std::string input(256 * 1024, '\0');
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<char>((i * 2654435761u) >> 13);
+  const auto cat_at = std::chrono::steady_clock::now();
+  auto cat = runtime_->exec("web", {"/app/echo"}, {{"ECHO_CAT", "1"}}, seconds(60), 1 << 20, input);
+  const auto cat_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - cat_at).count();
+  EXPECT_EQ(cat.exit_code, 0) << cat.output.substr(0, 200);
+  EXPECT_EQ(cat.output.substr(0, input.size()), input);
+  EXPECT_NE(cat.output.find("echo: 262144 bytes from stdin"), std::string::npos);
+  std::printf("256 KiB through exec in a microVM, each way: %lld ms\n", static_cast<long long>(cat_ms));
+  auto capped = runtime_->exec("web", {"/app/echo"}, {{"ECHO_CAT", "1"}}, seconds(60), 1000, input);
+  EXPECT_EQ(capped.output.size(), 1000u);
+  EXPECT_TRUE(capped.truncated);
   // SIGTERM reaches the process through platform-init: the sample exits 0.
   auto st = runtime_->stop("web", seconds(20));
   EXPECT_EQ(st.exit_code, 0) << st.describe() << "\n" << diagnostics("web");

@@ -614,6 +614,7 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_NE(missing.out.find("/app/nope"), std::string::npos) << missing.out;
   auto slow = cli("-o json exec " + ins_name + at + " --timeout 1s -e PORT=8099 -- /app/echo");  // it serves: killed
   EXPECT_EQ(slow.exit, 4) << slow.out;
+  EXPECT_EQ(one_json(slow)["timed_out"], true) << slow.out;  // one document: the result, which says so
   EXPECT_EQ(cli("-o json exec web-99" + at + " -- /app/echo").exit, 7);
   auto trail = one_json(cli("-o json events --type InstanceExec* --resource " + ins_id + " --org dev"));
   int requested = 0, finished = 0;

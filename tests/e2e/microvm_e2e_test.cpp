@@ -4,6 +4,7 @@
 // scale, restart a crashing process by its policy with its exit code, and Ctrl-C leaves no VM behind.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -87,10 +88,41 @@ count = 1
   for (const auto& e : web["events"])
     if (e["type"] == "InstanceStarted") runtime = e["data"].value("runtime", "");
   EXPECT_EQ(runtime, "microvm") << web.dump();
-  // `platform exec` into a microVM is refused up front, saying what to do instead (exit 10).
-  auto exec = cli("-o json exec web-1" + in("prod") + " -- /app/echo");
-  EXPECT_EQ(exec.exit, 10) << exec.out;
-  EXPECT_NE(one_json(exec)["error"]["message"].get<std::string>().find("runs in a microVM"), std::string::npos) << exec.out;
+  // `platform exec` runs in the VM as the process does (its user, workdir and env), over the control
+  // line the health checks use, many commands at once.
+  const std::string web1 = "exec web-1" + in("prod");
+  auto shown = cli(web1 + " --var ECHO_SHOW=1 -- /app/echo");
+  EXPECT_EQ(shown.exit, 0) << shown.out << agent_log();
+  EXPECT_NE(shown.out.find("echo: uid=65534 gid=65534 cwd=/app"), std::string::npos) << shown.out;
+  EXPECT_EQ(cli(web1 + " -e ECHO_EXIT=3 -- /app/echo").exit, 3);
+  auto missing = cli(web1 + " -- /app/nope");
+  EXPECT_EQ(missing.exit, 127) << missing.out;
+  EXPECT_NE(missing.out.find("/app/nope"), std::string::npos) << missing.out;
+  // --stdin crosses the serial line base64-encoded and comes back byte for byte.
+  const auto input = (dev.root() / "vm-exec-input").string(), copied = (dev.root() / "vm-exec-output").string();
+  ASSERT_EQ(run("head -c 65536 /dev/urandom > " + input).exit, 0);
+  auto cat = run(std::string(PLATFORM_BIN) + " " + web1 + " --stdin -e ECHO_CAT=1 -- /app/echo < " + input + " > " + copied +
+                 " && head -c 65536 " + copied + " | cmp - " + input + " && tail -c 29 " + copied);
+  EXPECT_EQ(cat.exit, 0) << cat.out;
+  EXPECT_NE(cat.out.find("echo: 65536 bytes from stdin"), std::string::npos) << cat.out;
+  // A command that runs long (it serves, and is killed at its timeout: exit 4) holds up neither another
+  // command nor the health checks, which share the line.
+  platform::e2e::Run slow;
+  std::atomic<bool> slow_done{false};
+  std::thread slow_thread([&] {
+    slow = cli("-o json " + web1 + " --timeout 8s -e PORT=8099 -- /app/echo");
+    slow_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto quick = cli(web1 + " -e ECHO_EXIT=0 -- /app/echo");
+  EXPECT_EQ(quick.exit, 0) << quick.out;
+  EXPECT_FALSE(slow_done.load()) << "the quick command waited for the slow one";
+  slow_thread.join();
+  EXPECT_EQ(slow.exit, 4) << slow.out;
+  EXPECT_EQ(one_json(slow)["timed_out"], true) << slow.out;
+  auto still = one_json(cli("-o json instance describe web-1" + in("prod")));
+  EXPECT_EQ(still["state"], "running") << still.dump();
+  EXPECT_EQ(still["health"], "healthy") << still.dump();
 
   // Logs: what each VM's process printed on its stdout port.
   std::set<std::string> listening;

@@ -1,0 +1,247 @@
+#include "agent/init/control_line.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace platform::init {
+
+namespace {
+
+long now_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+constexpr std::size_t kMaxLine = 64 * 1024;          // a longer line is nonsense: dropped
+constexpr std::size_t kMaxInput = 1024 * 1024;       // stdin of one command
+constexpr std::size_t kMaxOutput = 2 * 1024 * 1024;  // output of one command
+constexpr std::size_t kMaxPending = 64;              // commands being described
+
+}  // namespace
+
+bool base64_decode(const std::string& text, std::string& out) {
+  unsigned acc = 0;
+  int bits = 0;
+  for (char ch : text) {
+    int v;
+    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+    else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+    else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+    else if (ch == '+') v = 62;
+    else if (ch == '/') v = 63;
+    else if (ch == '=') break;
+    else return false;
+    acc = (acc << 6) | static_cast<unsigned>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return true;
+}
+
+ControlLine::ControlLine(int fd, pid_t process, Spawn spawn) : fd_(fd), process_(process), spawn_(std::move(spawn)) {}
+
+void ControlLine::add_polls(std::vector<pollfd>& fds) const {
+  fds.push_back({fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0});
+  for (const auto& r : runs_) {
+    fds.push_back({r.out, POLLIN, 0});
+    fds.push_back({r.in >= 0 && r.input_at < r.input.size() ? r.in : -1, POLLOUT, 0});
+  }
+}
+
+int ControlLine::poll_timeout_ms() const {
+  long soonest = -1;
+  for (const auto& r : runs_) soonest = soonest < 0 ? r.deadline : std::min(soonest, r.deadline);
+  return soonest < 0 ? -1 : static_cast<int>(std::max(0L, soonest - now_ms()));
+}
+
+void ControlLine::handle(const pollfd* fds, std::size_t n) {
+  // The commands' pipes first (their entries follow the line's, in the order of runs_).
+  for (std::size_t i = 0; i < runs_.size() && 2 + 2 * i < n; ++i) {
+    if (fds[1 + 2 * i].revents) drain(runs_[i]);
+    if (fds[2 + 2 * i].revents) feed(runs_[i]);
+  }
+  if (n > 0 && (fds[0].revents & POLLIN)) {
+    char buf[4096];
+    for (ssize_t got; (got = ::read(fd_, buf, sizeof buf)) > 0;) in_.append(buf, static_cast<std::size_t>(got));
+    for (std::size_t nl; (nl = in_.find('\n')) != std::string::npos;) {
+      auto line = in_.substr(0, nl);
+      in_.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      command(line);
+    }
+    if (in_.size() > kMaxLine) in_.clear();
+  }
+  const long now = now_ms();
+  for (std::size_t i = 0; i < runs_.size();) {
+    if (now < runs_[i].deadline) {
+      ++i;
+      continue;
+    }
+    ::kill(-runs_[i].pid, SIGKILL);  // it and whatever it started
+    int status = 0;
+    ::waitpid(runs_[i].pid, &status, 0);
+    finish(i, -1, true);
+  }
+  flush();
+}
+
+void ControlLine::command(const std::string& line) {
+  const auto sp = line.find(' ');
+  const auto key = line.substr(0, sp);
+  const auto rest = sp == std::string::npos ? std::string() : line.substr(sp + 1);
+  if (key == "signal") {
+    ::kill(process_, std::atoi(rest.c_str()));
+    return;
+  }
+  if (key.rfind("run-", 0) != 0) return;  // an unknown command: ignored
+  const auto sp2 = rest.find(' ');
+  const auto tag = rest.substr(0, sp2);
+  const auto value = sp2 == std::string::npos ? std::string() : rest.substr(sp2 + 1);
+  if (tag.empty()) return;
+  if (key == "run-begin") {
+    if (pending_.size() >= kMaxPending) return answer(tag, -1, false, false, "too many commands being described");
+    pending_[tag] = Pending{};
+    return;
+  }
+  auto it = pending_.find(tag);
+  if (it == pending_.end()) return;  // not begun (or answered already): nothing to add to
+  Pending& p = it->second;
+  if (key == "run-argv") {
+    p.argv.push_back(value);
+  } else if (key == "run-env") {
+    p.env.push_back(value);
+  } else if (key == "run-timeout") {
+    p.timeout_ms = std::max(1L, std::atol(value.c_str()));
+  } else if (key == "run-max-output") {
+    p.max_output = std::min<std::size_t>(kMaxOutput, std::strtoul(value.c_str(), nullptr, 10));
+  } else if (key == "run-stdin") {
+    if (!base64_decode(value, p.input) || p.input.size() > kMaxInput) {
+      pending_.erase(it);
+      return answer(tag, -1, false, false, "stdin is not base64, or larger than 1 MiB");
+    }
+  } else if (key == "run-end") {
+    Pending ready = std::move(p);
+    pending_.erase(it);
+    start(tag, std::move(ready));
+  }
+}
+
+void ControlLine::start(const std::string& tag, Pending p) {
+  if (p.argv.empty()) return answer(tag, -1, false, false, "nothing to run");
+  if (runs_.size() >= kMaxRuns) return answer(tag, -1, false, false, "too many commands running in this VM");
+  int out[2], in[2] = {-1, -1};
+  if (::pipe2(out, O_CLOEXEC) != 0) return answer(tag, -1, false, false, std::string("pipe: ") + std::strerror(errno));
+  if (!p.input.empty() && ::pipe2(in, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return answer(tag, -1, false, false, std::string("pipe: ") + std::strerror(errno));
+  }
+  const pid_t pid = spawn_(p.argv, p.env, in[0], out[1]);
+  ::close(out[1]);
+  if (in[0] >= 0) ::close(in[0]);
+  if (pid < 0) {
+    ::close(out[0]);
+    if (in[1] >= 0) ::close(in[1]);
+    return answer(tag, -1, false, false, std::string("fork: ") + std::strerror(errno));
+  }
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
+  if (in[1] >= 0) ::fcntl(in[1], F_SETFL, O_NONBLOCK);
+  Run r;
+  r.tag = tag;
+  r.pid = pid;
+  r.out = out[0];
+  r.in = in[1];
+  r.deadline = now_ms() + p.timeout_ms;
+  r.max_output = p.max_output;
+  r.input = std::move(p.input);
+  runs_.push_back(std::move(r));
+  feed(runs_.back());
+}
+
+void ControlLine::drain(Run& r) {
+  char buf[16384];
+  for (ssize_t n; (n = ::read(r.out, buf, sizeof buf)) > 0;) {
+    const auto room = r.max_output - std::min(r.max_output, r.output.size());
+    const auto keep = std::min(room, static_cast<std::size_t>(n));
+    r.output.append(buf, keep);
+    if (keep < static_cast<std::size_t>(n)) r.truncated = true;
+  }
+}
+
+// Writes what the pipe takes of the command's stdin; closes it once all is written (or the command
+// stopped reading: EPIPE, as SIGPIPE is ignored here).
+void ControlLine::feed(Run& r) {
+  while (r.in >= 0 && r.input_at < r.input.size()) {
+    const ssize_t n = ::write(r.in, r.input.data() + r.input_at, r.input.size() - r.input_at);
+    if (n > 0) {
+      r.input_at += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    break;
+  }
+  if (r.in >= 0) {
+    ::close(r.in);
+    r.in = -1;
+  }
+}
+
+bool ControlLine::reaped(pid_t pid, int status) {
+  for (std::size_t i = 0; i < runs_.size(); ++i) {
+    if (runs_[i].pid != pid) continue;
+    finish(i, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), false);
+    flush();
+    return true;
+  }
+  return false;
+}
+
+void ControlLine::finish(std::size_t i, int code, bool timed_out) {
+  Run& r = runs_[i];
+  drain(r);  // what it wrote before it ended (a child it left behind may still hold the pipe: not waited for)
+  ::close(r.out);
+  if (r.in >= 0) ::close(r.in);
+  answer(r.tag, code, timed_out, r.truncated, r.output);
+  runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+void ControlLine::answer(const std::string& tag, int code, bool timed_out, bool truncated, const std::string& output) {
+  out_ += "run-result " + tag + " " + std::to_string(code) + " " + (timed_out ? "1" : "0") + " " + (truncated ? "1" : "0") +
+          " " + std::to_string(output.size()) + "\n";
+  out_ += output;
+}
+
+// As much of the answers as the line takes now; the rest when it can take more (POLLOUT).
+void ControlLine::flush() {
+  while (out_at_ < out_.size()) {
+    const ssize_t n = ::write(fd_, out_.data() + out_at_, out_.size() - out_at_);
+    if (n > 0) {
+      out_at_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    break;  // the line is gone: nobody to answer
+  }
+  out_.clear();
+  out_at_ = 0;
+}
+
+void ControlLine::kill_all() {
+  for (const auto& r : runs_) ::kill(-r.pid, SIGKILL);
+}
+
+}  // namespace platform::init
