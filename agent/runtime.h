@@ -72,8 +72,7 @@ class Runtime {
   virtual void destroy(const std::string& id) = 0;
   // Runs `argv` inside the running instance, as its user, with `env` added; killed after `timeout`
   // (then exit_code is -1 and timed_out is set); `input` is its stdin (none: /dev/null). For exec health
-  // checks and `platform exec` (sandbox only: a microVM's control line carries one command at a time,
-  // its health checks').
+  // checks and `platform exec`. exit_code -1 without timed_out: it never ran, and `output` says why.
   virtual ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
                           const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
                           std::size_t max_output = kCheckOutput, const std::string& input = {}) const = 0;
