@@ -155,14 +155,18 @@ std::vector<std::string> qemu_argv(const MicroVmOptions& o) {
                                    "-append", cmdline};
   if (o.kvm) argv.insert(argv.end(), {"-enable-kvm", "-cpu", "host"});
   else argv.insert(argv.end(), {"-accel", "tcg", "-cpu", "max"});
-  // More 16550 ports at the legacy addresses, which the guest's 8250 driver probes as ttyS1..ttyS3.
+  // More 16550 ports at the legacy addresses, which the guest's 8250 driver probes as ttyS1 and ttyS2.
   auto port = [&](const std::string& id, const std::string& chardev, const char* iobase, const char* irq) {
     argv.insert(argv.end(), {"-chardev", chardev + ",id=" + id, "-device",
                              std::string("isa-serial,chardev=") + id + ",iobase=" + iobase + ",irq=" + irq});
   };
   if (!o.stdout_path.empty()) port("out", "file,path=" + o.stdout_path, "0x2f8", "3");
   if (!o.stderr_path.empty()) port("err", "file,path=" + o.stderr_path, "0x3e8", "4");
-  if (!o.control_socket.empty()) port("ctl", "socket,path=" + o.control_socket + ",server=on,wait=off", "0x2e8", "3");
+  // The control line: a virtio serial port (virtqueues, not a byte per VM exit), found by its name.
+  if (!o.control_socket.empty())
+    argv.insert(argv.end(), {"-device", "virtio-serial-device,max_ports=2", "-chardev",
+                             "socket,id=ctl,path=" + o.control_socket + ",server=on,wait=off", "-device",
+                             "virtserialport,chardev=ctl,name=platform.control"});
   if (o.tap_fd >= 0)
     argv.insert(argv.end(), {"-netdev", "tap,id=net0,fd=" + std::to_string(o.tap_fd), "-device",
                              "virtio-net-device,netdev=net0,mac=" + (o.mac.empty() ? mac_for(o.initramfs) : o.mac)});

@@ -3,7 +3,7 @@
 // platform-init (PID 1) and the virtio modules, booted by QEMU `-M microvm` with Debian's cloud kernel;
 // KVM when it really runs guests, TCG otherwise. Serial ports carry the console (ttyS0: the kernel and
 // platform-init, which prints how the process ended), the process's stdout (ttyS1) and stderr (ttyS2),
-// and the agent's control line (ttyS3, a unix socket on the host: signals and exec commands).
+// and a virtio serial port the agent's control line (a unix socket on the host: signals and exec commands).
 #include <chrono>
 #include <optional>
 #include <string>
@@ -33,7 +33,7 @@ struct GuestBoot {
   std::string hostname;                 // the guest's host name (the run id, as in a sandbox); empty: none
   std::vector<std::string> modules;     // host paths, loaded in this order
   std::string secrets_file;             // host path; the guest mounts it read-only at /run/platform/secrets
-  bool serial_ports = false;            // the VM has ttyS1-3 (stdout, stderr, control); else all on the console
+  bool serial_ports = false;            // the VM has ttyS1-2 (stdout, stderr); else all on the console
 };
 
 // Writes a cpio (newc) initramfs: everything under `rootfs`, `init` as /init, and /platform (the run
@@ -50,8 +50,9 @@ struct MicroVmOptions {
   bool kvm = false;              // only where KVM really runs guests (agent/host.h says)
   std::string console_path;      // ttyS0
   std::string stdout_path, stderr_path;  // ttyS1, ttyS2; empty: the process writes on the console
-  // ttyS3 as a unix socket QEMU listens on (relative to QEMU's working directory: socket paths are
-  // limited to 107 bytes); empty: none
+  // The control line, a virtio serial port named "platform.control" (agent/init/control_line.h), as a
+  // unix socket QEMU listens on (relative to QEMU's working directory: socket paths are limited to 107
+  // bytes); empty: none
   std::string control_socket;
   int tap_fd = -1;               // a tap device's fd QEMU inherits: virtio-net; -1: no network
   std::string mac;               // the NIC's address, always passed (DESIGN.md section 13); empty: from the initramfs path

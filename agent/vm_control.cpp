@@ -19,9 +19,12 @@ using std::chrono::milliseconds;
 
 constexpr std::size_t kStdinChunk = 3072;           // raw bytes per run-stdin line (4 KiB of base64)
 constexpr std::size_t kMaxAnswer = 4 * 1024 * 1024;  // a longer answer is not one: the line is broken
-// How long after its own timeout a command's answer may take: the guest kills it at the timeout, and
-// up to 1 MiB of output then crosses the serial line.
-constexpr milliseconds kAnswerGrace{15000};
+// How long after its own timeout a command's answer may take: the guest kills it at the timeout and
+// answers at once, but its output (and the part of its stdin still in the socket's buffer when the
+// request was sent) has to cross the port, which moves about 1-2 MB/s: counted at 256 KB/s.
+milliseconds answer_grace(std::size_t max_output, std::size_t request_bytes) {
+  return milliseconds(2000) + milliseconds((max_output + std::min<std::size_t>(request_bytes, 256 * 1024)) / 256);
+}
 
 milliseconds left(Clock::time_point deadline) {
   return std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
@@ -95,7 +98,7 @@ ExecResult VmControl::run(const std::vector<std::string>& argv, const std::map<s
     return out.output = why_broken_, out;
   }
 
-  const auto deadline = Clock::now() + timeout + kAnswerGrace;
+  const auto deadline = Clock::now() + timeout + answer_grace(max_output, request.size());
   std::unique_lock lock(mu_);
   for (;;) {
     auto& a = wanted_[tag];

@@ -21,10 +21,7 @@ namespace platform::api {
 namespace {
 
 constexpr std::size_t kMaxOutput = 1 << 20;     // what an exec keeps of its command's output
-// The agent's time, beyond the command's timeout, to take it and carry its stdin and output: a microVM's
-// control line is a serial port of about 100 KB/s, so 512 KiB in and 1 MiB out take some 18 s. (Below the
-// CLI's wait, the timeout and 30 s.)
-constexpr auto kPickUp = std::chrono::seconds(25);
+constexpr auto kPickUp = std::chrono::seconds(15);  // the agent's time to take a command, beyond its timeout
 constexpr std::size_t kMaxInput = 512 << 10;     // its stdin (base64 of it fits in a request body)
 
 struct ExecAsk {

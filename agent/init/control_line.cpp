@@ -53,7 +53,8 @@ bool base64_decode(const std::string& text, std::string& out) {
 ControlLine::ControlLine(int fd, pid_t process, Spawn spawn) : fd_(fd), process_(process), spawn_(std::move(spawn)) {}
 
 void ControlLine::add_polls(std::vector<pollfd>& fds) const {
-  fds.push_back({fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0});
+  const int line = now_ms() < away_until_ ? -1 : fd_;
+  fds.push_back({line, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0});
   for (const auto& r : runs_) {
     fds.push_back({r.out, POLLIN, 0});
     fds.push_back({r.in >= 0 && r.input_at < r.input.size() ? r.in : -1, POLLOUT, 0});
@@ -61,9 +62,10 @@ void ControlLine::add_polls(std::vector<pollfd>& fds) const {
 }
 
 int ControlLine::poll_timeout_ms() const {
-  long soonest = -1;
+  const long now = now_ms();
+  long soonest = away_until_ > now ? away_until_ : -1;
   for (const auto& r : runs_) soonest = soonest < 0 ? r.deadline : std::min(soonest, r.deadline);
-  return soonest < 0 ? -1 : static_cast<int>(std::max(0L, soonest - now_ms()));
+  return soonest < 0 ? -1 : static_cast<int>(std::max(0L, soonest - now));
 }
 
 void ControlLine::handle(const pollfd* fds, std::size_t n) {
@@ -72,9 +74,11 @@ void ControlLine::handle(const pollfd* fds, std::size_t n) {
     if (fds[1 + 2 * i].revents) drain(runs_[i]);
     if (fds[2 + 2 * i].revents) feed(runs_[i]);
   }
-  if (n > 0 && (fds[0].revents & POLLIN)) {
+  if (n > 0 && fds[0].fd >= 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
     char buf[4096];
-    for (ssize_t got; (got = ::read(fd_, buf, sizeof buf)) > 0;) in_.append(buf, static_cast<std::size_t>(got));
+    ssize_t got;
+    while ((got = ::read(fd_, buf, sizeof buf)) > 0) in_.append(buf, static_cast<std::size_t>(got));
+    if (got == 0) away_until_ = now_ms() + 1000;  // the agent is not connected (it connects on first use)
     for (std::size_t nl; (nl = in_.find('\n')) != std::string::npos;) {
       auto line = in_.substr(0, nl);
       in_.erase(0, nl + 1);
@@ -172,11 +176,16 @@ void ControlLine::start(const std::string& tag, Pending p) {
 
 void ControlLine::drain(Run& r) {
   char buf[16384];
-  for (ssize_t n; (n = ::read(r.out, buf, sizeof buf)) > 0;) {
+  ssize_t n = -1;
+  while (r.out >= 0 && (n = ::read(r.out, buf, sizeof buf)) > 0) {
     const auto room = r.max_output - std::min(r.max_output, r.output.size());
     const auto keep = std::min(room, static_cast<std::size_t>(n));
     r.output.append(buf, keep);
     if (keep < static_cast<std::size_t>(n)) r.truncated = true;
+  }
+  if (r.out >= 0 && n == 0) {  // every writer closed it (the command may run on): poll would say so forever
+    ::close(r.out);
+    r.out = -1;
   }
 }
 
@@ -212,7 +221,7 @@ bool ControlLine::reaped(pid_t pid, int status) {
 void ControlLine::finish(std::size_t i, int code, bool timed_out) {
   Run& r = runs_[i];
   drain(r);  // what it wrote before it ended (a child it left behind may still hold the pipe: not waited for)
-  ::close(r.out);
+  if (r.out >= 0) ::close(r.out);
   if (r.in >= 0) ::close(r.in);
   answer(r.tag, code, timed_out, r.truncated, r.output);
   runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));

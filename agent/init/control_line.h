@@ -1,5 +1,6 @@
 #pragma once
-// The guest's end of the agent's control line (ttyS3; the agent's end is agent/control_line.h). Line
+// The guest's end of the agent's control line (a virtio serial port; the agent's end is
+// agent/vm_control.h). Line
 // commands in, tagged so that many commands run at once (exec health checks beside `platform exec`):
 //   "signal N"                       forwards signal N to the process (the agent's stop)
 //   "run-begin T"                    starts describing command T (a tag without spaces)
@@ -43,6 +44,8 @@ class ControlLine {
   // A child was reaped: true when it was one of the commands (then answered).
   bool reaped(pid_t pid, int status);
   void kill_all();  // the VM is going down
+  // The host's end connected (SIGIO from the virtio port): read the line again at once.
+  void host_changed() { away_until_ = 0; }
 
  private:
   struct Pending {
@@ -75,6 +78,9 @@ class ControlLine {
   Spawn spawn_;
   std::string in_, out_;  // bytes read and not yet a whole line; answers, written up to out_at_
   std::size_t out_at_ = 0;
+  // Nobody is at the host's end: the port then reads as ended and polls as hung up, at once, so it is
+  // left out of the poll until SIGIO says the host connected (or, at the latest, this time).
+  long away_until_ = 0;
   std::map<std::string, Pending> pending_;
   std::vector<Run> runs_;
 };

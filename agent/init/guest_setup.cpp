@@ -1,6 +1,7 @@
 #include "agent/init/guest_setup.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <net/route.h>
@@ -209,6 +210,27 @@ int open_serial(const char* path, int flags) {
     ::tcsetattr(fd, TCSANOW, &t);
   }
   return fd;
+}
+
+int open_virtio_port(const std::string& name, int wait_ms) {
+  for (int waited = 0;; waited += 10) {
+    if (DIR* d = ::opendir("/sys/class/virtio-ports")) {
+      int fd = -1;
+      while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const std::string entry = e->d_name;
+        std::ifstream f("/sys/class/virtio-ports/" + entry + "/name");
+        std::string got;
+        if (!std::getline(f, got) || got != name) continue;
+        fd = ::open(("/dev/" + entry).c_str(), O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);  // devtmpfs may lag
+        break;
+      }
+      ::closedir(d);
+      if (fd >= 0) return fd;
+    }
+    if (waited >= wait_ms) return -1;
+    ::usleep(10000);
+  }
 }
 
 }  // namespace platform::init

@@ -38,5 +38,8 @@ bool app_cgroup_oom_killed();  // memory.events says oom_kill > 0
 void mount_secrets(uid_t uid, gid_t gid);
 // Opens a serial port in raw mode (no echo, no newline translation); -1 when it is not there.
 int open_serial(const char* path, int flags);
+// Opens the virtio serial port called `name` (non-blocking), waiting up to `wait_ms` for it to appear
+// once its module is loaded; -1 when it does not.
+int open_virtio_port(const std::string& name, int wait_ms);
 
 }  // namespace platform::init

@@ -101,7 +101,6 @@ int main() {
   // The process's output: its own serial ports when the VM has them, else the console.
   int out = run.serial_stdio ? open_serial("/dev/ttyS1", O_WRONLY) : -1;
   int err = run.serial_stdio ? open_serial("/dev/ttyS2", O_WRONLY) : -1;
-  int ctl = run.serial_stdio ? open_serial("/dev/ttyS3", O_RDWR | O_NONBLOCK) : -1;
   if (out < 0) out = 1;
   if (err < 0) err = 1;
   auto tell = [&](const std::string& line) {  // on the console and in the instance's stderr
@@ -116,6 +115,9 @@ int main() {
     power_off(127, {1, err});
   }
   load_modules(run.modules);
+  // The agent's control line: the virtio port QEMU names "platform.control" (with the serial ports).
+  int ctl = run.serial_stdio ? open_virtio_port("platform.control", 5000) : -1;
+  if (run.serial_stdio && ctl < 0) tell("no control port (platform.control): exec and stop signals will not reach this VM");
   setup_network(run);
   const bool cgroup = setup_memory_cgroup(run.memory_mib);
   mount_secrets(run.uid, run.gid);
@@ -123,7 +125,7 @@ int main() {
 
   sigset_t mask;
   ::sigemptyset(&mask);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT}) ::sigaddset(&mask, s);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGIO}) ::sigaddset(&mask, s);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
@@ -132,6 +134,10 @@ int main() {
   if (child == 0) become(run, run.argv, run.env, -1, out, err, cgroup);
   say("started " + run.argv.front());
 
+  if (ctl >= 0) {  // SIGIO when the agent connects to the line (the port says so)
+    ::fcntl(ctl, F_SETOWN, ::getpid());
+    ::fcntl(ctl, F_SETFL, ::fcntl(ctl, F_GETFL) | O_ASYNC);
+  }
   ControlLine control(ctl, child, [&](const std::vector<std::string>& argv, const std::vector<std::string>& env, int in, int o) {
     const pid_t pid = ::fork();
     if (pid == 0) {  // its own env first: the first of two equal names wins
@@ -151,6 +157,7 @@ int main() {
     signalfd_siginfo si{};
     while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
       if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) ::kill(child, static_cast<int>(si.ssi_signo));
+      if (si.ssi_signo == SIGIO) control.host_changed();
     }
     for (;;) {  // reap everything; the VM ends when the main process does
       int status = 0;

@@ -232,7 +232,7 @@ TEST_F(MicroVmRuntimeTest, AServingInstanceIsProbedOverItsNetworkExecdIntoAndSto
   EXPECT_LT(quick_took, milliseconds(3000)) << "the quick command waited for the long one";
   beside.join();
   EXPECT_TRUE(long_one.timed_out) << long_one.output;
-  // stdin in, output out (up to the caller's limit), byte for byte over the serial line.
+  // stdin in, output out (up to the caller's limit), byte for byte over the virtio port.
   std::string input(256 * 1024, '\0');
   for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<char>((i * 2654435761u) >> 13);
   const auto cat_at = std::chrono::steady_clock::now();

@@ -98,13 +98,13 @@ count = 1
   auto missing = cli(web1 + " -- /app/nope");
   EXPECT_EQ(missing.exit, 127) << missing.out;
   EXPECT_NE(missing.out.find("/app/nope"), std::string::npos) << missing.out;
-  // --stdin crosses the serial line base64-encoded and comes back byte for byte.
+  // --stdin crosses the control line base64-encoded and comes back byte for byte.
   const auto input = (dev.root() / "vm-exec-input").string(), copied = (dev.root() / "vm-exec-output").string();
-  ASSERT_EQ(run("head -c 65536 /dev/urandom > " + input).exit, 0);
+  ASSERT_EQ(run("head -c 409600 /dev/urandom > " + input).exit, 0);
   auto cat = run(std::string(PLATFORM_BIN) + " " + web1 + " --stdin -e ECHO_CAT=1 -- /app/echo < " + input + " > " + copied +
-                 " && head -c 65536 " + copied + " | cmp - " + input + " && tail -c 29 " + copied);
+                 " && head -c 409600 " + copied + " | cmp - " + input + " && tail -c 30 " + copied);
   EXPECT_EQ(cat.exit, 0) << cat.out;
-  EXPECT_NE(cat.out.find("echo: 65536 bytes from stdin"), std::string::npos) << cat.out;
+  EXPECT_NE(cat.out.find("echo: 409600 bytes from stdin"), std::string::npos) << cat.out;
   // A command that runs long (it serves, and is killed at its timeout: exit 4) holds up neither another
   // command nor the health checks, which share the line.
   platform::e2e::Run slow;
