@@ -276,10 +276,15 @@ TEST_F(MicroVmRuntimeTest, ARestartedAgentAdoptsTheVmAndStopKillsAfterTheGracePe
   s.env["ECHO_IGNORE_TERM"] = "1";
   runtime_->start(s);
   ASSERT_TRUE(eventually_contains(runtime_->stdout_path("stubborn"), "listening on port")) << diagnostics("stubborn");
-  // The agent goes away (its runtime with it); the VM and its shim keep running.
+  EXPECT_EQ(runtime_->exec("stubborn", {"/app/echo"}, {{"ECHO_EXIT", "2"}}, seconds(20)).exit_code, 2);
+  // The agent goes away (its runtime with it, and its connection to the control line); the VM and its
+  // shim keep running.
   runtime_ = std::make_unique<agent::MicroVmRuntime>(options_);
   EXPECT_EQ(runtime_->present(), std::vector<std::string>{"stubborn"});
   EXPECT_FALSE(runtime_->wait("stubborn", milliseconds(50)));
+  // The new agent dials the line afresh, and the guest answers it.
+  auto again = runtime_->exec("stubborn", {"/app/echo"}, {{"ECHO_EXIT", "3"}}, seconds(20));
+  EXPECT_EQ(again.exit_code, 3) << again.output;
   const auto t = std::chrono::steady_clock::now();
   auto st = runtime_->stop("stubborn", milliseconds(1000));
   EXPECT_GE(std::chrono::steady_clock::now() - t, milliseconds(1000));
