@@ -31,6 +31,8 @@ constexpr std::size_t kMaxRuns = 16;
 // Returns the child's pid (it leads its own process group), or -1.
 using Spawn = std::function<pid_t(const std::vector<std::string>& argv, const std::vector<std::string>& env, int in, int out)>;
 
+// The process that serves the line ignores SIGPIPE: a command that stops reading its stdin costs the
+// write an EPIPE.
 class ControlLine {
  public:
   ControlLine(int fd, pid_t process, Spawn spawn);
