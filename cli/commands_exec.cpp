@@ -1,5 +1,6 @@
 // platform exec INSTANCE -- COMMAND...: run a command inside a running instance (docs/instances.md#exec).
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <iostream>
 
@@ -48,7 +49,11 @@ void run_exec(const Globals& g, const ExecArgs& a) {
     env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   if (!env.empty()) body["env"] = env;
-  if (a.input) body["stdin"] = base64_encode(read_input());
+  if (a.input) {
+    // Not interactive: the whole input goes with the request, so say so to someone at a terminal.
+    if (::isatty(0)) note(g, "exec: reading stdin to its end (Ctrl-D), then running the command with it");
+    body["stdin"] = base64_encode(read_input());
+  }
   auto out = s.client().call("POST", s.env_path() + "/instances/" + api::url_encode(a.instance) + "/exec", body,
                              std::map<std::string, std::string>{}, *timeout + std::chrono::seconds(30));
   if (g.format() != Format::table) {
