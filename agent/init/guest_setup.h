@@ -19,7 +19,7 @@ struct RunFile {
   std::string guest_cidr, gateway;     // "10.255.255.2/30", "10.255.255.1"; empty: no network
   std::string address;                 // the instance's own address (eth0:1, a /32), where the edge reaches it
   std::string hostname;                // set with sethostname; empty: none
-  bool serial_stdio = false;           // "stdio serial": stdout on ttyS1, stderr on ttyS2, control on ttyS3
+  bool serial_stdio = false;           // "stdio serial": stdout on ttyS1, stderr on ttyS2, and the control port
 };
 RunFile read_run(const char* path);
 

@@ -5,8 +5,9 @@
 // read-only at /run/platform/secrets; then starts the image's process (/platform/run: argv, env,
 // workdir, user) with stdout on ttyS1 and stderr on ttyS2, and hides /platform.
 //
-// Then it is the VM's reaper and serves ttyS3, the agent's control line (agent/init/control_line.h):
-// signals for the process and commands to run inside the instance, many at once.
+// Then it is the VM's reaper and serves the agent's control line, the virtio port "platform.control"
+// (agent/init/control_line.h): signals for the process and commands to run inside the instance, many
+// at once.
 // When the process ends it prints how on the console ("platform-init: exited with status N",
 // "platform-init: killed by signal N", "... (out of memory)") and powers the VM off, so QEMU exits.
 #include <fcntl.h>
