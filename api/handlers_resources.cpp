@@ -193,8 +193,33 @@ Response remove_by_id(Context& ctx, const Request& req, Principal& p, const Para
   return remove_resolved(ctx, req, p, chain);
 }
 
+// An instance or a release by its ID (they live in their env, not in core.resources): what it is, its
+// name and the env that holds it, so a client can go on to its env's routes.
+std::optional<Response> run_or_release_by_id(Context& ctx, Principal& p, const std::string& id) {
+  const bool instance = id.rfind("ins_", 0) == 0;
+  if (!instance && id.rfind("rel_", 0) != 0) return std::nullopt;
+  auto row = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    return tx.exec_params(instance ? "SELECT env_id, name FROM core.instances WHERE id = $1"
+                                   : "SELECT env_id, 'v' || number FROM core.releases WHERE id = $1",
+                          id);
+  });
+  if (row.empty())
+    throw PlatformError(ErrorCode::not_found, "resource \"" + id.substr(0, 100) + "\" not found",
+                        "Check the ID; `platform events --resource ID` shows a resource's history.");
+  const auto env_id = row[0][0].as<std::string>(), name = row[0][1].as<std::string>();
+  auto chain = chain_of_id(ctx, p, env_id);  // another org's: not found, as for any other ID
+  const std::string kind = instance ? "instance" : "release";
+  return json_response(200, Json{{"id", id},
+                                 {"kind", kind},
+                                 {"name", name},
+                                 {"org_id", chain.back().org_id},
+                                 {"parent_id", env_id},
+                                 {"path", path_of(chain) + "/" + kind + "/" + name}});
+}
+
 Response by_id(Context& ctx, const Request&, Principal& p, const Params& params) {
   const auto& id = params.at("id");
+  if (auto r = run_or_release_by_id(ctx, p, id)) return std::move(*r);
   auto chain = chain_of_id(ctx, p, id);
   const auto* found = &chain.back();
   auto j = ctx.pool.read([&](pqxx::transaction_base& tx) { return read_resource(tx, found->id); });
@@ -221,7 +246,7 @@ void add_resource_routes(std::vector<Route>& out) {
     out.push_back({"DELETE", item, fmt::format("Delete a {} (an event; the history stays)", kind.kind), remove, {}, {}});
     prefix = item;
   }
-  out.push_back({"GET", "/v1/resources/{id}", "Describe any resource by ID", by_id, {}, {}});
+  out.push_back({"GET", "/v1/resources/{id}", "Describe any resource by ID (org, project, app, env, instance, release)", by_id, {}, {}});
   out.push_back({"DELETE", "/v1/resources/{id}", "Delete any resource by ID", remove_by_id, {}, {}});
 }
 

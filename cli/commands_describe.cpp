@@ -1,6 +1,6 @@
 // platform describe TARGET: one verb for anything with a name or an ID, as kubectl's `describe TYPE/NAME`.
 // It prints exactly what `platform NOUN describe` prints; an ID alone is enough, even for the things an
-// env holds (instances, releases, endpoints): the env is found from the ID's events.
+// env holds (instances, releases, endpoints): the env is found for it.
 #include <CLI/CLI.hpp>
 
 #include "cli/cli.h"
@@ -27,16 +27,9 @@ Globals at_env(const Globals& g, std::map<std::string, std::string> names) {
   return out;
 }
 
-// The env that holds `id` (an instance or a release), read from the parent its first event names.
-Globals env_holding(const Globals& g, const Session& s, const std::string& id, const std::string& kind) {
-  auto page = s.client().call("GET", "/v1/orgs/" + api::url_encode(s.need_org()) + "/events?limit=1&resource=" +
-                                         api::url_encode(id));
-  const auto& events = page["events"];
-  const std::string env = events.empty() ? "" : events[0]["metadata"].value("parent_id", "");
-  if (env.rfind("env_", 0) != 0)
-    throw PlatformError(ErrorCode::not_found, "no " + kind + " " + id + " in org " + s.need_org(),
-                        "Check the ID, or pass --org for another org of yours.");
-  return at_env(g, path_names(s.client().call("GET", "/v1/resources/" + api::url_encode(env)).value("path", "")));
+// The env that holds `id` (an instance or a release): the API's by-ID lookup names it.
+Globals env_holding(const Globals& g, const Session& s, const std::string& id) {
+  return at_env(g, path_names(s.client().call("GET", "/v1/resources/" + api::url_encode(id)).value("path", "")));
 }
 
 // The env of endpoint `id`, from the org's exposure (an endpoint's events are its env's). One the exposure
@@ -61,8 +54,8 @@ void describe_id(const Globals& g, const Session& s, const std::string& id, cons
   if (prefix == "env") return describe_resource(g, s, "env", id);
   if (prefix == "op") return describe_operation(g, s, id);
   if (prefix == "host") return describe_host(g, s, id);
-  if (prefix == "ins") return describe_instance(g, open_session(env_holding(g, s, id, "instance")), id);
-  if (prefix == "rel") return describe_release(g, open_session(env_holding(g, s, id, "release")), id);
+  if (prefix == "ins") return describe_instance(g, open_session(env_holding(g, s, id)), id);
+  if (prefix == "rel") return describe_release(g, open_session(env_holding(g, s, id)), id);
   if (prefix == "ep") return describe_endpoint(g, open_session(env_exposing(g, s, id)), id);
   throw PlatformError(ErrorCode::invalid_request, "`platform describe` knows no ID that starts with \"" + prefix + "_\"",
                       "It takes the IDs of orgs, projects, apps, envs, instances, releases, endpoints, hosts and "

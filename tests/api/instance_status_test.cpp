@@ -54,6 +54,20 @@ TEST(InstanceStatus, RestartingInstancesAreProblemsAndResizedOnesAreNotCurrent) 
   sql(serve_all);
   auto status = [&] { return p.client().call("GET", kEnv + "/status"); };
   ASSERT_EQ(status()["phase"], "converged") << status().dump();
+  // An instance and a release by ID alone: what it is and the env that holds it; another org's, never.
+  const auto ins = p.client().call("GET", kEnv + "/instances")["instances"][0];
+  const auto ins_id = ins["id"].get<std::string>();
+  auto by_id = p.client().call("GET", "/v1/resources/" + ins_id);
+  EXPECT_EQ(by_id["kind"], "instance");
+  EXPECT_EQ(by_id["name"], ins["name"]);
+  EXPECT_EQ(by_id["path"], "org/acme/project/shop/app/api/env/prod/instance/" + ins["name"].get<std::string>());
+  EXPECT_EQ(by_id["parent_id"].get<std::string>().rfind("env_", 0), 0u) << by_id.dump();
+  const auto rel_id = p.client().call("GET", kEnv + "/releases")["releases"][0]["id"].get<std::string>();
+  auto rel = p.client().call("GET", "/v1/resources/" + rel_id);
+  EXPECT_EQ(rel["kind"], "release");
+  EXPECT_EQ(rel["path"], "org/acme/project/shop/app/api/env/prod/release/v1");
+  EXPECT_EQ(p.status("GET", "/v1/resources/" + ins_id, Json(), p.other_token), 404);
+  EXPECT_EQ(p.status("GET", "/v1/resources/ins_01m96z44hmea985w0twkqhy8wm", Json()), 404);
 
   // An instance waiting out its restart backoff is a problem named with how it ended and when it retries.
   sql("UPDATE core.instances SET state = 'restarting', health = 'starting',"
