@@ -1,5 +1,6 @@
 #include "agent/vm_control.h"
 
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,8 +33,14 @@ milliseconds left(Clock::time_point deadline) {
 
 }  // namespace
 
-VmControl::VmControl(int fd) : fd_(fd) {
-  // Ends whatever line an earlier connection may have left half-written in the guest.
+VmControl::VmControl(int fd)
+    : fd_(fd),
+      // Tags unique across connections (and agent restarts): a command an earlier connection started
+      // may still answer on this one, and must not pass for one of ours.
+      tag_prefix_(fmt::format("{:x}.{:x}.", std::chrono::system_clock::now().time_since_epoch().count(),
+                              reinterpret_cast<std::uintptr_t>(this))) {
+  // An empty line: ends whatever line an earlier connection left half-written in the guest, and tells
+  // it to drop what it still had queued for that one (part of an answer would be garbage here).
   send("\n");
 }
 
@@ -81,7 +88,7 @@ ExecResult VmControl::run(const std::vector<std::string>& argv, const std::map<s
   {
     std::lock_guard lock(mu_);
     if (broken_) return out.output = why_broken_, out;
-    tag = "c" + std::to_string(next_tag_++);
+    tag = tag_prefix_ + std::to_string(next_tag_++);
     wanted_[tag];
   }
   std::string request = "run-begin " + tag + "\n";

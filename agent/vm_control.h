@@ -48,6 +48,7 @@ class VmControl {
   std::string why_broken_;
   std::string buf_;                      // read, not yet a whole answer
   std::map<std::string, Answer> wanted_;  // by tag: answers someone waits for
+  const std::string tag_prefix_;  // the clock and this object: no other connection's tags start so
   std::uint64_t next_tag_ = 1;
 };
 

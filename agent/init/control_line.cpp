@@ -102,6 +102,11 @@ void ControlLine::handle(const pollfd* fds, std::size_t n) {
 }
 
 void ControlLine::command(const std::string& line) {
+  if (line.empty()) {  // a new connection's first line: what is still queued was for the one before
+    out_.clear();
+    out_at_ = 0;
+    return;
+  }
   const auto sp = line.find(' ');
   const auto key = line.substr(0, sp);
   const auto rest = sp == std::string::npos ? std::string() : line.substr(sp + 1);

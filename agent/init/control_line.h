@@ -9,6 +9,7 @@
 //   "run-max-output T N"             output kept (stdout and stderr together); default 4096
 //   "run-stdin T BASE64"             bytes for its stdin, in order (none: /dev/null)
 //   "run-end T"                      runs it
+//   "" (an empty line)               a new connection: answers still queued for the last one are dropped
 // and one answer per command, a header line and the output's bytes:
 //   "run-result T <exit code> <timed out 0|1> <truncated 0|1> <bytes>\n<output>"
 // The exit code is -1 when it timed out or could not start; 128+N when signal N killed it.

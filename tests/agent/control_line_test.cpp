@@ -227,3 +227,31 @@ TEST(ControlLineBroken, AGuestThatGoesAwaySaysSoAtOnce) {
   EXPECT_LT(steady_clock::now() - at, seconds(2));
   EXPECT_TRUE(host.broken());
 }
+
+// A command an earlier connection started may answer on the next one (the agent restarted, or the line
+// broke): each connection's tags are its own, so that answer never passes for a new command's.
+TEST(ControlLineTags, NoTwoConnectionsShareATag) {
+  std::vector<std::string> tags;
+  for (int i = 0; i < 2; ++i) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ::fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    auto host = std::make_unique<agent::VmControl>(sv[0]);
+    std::thread asking([&] { host->run({"/bin/true"}, {}, milliseconds(50), 4096, {}); });
+    std::string got;
+    for (int tries = 0; tries < 200 && got.find("run-end ") == std::string::npos; ++tries) {
+      char buf[4096];
+      const ssize_t n = ::read(sv[1], buf, sizeof buf);
+      if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+      else std::this_thread::sleep_for(milliseconds(5));
+    }
+    asking.join();
+    host.reset();
+    ::close(sv[1]);
+    EXPECT_EQ(got.rfind("\n", 0), 0u) << "a connection begins with an empty line";
+    const auto at = got.find("run-begin ");
+    ASSERT_NE(at, std::string::npos) << got;
+    tags.push_back(got.substr(at + 10, got.find('\n', at) - at - 10));
+  }
+  EXPECT_NE(tags[0], tags[1]);
+}
