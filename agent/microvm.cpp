@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -72,8 +73,14 @@ std::string GuestKit::missing() const {
   if (::access(kernel.c_str(), R_OK) != 0) return "the guest kernel is missing at " + kernel + " (scripts/setup fetches it)";
   if (::access(init.c_str(), X_OK) != 0) return "platform-init is missing at " + init + " (scripts/setup builds it)";
   if (modules().empty()) return "the guest's virtio modules are missing in " + modules_dir + " (scripts/setup unpacks them)";
-  for (const auto& m : modules())
+  const auto mods = modules();
+  for (const auto& m : mods)
     if (::access(m.c_str(), R_OK) != 0) return "the guest module " + m + " is missing (scripts/setup unpacks it)";
+  // What every VM needs: its transport, its network and the agent's control line (a kit from before the
+  // control line moved to a virtio port lacks the last).
+  for (const std::string need : {"virtio_mmio.ko", "virtio_net.ko", "virtio_console.ko"})
+    if (std::none_of(mods.begin(), mods.end(), [&](const std::string& m) { return fs::path(m).filename() == need; }))
+      return "the guest kit in " + modules_dir + " has no " + need + " (run scripts/setup again: it fetches the kit anew)";
   return "";
 }
 

@@ -119,6 +119,23 @@ TEST(MicroVmVerdict, TheConsolesLastVerdictSaysHowTheProcessEnded) {
   EXPECT_EQ(k->describe(), "killed for running out of memory (OOM)");
 }
 
+TEST(MicroVmKit, AKitWithoutAModuleEveryVmNeedsSaysWhichAndWhatToRun) {
+  const auto dir = fs::temp_directory_path() / ("platform-kit-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream order(dir / "load-order");
+  for (const char* m : {"virtio_ring.ko", "virtio.ko", "virtio_mmio.ko", "virtio_net.ko"}) {
+    std::ofstream(dir / m) << "module";
+    order << m << "\n";
+  }
+  order.close();
+  agent::GuestKit kit{"/bin/true", "/bin/true", dir.string()};
+  EXPECT_NE(kit.missing().find("has no virtio_console.ko (run scripts/setup again"), std::string::npos) << kit.missing();
+  std::ofstream(dir / "virtio_console.ko") << "module";
+  std::ofstream(dir / "load-order", std::ios::app) << "virtio_console.ko\n";
+  EXPECT_EQ(kit.missing(), "");
+  fs::remove_all(dir);
+}
+
 TEST(MicroVmMac, EachRunHasItsOwnLocallyAdministeredAddress) {
   const auto a = agent::mac_for("ins_1-r0"), b = agent::mac_for("ins_1-r1");
   EXPECT_EQ(a.size(), 17u);
