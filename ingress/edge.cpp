@@ -255,9 +255,7 @@ struct Edge::Impl {
       ::close(fd);
       return;
     }
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    relay_to(fd, plan, *plan->target, *plan->target_state, "", {});
+    relay_to(fd, plan, *plan->target, *plan->target_state, "", {});  // (TCP_NODELAY: from the listener)
   }
 
   // The shared TLS listener: accepted with Asio, the ClientHello read to find the route, then the socket
@@ -300,8 +298,6 @@ struct Edge::Impl {
       }
     } give_back{counters.active, handed_over};
     const auto& cfg = *plan->config;
-    boost::system::error_code ec;
-    client.set_option(tcp::no_delay(true), ec);
     std::vector<std::uint8_t> hello;  // the bytes read to find the server name, sent on first
     auto got = co_await read_hello(client, cfg, hello);
     if (got.status != ClientHello::Status::ok) co_return;
@@ -315,6 +311,7 @@ struct Edge::Impl {
       handed_over = true;  // admit_to gave the count back
       co_return;
     }
+    boost::system::error_code ec;
     const int fd = client.release(ec);
     if (ec) {
       --state.active;
@@ -419,6 +416,9 @@ std::optional<std::string> Edge::Impl::open_listener(Listener& l) {
     acc->open(ep.protocol());
     acc->set_option(tcp::acceptor::reuse_address(true));
     if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(true));  // IPv4 only where the add-on says
+    // Accepted sockets inherit TCP_NODELAY from their listener on Linux: set once here, it costs no
+    // system call per connection (small messages go out at once, as a proxy's must).
+    acc->set_option(tcp::no_delay(true));
     // An env's address may not be configured on an interface: it is served through a local route for
     // the whole pool (AnyIP, docs/network.md), which needs a free bind.
     const int one = 1;
