@@ -69,6 +69,11 @@ void serve_exec(std::shared_ptr<const api::Client> client, std::shared_ptr<Runti
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
+    const Json sessions = page.value("sessions", Json::array());
+    for (const auto& session : sessions) {
+      std::thread([client, runtime, session, stopping] { run_session(*client, runtime.get(), session, stopping); })
+          .detach();
+    }
     const Json requests = page.value("requests", Json::array());
     for (const auto& r : requests) {
       const auto id = r.value("exec_id", "");

@@ -22,6 +22,11 @@ std::optional<std::string> running_run(Runtime& runtime, const std::string& inst
 // to post: {exit_code, timed_out, output (base64), truncated}, or {error} when it could not run it.
 Json run_exec_request(Runtime& runtime, const Json& request);
 
+// Runs one interactive session ({session_id, instance_id, command, env, tty, rows, cols}): starts it in
+// the instance's current run, relays its input (GET /v1/agent/sessions/{id}/input) and output (POST
+// …/output) until it ends, and posts how it ended. Returns then; never throws.
+void run_session(const api::Client& client, Runtime* runtime, const Json& session, const std::function<bool()>& stopping);
+
 // Serves until `stopping()` answers true; never throws.
 void serve_exec(std::shared_ptr<const api::Client> client, std::shared_ptr<Runtime> runtime,
                 std::function<bool()> stopping);

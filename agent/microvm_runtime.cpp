@@ -15,6 +15,7 @@
 #include "agent/files.h"
 #include "agent/run_network.h"
 #include "agent/vm_control.h"
+#include "agent/vm_session.h"
 #include "agent/vm_shim.h"
 #include "engine/error.h"
 
@@ -156,6 +157,13 @@ ExecResult MicroVmRuntime::exec(const std::string& id, const std::vector<std::st
   auto line = control(id);
   if (!line) return out.output = "the VM's control line is not open (is it running?)", out;
   return line->run(argv, env, timeout, max_output, input);
+}
+
+std::unique_ptr<Session> MicroVmRuntime::open_session(const std::string& id, const std::vector<std::string>& argv,
+                                                      const std::map<std::string, std::string>& env, bool tty,
+                                                      int rows, int cols) const {
+  if (!valid_run_id(id) || argv.empty()) throw PlatformError(ErrorCode::invalid_request, "nothing to run", "");
+  return open_vm_session(control(id), argv, env, tty, rows, cols);
 }
 
 std::vector<std::string> MicroVmRuntime::present() const {

@@ -45,6 +45,10 @@ class MicroVmRuntime final : public Runtime {
   ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
                   const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
                   std::size_t max_output = kCheckOutput, const std::string& input = {}) const override;
+  // Over the control line too (agent/vm_session.h): on a terminal in the guest with `tty`.
+  std::unique_ptr<Session> open_session(const std::string& id, const std::vector<std::string>& argv,
+                                        const std::map<std::string, std::string>& env, bool tty, int rows,
+                                        int cols) const override;
   std::vector<std::string> present() const override;
   // QEMU's process (in the VM's network namespace) and the guest's address.
   std::optional<ProbeTarget> probe_target(const std::string& id) const override;

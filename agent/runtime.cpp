@@ -17,6 +17,12 @@
 
 namespace platform::agent {
 
+std::unique_ptr<Session> Runtime::open_session(const std::string&, const std::vector<std::string>&,
+                                               const std::map<std::string, std::string>&, bool, int, int) const {
+  throw PlatformError(ErrorCode::not_supported, "interactive sessions do not run in " + name() + " instances yet",
+                      "Run one command at a time with `platform exec` (without -i/-t); --stdin sends it input.");
+}
+
 std::string ExitStatus::describe() const {
   if (oom) return "killed for running out of memory (OOM)";
   if (signal) return fmt::format("killed by signal {} ({})", signal, ::strsignal(signal));

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +58,19 @@ struct ProbeTarget {
   std::string address = "127.0.0.1";
 };
 
+// An interactive command in a running instance (`platform exec -i`, `-it`): its input and output go
+// through one descriptor, a terminal's master side with a tty, a socket without.
+class Session {
+ public:
+  virtual ~Session() = default;
+  virtual int fd() const = 0;    // read its output from it, write its input to it
+  virtual void end_input() = 0;  // the end of its input (on a terminal: Ctrl-D, as a user would type it)
+  virtual void resize(int rows, int cols) = 0;
+  // Its exit status once it ended (-1: killed by a signal); nullopt while it runs and `timeout` has not passed.
+  virtual std::optional<int> wait(std::chrono::milliseconds timeout) = 0;
+  virtual void kill() = 0;  // SIGKILL to the command and whatever relays it
+};
+
 class Runtime {
  public:
   virtual ~Runtime() = default;
@@ -76,6 +90,12 @@ class Runtime {
   virtual ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
                           const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
                           std::size_t max_output = kCheckOutput, const std::string& input = {}) const = 0;
+  // Starts `argv` inside the running instance as an interactive session, as its user, with `env` added,
+  // on a terminal of rows x cols with `tty`. Throws PlatformError when it cannot (not_supported for a
+  // runtime without sessions).
+  virtual std::unique_ptr<Session> open_session(const std::string& id, const std::vector<std::string>& argv,
+                                                const std::map<std::string, std::string>& env, bool tty, int rows,
+                                                int cols) const;
   // Every run with a folder here, running or ended (not yet destroyed): what to adopt after a restart.
   virtual std::vector<std::string> present() const = 0;
   // Where health probes reach the run while it runs.

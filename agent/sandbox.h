@@ -37,6 +37,10 @@ class Sandbox final : public Runtime {
   ExecResult exec(const std::string& id, const std::vector<std::string>& argv,
                   const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout,
                   std::size_t max_output = kCheckOutput, const std::string& input = {}) const override;
+  // Through `runc exec` (with --tty on a terminal of our own, whose master the session relays).
+  std::unique_ptr<Session> open_session(const std::string& id, const std::vector<std::string>& argv,
+                                        const std::map<std::string, std::string>& env, bool tty, int rows,
+                                        int cols) const override;
   std::vector<std::string> present() const override;
   // The container's process: probes connect to 127.0.0.1 inside its network namespace.
   std::optional<ProbeTarget> probe_target(const std::string& id) const override;

@@ -125,30 +125,85 @@ ExecResult VmControl::run(const std::vector<std::string>& argv, const std::map<s
       out.output = "the VM did not answer in time";
       return out;
     }
-    if (reading_) {  // another caller reads for everyone; it wakes us when it parsed something
-      cv_.wait_for(lock, wait);
-      continue;
-    }
-    reading_ = true;
-    lock.unlock();
-    pollfd p{fd_, POLLIN, 0};
-    char chunk[16384];
-    ssize_t n = 1;
-    std::string got;
-    if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
-      while ((n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT)) > 0) got.append(chunk, static_cast<std::size_t>(n));
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) n = 1;
-    }
-    lock.lock();
-    reading_ = false;
-    buf_ += got;
-    parse();
-    if (n <= 0 && !broken_) {
-      broken_ = true;
-      why_broken_ = "the VM closed its control line (is it running?)";
-    }
-    cv_.notify_all();
+    read_for_all(lock, wait);
   }
+}
+
+void VmControl::read_for_all(std::unique_lock<std::mutex>& lock, milliseconds wait) {
+  if (reading_) {  // another caller reads for everyone; it wakes us when it parsed something
+    cv_.wait_for(lock, wait);
+    return;
+  }
+  reading_ = true;
+  lock.unlock();
+  pollfd p{fd_, POLLIN, 0};
+  char chunk[16384];
+  ssize_t n = 1;
+  std::string got;
+  if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
+    while ((n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT)) > 0) got.append(chunk, static_cast<std::size_t>(n));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) n = 1;
+  }
+  lock.lock();
+  reading_ = false;
+  buf_ += got;
+  parse();
+  if (n <= 0 && !broken_) {
+    broken_ = true;
+    why_broken_ = "the VM closed its control line (is it running?)";
+  }
+  cv_.notify_all();
+}
+
+std::string VmControl::open_stream(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                                   bool tty, int rows, int cols, std::string& why) {
+  for (const auto& a : argv)
+    if (a.find('\n') != std::string::npos) return why = "an argument has a newline, which the VM's control line cannot pass", "";
+  for (const auto& [k, v] : env)
+    if ((k + v).find('\n') != std::string::npos) return why = "the variable " + k + " has a newline", "";
+  std::string tag;
+  {
+    std::lock_guard lock(mu_);
+    if (broken_) return why = why_broken_, "";
+    tag = tag_prefix_ + std::to_string(next_tag_++);
+    streams_[tag];
+  }
+  std::string request = "run-begin " + tag + "\n";
+  for (const auto& a : argv) request += "run-argv " + tag + " " + a + "\n";
+  for (const auto& [k, v] : env) request += "run-env " + tag + " " + k + "=" + v + "\n";
+  request += tty ? fmt::format("run-tty {} {} {}\n", tag, rows, cols) : "run-stream " + tag + "\n";
+  request += "run-end " + tag + "\n";
+  if (!send(request)) {
+    close_stream(tag);
+    std::lock_guard lock(mu_);
+    return why = why_broken_, "";
+  }
+  return tag;
+}
+
+bool VmControl::take_output(const std::string& tag, std::string& into, int& exit_code) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(tag);
+  if (it == streams_.end()) return true;
+  into += it->second.output;
+  it->second.output.clear();
+  if (broken_ && !it->second.ended) {
+    it->second.ended = true;
+    into += "\r\n[platform: " + why_broken_ + "]\r\n";
+  }
+  exit_code = it->second.exit_code;
+  return it->second.ended;
+}
+
+void VmControl::close_stream(const std::string& tag) {
+  std::lock_guard lock(mu_);
+  streams_.erase(tag);
+}
+
+void VmControl::pump(milliseconds wait) {
+  std::unique_lock lock(mu_);
+  if (broken_) return;
+  read_for_all(lock, wait);
 }
 
 // Whole answers out of buf_, to whoever waits for their tags; others are dropped.
@@ -166,6 +221,17 @@ void VmControl::parse() {
     int code = -1, timed_out = 0, truncated = 0;
     std::size_t length = 0;
     const auto header = buf_.substr(0, nl);
+    if (header.rfind("run-output ", 0) == 0) {  // a session's output, as it comes
+      if (std::sscanf(header.c_str(), "run-output %63s %zu", tag, &length) != 2 || length > kMaxAnswer) {
+        broken_ = true;
+        why_broken_ = "the VM's control line carries a malformed session output";
+        return;
+      }
+      if (buf_.size() < nl + 1 + length) return;
+      if (auto it = streams_.find(tag); it != streams_.end()) it->second.output.append(buf_, nl + 1, length);
+      buf_.erase(0, nl + 1 + length);
+      continue;
+    }
     if (std::sscanf(header.c_str(), "run-result %63s %d %d %d %zu", tag, &code, &timed_out, &truncated, &length) != 5) {
       buf_.erase(0, nl + 1);  // not an answer (an older guest's, or noise): skipped
       continue;
@@ -176,7 +242,11 @@ void VmControl::parse() {
       return;
     }
     if (buf_.size() < nl + 1 + length) return;  // the rest is on its way
-    if (auto it = wanted_.find(tag); it != wanted_.end()) {
+    if (auto st = streams_.find(tag); st != streams_.end()) {  // a session's end (or why it never began)
+      st->second.ended = true;
+      st->second.exit_code = code;
+      st->second.output.append(buf_, nl + 1, length);
+    } else if (auto it = wanted_.find(tag); it != wanted_.end()) {
       it->second.done = true;
       it->second.result.exit_code = code;
       it->second.result.timed_out = timed_out != 0;

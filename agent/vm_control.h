@@ -32,13 +32,30 @@ class VmControl {
                  std::chrono::milliseconds timeout, std::size_t max_output, const std::string& input);
   bool broken() const;
 
+  // A session (`platform exec -i/-it`, agent/vm_session.h): starts it and answers its tag; "" with
+  // `why` when it could not be sent. Its output collects here while someone reads the line (pump).
+  std::string open_stream(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                          bool tty, int rows, int cols, std::string& why);
+  // Moves the output that arrived for `tag` into `into`; true once it has ended and all was taken (then
+  // `exit_code` is its status, -1 when none: the line broke, or it could not start and `into` says why).
+  bool take_output(const std::string& tag, std::string& into, int& exit_code);
+  void close_stream(const std::string& tag);  // forgets it
+  // Reads the line for up to `wait` for everyone, or while another caller does, waits for it.
+  void pump(std::chrono::milliseconds wait);
+
  private:
   struct Answer {
     ExecResult result;
     bool done = false;
   };
-  void read_some(std::chrono::milliseconds wait);  // called by the one reader, without mu_
-  void parse();                                    // with mu_
+  struct Stream {
+    std::string output;
+    bool ended = false;
+    int exit_code = -1;
+  };
+  // With `lock` held: reads for everyone for up to `wait` (or waits for whoever does), then parses.
+  void read_for_all(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds wait);
+  void parse();  // with mu_
 
   int fd_;
   std::mutex write_mu_;
@@ -48,6 +65,7 @@ class VmControl {
   std::string why_broken_;
   std::string buf_;                      // read, not yet a whole answer
   std::map<std::string, Answer> wanted_;  // by tag: answers someone waits for
+  std::map<std::string, Stream> streams_;  // by tag: open sessions
   const std::string tag_prefix_;  // the clock and this object: no other connection's tags start so
   std::uint64_t next_tag_ = 1;
 };

@@ -6,6 +6,7 @@
 
 #include "api/body.h"
 #include "api/env_vars.h"
+#include "api/exec_common.h"
 #include "api/hosts.h"
 #include "api/instances.h"
 #include "api/path.h"
@@ -38,27 +39,10 @@ ExecAsk checked_exec(const Json& body) {
   const std::string eg = "e.g. {\"command\": [\"/bin/sh\", \"-c\", \"ls /app\"], \"timeout\": \"30s\"}";
   ExecAsk x;
   x.command = body["command"];
-  if (x.command.empty() || x.command.size() > 64) bad("command must name a program and at most 63 arguments", eg);
-  for (const auto& a : x.command) {
-    const auto& s = a.get_ref<const std::string&>();
-    if (s.size() > 4096) bad("each argument of command must be at most 4096 bytes", eg);
-    if (s.find('\0') != std::string::npos || s.find('\n') != std::string::npos)
-      bad("an argument of command holds a NUL or a newline, which exec cannot pass",
-          "Join the lines with ';' in a `sh -c` argument, or put the script in the image.");
-  }
-  if (x.command[0].get<std::string>().empty()) bad("command[0] must name the program to run", eg);
+  check_exec_command(x.command, eg);
   if (body.contains("env")) {
     x.env = body["env"];
-    if (x.env.size() > 32) bad("env may set at most 32 variables", eg);
-    for (const auto& [k, v] : x.env.items()) {
-      const bool name_ok = !k.empty() && k.size() <= 128 && !std::isdigit(static_cast<unsigned char>(k[0])) &&
-                           k.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
-                               std::string::npos;
-      if (!name_ok) bad("env name \"" + k.substr(0, 60) + "\" is not a variable name", "Use letters, digits and '_'.");
-      const auto& s = v.get_ref<const std::string&>();
-      if (s.size() > 4096 || s.find('\0') != std::string::npos || s.find('\n') != std::string::npos)
-        bad("env " + k + " must be at most 4096 bytes, without a NUL or a newline", eg);
-    }
+    check_exec_env(x.env, eg);
   }
   if (body.contains("stdin")) {
     x.input = base64_decode(body["stdin"].get<std::string>());
@@ -98,30 +82,13 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
   const auto ask = checked_exec(body);
   const auto chain = env_chain(ctx, p, params);
   const auto& env = chain.back();
-  const auto& ref = params.at("instance");
   Asked a;
   a.exec_id = new_id("exec");
   ctx.pool.transact([&](pqxx::work& tx) {
-    auto row = tx.exec_params(
-        "SELECT i.id, i.name, i.state, i.org_id, h.name"
-        " FROM core.instances i JOIN core.hosts h ON h.id = i.host_id"
-        // An instance by ID or name, or by process name the first of its running instances.
-        " WHERE i.env_id = $1 AND (i.id = $2 OR i.name = $2 OR (i.process = $2 AND i.state = 'running'))"
-        " ORDER BY (i.id = $2 OR i.name = $2) DESC, i.ordinal LIMIT 1 FOR SHARE OF i",
-        env.id, ref);
-    if (row.empty())
-      throw PlatformError(ErrorCode::not_found,
-                          "env " + env.name + " has no instance \"" + ref.substr(0, 80) +
-                              "\", nor a process of that name with a running instance",
-                          "List them with `platform instance list " + env_flags(chain) + "`.");
-    a.instance_id = row[0][0].as<std::string>();
-    a.instance_name = row[0][1].as<std::string>();
-    a.host_name = row[0][4].as<std::string>();
-    const auto state = row[0][2].as<std::string>();
-    if (state != "running")
-      throw PlatformError(ErrorCode::precondition_failed,
-                          "instance " + a.instance_name + " is " + state + ": exec runs a command in a running instance",
-                          "Pick a running one from `platform instance list " + env_flags(chain) + "`.");
+    const auto target = running_exec_target(tx, chain, params.at("instance"));
+    a.instance_id = target.instance_id;
+    a.instance_name = target.instance_name;
+    a.host_name = target.host_name;
     tx.exec_params(
         "INSERT INTO core.exec_requests (id, org_id, env_id, instance_id, host_id, command, env, timeout_ms, requested_by,"
         " stdin) SELECT $1, org_id, env_id, id, host_id, $3::jsonb, $4::jsonb, $5, $6, CASE WHEN $8 THEN $7::bytea END"
@@ -129,12 +96,7 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
         a.exec_id, a.instance_id, ask.command.dump(), ask.env.dump(), static_cast<int>(ask.timeout.count()), p.user_id,
         pqxx::binarystring(ask.input.value_or("")), ask.input.has_value());
     Actor actor{p.user_id, req.request_id, new_id("op"), "instance.exec", p.user_name};
-    std::string line;  // the command as a shell would show it, for the trail's reason
-    for (const auto& arg : ask.command) {
-      const auto& w = arg.get_ref<const std::string&>();
-      const bool plain = !w.empty() && w.find_first_of(" \t'\"\\$`;&|<>*?()") == std::string::npos;
-      line += (line.empty() ? "" : " ") + (plain ? w : Json(w).dump());
-    }
+    const auto line = shell_line(ask.command);
     Json names = Json::array();
     for (const auto& [k, _] : ask.env.items()) names.push_back(k);  // the values may be anything: names only
     events::append(tx, instance_stream(a.instance_id), std::nullopt,
@@ -143,7 +105,7 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
                           {"stdin_bytes", ask.input ? ask.input->size() : 0},
                           {"timeout_ms", ask.timeout.count()},
                           {"reason", p.user_name + " runs: " + line.substr(0, 300)}},
-                     event_metadata(actor, row[0][3].as<std::string>(), "instance", a.instance_id, env.id,
+                     event_metadata(actor, target.org_id, "instance", a.instance_id, env.id,
                                     a.instance_name)}});
   });
   WatchPlan plan;
@@ -203,12 +165,14 @@ WatchPlan watch_exec(Context& ctx, const Request& req) {
     // Read-only until something waits: a write would ring the pool's doorbell on every wake-up.
     const bool waiting = ctx.pool.read([&](pqxx::transaction_base& tx) {
       return tx.exec_params1("SELECT EXISTS (SELECT 1 FROM core.exec_requests WHERE host_id = $1 AND taken_at IS NULL"
-                             " AND finished_at IS NULL)",
+                             " AND finished_at IS NULL) OR EXISTS (SELECT 1 FROM core.exec_sessions WHERE host_id = $1"
+                             " AND taken_at IS NULL AND finished_at IS NULL)",
                              host.id)[0]
           .as<bool>();
     });
     if (!waiting && !last) return std::nullopt;
-    if (!waiting) return json_response(200, {{"host_id", host.id}, {"requests", Json::array()}});
+    if (!waiting)
+      return json_response(200, {{"host_id", host.id}, {"requests", Json::array()}, {"sessions", Json::array()}});
     return ctx.pool.transact([&](pqxx::work& tx) -> std::optional<Response> {
       Json out = Json::array();
       for (const auto& r : tx.exec_params(
@@ -226,8 +190,9 @@ WatchPlan watch_exec(Context& ctx, const Request& req) {
         if (!r[5].is_null()) x["stdin"] = base64_encode(pqxx::binarystring(r[5]).str());
         out.push_back(std::move(x));
       }
-      if (out.empty() && !last) return std::nullopt;  // another poll of this host took them
-      return json_response(200, {{"host_id", host.id}, {"requests", out}});
+      Json sessions = take_sessions(tx, host.id);  // interactive ones: api/handlers_sessions.cpp
+      if (out.empty() && sessions.empty() && !last) return std::nullopt;  // another poll of this host took them
+      return json_response(200, {{"host_id", host.id}, {"requests", out}, {"sessions", sessions}});
     });
   };
   return plan;

@@ -48,6 +48,7 @@ const std::vector<Route>& routes() {
     add_host_routes(r);
     add_network_routes(r);
     add_exec_routes(r);
+    add_session_routes(r);
     return r;
   }();
   return all;

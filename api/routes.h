@@ -22,6 +22,8 @@ struct WatchPlan {
   // wait ends (then `last` is true and it must answer); between calls the session waits on the hub for
   // any new event, holding no database connection.
   std::function<std::optional<Response>(bool last)> level;
+  // With `level`: wait for NOTIFY platform_sessions with this payload instead of new events.
+  std::string nudge_key;
 };
 
 using Handler = std::function<Response(Context&, const Request&, Principal&, const Params&)>;
@@ -56,6 +58,7 @@ void add_host_routes(std::vector<Route>& out);
 void add_instance_routes(std::vector<Route>& out);
 void add_network_routes(std::vector<Route>& out);
 void add_exec_routes(std::vector<Route>& out);
+void add_session_routes(std::vector<Route>& out);
 
 // The host credential of a platform-agent request ("Authorization: Bearer phc_..."); throws unauthenticated.
 std::string host_credential(const Request& req);

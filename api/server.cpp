@@ -12,10 +12,12 @@
 #include "api/beast_request.h"
 #include "api/hub.h"
 #include "api/metrics.h"
+#include "api/nudges.h"
 #include "api/routes.h"
 #include "engine/db.h"
 #include "engine/error_details.h"
 #include "engine/ids.h"
+#include "engine/listener.h"
 
 namespace platform::api {
 namespace asio = boost::asio;
@@ -35,6 +37,8 @@ struct Server::Impl {
   Metrics metrics;
   Context ctx;
   asio::io_context io;
+  Nudges nudges;  // exec sessions' long polls, woken by NOTIFY platform_sessions
+  Listener session_listener;
   asio::thread_pool workers;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
@@ -50,6 +54,8 @@ struct Server::Impl {
         hub(conninfo),
         ctx{pool, hub, auth, metrics, options.apply_wait, {}, std::chrono::milliseconds(5000), options.edge_tls_listen},
         io(options.io_threads),
+        session_listener(io, conninfo, "platform_sessions",
+                         std::function<void(const std::string&)>([this](const std::string& key) { nudges.nudge(key); })),
         workers(static_cast<std::size_t>(options.worker_threads)) {
     if (!options.secrets_key_file.empty()) ctx.secret_keys.push_back(secrets::load_key_file(options.secrets_key_file));
     metrics.add_gauge({"platform_db_pool_connections", "Open connections of the API's database pool.",
@@ -99,8 +105,12 @@ struct Server::Impl {
     });
     auto deadline = std::chrono::steady_clock::now() + plan.wait;
     if (plan.level) {
+      // Woken by new events, or by its own key's NOTIFY (exec sessions).
+      std::optional<Nudges::Hold> hold;
+      if (!plan.nudge_key.empty()) hold.emplace(nudges, plan.nudge_key);
       for (;;) {
         const auto head = hub.head();
+        const auto generation = hold ? hold->generation() : 0;
         const bool last = std::chrono::steady_clock::now() >= deadline;
         std::optional<Response> answer;
         co_await blocking([&] {
@@ -108,7 +118,10 @@ struct Server::Impl {
           return Response{};
         });
         if (answer) co_return std::move(*answer);
-        co_await hub.wait(head, deadline);
+        if (hold)
+          co_await hold->wait(generation, deadline);
+        else
+          co_await hub.wait(head, deadline);
       }
     }
     for (;;) {
@@ -266,6 +279,7 @@ void Server::start() {
   i.acceptor->listen(asio::socket_base::max_listen_connections);
   i.bound_port = i.acceptor->local_endpoint().port();
   i.hub.start(i.wake);
+  i.session_listener.start();
   asio::co_spawn(i.io, i.accept_loop(), asio::detached);
   for (int t = 0; t < i.options.io_threads; ++t) i.threads.emplace_back([&i] { i.io.run(); });
 }
@@ -277,6 +291,7 @@ void Server::stop() {
     beast::error_code ignore;
     if (i.acceptor) i.acceptor->close(ignore);
   });
+  i.session_listener.stop();
   i.io.stop();
   for (auto& t : i.threads) t.join();
   i.threads.clear();

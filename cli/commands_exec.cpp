@@ -2,9 +2,11 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/exec_session.h"
 #include "engine/crypto.h"
 #include "engine/duration.h"
 #include "engine/error.h"
@@ -16,6 +18,7 @@ struct ExecArgs {
   std::string instance, timeout = "30s";
   std::vector<std::string> command, env;
   bool input = false;  // --stdin
+  bool interactive = false, tty = false;  // -i, -t: a session
 };
 
 constexpr std::size_t kMaxInput = 512 << 10;
@@ -35,6 +38,13 @@ std::string read_input() {
 
 void run_exec(const Globals& g, const ExecArgs& a) {
   auto s = open_session(g);
+  const bool session = a.interactive || a.tty;
+  if (session && a.input)
+    throw PlatformError(ErrorCode::invalid_request, "--stdin and -i/-t do not go together",
+                        "-i streams stdin to the command as it runs; --stdin sends it whole to a single command.");
+  if (session && a.timeout != "30s")
+    throw PlatformError(ErrorCode::invalid_request, "--timeout does not apply to a session, which ends when its command exits",
+                        "Drop --timeout, or drop -i/-t to run one command with a timeout.");
   const auto timeout = parse_duration(a.timeout);
   if (!timeout || *timeout < std::chrono::seconds(1) || *timeout > std::chrono::minutes(10))
     throw PlatformError(ErrorCode::invalid_request, "--timeout \"" + a.timeout + "\" is not a duration from 1s to 10m",
@@ -47,6 +57,13 @@ void run_exec(const Globals& g, const ExecArgs& a) {
       throw PlatformError(ErrorCode::invalid_request, "--var \"" + kv.substr(0, 60) + "\" is not NAME=VALUE",
                           "e.g. --var LOG_LEVEL=debug");
     env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (session) {
+    // A terminal program needs to know what it draws on, as ssh and docker pass it.
+    if (const char* term = std::getenv("TERM"); a.tty && term && *term && !env.contains("TERM")) env["TERM"] = term;
+    if (!env.empty()) body["env"] = env;
+    body.erase("timeout");
+    run_exec_session(g, s, a.instance, body, a.tty);
   }
   if (!env.empty()) body["env"] = env;
   if (a.input) {
@@ -97,14 +114,21 @@ void add_exec_command(CLI::App& app, Globals& g) {
       ->allow_extra_args(false);  // one value each: the words after it are the command's
   cmd->add_option("--timeout", a->timeout, "Kill the command after this long (1s to 10m)")->capture_default_str();
   cmd->add_flag("--stdin", a->input, "Send what this command reads on stdin (to its end, at most 512 KiB) as the command's stdin");
+  cmd->add_flag("-i,--interactive", a->interactive,
+                "A session: stdin streams to the command and its output streams back while it runs");
+  cmd->add_flag("-t,--tty", a->tty, "A session on a terminal (needs one here): a shell, top, an editor; -it as with docker");
   cmd->footer(
       "Examples:\n"
       "  platform exec web-3 --project shop --app api --env prod -- /bin/sh -c 'ls -l /app; cat /etc/resolv.conf'\n"
       "  platform exec web --var ECHO_SHOW=1 -- /app/echo     # in a running instance of process web\n"
       "  platform exec web-3 --stdin -- /bin/sh < fix.sh     # a script, read from a local file\n"
+      "  platform exec -it web -- /bin/sh                    # an interactive shell on a terminal\n"
+      "  tail -f local.log | platform exec -i web -- /bin/grep --line-buffered ERROR   # a stream in, a stream out\n"
       "stdout and stderr arrive together (each in its order), up to 1 MiB. The exit status is the command's\n"
-      "own (ssh and kubectl exec do the same); exit 4 when it ran out of --timeout. Not interactive: no\n"
-      "terminal; stdin only with --stdin, read whole before the command starts. Every exec is in the audit trail (InstanceExecRequested, InstanceExecFinished)\n"
+      "own (ssh and kubectl exec do the same); exit 4 when it ran out of --timeout. Without -i/-t, stdin\n"
+      "only with --stdin, read whole before the command starts. With -i/-t the command runs until it exits\n"
+      "(a session whose CLI has gone for a minute is ended); on a terminal, keys (Ctrl-C too) go to it.\n"
+      "Every exec and session is in the audit trail (InstanceExecRequested/Finished, InstanceSessionOpened/Ended)\n"
       "with its whole command line, never rewritten: pass secrets with --var (only names are recorded).");
   cmd->callback([&g, a] { run_exec(g, *a); });
 }

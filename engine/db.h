@@ -58,23 +58,14 @@ class Pool {
   // for the events it appended (see engine/doorbell.h). Database errors become PlatformError.
   template <class F>
   auto transact(F&& fn) {
-    std::optional<Lease> lease;
-    std::optional<pqxx::work> tx;  // declared after the lease: ends before its connection goes back
-    try {
-      begin(lease, tx);
-      if constexpr (std::is_void_v<decltype(fn(*tx))>) {
-        fn(*tx);
-        commit_and_wake(*tx);
-      } else {
-        auto result = fn(*tx);
-        commit_and_wake(*tx);
-        return result;
-      }
-    } catch (const PlatformError&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw translate(e);
-    }
+    return write(std::forward<F>(fn), true);
+  }
+
+  // Like transact(), for a write that appends no events (an exec session's bytes): commits without
+  // ringing the doorbell, so the event readers are not woken for nothing.
+  template <class F>
+  auto transact_quiet(F&& fn) {
+    return write(std::forward<F>(fn), false);
   }
 
   // Runs fn in a read-only repeatable-read transaction (one snapshot for every statement).
@@ -112,6 +103,27 @@ class Pool {
       drop_idle();
       lease.emplace(acquire());
       tx.emplace(**lease);
+    }
+  }
+  template <class F>
+  auto write(F&& fn, bool wake) {
+    std::optional<Lease> lease;
+    std::optional<pqxx::work> tx;  // declared after the lease: ends before its connection goes back
+    auto finish = [&] { wake ? commit_and_wake(*tx) : tx->commit(); };
+    try {
+      begin(lease, tx);
+      if constexpr (std::is_void_v<decltype(fn(*tx))>) {
+        fn(*tx);
+        finish();
+      } else {
+        auto result = fn(*tx);
+        finish();
+        return result;
+      }
+    } catch (const PlatformError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw translate(e);
     }
   }
   void drop_idle();

@@ -19,25 +19,25 @@ namespace asio = boost::asio;
 namespace {
 class Receiver : public pqxx::notification_receiver {
  public:
-  Receiver(pqxx::connection_base& c, const std::string& channel, std::function<void()>& cb)
+  Receiver(pqxx::connection_base& c, const std::string& channel, std::function<void(const std::string&)>& cb)
       : pqxx::notification_receiver(c, channel), cb_(cb) {}
-  void operator()(const std::string&, int) override { cb_(); }
+  void operator()(const std::string& payload, int) override { cb_(payload); }
 
  private:
-  std::function<void()>& cb_;
+  std::function<void(const std::string&)>& cb_;
 };
 }  // namespace
 
 struct Listener::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
   std::string conninfo, channel;
-  std::function<void()> on_wake;
+  std::function<void(const std::string&)> on_wake;
   std::atomic<bool> stopping{false}, is_connected{false};
   std::atomic<std::uint64_t> reconnect_count{0};
   std::shared_ptr<asio::posix::stream_descriptor> fd;
   std::shared_ptr<asio::steady_timer> backoff;
 
-  Impl(asio::io_context& i, std::string c, std::string ch, std::function<void()> w)
+  Impl(asio::io_context& i, std::string c, std::string ch, std::function<void(const std::string&)> w)
       : io(i), conninfo(std::move(c)), channel(std::move(ch)), on_wake(std::move(w)) {}
 
   asio::awaitable<void> run() {
@@ -54,7 +54,7 @@ struct Listener::Impl : std::enable_shared_from_this<Impl> {
         fd = std::make_shared<asio::posix::stream_descriptor>(io, ::dup(conn.sock()));
         is_connected = true;
         delay = std::chrono::milliseconds(100);
-        on_wake();  // catch up whatever was appended while we were not listening
+        on_wake("");  // catch up whatever was appended while we were not listening
         while (!stopping) {
           auto [ec] = co_await fd->async_wait(asio::posix::stream_descriptor::wait_read,
                                               asio::as_tuple(asio::use_awaitable));
@@ -80,7 +80,12 @@ struct Listener::Impl : std::enable_shared_from_this<Impl> {
 };
 
 Listener::Listener(asio::io_context& io, std::string conninfo, std::string channel, std::function<void()> on_wake)
-    : impl_(std::make_shared<Impl>(io, std::move(conninfo), std::move(channel), std::move(on_wake))) {}
+    : Listener(io, std::move(conninfo), std::move(channel),
+               std::function<void(const std::string&)>([w = std::move(on_wake)](const std::string&) { w(); })) {}
+
+Listener::Listener(asio::io_context& io, std::string conninfo, std::string channel,
+                   std::function<void(const std::string&)> on_notify)
+    : impl_(std::make_shared<Impl>(io, std::move(conninfo), std::move(channel), std::move(on_notify))) {}
 
 Listener::~Listener() { stop(); }
 

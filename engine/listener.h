@@ -1,6 +1,8 @@
 #pragma once
 // One LISTEN connection per process, dispatching on Asio. A notification is only a wake-up: on every
 // notification, and after every (re)connect, `on_wake` is called and the owner catches up by cursor.
+// The second form passes each notification's payload, and "" after a (re)connect (anything may have
+// been missed).
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +16,8 @@ namespace platform {
 class Listener {
  public:
   Listener(boost::asio::io_context& io, std::string conninfo, std::string channel, std::function<void()> on_wake);
+  Listener(boost::asio::io_context& io, std::string conninfo, std::string channel,
+           std::function<void(const std::string& payload)> on_notify);
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;

@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -9,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 
 namespace platform::init {
@@ -25,6 +29,9 @@ constexpr std::size_t kMaxLine = 64 * 1024;          // a longer line is nonsens
 constexpr std::size_t kMaxInput = 1024 * 1024;       // stdin of one command
 constexpr std::size_t kMaxOutput = 2 * 1024 * 1024;  // output of one command
 constexpr std::size_t kMaxPending = 64;              // commands being described
+constexpr std::size_t kFirstWindow = 256 * 1024;     // a session's output before the host grants more
+constexpr std::size_t kMaxQueued = 256 * 1024;       // answers queued for the line: read no more output
+constexpr std::size_t kMaxUnread = 4 * 1024 * 1024;  // a session's input its command has not read
 
 }  // namespace
 
@@ -56,7 +63,9 @@ void ControlLine::add_polls(std::vector<pollfd>& fds) const {
   const int line = now_ms() < away_until_ ? -1 : fd_;
   fds.push_back({line, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0});
   for (const auto& r : runs_) {
-    fds.push_back({r.out, POLLIN, 0});
+    // A session's output only while the host takes more and the line is not backed up.
+    const bool take = !r.stream || (r.window > 0 && out_.size() - out_at_ < kMaxQueued);
+    fds.push_back({take ? r.out : -1, POLLIN, 0});
     fds.push_back({r.in >= 0 && r.input_at < r.input.size() ? r.in : -1, POLLOUT, 0});
   }
 }
@@ -64,7 +73,8 @@ void ControlLine::add_polls(std::vector<pollfd>& fds) const {
 int ControlLine::poll_timeout_ms() const {
   const long now = now_ms();
   long soonest = away_until_ > now ? away_until_ : -1;
-  for (const auto& r : runs_) soonest = soonest < 0 ? r.deadline : std::min(soonest, r.deadline);
+  for (const auto& r : runs_)
+    if (r.deadline > 0) soonest = soonest < 0 ? r.deadline : std::min(soonest, r.deadline);
   return soonest < 0 ? -1 : static_cast<int>(std::max(0L, soonest - now));
 }
 
@@ -89,7 +99,7 @@ void ControlLine::handle(const pollfd* fds, std::size_t n) {
   }
   const long now = now_ms();
   for (std::size_t i = 0; i < runs_.size();) {
-    if (now < runs_[i].deadline) {
+    if (runs_[i].deadline == 0 || now < runs_[i].deadline) {
       ++i;
       continue;
     }
@@ -119,6 +129,8 @@ void ControlLine::command(const std::string& line) {
   const auto tag = rest.substr(0, sp2);
   const auto value = sp2 == std::string::npos ? std::string() : rest.substr(sp2 + 1);
   if (tag.empty()) return;
+  if (key == "run-input" || key == "run-eof" || key == "run-resize" || key == "run-kill" || key == "run-window")
+    return session_command(key, tag, value);
   if (key == "run-begin") {
     if (pending_.size() >= kMaxPending) return answer(tag, -1, false, false, "too many commands being described");
     pending_[tag] = Pending{};
@@ -140,6 +152,13 @@ void ControlLine::command(const std::string& line) {
       pending_.erase(it);
       return answer(tag, -1, false, false, "stdin is not base64, or larger than 1 MiB");
     }
+  } else if (key == "run-stream") {
+    p.stream = true;
+  } else if (key == "run-tty") {
+    p.stream = true;
+    std::sscanf(value.c_str(), "%d %d", &p.rows, &p.cols);
+    p.rows = std::clamp(p.rows, 1, 1000);
+    p.cols = std::clamp(p.cols, 1, 1000);
   } else if (key == "run-end") {
     Pending ready = std::move(p);
     pending_.erase(it);
@@ -150,6 +169,7 @@ void ControlLine::command(const std::string& line) {
 void ControlLine::start(const std::string& tag, Pending p) {
   if (p.argv.empty()) return answer(tag, -1, false, false, "nothing to run");
   if (runs_.size() >= kMaxRuns) return answer(tag, -1, false, false, "too many commands running in this VM");
+  if (p.stream) return start_session(tag, std::move(p));
   int out[2], in[2] = {-1, -1};
   if (::pipe2(out, O_CLOEXEC) != 0) return answer(tag, -1, false, false, std::string("pipe: ") + std::strerror(errno));
   if (!p.input.empty() && ::pipe2(in, O_CLOEXEC) != 0) {
@@ -179,7 +199,97 @@ void ControlLine::start(const std::string& tag, Pending p) {
   feed(runs_.back());
 }
 
+// A session: on a new terminal (its replica side the command's stdin, stdout and stderr, and its
+// controlling terminal) or on pipes; no timeout; output streams within the host's window.
+void ControlLine::start_session(const std::string& tag, Pending p) {
+  auto fail = [&](const char* what) { answer(tag, -1, false, false, std::string(what) + ": " + std::strerror(errno)); };
+  int in = -1, out = -1, child_in = -1, child_out = -1;
+  const bool tty = p.rows > 0;
+  if (tty) {
+    out = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    char name[64];
+    if (out < 0 || ::grantpt(out) != 0 || ::unlockpt(out) != 0 || ::ptsname_r(out, name, sizeof name) != 0) {
+      if (out >= 0) ::close(out);
+      return fail("a terminal");
+    }
+    child_in = child_out = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (child_in < 0) {
+      ::close(out);
+      return fail(name);
+    }
+    winsize ws{};
+    ws.ws_row = static_cast<unsigned short>(p.rows);
+    ws.ws_col = static_cast<unsigned short>(p.cols);
+    ::ioctl(out, TIOCSWINSZ, &ws);
+    in = out;
+  } else {
+    int o[2], i[2];
+    if (::pipe2(o, O_CLOEXEC) != 0) return fail("pipe");
+    if (::pipe2(i, O_CLOEXEC) != 0) {
+      ::close(o[0]);
+      ::close(o[1]);
+      return fail("pipe");
+    }
+    out = o[0];
+    child_out = o[1];
+    child_in = i[0];
+    in = i[1];
+  }
+  const pid_t pid = spawn_(p.argv, p.env, child_in, child_out);
+  ::close(child_out);
+  if (child_in != child_out) ::close(child_in);
+  if (pid < 0) {
+    ::close(out);
+    if (in != out) ::close(in);
+    return fail("fork");
+  }
+  ::fcntl(out, F_SETFL, O_NONBLOCK);
+  if (in != out) ::fcntl(in, F_SETFL, O_NONBLOCK);
+  Run r;
+  r.tag = tag;
+  r.pid = pid;
+  r.out = out;
+  r.in = in;
+  r.stream = true;
+  r.tty = tty;
+  r.window = kFirstWindow;
+  runs_.push_back(std::move(r));
+}
+
+void ControlLine::session_command(const std::string& key, const std::string& tag, const std::string& value) {
+  auto it = std::find_if(runs_.begin(), runs_.end(), [&](const Run& r) { return r.tag == tag && r.stream; });
+  if (it == runs_.end()) return;  // ended already: its result is on its way
+  Run& r = *it;
+  if (key == "run-input") {
+    if (r.input_at > 65536) {  // what was written goes
+      r.input.erase(0, r.input_at);
+      r.input_at = 0;
+    }
+    if (!base64_decode(value, r.input) || r.input.size() - r.input_at > kMaxUnread) ::kill(-r.pid, SIGKILL);
+    feed(r);
+  } else if (key == "run-eof") {
+    if (r.tty) {
+      r.input.push_back('\x04');  // Ctrl-D, as typed: the end of input to a reader on a terminal
+    } else {
+      r.eof = true;
+    }
+    feed(r);
+  } else if (key == "run-resize" && r.tty) {
+    winsize ws{};
+    int rows = 0, cols = 0;
+    std::sscanf(value.c_str(), "%d %d", &rows, &cols);
+    ws.ws_row = static_cast<unsigned short>(std::clamp(rows, 1, 1000));
+    ws.ws_col = static_cast<unsigned short>(std::clamp(cols, 1, 1000));
+    ::ioctl(r.out, TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH to its foreground process group
+  } else if (key == "run-kill") {
+    ::kill(-r.pid, SIGKILL);
+  } else if (key == "run-window") {
+    r.window += std::min<std::size_t>(std::strtoul(value.c_str(), nullptr, 10), 16 * 1024 * 1024);
+  }
+}
+
 void ControlLine::drain(Run& r) {
+  if (r.stream) return stream_out(r, false);
   char buf[16384];
   ssize_t n = -1;
   while (r.out >= 0 && (n = ::read(r.out, buf, sizeof buf)) > 0) {
@@ -194,8 +304,29 @@ void ControlLine::drain(Run& r) {
   }
 }
 
+// A session's output as "run-output" answers: what the window allows, or (`all`, at its end)
+// everything left. A terminal nobody holds any more reads as EIO: its end, as EOF is a pipe's.
+void ControlLine::stream_out(Run& r, bool all) {
+  char buf[16384];
+  while (r.out >= 0 && (all || r.window > 0)) {
+    const auto want = all ? sizeof buf : std::min(sizeof buf, r.window);
+    const ssize_t n = ::read(r.out, buf, want);
+    if (n > 0) {
+      out_ += "run-output " + r.tag + " " + std::to_string(n) + "\n";
+      out_.append(buf, static_cast<std::size_t>(n));
+      r.window -= std::min(r.window, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    ::close(r.out);  // EOF or EIO
+    if (r.in == r.out) r.in = -1;
+    r.out = -1;
+  }
+}
+
 // Writes what the pipe takes of the command's stdin; closes it once all is written (or the command
-// stopped reading: EPIPE, as SIGPIPE is ignored here).
+// stopped reading: EPIPE, as SIGPIPE is ignored here). A session's stays open for more, until its end.
 void ControlLine::feed(Run& r) {
   while (r.in >= 0 && r.input_at < r.input.size()) {
     const ssize_t n = ::write(r.in, r.input.data() + r.input_at, r.input.size() - r.input_at);
@@ -205,8 +336,10 @@ void ControlLine::feed(Run& r) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
+    if (r.stream) r.eof = true;  // it stopped reading: nothing more will reach it
     break;
   }
+  if (r.stream && (!r.eof || r.tty)) return;  // a terminal's stays: it is the output's too
   if (r.in >= 0) {
     ::close(r.in);
     r.in = -1;
@@ -225,10 +358,12 @@ bool ControlLine::reaped(pid_t pid, int status) {
 
 void ControlLine::finish(std::size_t i, int code, bool timed_out) {
   Run& r = runs_[i];
-  drain(r);  // what it wrote before it ended (a child it left behind may still hold the pipe: not waited for)
+  // What it wrote before it ended (a child it left behind may still hold the pipe: not waited for).
+  if (r.stream) stream_out(r, true);
+  else drain(r);
   if (r.out >= 0) ::close(r.out);
-  if (r.in >= 0) ::close(r.in);
-  answer(r.tag, code, timed_out, r.truncated, r.output);
+  if (r.in >= 0 && r.in != r.out) ::close(r.in);
+  answer(r.tag, code, timed_out, r.truncated, r.stream ? std::string() : r.output);
   runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
 }
 

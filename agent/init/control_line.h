@@ -8,11 +8,20 @@
 //   "run-timeout T MS"               killed (with its process group) after MS; default 5000
 //   "run-max-output T N"             output kept (stdout and stderr together); default 4096
 //   "run-stdin T BASE64"             bytes for its stdin, in order (none: /dev/null)
+//   "run-stream T"                   a session (`platform exec -i`): no timeout, input and output stream
+//   "run-tty T ROWS COLS"            a session on a terminal of that size (`-it`)
 //   "run-end T"                      runs it
 //   "" (an empty line)               a new connection: answers still queued for the last one are dropped
 // and one answer per command, a header line and the output's bytes:
 //   "run-result T <exit code> <timed out 0|1> <truncated 0|1> <bytes>\n<output>"
 // The exit code is -1 when it timed out or could not start; 128+N when signal N killed it.
+// A session's output instead streams as it comes, within the window the host grants (256 KiB at
+// first), and its run-result carries none:
+//   "run-output T <bytes>\n<bytes>"
+// while the host sends, for a running session:
+//   "run-input T BASE64"             bytes for its stdin      "run-eof T"      the end of them
+//   "run-resize T ROWS COLS"         its terminal's new size  "run-kill T"     SIGKILL to it
+//   "run-window T N"                 N more bytes of output may come
 // Plain libc and the standard library: PID 1 is a static binary.
 #include <poll.h>
 #include <sys/types.h>
@@ -56,21 +65,28 @@ class ControlLine {
     long timeout_ms = 5000;
     std::size_t max_output = 4096;
     std::string input;
+    bool stream = false;
+    int rows = 0, cols = 0;  // a terminal (with stream)
   };
   struct Run {
     std::string tag;
     pid_t pid = -1;
-    int out = -1, in = -1;
-    long deadline = 0;
+    int out = -1, in = -1;  // with a terminal both are its master side (closed once, as `out`)
+    long deadline = 0;      // 0: none (a session)
     std::size_t max_output = 4096;
     std::string output, input;
     std::size_t input_at = 0;
     bool truncated = false;
+    bool stream = false, tty = false, eof = false;  // eof: close its stdin once `input` is written
+    std::size_t window = 0;  // output the host takes now (a session)
   };
 
   void command(const std::string& line);
+  void session_command(const std::string& key, const std::string& tag, const std::string& value);
   void start(const std::string& tag, Pending p);
+  void start_session(const std::string& tag, Pending p);
   void drain(Run& r);
+  void stream_out(Run& r, bool all);
   void feed(Run& r);
   void finish(std::size_t i, int code, bool timed_out);
   void answer(const std::string& tag, int code, bool timed_out, bool truncated, const std::string& output);

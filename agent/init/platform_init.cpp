@@ -14,12 +14,14 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -64,6 +66,7 @@ std::string resolve(const std::string& cmd, const std::vector<std::string>& env)
 [[noreturn]] void become(const RunFile& run, std::vector<std::string> argv, std::vector<std::string> env, int in, int out,
                          int err, bool cgroup) {
   ::setsid();
+  if (in >= 0 && ::isatty(in)) ::ioctl(in, TIOCSCTTY, 0);  // a session's terminal: Ctrl-C, resizes reach it
   if (cgroup) join_app_cgroup(::getpid());
   if (in < 0) in = ::open("/dev/null", O_RDONLY);
   ::dup2(in, 0);

@@ -8,12 +8,16 @@
 //   ECHO_IGNORE_TERM=1: ignore SIGTERM (a process that must be killed after the stop grace period).
 //   ECHO_SHOW=1: print what the process sees (uid, gid, workdir, GREETING, PLATFORM_INSTANCE_ID, the
 //   secrets file and whether it can write it) and exit 0: for runtime tests and exec checks.
+//   ECHO_PROMPT=1: a small interactive tool (for `platform exec -i/-it`): says whether stdin is a terminal
+//   and its size, then answers each line after a "> " prompt: "size" with the terminal's size now,
+//   "exit N" by exiting with status N, anything else with "you said: ..."; at the end of input, "bye".
 //   It prints "echo: listening on port N" once it accepts connections, and exits 0 on SIGTERM.
 // No dependencies beyond libc, built with -static so the image holds one file.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -92,6 +96,27 @@ int main() {
       total += static_cast<std::size_t>(n);
     }
     std::printf("echo: %zu bytes from stdin\n", total);
+    return 0;
+  }
+  if (std::getenv("ECHO_PROMPT")) {
+    auto size = [] {
+      winsize ws{};
+      if (::ioctl(0, TIOCGWINSZ, &ws) != 0) return std::string("none");
+      return std::to_string(ws.ws_row) + "x" + std::to_string(ws.ws_col);
+    };
+    std::printf("echo: tty=%s size=%s\n", ::isatty(0) ? "yes" : "no", size().c_str());
+    char line[4096];
+    for (;;) {
+      std::printf("> ");
+      std::fflush(stdout);
+      if (!std::fgets(line, sizeof line, stdin)) break;
+      std::string l(line);
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+      if (l == "size") std::printf("size=%s\n", size().c_str());
+      else if (l.rfind("exit ", 0) == 0) return std::atoi(l.c_str() + 5);
+      else std::printf("you said: %s\n", l.c_str());
+    }
+    std::printf("bye\n");
     return 0;
   }
   if (const char* e = std::getenv("ECHO_EXIT")) {

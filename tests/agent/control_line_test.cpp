@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 
 #include "agent/init/control_line.h"
 #include "agent/vm_control.h"
+#include "agent/vm_session.h"
 
 using namespace platform;
 using namespace std::chrono;
@@ -36,6 +39,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::setsid();
+    if (in >= 0 && ::isatty(in)) ::ioctl(in, TIOCSCTTY, 0);  // a session's terminal, as platform-init makes it
     ::dup2(in >= 0 ? in : null, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
@@ -101,7 +105,7 @@ class ControlLineTest : public ::testing::Test {
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     ::fcntl(sv[1], F_SETFL, O_NONBLOCK);  // as platform-init opens its port
     process_ = spawn({"/bin/sleep", "30"}, {}, -1, 2);
-    host_ = std::make_unique<agent::VmControl>(sv[0]);
+    host_ = std::make_shared<agent::VmControl>(sv[0]);
     guest_ = std::make_unique<Guest>(sv[1], process_);
   }
   void TearDown() override {
@@ -116,8 +120,13 @@ class ControlLineTest : public ::testing::Test {
     return host_->run(argv, env, timeout, max_output, input);
   }
 
+  std::unique_ptr<agent::Session> session(const std::vector<std::string>& argv, bool tty = false, int rows = 24,
+                                          int cols = 80) {
+    return agent::open_vm_session(host_, argv, {}, tty, rows, cols);
+  }
+
   pid_t process_ = -1;
-  std::unique_ptr<agent::VmControl> host_;
+  std::shared_ptr<agent::VmControl> host_;
   std::unique_ptr<Guest> guest_;
 };
 
@@ -254,4 +263,77 @@ TEST(ControlLineTags, NoTwoConnectionsShareATag) {
     tags.push_back(got.substr(at + 10, got.find('\n', at) - at - 10));
   }
   EXPECT_NE(tags[0], tags[1]);
+}
+
+// Sessions (`platform exec -i/-it` in a microVM) over the same line: output streams as it comes,
+// input as it is written, on a terminal when asked, with the command's exit status at the end.
+namespace {
+
+// Reads the session's output until it holds `text` (true), its end, or 10 s.
+bool read_until(agent::Session& s, std::string& got, const std::string& text) {
+  const auto deadline = steady_clock::now() + seconds(10);
+  while (got.find(text) == std::string::npos && steady_clock::now() < deadline) {
+    pollfd p{s.fd(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[65536];
+    const auto n = ::read(s.fd(), buf, sizeof buf);
+    if (n == 0) break;
+    if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got.find(text) != std::string::npos;
+}
+
+void type(agent::Session& s, const std::string& keys) { ASSERT_EQ(::write(s.fd(), keys.data(), keys.size()), static_cast<ssize_t>(keys.size())); }
+
+}  // namespace
+
+TEST_F(ControlLineTest, ASessionStreamsBothWaysAndEndsWithItsStatus) {
+  auto s = session({"/bin/sh", "-c", "while read -r line; do echo \"got $line\"; done; echo done; exit 4"});
+  std::string got;
+  type(*s, "one\n");
+  EXPECT_TRUE(read_until(*s, got, "got one\n")) << got;  // an answer before its input has ended
+  type(*s, "two\n");
+  EXPECT_TRUE(read_until(*s, got, "got two\n")) << got;
+  s->end_input();
+  EXPECT_TRUE(read_until(*s, got, "done\n")) << got;
+  EXPECT_EQ(s->wait(seconds(10)), 4);
+  char c;
+  EXPECT_EQ(::read(s->fd(), &c, 1), 0);  // then the end of its output
+  EXPECT_EQ(run({"/bin/echo", "still"}).output, "still\n");  // the line serves commands beside it all along
+}
+
+TEST_F(ControlLineTest, ASessionOnATerminalHasItsSizeResizesAndCtrlC) {
+  auto s = session({"/bin/sh", "-c", "stty size; trap 'echo interrupted; exit 3' INT; read x; echo got:$x; stty size;"
+                                     " while :; do sleep 0.1; done"},
+                   true, 30, 90);
+  std::string got;
+  EXPECT_TRUE(read_until(*s, got, "30 90")) << got;
+  s->resize(40, 100);
+  type(*s, "abc\r");  // a terminal: carriage return ends the line, and it echoes what was typed
+  EXPECT_TRUE(read_until(*s, got, "got:abc")) << got;
+  EXPECT_TRUE(read_until(*s, got, "40 100")) << got;
+  type(*s, "\x03");  // Ctrl-C: SIGINT to the command, its terminal's foreground
+  EXPECT_TRUE(read_until(*s, got, "interrupted")) << got;
+  EXPECT_EQ(s->wait(seconds(10)), 3);
+}
+
+TEST_F(ControlLineTest, ASlowReaderHoldsASessionBackAndLosesNothing) {
+  // 3 MB, well past the guest's first window: it sends more only as the reader takes it.
+  auto s = session({"/bin/sh", "-c", "head -c 3000000 /dev/zero; echo; echo end"});
+  std::this_thread::sleep_for(milliseconds(500));  // nobody reads meanwhile
+  EXPECT_EQ(run({"/bin/echo", "health"}).output, "health\n");  // and the line still serves
+  std::string got;
+  EXPECT_TRUE(read_until(*s, got, "\nend\n"));
+  EXPECT_EQ(got.size(), 3000000u + 5u);
+  EXPECT_EQ(s->wait(seconds(10)), 0);
+}
+
+TEST_F(ControlLineTest, AKilledSessionEndsAndOneThatCannotStartSaysWhy) {
+  auto s = session({"/bin/sleep", "60"});
+  const auto at = steady_clock::now();
+  s->kill();
+  EXPECT_EQ(s->wait(seconds(10)), 128 + SIGKILL);
+  EXPECT_LT(steady_clock::now() - at, seconds(5));
+  auto missing = session({"/nonexistent/program"});
+  EXPECT_EQ(missing->wait(seconds(10)), 127);
 }

@@ -117,6 +117,17 @@ TEST(Api, BadInputGetsItsStatusAndTheServerKeepsServing) {
   check("POST", exec, R"({"command": ["ls"], "env": {"1A": "x"}})", 400, "invalid_request");
   check("POST", exec, R"({"command": ["ls"], "stdin": "x"})", 400, "invalid_request");
   check("POST", exec, R"({"command": ["ls"]})", 404, "not_found");  // well formed: then the path is looked up
+  // A session's too, and its size; then the path; a session nobody has is 404 on every verb.
+  const std::string sessions = "/v1/orgs/acme/projects/nope/apps/a/envs/e/instances/web-1/sessions";
+  check("POST", sessions, R"({"command": []})", 400, "invalid_request");
+  check("POST", sessions, R"({"command": ["sh"], "rows": 0})", 400, "invalid_request");
+  check("POST", sessions, R"({"command": ["sh"], "tty": "yes"})", 400, "invalid_request");
+  check("POST", sessions, R"({"command": ["sh"], "tty": true, "rows": 40, "cols": 120})", 404, "not_found");
+  check("POST", "/v1/sessions/ses_x/input", R"({"seq": 1, "data": "aGkK"})", 404, "not_found");
+  check("GET", "/v1/sessions/ses_x/output?wait=1s", "", 404, "not_found");
+  check("DELETE", "/v1/sessions/ses_x", "", 404, "not_found");
+  check("GET", "/v1/agent/sessions/ses_x/input?wait=1s", "", 401, "unauthenticated");
+  check("POST", "/v1/agent/sessions/ses_x/output", R"({"seq": 1})", 401, "unauthenticated");
   check("GET", "/v1/agent/exec?wait=1s", "", 401, "unauthenticated");
   check("POST", "/v1/agent/exec/exec_x", R"({"exit_code": 0})", 401, "unauthenticated");
   {  // a name one easy step from a valid one: the hint offers the valid one

@@ -21,6 +21,7 @@
 #include "tests/support/dev_platform.h"
 #include "tests/support/pg.h"
 #include "tests/support/process.h"
+#include "tests/support/pty_run.h"
 
 using namespace platform;
 using namespace platform::e2e;
@@ -628,6 +629,83 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   int by_process_here = by_process["instance_id"] == ins_id ? 1 : 0;
   EXPECT_EQ(requested, 8 + by_process_here) << trail.dump();  // web-99 is no instance: refused, nothing recorded
   EXPECT_EQ(finished, 8 + by_process_here) << trail.dump();
+
+  // `platform exec -i`: a session. What the CLI reads streams to the command as it runs, its output
+  // streams back, and its exit status is the CLI's; the end of stdin is the end of the command's input.
+  const std::string bin = PLATFORM_BIN;
+  auto piped = run("printf 'hello there\\nexit 6\\n' | " + bin + " exec -i " + ins_name + at + " -e ECHO_PROMPT=1 -- /app/echo");
+  EXPECT_EQ(piped.exit, 6) << piped.out;
+  EXPECT_NE(piped.out.find("echo: tty=no size=none"), std::string::npos) << piped.out;
+  EXPECT_NE(piped.out.find("you said: hello there"), std::string::npos) << piped.out;
+  auto to_end = run("printf 'one\\n' | " + bin + " exec -i " + ins_name + at + " -e ECHO_PROMPT=1 -- /app/echo");
+  EXPECT_EQ(to_end.exit, 0) << to_end.out;
+  EXPECT_NE(to_end.out.find("you said: one\n> bye"), std::string::npos) << to_end.out;
+  // 300 KiB through a session, byte for byte (more than one chunk, more than a pipe holds).
+  auto streamed = run(bin + " exec -i " + ins_name + at + " -e ECHO_CAT=1 -- /app/echo < " + input + " > " + copied +
+                      " && head -c 409600 " + copied + " | cmp - " + input + " && tail -c 30 " + copied);
+  EXPECT_EQ(streamed.exit, 0) << streamed.out;
+  EXPECT_NE(streamed.out.find("echo: 409600 bytes from stdin"), std::string::npos) << streamed.out;
+
+  // -it at a terminal: the command gets a terminal of the CLI's size, follows its resizes, sees the keys
+  // as typed (the terminal echoes them), and its exit status is the CLI's.
+  const std::vector<std::string> session_argv = {bin, "exec", "-it", ins_name, "--project", "sample", "--app", "echo",
+                                                 "--env", "dev", "-e", "ECHO_PROMPT=1", "--", "/app/echo"};
+  {
+    PtyRun t(session_argv, 33, 101);
+    ASSERT_TRUE(t.wait_for("> ", std::chrono::seconds(30))) << t.output();
+    EXPECT_NE(t.output().find("echo: tty=yes size=33x101"), std::string::npos) << t.output();
+    t.type("hi there\r");
+    EXPECT_TRUE(t.wait_for("you said: hi there", std::chrono::seconds(10))) << t.output();
+    t.resize(50, 132);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    t.type("size\r");
+    EXPECT_TRUE(t.wait_for("size=50x132", std::chrono::seconds(10))) << t.output();
+    t.type("exit 9\r");
+    EXPECT_EQ(t.finish(std::chrono::seconds(20)), 9) << t.output();
+  }
+  {
+    // Ctrl-C on a terminal is the command's: it is interrupted, not the CLI (which passes on its 130).
+    PtyRun t(session_argv, 24, 80);
+    ASSERT_TRUE(t.wait_for("> ", std::chrono::seconds(30))) << t.output();
+    t.type("\x03");
+    EXPECT_EQ(t.finish(std::chrono::seconds(20)), 130) << t.output();
+  }
+  {
+    // Without a terminal session (-i), Ctrl-C ends the CLI, which ends the session: its command is killed.
+    auto argv = session_argv;
+    argv[2] = "-i";
+    PtyRun t(argv, 24, 80);
+    ASSERT_TRUE(t.wait_for("> ", std::chrono::seconds(30))) << t.output();
+    t.type("\x03");
+    EXPECT_EQ(t.finish(std::chrono::seconds(20)), 130) << t.output();
+  }
+  // What a session cannot be.
+  EXPECT_EQ(cli("-o json exec -i " + ins_name + at + " -- /app/echo < /dev/null").exit, 2);
+  auto no_terminal = run("(" + bin + " exec -t " + ins_name + at + " -- /app/echo < /dev/null 2>&1; echo \"exit $?\")");
+  EXPECT_NE(no_terminal.out.find("exit 2"), std::string::npos) << no_terminal.out;
+  EXPECT_NE(no_terminal.out.find("-t needs a terminal on stdin"), std::string::npos) << no_terminal.out;
+  EXPECT_EQ(cli("exec -i --stdin " + ins_name + at + " -- /app/echo < /dev/null").exit, 2);
+  EXPECT_EQ(cli("exec -i " + ins_name + at + " -- /app/nope < /dev/null").exit, 255);  // runc's "no such file"
+  // The trail: who opened each session, and how each ended (the last: the client ended it).
+  Json ended = Json::array();
+  for (int i = 0; i < 100 && ended.size() < 7; ++i) {
+    ended = Json::array();
+    auto sessions = one_json(cli("-o json events --type InstanceSession* --resource " + ins_id + " --org dev"));
+    for (const auto& e : sessions["events"])
+      if (e["type"] == "InstanceSessionEnded") ended.push_back(e["data"]);
+    if (ended.size() < 7) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(ended.size(), 7u) << ended.dump();  // the three refused above opened none
+  std::multiset<std::string> reasons;
+  for (const auto& d : ended) reasons.insert(d["reason"].get<std::string>());
+  EXPECT_EQ(reasons.count("the session ended with status 6"), 1u) << ended.dump();
+  EXPECT_EQ(reasons.count("the session ended with status 0"), 2u) << ended.dump();
+  EXPECT_EQ(reasons.count("the session ended with status 9"), 1u) << ended.dump();
+  EXPECT_EQ(reasons.count("the session ended with status 130"), 1u) << ended.dump();
+  EXPECT_EQ(reasons.count("the session ended with status 255"), 1u) << ended.dump();
+  int by_client = 0;
+  for (const auto& r : reasons) by_client += r == "the session ended: the client ended it";
+  EXPECT_EQ(by_client, 1) << ended.dump();
   EXPECT_TRUE(dev.stop());
 }
 

@@ -12,6 +12,7 @@
 
 #include "tests/ingress/loopback.h"
 #include "tests/support/dev_platform.h"
+#include "tests/support/pty_run.h"
 #include "tests/support/echo_manifest.h"
 
 using namespace platform;
@@ -120,6 +121,35 @@ count = 1
   slow_thread.join();
   EXPECT_EQ(slow.exit, 4) << slow.out;
   EXPECT_EQ(one_json(slow)["timed_out"], true) << slow.out;
+  // A session in the VM: `-i` streams stdin in and output out; `-it` puts the command on a terminal in
+  // the guest, of the CLI's size, that follows its resizes.
+  const std::string bin = PLATFORM_BIN;
+  auto piped = run("printf 'hello vm\\nexit 6\\n' | " + bin + " exec -i web-1" + in("prod") + " -e ECHO_PROMPT=1 -- /app/echo");
+  EXPECT_EQ(piped.exit, 6) << piped.out << agent_log();
+  EXPECT_NE(piped.out.find("echo: tty=no"), std::string::npos) << piped.out;
+  EXPECT_NE(piped.out.find("you said: hello vm"), std::string::npos) << piped.out;
+  auto streamed = run(bin + " exec -i web-1" + in("prod") + " -e ECHO_CAT=1 -- /app/echo < " + input + " > " + copied +
+                      " && head -c 409600 " + copied + " | cmp - " + input + " && tail -c 30 " + copied);
+  EXPECT_EQ(streamed.exit, 0) << streamed.out;
+  EXPECT_NE(streamed.out.find("echo: 409600 bytes from stdin"), std::string::npos) << streamed.out;
+  {
+    std::vector<std::string> argv = {bin, "exec", "-it", "web-1", "-e", "ECHO_PROMPT=1"};
+    for (const auto* w : {"--org", "dev", "--project", "vms", "--app", "echo", "--env", "prod"}) argv.push_back(w);
+    argv.push_back("--");
+    argv.push_back("/app/echo");
+    PtyRun t(argv, 33, 101);
+    ASSERT_TRUE(t.wait_for("> ", std::chrono::seconds(60))) << t.output() << agent_log();
+    EXPECT_NE(t.output().find("echo: tty=yes size=33x101"), std::string::npos) << t.output();
+    t.type("hi vm\r");
+    EXPECT_TRUE(t.wait_for("you said: hi vm", std::chrono::seconds(20))) << t.output();
+    t.resize(50, 132);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    t.type("size\r");
+    EXPECT_TRUE(t.wait_for("size=50x132", std::chrono::seconds(20))) << t.output();
+    t.type("exit 9\r");
+    EXPECT_EQ(t.finish(std::chrono::seconds(30)), 9) << t.output();
+  }
+
   auto still = one_json(cli("-o json instance describe web-1" + in("prod")));
   EXPECT_EQ(still["state"], "running") << still.dump();
   EXPECT_EQ(still["health"], "healthy") << still.dump();

@@ -1,0 +1,142 @@
+// Sandbox::open_session: `runc exec` relaying an interactive session. With a tty, runc's stdin, stdout and
+// stderr are the replica side of a terminal we open, so runc puts the command on a terminal of its own
+// and relays it to ours (resizing it when ours is resized: runc gets SIGWINCH as that terminal's
+// foreground process); the session reads and writes our master side. Without, they are one end of a
+// socket pair.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "agent/files.h"
+#include "agent/sandbox.h"
+#include "engine/error.h"
+#include "engine/exec.h"
+
+namespace platform::agent {
+namespace fs = std::filesystem;
+
+namespace {
+
+class RuncSession final : public Session {
+ public:
+  RuncSession(pid_t pid, int fd, bool tty, std::string pid_file)
+      : pid_(pid), fd_(fd), tty_(tty), pid_file_(std::move(pid_file)) {}
+  ~RuncSession() override {
+    if (!status_) {
+      kill();
+      wait(std::chrono::seconds(5));
+    }
+    ::close(fd_);
+    std::error_code ec;
+    fs::remove(pid_file_, ec);
+  }
+  int fd() const override { return fd_; }
+  void end_input() override {
+    if (tty_) {
+      const char eot = 4;  // Ctrl-D: the end of input to a terminal's reader in canonical mode
+      [[maybe_unused]] auto n = ::write(fd_, &eot, 1);
+    } else {
+      ::shutdown(fd_, SHUT_WR);
+    }
+  }
+  void resize(int rows, int cols) override {
+    if (!tty_) return;
+    winsize ws{};
+    ws.ws_row = static_cast<unsigned short>(rows);
+    ws.ws_col = static_cast<unsigned short>(cols);
+    ::ioctl(fd_, TIOCSWINSZ, &ws);
+  }
+  std::optional<int> wait(std::chrono::milliseconds timeout) override {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!status_) {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return status_;
+  }
+  void kill() override {
+    // The command's host pid too: killing `runc exec` alone would leave it running.
+    if (auto inner = std::atol(read_text(pid_file_).c_str()); inner > 0) ::kill(static_cast<pid_t>(inner), SIGKILL);
+    if (!status_) ::kill(pid_, SIGKILL);
+  }
+
+ private:
+  pid_t pid_;
+  int fd_;
+  bool tty_;
+  std::string pid_file_;
+  std::optional<int> status_;
+};
+
+[[noreturn]] void cannot(const std::string& what) {
+  throw PlatformError(ErrorCode::internal, "cannot start the session: " + what + ": " + std::strerror(errno), "");
+}
+
+}  // namespace
+
+std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std::vector<std::string>& argv,
+                                               const std::map<std::string, std::string>& env, bool tty, int rows,
+                                               int cols) const {
+  if (!valid_run_id(id) || argv.empty()) throw PlatformError(ErrorCode::invalid_request, "nothing to run", "");
+  int ours = -1, theirs = -1;
+  if (tty) {
+    ours = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (ours < 0 || ::grantpt(ours) != 0 || ::unlockpt(ours) != 0) cannot("a terminal");
+    char name[128];
+    if (::ptsname_r(ours, name, sizeof name) != 0) cannot("a terminal's name");
+    theirs = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (theirs < 0) cannot(name);
+    winsize ws{};
+    ws.ws_row = static_cast<unsigned short>(rows);
+    ws.ws_col = static_cast<unsigned short>(cols);
+    ::ioctl(ours, TIOCSWINSZ, &ws);
+  } else {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) cannot("a socket pair");
+    ours = sv[0];
+    theirs = sv[1];
+  }
+  static std::atomic<unsigned> opened{0};
+  const auto pid_file = (fs::path(dir(id)) / fmt::format("session-{}-{}.pid", ::getpid(), ++opened)).string();
+  std::vector<std::string> args = {runc_, "--root", (fs::path(state_dir_) / "runc").string(), "exec", "--pid-file", pid_file};
+  if (tty) args.push_back("--tty");
+  for (const auto& [k, v] : env) {
+    args.push_back("--env");
+    args.push_back(k + "=" + v);
+  }
+  args.push_back(id);
+  args.insert(args.end(), argv.begin(), argv.end());
+  const pid_t pid = ::fork();
+  if (pid < 0) cannot("fork");
+  if (pid == 0) {
+    if (tty) {
+      ::setsid();  // our terminal becomes runc's controlling one: it gets SIGWINCH when we resize it
+      ::ioctl(theirs, TIOCSCTTY, 0);
+    }
+    ::dup2(theirs, 0);
+    ::dup2(theirs, 1);
+    ::dup2(theirs, 2);
+    exec_or_exit(args);
+  }
+  ::close(theirs);
+  ::fcntl(ours, F_SETFL, ::fcntl(ours, F_GETFL) | O_NONBLOCK);
+  return std::make_unique<RuncSession>(pid, ours, tty, pid_file);
+}
+
+}  // namespace platform::agent
