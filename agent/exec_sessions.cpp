@@ -45,20 +45,23 @@ void run_session(const api::Client& client, Runtime* runtime, const Json& s, con
   const auto id = s.value("session_id", "");
   const auto base = "/v1/agent/sessions/" + api::url_encode(id);
   std::int64_t out_seq = 0;
+  std::atomic<bool> closed{false};  // the API said to end it: output nobody will read is not sent
   // Posts one output chunk (or the end), retrying while the API is away or the client behind. False:
-  // the session is gone (the API no longer knows it), or the agent is stopping.
+  // the session is gone (the API no longer knows it, or it was ended meanwhile), or the agent is stopping.
   auto post = [&](Json body) {
     body["seq"] = ++out_seq;
-    for (int attempt = 0; !stopping(); ++attempt) {
+    const bool end = body.value("ended", false);
+    for (int attempt = 0; !stopping() && (end || !closed); ++attempt) {
       try {
         client.call("POST", base + "/output", body, std::string(), std::chrono::seconds(10));
         return true;
       } catch (const PlatformError& e) {
         const auto code = e.error().code;
         if (code == ErrorCode::not_found || code == ErrorCode::invalid_request) return false;
-        if (code != ErrorCode::unavailable && attempt >= 30) return false;  // the API has been away too long
+        // The client behind (503) waits as long as the session lasts; the API away, half a minute.
+        if (attempt >= 150 && !(code == ErrorCode::unavailable && !end)) return false;
       } catch (const std::exception&) {
-        if (attempt >= 30) return false;
+        if (attempt >= 150) return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
@@ -111,6 +114,7 @@ void run_session(const api::Client& client, Runtime* runtime, const Json& s, con
           std::lock_guard lock(mu);
           closed_why = page.value("why", "the client ended it");
         }
+        closed = true;
         session->kill();  // the client ended it or went away: the output side sees the end
         break;
       }

@@ -22,6 +22,7 @@
 #include "agent/sandbox.h"
 #include "engine/error.h"
 #include "engine/exec.h"
+#include "engine/json.h"
 
 namespace platform::agent {
 namespace fs = std::filesystem;
@@ -40,6 +41,7 @@ class RuncSession final : public Session {
     ::close(fd_);
     std::error_code ec;
     fs::remove(pid_file_, ec);
+    fs::remove(pid_file_.substr(0, pid_file_.size() - 4) + ".json", ec);  // its process, with a terminal
   }
   int fd() const override { return fd_; }
   void end_input() override {
@@ -115,13 +117,37 @@ std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std:
   static std::atomic<unsigned> opened{0};
   const auto pid_file = (fs::path(dir(id)) / fmt::format("session-{}-{}.pid", ::getpid(), ++opened)).string();
   std::vector<std::string> args = {runc_, "--root", (fs::path(state_dir_) / "runc").string(), "exec", "--pid-file", pid_file};
-  if (tty) args.push_back("--tty");
-  for (const auto& [k, v] : env) {
-    args.push_back("--env");
-    args.push_back(k + "=" + v);
+  if (tty) {
+    // The container's process with our command, env and a terminal of our size from its start: runc
+    // sizes the terminal before the command runs only from the process's consoleSize (with --tty alone
+    // it copies ours over once the command already runs, and a program that looks at once sees 0x0).
+    Json process;
+    try {
+      process = Json::parse(read_text(fs::path(dir(id)) / "config.json")).at("process");
+    } catch (const std::exception& e) {
+      throw PlatformError(ErrorCode::internal, std::string("cannot start the session: the instance's config: ") + e.what(), "");
+    }
+    Json vars = Json::array();
+    for (const auto& [k, v] : env) vars.push_back(k + "=" + v);
+    for (const auto& e : process.value("env", Json::array())) {
+      const auto& kv = e.get_ref<const std::string&>();
+      if (!env.contains(kv.substr(0, kv.find('=')))) vars.push_back(kv);
+    }
+    process["args"] = argv;
+    process["env"] = vars;
+    process["terminal"] = true;
+    process["consoleSize"] = {{"height", rows}, {"width", cols}};
+    const auto file = pid_file.substr(0, pid_file.size() - 4) + ".json";
+    write_atomically(file, process.dump());
+    args.insert(args.end(), {"--process", file, id});
+  } else {
+    for (const auto& [k, v] : env) {
+      args.push_back("--env");
+      args.push_back(k + "=" + v);
+    }
+    args.push_back(id);
+    args.insert(args.end(), argv.begin(), argv.end());
   }
-  args.push_back(id);
-  args.insert(args.end(), argv.begin(), argv.end());
   const pid_t pid = ::fork();
   if (pid < 0) cannot("fork");
   if (pid == 0) {

@@ -207,6 +207,7 @@ Response post_input(Context& ctx, const Request& req, Principal& p, const Params
     auto r = tx.exec_params("UPDATE core.exec_sessions SET client_seen_at = now() WHERE id = $1"
                             " RETURNING finished_at IS NOT NULL OR close_requested",
                             id);
+    if (r.empty()) no_session(id);
     if (r[0][0].as<bool>())
       throw PlatformError(ErrorCode::precondition_failed, "session " + id + " has ended",
                           "Its output and exit status are at GET /v1/sessions/" + id + "/output.");

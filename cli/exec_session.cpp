@@ -62,7 +62,10 @@ void write_out(const std::string& data) {
 }
 
 // Sends our stdin (and resizes) to the session until stdin ends, `stop`, or the session refuses input.
-void send_input(const api::Client& client, const std::string& base, bool tty, const std::atomic<bool>& stop) {
+// A failure other than the session's end is set in `failure`, and the session is ended (its command
+// must not wait for input that will never come).
+void send_input(const api::Client& client, const std::string& base, bool tty, const std::atomic<bool>& stop,
+                std::string& failure) {
   std::int64_t seq = 0;
   auto post = [&](Json chunk) {
     chunk["seq"] = ++seq;
@@ -71,8 +74,17 @@ void send_input(const api::Client& client, const std::string& base, bool tty, co
         client.call("POST", base + "/input", chunk, std::string(), std::chrono::seconds(10));
         return true;
       } catch (const PlatformError& e) {
-        if (e.error().code != ErrorCode::unavailable && e.error().code != ErrorCode::timed_out) return false;  // ended
-        if (attempt >= 100) return false;
+        if (e.error().code == ErrorCode::precondition_failed) return false;  // it has ended
+        // Unavailable: the command has 4 MiB of our input unread (a pipe that is full), or the API is
+        // away; the output poll ends the session when that lasts. Anything else is final.
+        if (e.error().code != ErrorCode::unavailable && (e.error().code != ErrorCode::timed_out || attempt >= 10)) {
+          failure = e.what();
+          try {
+            client.call("DELETE", base, std::nullopt, std::string(), std::chrono::seconds(5));
+          } catch (const std::exception&) {
+          }
+          return false;
+        }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100 + 50 * std::min(attempt, 8)));
     }
@@ -145,7 +157,8 @@ void run_exec_session(const Globals& g, const Session& s, const std::string& ins
   };
 
   std::atomic<bool> stop{false};
-  std::thread input([&] { send_input(quiet, base, tty, stop); });
+  std::string input_failure;
+  std::thread input([&] { send_input(quiet, base, tty, stop, input_failure); });
   auto finish = [&] {
     stop = true;
     input.join();
@@ -175,6 +188,9 @@ void run_exec_session(const Globals& g, const Session& s, const std::string& ins
     throw;
   }
   finish();
+  if (!input_failure.empty())
+    throw PlatformError(ErrorCode::failed, "the session ended: its input could not be sent: " + input_failure,
+                        "Check the API with `platform context show`, then open a new session.");
   if (last["exit_code"].is_number_integer()) throw ExitWith{last["exit_code"].get<int>()};
   throw PlatformError(ErrorCode::failed,
                       "the session in " + opened.value("instance", "") + " ended without an exit status: " +
