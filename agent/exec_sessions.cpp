@@ -148,10 +148,12 @@ void run_session(const api::Client& client, Runtime* runtime, const Json& s, con
     while (!pending.empty()) {
       const auto take = std::min(pending.size(), kChunk);
       if (!post({{"data", base64_encode(pending.substr(0, take))}})) {
-        done = true;
+        // Nobody will read it (the session was ended, or the API is gone): end the command, and
+        // below, say how it ended.
         session->kill();
-        input.join();
-        return;
+        pending.clear();
+        open = false;
+        break;
       }
       pending.erase(0, take);
     }

@@ -33,6 +33,13 @@ constexpr std::size_t kFirstWindow = 256 * 1024;     // a session's output befor
 constexpr std::size_t kMaxQueued = 256 * 1024;       // answers queued for the line: read no more output
 constexpr std::size_t kMaxUnread = 4 * 1024 * 1024;  // a session's input its command has not read
 
+// SIGKILL to a command and whatever it started (its process group), and to the command itself: until
+// its child side has called setsid() there is no such group yet.
+void kill_run(pid_t pid) {
+  ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+}
+
 }  // namespace
 
 bool base64_decode(const std::string& text, std::string& out) {
@@ -103,7 +110,7 @@ void ControlLine::handle(const pollfd* fds, std::size_t n) {
       ++i;
       continue;
     }
-    ::kill(-runs_[i].pid, SIGKILL);  // it and whatever it started
+    kill_run(runs_[i].pid);
     int status = 0;
     ::waitpid(runs_[i].pid, &status, 0);
     finish(i, -1, true);
@@ -115,6 +122,9 @@ void ControlLine::command(const std::string& line) {
   if (line.empty()) {  // a new connection's first line: what is still queued was for the one before
     out_.clear();
     out_at_ = 0;
+    // So were its sessions: nobody relays them any more (their commands would linger in the VM).
+    for (const auto& r : runs_)
+      if (r.stream) kill_run(r.pid);
     return;
   }
   const auto sp = line.find(' ');
@@ -265,7 +275,7 @@ void ControlLine::session_command(const std::string& key, const std::string& tag
       r.input.erase(0, r.input_at);
       r.input_at = 0;
     }
-    if (!base64_decode(value, r.input) || r.input.size() - r.input_at > kMaxUnread) ::kill(-r.pid, SIGKILL);
+    if (!base64_decode(value, r.input) || r.input.size() - r.input_at > kMaxUnread) kill_run(r.pid);
     feed(r);
   } else if (key == "run-eof") {
     if (r.tty) {
@@ -282,7 +292,7 @@ void ControlLine::session_command(const std::string& key, const std::string& tag
     ws.ws_col = static_cast<unsigned short>(std::clamp(cols, 1, 1000));
     ::ioctl(r.out, TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH to its foreground process group
   } else if (key == "run-kill") {
-    ::kill(-r.pid, SIGKILL);
+    kill_run(r.pid);
   } else if (key == "run-window") {
     r.window += std::min<std::size_t>(std::strtoul(value.c_str(), nullptr, 10), 16 * 1024 * 1024);
   }
@@ -390,7 +400,7 @@ void ControlLine::flush() {
 }
 
 void ControlLine::kill_all() {
-  for (const auto& r : runs_) ::kill(-r.pid, SIGKILL);
+  for (const auto& r : runs_) kill_run(r.pid);
 }
 
 }  // namespace platform::init

@@ -11,7 +11,8 @@
 //   "run-stream T"                   a session (`platform exec -i`): no timeout, input and output stream
 //   "run-tty T ROWS COLS"            a session on a terminal of that size (`-it`)
 //   "run-end T"                      runs it
-//   "" (an empty line)               a new connection: answers still queued for the last one are dropped
+//   "" (an empty line)               a new connection: answers still queued for the last one are dropped,
+//                                    and its sessions killed
 // and one answer per command, a header line and the output's bytes:
 //   "run-result T <exit code> <timed out 0|1> <truncated 0|1> <bytes>\n<output>"
 // The exit code is -1 when it timed out or could not start; 128+N when signal N killed it.

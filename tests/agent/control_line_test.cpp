@@ -336,4 +336,10 @@ TEST_F(ControlLineTest, AKilledSessionEndsAndOneThatCannotStartSaysWhy) {
   EXPECT_LT(steady_clock::now() - at, seconds(5));
   auto missing = session({"/nonexistent/program"});
   EXPECT_EQ(missing->wait(seconds(10)), 127);
+  // A new connection (its first line is empty: the agent restarted) ends the sessions of the last one,
+  // which nobody relays any more.
+  auto orphan = session({"/bin/sleep", "60"});
+  std::this_thread::sleep_for(milliseconds(100));
+  host_->send("\n");
+  EXPECT_EQ(orphan->wait(seconds(10)), 128 + SIGKILL);
 }
