@@ -1,6 +1,6 @@
 // run_session (agent/exec_requests.h): one interactive session, relayed between its runtime Session and
-// the API. This thread reads the command's output and posts it in chunks (what arrived within a few
-// milliseconds goes together, at most 64 KiB); a second thread long-polls its input and writes it to
+// the API. This thread reads the command's output and posts it in chunks (what arrived within 2 ms of
+// the last bytes goes together, at most 64 KiB); a second thread long-polls its input and writes it to
 // the command. A post waits for the API, so a reader that falls behind holds the command back.
 #include <poll.h>
 #include <sys/socket.h>
@@ -128,12 +128,12 @@ void run_session(const api::Client& client, Runtime* runtime, const Json& s, con
   std::optional<int> code;
   while (open && !stopping()) {
     pollfd p{session->fd(), POLLIN, 0};
-    const int ready = ::poll(&p, 1, pending.empty() ? 200 : 5);
+    const int ready = ::poll(&p, 1, pending.empty() ? 200 : 2);
     if (ready > 0) {
       const auto n = ::read(session->fd(), buf, sizeof buf);
       if (n > 0) {
         pending.append(buf, static_cast<std::size_t>(n));
-        if (pending.size() < kChunk) continue;  // gather what arrives within a few milliseconds
+        if (pending.size() < kChunk) continue;  // gather what follows within 2 ms
       } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         continue;
       } else {

@@ -71,6 +71,7 @@ std::int64_t after_param(const Request& req) {
 WatchPlan chunk_poll(Context& ctx, const Request& req, const std::string& id, const char* stream, std::int64_t after,
                      const char* seen_column) {
   ctx.pool.transact_quiet([&](pqxx::work& tx) {
+    tx.exec("SET LOCAL synchronous_commit = off");  // as for the chunks themselves (store_chunk)
     tx.exec_params("DELETE FROM core.exec_session_chunks WHERE session_id = $1 AND stream = $2 AND seq <= $3", id,
                    std::string(stream), after);
     tx.exec_params(fmt::format("UPDATE core.exec_sessions SET {} = now() WHERE id = $1", seen_column), id);
@@ -121,7 +122,10 @@ void store_chunk(pqxx::work& tx, const std::string& id, const char* stream, cons
       id, std::string(stream), body["seq"].get<std::int64_t>(), pqxx::binarystring(data),
       resize ? std::optional<int>(body.value("rows", 24)) : std::nullopt,
       resize ? std::optional<int>(body.value("cols", 80)) : std::nullopt, body.value("eof", false));
-  tx.exec_params("SELECT pg_notify('platform_sessions', $1)", id + ":" + stream);
+  // Bytes and "last seen" times need no WAL flush before the other side may go on: a crash loses the
+  // session anyway. So the commit does not wait for one (the end, with its event, does).
+  tx.exec_params("SELECT pg_notify('platform_sessions', $1), set_config('synchronous_commit', 'off', true)",
+                 id + ":" + stream);
 }
 
 // A chunk's fields, checked: {seq, data (base64, at most 64 KiB), and for input rows/cols, eof}.
