@@ -286,9 +286,13 @@ void InstanceSupervisor::supervise() {
     if (!run_ && !start_run()) continue;
     std::optional<HealthTracker> tracker;
     if (a_.process.health) tracker.emplace(*a_.process.health);
-    auto next_probe = Clock::now() + milliseconds(300);
+    // Until the first verdict probe early and often (50, 100, 200, then every 300 ms), so an instance
+    // that is up at once is seen healthy at once; then every interval.
+    int starting_probes = 0;
+    auto next_probe = Clock::now() + milliseconds(50);
     while (!stopping_ && !detached_) {
-      if (auto how = deps_.runtime->wait(*run_, milliseconds(200))) {
+      const auto to_probe = std::chrono::duration_cast<milliseconds>(next_probe - Clock::now());
+      if (auto how = deps_.runtime->wait(*run_, std::clamp(to_probe, milliseconds(10), milliseconds(200)))) {
         after_exit(*how, "");
         break;
       }
@@ -308,8 +312,8 @@ void InstanceSupervisor::supervise() {
       }
       const auto before = tracker->state();
       const auto& now = tracker->record(r, std::chrono::duration_cast<milliseconds>(Clock::now() - started_));
-      // Until the first verdict probe often, so a healthy instance is seen quickly; then every interval.
-      next_probe = Clock::now() + (now == "starting" ? milliseconds(300) : milliseconds(check.interval_ms));
+      const auto soon = std::min(milliseconds(300), milliseconds(50 << std::min(++starting_probes, 3)));
+      next_probe = Clock::now() + (now == "starting" ? soon : milliseconds(check.interval_ms));
       if (now == before) continue;
       if (now == "healthy") report("InstanceHealthy", {{"reason", ""}, {"run", *run_}});
       if (now == "unhealthy") {

@@ -129,18 +129,18 @@ ExecResult VmControl::run(const std::vector<std::string>& argv, const std::map<s
   }
 }
 
-void VmControl::read_for_all(std::unique_lock<std::mutex>& lock, milliseconds wait) {
+void VmControl::read_for_all(std::unique_lock<std::mutex>& lock, milliseconds wait, int also) {
   if (reading_) {  // another caller reads for everyone; it wakes us when it parsed something
     cv_.wait_for(lock, wait);
     return;
   }
   reading_ = true;
   lock.unlock();
-  pollfd p{fd_, POLLIN, 0};
+  pollfd p[2] = {{fd_, POLLIN, 0}, {also, POLLIN, 0}};
   char chunk[16384];
   ssize_t n = 1;
   std::string got;
-  if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
+  if (::poll(p, 2, static_cast<int>(wait.count())) > 0 && p[0].revents) {
     while ((n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT)) > 0) got.append(chunk, static_cast<std::size_t>(n));
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) n = 1;
   }
@@ -200,10 +200,10 @@ void VmControl::close_stream(const std::string& tag) {
   streams_.erase(tag);
 }
 
-void VmControl::pump(milliseconds wait) {
+void VmControl::pump(milliseconds wait, int also) {
   std::unique_lock lock(mu_);
   if (broken_) return;
-  read_for_all(lock, wait);
+  read_for_all(lock, wait, also);
 }
 
 // Whole answers out of buf_, to whoever waits for their tags; others are dropped.

@@ -40,8 +40,9 @@ class VmControl {
   // `exit_code` is its status, -1 when none: the line broke, or it could not start and `into` says why).
   bool take_output(const std::string& tag, std::string& into, int& exit_code);
   void close_stream(const std::string& tag);  // forgets it
-  // Reads the line for up to `wait` for everyone, or while another caller does, waits for it.
-  void pump(std::chrono::milliseconds wait);
+  // Reads the line for up to `wait` for everyone, or while another caller does, waits for it. Returns
+  // early, too, when `also` (a descriptor of the caller's, -1: none) has something to read.
+  void pump(std::chrono::milliseconds wait, int also = -1);
 
  private:
   struct Answer {
@@ -54,7 +55,7 @@ class VmControl {
     int exit_code = -1;
   };
   // With `lock` held: reads for everyone for up to `wait` (or waits for whoever does), then parses.
-  void read_for_all(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds wait);
+  void read_for_all(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds wait, int also = -1);
   void parse();  // with mu_
 
   int fd_;

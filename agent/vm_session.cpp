@@ -49,12 +49,14 @@ class VmSession final : public Session {
   void relay() {
     std::string pending;  // from the guest, not yet taken by the agent's reader
     std::size_t granted = 0;
-    bool input_open = true;
+    bool input_open = true, ended = false;
+    int code = -1;
     char buf[kInputChunk];
     while (!stop_) {
-      line_->pump(std::chrono::milliseconds(20));
-      int code = -1;
-      const bool ended = line_->take_output(tag_, pending, code);
+      // Woken by the guest's output, or at once by input to pass on (unless another caller reads the
+      // line: then within 20 ms).
+      line_->pump(std::chrono::milliseconds(20), input_open && !ended ? inner_ : -1);
+      ended = line_->take_output(tag_, pending, code);
       while (!pending.empty()) {
         const auto n = ::send(inner_, pending.data(), pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n <= 0) break;  // the agent's reader is behind: the window holds the guest back

@@ -2,7 +2,9 @@
 // against a `platformd dev` this program starts on a scratch state folder with its own registry. Side by
 // side in one run: a deploy that creates a release (tag resolved through the registry), the same with
 // --detach, a deploy that changes nothing, a rollback, and a diff (dry run); and the resident memory of
-// platform-agent and platformd serve at rest. Prints a table, writes JSON.
+// platform-agent and platformd serve at rest. With sandboxes (and microVMs): deploy -> all healthy, and
+// in the running instance `platform exec` of one command (CLI start to exit) and a session's keystroke
+// echo (`exec -it` on a terminal: a key typed to its echo shown). Prints a table, writes JSON.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 #include "platformd/child.h"
 #include "platformd/local_postgres.h"
 #include "tests/support/echo_manifest.h"
+#include "tests/support/pty_run.h"
 #include "tests/support/registry_push.h"
 
 using namespace platform;
@@ -194,6 +197,36 @@ int main(int argc, char** argv) {
     cold.push_back(deploy_until_healthy("v2"));
     for (int i = 0; i < std::max(4, iterations / 5); ++i) cached.push_back(deploy_until_healthy(i % 2 ? "v2" : "v1"));
   };
+  // In the running web instance: one command through `platform exec` (CLI start to exit), and in one
+  // `exec -it` session on a terminal, each key typed to its echo on the screen (the whole path: CLI,
+  // API, PostgreSQL, agent, the instance's terminal and back).
+  auto measure_exec = [&](std::vector<double>& exec_ms, std::vector<double>& echo_ms) {
+    const std::vector<std::string> echo_at = {"--org", "dev", "--project", "bench", "--app", "echo", "--env", "prod"};
+    std::vector<std::string> one = {"exec", "web", "-e", "ECHO_EXIT=0"};
+    one.insert(one.end(), echo_at.begin(), echo_at.end());
+    one.insert(one.end(), {"--", "/app/echo"});
+    for (int i = 0; i < std::max(4, iterations / 2); ++i) {
+      auto r = run_cli(cli, one);
+      if (r.exit != 0) throw std::runtime_error("exec failed: " + r.out);
+      exec_ms.push_back(r.ms);
+    }
+    std::vector<std::string> session = {cli, "exec", "-it", "web", "-e", "ECHO_PROMPT=1"};
+    session.insert(session.end(), echo_at.begin(), echo_at.end());
+    session.insert(session.end(), {"--", "/app/echo"});
+    e2e::PtyRun t(session, 24, 80);
+    if (!t.wait_for("> ", std::chrono::seconds(60))) throw std::runtime_error("the session showed no prompt: " + t.output());
+    std::string typed;
+    for (int i = 0; i < std::max(10, iterations / 2); ++i) {
+      const char key = static_cast<char>('a' + i % 26);
+      typed.push_back(key);
+      const auto at = Clock::now();
+      t.type(std::string(1, key));
+      if (!t.wait_for("> " + typed, std::chrono::seconds(10))) throw std::runtime_error("no echo: " + t.output());
+      echo_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - at).count());
+    }
+    t.type("\rexit 0\r");
+    if (t.finish(std::chrono::seconds(30)) != 0) throw std::runtime_error("the session did not end: " + t.output());
+  };
   const bool sandboxes = ::geteuid() == 0 && fs::exists("/usr/sbin/runc");
   const bool microvms = ::geteuid() == 0 && fs::exists("/usr/bin/qemu-system-x86_64") &&
                         fs::exists(fs::path(PLATFORM_AGENT_BIN).parent_path().parent_path() / "guest/modules/load-order");
@@ -248,11 +281,14 @@ int main(int argc, char** argv) {
                              summarise("deploy (nothing changed)", unchanged), summarise("rollback", rollback),
                              summarise("diff (dry run)", diff)};
 
-    std::vector<double> cold, cached, vm_cold, vm_cached;
+    std::vector<double> cold, cached, vm_cold, vm_cached, exec_ms, echo_ms, vm_exec_ms, vm_echo_ms;
     if (sandboxes) {
       measure_healthy(first, cold, cached);
+      measure_exec(exec_ms, echo_ms);
       rows.push_back(summarise("-> healthy, sandbox, cold", cold));
       rows.push_back(summarise("-> healthy, sandbox, cached", cached));
+      rows.push_back(summarise("exec one command, sandbox", exec_ms));
+      rows.push_back(summarise("session key echo, sandbox", echo_ms));
     } else {
       fmt::print("(sandbox deploy -> healthy cases skipped: they need root and runc)\n");
     }
@@ -261,15 +297,19 @@ int main(int argc, char** argv) {
     if (microvms) {  // a second platformd dev whose agent runs microVMs (TCG where KVM cannot run guests)
       first = start_dev("state-microvm", "microvm");
       measure_healthy(first, vm_cold, vm_cached);
+      measure_exec(vm_exec_ms, vm_echo_ms);
       dev::stop_child(first.pid, SIGTERM, std::chrono::seconds(60));
       first.pid = -1;
       rows.push_back(summarise("-> healthy, microvm, cold", vm_cold));
       rows.push_back(summarise("-> healthy, microvm, cached", vm_cached));
+      rows.push_back(summarise("exec one command, microvm", vm_exec_ms));
+      rows.push_back(summarise("session key echo, microvm", vm_echo_ms));
     } else {
       fmt::print("(microvm deploy -> healthy cases skipped: they need root, QEMU and build/guest from scripts/setup)\n");
     }
     fmt::print("Deploy latency against platformd dev: receipt cases from CLI start to receipt printed; "
-               "\"-> healthy\" cases from deploy start to `platform wait` converged\n");
+               "\"-> healthy\" cases from deploy start to `platform wait` converged; exec from CLI start to exit; "
+               "key echo from a key typed in an `exec -it` session to its echo shown\n");
     fmt::print("{:<30} | {:>5} | {:>8} {:>8} {:>8}\n", "case", "runs", "p50 ms", "p99 ms", "mean ms");
     Json out = Json::array();
     for (const auto& r : rows) {
