@@ -1,6 +1,7 @@
 #include "api/nudges.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -40,7 +41,9 @@ void Nudges::nudge(const std::string& key) {
   std::lock_guard lock(mu_);
   auto wake = [](Key& k) {
     ++k.generation;
-    for (const auto& t : k.waiters) t->cancel();
+    // On the timer's own strand, as the Hub does: there the wait was already begun (a waiter's strand
+    // runs nothing else between registering its timer and starting to wait on it), so none is missed.
+    for (const auto& t : k.waiters) asio::post(t->get_executor(), [t] { t->cancel(); });
   };
   if (key.empty()) {
     for (auto& [_, k] : keys_) wake(k);

@@ -32,7 +32,8 @@ class Nudges {
     Hold(const Hold&) = delete;
     Hold& operator=(const Hold&) = delete;
     std::uint64_t generation() const;
-    // Returns once the generation is past `seen` or `deadline` passed. Run it on a strand.
+    // Returns once the generation is past `seen` or `deadline` passed. Run it on a strand (the timer it
+    // waits on is woken there).
     boost::asio::awaitable<void> wait(std::uint64_t seen, std::chrono::steady_clock::time_point deadline);
 
    private:
