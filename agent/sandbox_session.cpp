@@ -97,6 +97,14 @@ std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std:
                                                int cols) const {
   if (!valid_run_id(id) || argv.empty()) throw PlatformError(ErrorCode::invalid_request, "nothing to run", "");
   int ours = -1, theirs = -1;
+  struct Closer {  // both ends, should anything below throw; ours is handed on at the end
+    int& a;
+    int& b;
+    ~Closer() {
+      if (a >= 0) ::close(a);
+      if (b >= 0) ::close(b);
+    }
+  } closer{ours, theirs};
   if (tty) {
     ours = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (ours < 0 || ::grantpt(ours) != 0 || ::unlockpt(ours) != 0) cannot("a terminal");
@@ -161,8 +169,11 @@ std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std:
     exec_or_exit(args);
   }
   ::close(theirs);
+  theirs = -1;
   ::fcntl(ours, F_SETFL, ::fcntl(ours, F_GETFL) | O_NONBLOCK);
-  return std::make_unique<RuncSession>(pid, ours, tty, pid_file);
+  auto session = std::make_unique<RuncSession>(pid, ours, tty, pid_file);
+  ours = -1;  // the session's now
+  return session;
 }
 
 }  // namespace platform::agent
