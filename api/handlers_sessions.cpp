@@ -142,6 +142,28 @@ std::string checked_chunk(const Json& body, bool input) {
   return *data;
 }
 
+// Appends InstanceSessionEnded for session `id`: by `actor` ("host:NAME", "platformd:api", or a user's id
+// with `actor_name`), with its exit status or why it ended without one.
+void append_ended(pqxx::work& tx, const std::string& id, const std::string& actor, const std::string& actor_name,
+                  std::optional<int> code, const std::string& error) {
+  auto r = tx.exec_params("SELECT s.instance_id, i.name, s.org_id, s.env_id FROM core.exec_sessions s"
+                          " JOIN core.instances i ON i.id = s.instance_id WHERE s.id = $1",
+                          id);
+  if (r.empty()) return;
+  const auto instance = r[0][0].as<std::string>();
+  Json meta = {{"actor", actor},          {"org_id", r[0][2].as<std::string>()},
+               {"resource_kind", "instance"}, {"resource_id", instance},
+               {"resource_name", r[0][1].as<std::string>()}, {"parent_id", r[0][3].as<std::string>()}};
+  if (!actor_name.empty()) meta["actor_name"] = actor_name;
+  Json d = {{"session_id", id},
+            {"exit_code", code ? Json(*code) : Json()},
+            {"reason", code ? fmt::format("the session ended with status {}{}", *code,
+                                          error.empty() ? "" : " (" + error.substr(0, 200) + ")")
+                            : "the session ended: " + (error.empty() ? std::string("no exit status") : error.substr(0, 200))}};
+  events::append(tx, instance_stream(instance), std::nullopt,
+                 {{uuid_to_string(new_uuid_v7()), "InstanceSessionEnded", 1, d, meta}});
+}
+
 struct Opened {
   std::string id, instance_id, instance_name, host_name;
 };
@@ -229,14 +251,20 @@ WatchPlan get_output(Context& ctx, const Request& req, Principal& p, const Param
     auto [chunks, next] = ctx.pool.read([&](pqxx::transaction_base& tx) { return chunks_after(tx, id, "o", after); });
     if (!chunks.empty()) return json_response(200, {{"session_id", id}, {"chunks", chunks}, {"next", next}, {"ended", false}});
     // Nothing to read: has it ended (or must it end, its agent silent)?
-    return ctx.pool.transact_quiet([&](pqxx::work& tx) -> std::optional<Response> {
+    bool appended = false;
+    auto answer = ctx.pool.transact_quiet([&](pqxx::work& tx) -> std::optional<Response> {
       auto r = tx.exec_params(
           "UPDATE core.exec_sessions SET finished_at = now(),"
           "   error = CASE WHEN taken_at IS NULL THEN 'the agent on the instance''s host did not take it in time'"
           "                ELSE 'the agent on the instance''s host stopped relaying it' END"
           " WHERE id = $1 AND finished_at IS NULL AND ((taken_at IS NULL AND requested_at < now() - $2 * interval '1 second')"
-          "   OR (taken_at IS NOT NULL AND agent_seen_at < now() - $3 * interval '1 second'))",
+          "   OR (taken_at IS NOT NULL AND agent_seen_at < now() - $3 * interval '1 second'))"
+          " RETURNING error",
           id, kPickUpSeconds, kGoneSeconds);
+      if (!r.empty()) {
+        append_ended(tx, id, "platformd:api", "", std::nullopt, r[0][0].as<std::string>());
+        appended = true;
+      }
       auto s = tx.exec_params("SELECT finished_at IS NOT NULL, exit_code, error FROM core.exec_sessions WHERE id = $1", id);
       if (s.empty()) no_session(id);
       if (!s[0][0].as<bool>() && !last) return std::nullopt;
@@ -247,6 +275,8 @@ WatchPlan get_output(Context& ctx, const Request& req, Principal& p, const Param
       }
       return json_response(200, out);
     });
+    if (appended) ctx.pool.wake();  // only then: this runs on every wake-up without output
+    return answer;
   };
   return plan;
 }
@@ -254,14 +284,14 @@ WatchPlan get_output(Context& ctx, const Request& req, Principal& p, const Param
 Response delete_session(Context& ctx, const Request&, Principal& p, const Params& params) {
   const auto& id = params.at("session");
   check_user_session(ctx, p, id);
-  ctx.pool.transact_quiet([&](pqxx::work& tx) {
-    // Never taken: it ends here. Taken: the agent ends the command and reports how it ended.
-    tx.exec_params(
-        "UPDATE core.exec_sessions SET close_requested = true, client_seen_at = now(),"
-        " finished_at = CASE WHEN taken_at IS NULL AND finished_at IS NULL THEN now() ELSE finished_at END,"
-        " error = CASE WHEN taken_at IS NULL AND finished_at IS NULL THEN 'closed before it started' ELSE error END"
-        " WHERE id = $1",
-        id);
+  ctx.pool.transact([&](pqxx::work& tx) {
+    // Taken: the agent ends the command and reports how it ended. Never taken: it ends here.
+    tx.exec_params("UPDATE core.exec_sessions SET close_requested = true, client_seen_at = now() WHERE id = $1", id);
+    if (!tx.exec_params("UPDATE core.exec_sessions SET finished_at = now(), error = 'closed before it started'"
+                        " WHERE id = $1 AND taken_at IS NULL AND finished_at IS NULL RETURNING 1",
+                        id)
+             .empty())
+      append_ended(tx, id, p.user_id, p.user_name, std::nullopt, "closed before it started");
     tx.exec_params("SELECT pg_notify('platform_sessions', $1), pg_notify('platform_sessions', $2)", id + ":i", id + ":o");
   });
   return json_response(200, {{"session_id", id}, {"closing", true}});
@@ -307,9 +337,8 @@ Response post_output(Context& ctx, const Request& req) {
   auto write = [&](pqxx::work& tx) {
     auto host = authenticate_host(tx, credential);
     auto r = tx.exec_params(
-        "UPDATE core.exec_sessions s SET agent_seen_at = now() FROM core.instances i"
-        " WHERE s.id = $1 AND s.host_id = $2 AND i.id = s.instance_id"
-        " RETURNING s.finished_at IS NOT NULL, s.instance_id, i.name, s.org_id, s.env_id, s.requested_at",
+        "UPDATE core.exec_sessions SET agent_seen_at = now() WHERE id = $1 AND host_id = $2"
+        " RETURNING finished_at IS NOT NULL",
         id, host.id);
     if (r.empty()) no_session(id);
     if (!data.empty()) store_chunk(tx, id, "o", body, data);
@@ -319,17 +348,7 @@ Response post_output(Context& ctx, const Request& req) {
     tx.exec_params("UPDATE core.exec_sessions SET finished_at = now(), exit_code = $2, error = $3 WHERE id = $1", id, code,
                    error.empty() ? std::nullopt : std::optional<std::string>(error));
     tx.exec_params("SELECT pg_notify('platform_sessions', $1), pg_notify('platform_sessions', $2)", id + ":i", id + ":o");
-    const auto instance = r[0][1].as<std::string>();
-    Json meta = {{"actor", "host:" + host.name},          {"org_id", r[0][3].as<std::string>()},
-                 {"resource_kind", "instance"},            {"resource_id", instance},
-                 {"resource_name", r[0][2].as<std::string>()}, {"parent_id", r[0][4].as<std::string>()}};
-    Json d = {{"session_id", id},
-              {"exit_code", code ? Json(*code) : Json()},
-              {"reason", code ? fmt::format("the session ended with status {}{}", *code,
-                                            error.empty() ? "" : " (" + error.substr(0, 200) + ")")
-                              : "the session ended: " + (error.empty() ? std::string("no exit status") : error.substr(0, 200))}};
-    events::append(tx, instance_stream(instance), std::nullopt,
-                   {{uuid_to_string(new_uuid_v7()), "InstanceSessionEnded", 1, d, meta}});
+    append_ended(tx, id, "host:" + host.name, "", code, error);
   };
   // Bytes alone append no event: no doorbell for them.
   if (ended)

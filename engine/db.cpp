@@ -56,6 +56,8 @@ Pool::Pool(std::string conninfo, std::size_t max_size, std::string application_n
 
 Pool::~Pool() = default;
 
+void Pool::wake() { doorbell_->ring(); }
+
 void Pool::commit_and_wake(pqxx::work& tx) {
   // On pool connections append_events leaves the NOTIFY to us. Read-only work goes through read(), so
   // nearly every transact() appends; ringing after each one costs less than asking the server whether

@@ -68,6 +68,9 @@ class Pool {
     return write(std::forward<F>(fn), false);
   }
 
+  // Rings the doorbell: after a transact_quiet() that did append events after all.
+  void wake();
+
   // Runs fn in a read-only repeatable-read transaction (one snapshot for every statement).
   template <class F>
   auto read(F&& fn) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <set>
 
 #include "engine/crypto.h"
 #include "engine/oci/registry.h"
@@ -118,7 +119,7 @@ TEST(Sessions, BytesTravelInOrderBothWaysAndEitherSideGoneEndsThem) {
   EXPECT_EQ(end["ended"], true) << end.dump();
   EXPECT_EQ(end["exit_code"], 3);
   EXPECT_EQ(p.status("POST", base + "/input", Json{{"seq", 4}, {"data", "eA=="}}), 412);
-  auto trail = user.call("GET", "/v1/orgs/acme/events?type=InstanceSession*&limit=50")["events"];
+  auto trail = user.call("GET", "/v1/orgs/acme/events?type=InstanceSession*&limit=1000")["events"];
   ASSERT_EQ(trail.size(), 2u) << trail.dump();
   EXPECT_EQ(trail[0]["data"]["reason"], "alice opens a terminal: /bin/sh");
   EXPECT_EQ(trail[0]["data"]["env"], Json::array({"TERM"}));  // names only
@@ -154,6 +155,17 @@ TEST(Sessions, BytesTravelInOrderBothWaysAndEitherSideGoneEndsThem) {
   // Another host's credential reaches none of this host's sessions.
   const auto stranger = harness::enrol_roomy_host(p.conninfo, "other");
   EXPECT_EQ(api::Client(p.url, stranger).request("GET", "/v1/agent/sessions/" + gone + "/input").status, 404);
+
+  // The trail has an end for every session that ended, whoever ended it.
+  std::multiset<std::string> reasons;
+  const auto ends = user.call("GET", "/v1/orgs/acme/events?type=InstanceSessionEnded&limit=1000");
+  for (const auto& e : ends["events"])
+    reasons.insert(e["data"]["reason"].get<std::string>() + " / " + e["metadata"]["actor"].get<std::string>());
+  EXPECT_EQ(reasons, (std::multiset<std::string>{
+                         "the session ended with status 3 / host:big",
+                         "the session ended: closed before it started / " + trail[0]["metadata"]["actor"].get<std::string>(),
+                         "the session ended: the agent on the instance's host did not take it in time / platformd:api",
+                         "the session ended: the agent on the instance's host stopped relaying it / platformd:api"}));
 
   // At most 16 live sessions on a host.
   for (int i = 0; i < 15; ++i) open({{"command", {"/bin/sh"}}});  // with `gone`: 16 live
