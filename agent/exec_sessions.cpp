@@ -165,6 +165,8 @@ void run_session(const api::Client& client, Runtime* runtime, const Json& s, con
     code = session->wait(std::chrono::seconds(5));
   }
   done = true;
+  if (const auto why = session->start_failure(); !why.empty())
+    post({{"data", base64_encode(why + (s.value("tty", false) ? "\r\n" : "\n"))}});
   Json end = {{"ended", true}};
   {
     std::lock_guard lock(mu);

@@ -69,6 +69,9 @@ class Session {
   // Its exit status once it ended (-1: killed by a signal); nullopt while it runs and `timeout` has not passed.
   virtual std::optional<int> wait(std::chrono::milliseconds timeout) = 0;
   virtual void kill() = 0;  // SIGKILL to the command and whatever relays it
+  // Once wait() has its status: why the command never ran, when its output does not already say so
+  // (the session adds it to the output); "" otherwise.
+  virtual std::string start_failure() const { return ""; }
 };
 
 class Runtime {

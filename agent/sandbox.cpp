@@ -188,7 +188,11 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
   }
   // The command's host pid, to kill it too on a timeout (killing `runc exec` alone leaves it running).
   const auto pid_file = (fs::path(dir(id)) / fmt::format("exec-{}.pid", ::getpid() ^ static_cast<int>(::gettid()))).string();
-  std::vector<std::string> args = {runc_, "--root", (fs::path(state_dir_) / "runc").string(), "exec", "--pid-file", pid_file};
+  // runc's own messages go to a log of their own too: when it could not start the command, that says
+  // why in a form we can read (on stderr it is one line among the command's output).
+  const auto log_file = pid_file.substr(0, pid_file.size() - 4) + ".log";
+  std::vector<std::string> args = {runc_, "--root", (fs::path(state_dir_) / "runc").string(), "--log", log_file,
+                                   "--log-format", "json", "exec", "--pid-file", pid_file};
   for (const auto& [k, v] : env) {
     args.push_back("--env");
     args.push_back(k + "=" + v);
@@ -241,13 +245,47 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (!out.timed_out && WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
+  if (out.exit_code == 255)
+    if (auto failed = runc_start_failure(log_file)) {
+      out.output = failed->why + "\n";  // all there was is runc's line saying the same
+      out.truncated = false;
+      out.exit_code = failed->exit_code;
+    }
   std::error_code ec;
   fs::remove(pid_file, ec);
+  fs::remove(log_file, ec);
   if (out.output.size() > max_output) {
     out.output.resize(max_output);
     out.truncated = true;
   }
   return out;
+}
+
+std::optional<StartFailure> runc_start_failure(const std::string& log_file) {
+  // runc 1.1: "exec failed: unable to start container process: exec: \"/nope\": stat /nope: no such
+  // file or directory" (also "executable file not found in $PATH", "permission denied").
+  static constexpr std::string_view kMarker = "unable to start container process: exec: \"";
+  std::istringstream lines(read_text(log_file));
+  for (std::string line; std::getline(lines, line);) {
+    Json entry;
+    try {
+      entry = Json::parse(line);
+    } catch (const std::exception&) {
+      continue;
+    }
+    const auto msg = entry.is_object() ? entry.value("msg", "") : "";
+    const auto at = msg.find(kMarker);
+    if (at == std::string::npos) continue;
+    const auto cmd_at = at + kMarker.size(), cmd_end = msg.find("\": ", cmd_at);
+    if (cmd_end == std::string::npos) continue;
+    const auto cmd = msg.substr(cmd_at, cmd_end - cmd_at);
+    auto why = msg.substr(cmd_end + 3);
+    if (why.rfind("stat ", 0) == 0)
+      if (auto colon = why.find(": "); colon != std::string::npos) why = why.substr(colon + 2);  // "stat /nope: "
+    const bool not_there = why.find("no such file") != std::string::npos || why.find("not found") != std::string::npos;
+    return StartFailure{"cannot run " + cmd + ": " + why, not_there ? 127 : 126};
+  }
+  return std::nullopt;
 }
 
 std::vector<std::string> Sandbox::present() const {

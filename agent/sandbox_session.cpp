@@ -42,6 +42,7 @@ class RuncSession final : public Session {
     std::error_code ec;
     fs::remove(pid_file_, ec);
     fs::remove(pid_file_.substr(0, pid_file_.size() - 4) + ".json", ec);  // its process, with a terminal
+    fs::remove(log_file(), ec);
   }
   int fd() const override { return fd_; }
   void end_input() override {
@@ -65,6 +66,12 @@ class RuncSession final : public Session {
       int st = 0;
       if (::waitpid(pid_, &st, WNOHANG) == pid_) {
         status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        if (*status_ == 255)
+          if (auto failed = runc_start_failure(log_file())) {
+            status_ = failed->exit_code;
+            // On a terminal runc's own stderr is not the session's (see open_session): say it here.
+            if (tty_) start_failure_ = failed->why;
+          }
         break;
       }
       if (std::chrono::steady_clock::now() >= deadline) break;
@@ -77,6 +84,8 @@ class RuncSession final : public Session {
     if (auto inner = std::atol(read_text(pid_file_).c_str()); inner > 0) ::kill(static_cast<pid_t>(inner), SIGKILL);
     if (!status_) ::kill(pid_, SIGKILL);
   }
+  std::string start_failure() const override { return start_failure_; }
+  std::string log_file() const { return pid_file_.substr(0, pid_file_.size() - 4) + ".log"; }
 
  private:
   pid_t pid_;
@@ -84,6 +93,7 @@ class RuncSession final : public Session {
   bool tty_;
   std::string pid_file_;
   std::optional<int> status_;
+  std::string start_failure_;
 };
 
 [[noreturn]] void cannot(const std::string& what) {
@@ -124,7 +134,11 @@ std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std:
   }
   static std::atomic<unsigned> opened{0};
   const auto pid_file = (fs::path(dir(id)) / fmt::format("session-{}-{}.pid", ::getpid(), ++opened)).string();
-  std::vector<std::string> args = {runc_, "--root", (fs::path(state_dir_) / "runc").string(), "exec", "--pid-file", pid_file};
+  // runc's own messages also go to a log, where a command that could not start is told apart (see
+  // runc_start_failure); on a terminal, that log is the only place they go.
+  std::vector<std::string> args = {runc_, "--root", (fs::path(state_dir_) / "runc").string(), "--log",
+                                   pid_file.substr(0, pid_file.size() - 4) + ".log", "--log-format", "json",
+                                   "exec", "--pid-file", pid_file};
   if (tty) {
     // The container's process with our command, env and a terminal of our size from its start: runc
     // sizes the terminal before the command runs only from the process's consoleSize (with --tty alone
@@ -165,7 +179,10 @@ std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std:
     }
     ::dup2(theirs, 0);
     ::dup2(theirs, 1);
-    ::dup2(theirs, 2);
+    // With a terminal the command's stdout and stderr are both on the terminal runc makes for it and
+    // relays to its own stdout; runc's stderr carries only runc's messages, which its log has.
+    if (tty) ::dup2(::open("/dev/null", O_WRONLY), 2);
+    else ::dup2(theirs, 2);
     exec_or_exit(args);
   }
   ::close(theirs);

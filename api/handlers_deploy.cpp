@@ -193,14 +193,23 @@ Json release_summary(const Release& r) {
           {"secrets_version", r.secrets_version}};
 }
 
-// What to run after the env was pointed at `r`: wait for it first (the rollout is only starting); a
-// rollback is suggested only when the env has run another release it can go back to.
-Json next_after(const Target& t, const Release& r, bool ran_another) {
+// What to run after the env was pointed at `r`: wait for it first (the rollout is only starting). The
+// way back names its release (`back_to`: what the env ran before `r`, if anything), so a command copied
+// from the receipt later still means what it meant here; a rollback's own receipt offers none, since
+// undoing it would bring back the release just left.
+Json next_after(const Target& t, const Release& r, std::optional<std::int64_t> back_to) {
   auto next = Json::array({fmt::format("platform wait {}", t.flags()),
                            fmt::format("platform releases describe v{} {}", r.number, t.flags())});
-  if (ran_another) next.push_back(fmt::format("platform rollback {}", t.flags()));
+  if (back_to) next.push_back(fmt::format("platform rollback v{} {}", *back_to, t.flags()));
   next.push_back(fmt::format("platform events --resource {}", r.id));
   return next;
+}
+
+// The number of the release the env ran before its current one, if any.
+std::optional<std::int64_t> previous_number(pqxx::transaction_base& tx, const Current& current) {
+  if (current.previous_release_id.empty()) return std::nullopt;
+  auto prev = release_by_id(tx, current.previous_release_id);
+  return prev ? std::optional<std::int64_t>(prev->number) : std::nullopt;
 }
 
 // Appends EnvReleaseSet pointing the env at `r`; `created` events come first when the release is new.
@@ -234,7 +243,10 @@ CommandReceipt point_env(pqxx::work& tx, const Actor& actor, const Target& t, co
                      {"release", release_summary(r)},
                      {"events", out.events_json(releases_stream(env.id))},
                      {"addresses", addresses},
-                     {"next", next_after(t, r, current.release.has_value())}};
+                     {"next", next_after(t, r,
+                                         current.release && reason != "rollback"
+                                             ? std::optional<std::int64_t>(current.release->number)
+                                             : std::nullopt)}};
   return receipt;
 }
 
@@ -337,7 +349,7 @@ Response post_deploy(Context& ctx, const Request& req, Principal& principal, con
                    {"release", release_summary(cur)},
                    {"created", false},
                    {"events", Json::array()},
-                   {"next", next_after(t, cur, !p.current.previous_release_id.empty())},
+                   {"next", next_after(t, cur, previous_number(tx, p.current))},
                    {"note", fmt::format("nothing changed: env {} already runs v{} ({}) with this image, manifest, "
                                         "config and secrets",
                                         env.name, cur.number, cur.id)}};
@@ -414,7 +426,7 @@ Response post_rollback(Context& ctx, const Request& req, Principal& principal, c
                    {"release", release_summary(target)},
                    {"diff", diff},
                    {"events", Json::array()},
-                   {"next", next_after(t, target, !current.previous_release_id.empty())},
+                   {"next", next_after(t, target, previous_number(tx, current))},
                    {"note", fmt::format("nothing changed: env {} already runs v{} ({})", env.name, target.number,
                                         target.id)}};
       return r;

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/event_detail.h"
 #include "engine/duration.h"
 #include "engine/error.h"
 #include "engine/ids.h"
@@ -63,10 +64,12 @@ std::vector<std::string> event_row(const Json& e) {
   // in the data of the resource's own events (create, delete).
   std::string res = m.value("resource_kind", "") + " " + m.value("resource_name", e["data"].value("name", ""));
   return {e.value("recorded_at", "").substr(0, 23), std::to_string(e.value("position", 0)), e.value("type", ""), res,
-          m.value("resource_id", ""), m.value("actor_name", m.value("actor", "")), m.value("operation_id", "")};
+          m.value("resource_id", ""), m.value("actor_name", m.value("actor", "")), m.value("operation_id", ""),
+          event_detail(e)};
 }
 
-const std::vector<std::string> kEventHeaders = {"TIME", "POS", "TYPE", "RESOURCE", "ID", "ACTOR", "OPERATION"};
+const std::vector<std::string> kEventHeaders = {"TIME", "POS",   "TYPE",      "RESOURCE",
+                                                "ID",   "ACTOR", "OPERATION", "DETAIL"};
 
 void run_events(const Globals& g, EventArgs a) {
   auto s = open_session(g);
@@ -98,7 +101,7 @@ void run_events(const Globals& g, EventArgs a) {
   auto widths = table_widths(kEventHeaders, rows);  // followed rows line up under the table
   if (g.format() == Format::table && a.follow && rows.empty()) {
     // Nothing yet to size the columns by: the usual widths, so the first followed rows fit the header.
-    const std::vector<std::size_t> usual = {23, 4, 22, 22, 30, 30, 0};
+    const std::vector<std::size_t> usual = {23, 4, 22, 22, 30, 30, 29, 0};
     for (std::size_t i = 0; i < widths.size(); ++i) widths[i] = std::max(widths[i], usual[i]);
     std::cout << table_line(widths, kEventHeaders) << "\n";
   } else if (g.format() == Format::table) {

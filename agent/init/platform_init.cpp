@@ -93,7 +93,8 @@ std::string resolve(const std::string& cmd, const std::vector<std::string>& env)
   for (auto& s : env) e.push_back(s.data());
   e.push_back(nullptr);
   ::execve(exe.c_str(), a.data(), e.data());
-  fail("cannot run " + exe + ": " + std::strerror(errno), 127);
+  // As a shell says it: 127 when there is no such command, 126 when it is there but cannot be run.
+  fail("cannot run " + exe + ": " + std::strerror(errno), errno == ENOENT || errno == ENOTDIR ? 127 : 126);
   ::_exit(127);
 }
 

@@ -186,9 +186,19 @@ TEST_F(SandboxTest, ExecRunsACommandInsideTheInstanceWithItsStatusAndOutput) {
   auto failed = sandbox_->exec("execd", {"/app/echo"}, {{"ECHO_EXIT", "4"}}, std::chrono::seconds(10));
   EXPECT_EQ(failed.exit_code, 4);
   EXPECT_NE(failed.output.find("exiting with status 4"), std::string::npos) << failed.output;
+  // A command that cannot start says so as a shell would, not in runc's words: 127 when it is not
+  // there (by path or on $PATH), 126 when it is there but cannot be run (a folder).
   auto missing = sandbox_->exec("execd", {"/app/nope"}, {}, std::chrono::seconds(10));
-  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_EQ(missing.exit_code, 127) << missing.output;
+  EXPECT_EQ(missing.output, "cannot run /app/nope: no such file or directory\n");
   EXPECT_FALSE(missing.timed_out);
+  auto not_on_path = sandbox_->exec("execd", {"nope"}, {}, std::chrono::seconds(10));
+  EXPECT_EQ(not_on_path.exit_code, 127) << not_on_path.output;
+  EXPECT_NE(not_on_path.output.find("cannot run nope: executable file not found"), std::string::npos)
+      << not_on_path.output;
+  auto folder = sandbox_->exec("execd", {"/app"}, {}, std::chrono::seconds(10));
+  EXPECT_EQ(folder.exit_code, 126) << folder.output;
+  EXPECT_EQ(folder.output, "cannot run /app: permission denied\n");
   // A command that does not end in time is killed and says so.
   auto slow = sandbox_->exec("execd", {"/app/echo"}, {{"PORT", "8081"}}, std::chrono::milliseconds(500));
   EXPECT_TRUE(slow.timed_out);

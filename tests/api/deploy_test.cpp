@@ -179,8 +179,11 @@ TEST_F(DeployTest, RollbackReturnsExactlyToTheEarlierRelease) {
   client().call("PATCH", kEnvs + "roll/config", Json{{"set", {{"MODE", "fast"}}}});
   auto b = deploy("roll", {{"image", image("v2")}, {"manifest", manifest("[config]\noptional = [\"MODE\"]\n", 3)}});
   EXPECT_NE(a["release"]["id"], b["release"]["id"]);
-  EXPECT_NE(b["next"].dump().find("platform rollback --project"), std::string::npos) << b["next"].dump();
+  // The way back names the release it goes to, so a command copied from the receipt keeps its meaning.
+  EXPECT_NE(b["next"].dump().find("platform rollback v1 --project"), std::string::npos) << b["next"].dump();
   auto rb = client().call("POST", kEnvs + "roll/rollback", Json::object(), new_id("idem"));
+  // A rollback's receipt offers no rollback: undoing it would bring back the release just left.
+  EXPECT_EQ(rb["next"].dump().find("platform rollback"), std::string::npos) << rb["next"].dump();
   EXPECT_EQ(rb["release"]["id"], a["release"]["id"]);
   EXPECT_EQ(rb["rolled_back_from"]["id"], b["release"]["id"]);
   auto cur = current("roll");

@@ -611,8 +611,8 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   auto no_input = cli("exec " + ins_name + at + " -e ECHO_CAT=1 -- /app/echo < /dev/zero");  // without --stdin: none
   EXPECT_EQ(no_input.out, "echo: 0 bytes from stdin\n");
   auto missing = cli("exec " + ins_name + at + " -- /app/nope -x");  // the command's own flags stay its own
-  EXPECT_NE(missing.exit, 0);
-  EXPECT_NE(missing.out.find("/app/nope"), std::string::npos) << missing.out;
+  EXPECT_EQ(missing.exit, 127) << missing.out;  // as a shell says "not found"
+  EXPECT_NE(missing.out.find("cannot run /app/nope: no such file or directory"), std::string::npos) << missing.out;
   auto slow = cli("-o json exec " + ins_name + at + " --timeout 1s -e PORT=8099 -- /app/echo");  // it serves: killed
   EXPECT_EQ(slow.exit, 4) << slow.out;
   EXPECT_EQ(one_json(slow)["timed_out"], true) << slow.out;  // one document: the result, which says so
@@ -685,24 +685,32 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_NE(no_terminal.out.find("exit 2"), std::string::npos) << no_terminal.out;
   EXPECT_NE(no_terminal.out.find("-t needs a terminal on stdin"), std::string::npos) << no_terminal.out;
   EXPECT_EQ(cli("exec -i --stdin " + ins_name + at + " -- /app/echo < /dev/null").exit, 2);
-  EXPECT_EQ(cli("exec -i " + ins_name + at + " -- /app/nope < /dev/null").exit, 255);  // runc's "no such file"
+  EXPECT_EQ(cli("exec -i " + ins_name + at + " -- /app/nope < /dev/null").exit, 127);  // as a shell says "not found"
+  {
+    // On a terminal, too, the session says why its command never ran.
+    auto argv = session_argv;
+    argv.back() = "/app/nope";
+    PtyRun t(argv, 24, 80);
+    EXPECT_EQ(t.finish(std::chrono::seconds(30)), 127) << t.output();
+    EXPECT_NE(t.output().find("cannot run /app/nope: no such file or directory"), std::string::npos) << t.output();
+  }
   // The trail: who opened each session, and how each ended (the last: the client ended it).
   Json ended = Json::array();
-  for (int i = 0; i < 100 && ended.size() < 7; ++i) {
+  for (int i = 0; i < 100 && ended.size() < 8; ++i) {
     ended = Json::array();
     auto sessions = one_json(cli("-o json events --type InstanceSession* --resource " + ins_id + " --org dev"));
     for (const auto& e : sessions["events"])
       if (e["type"] == "InstanceSessionEnded") ended.push_back(e["data"]);
-    if (ended.size() < 7) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (ended.size() < 8) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_EQ(ended.size(), 7u) << ended.dump();  // the three refused above opened none
+  ASSERT_EQ(ended.size(), 8u) << ended.dump();  // the three refused above opened none
   std::multiset<std::string> reasons;
   for (const auto& d : ended) reasons.insert(d["reason"].get<std::string>());
   EXPECT_EQ(reasons.count("the session ended with status 6"), 1u) << ended.dump();
   EXPECT_EQ(reasons.count("the session ended with status 0"), 2u) << ended.dump();
   EXPECT_EQ(reasons.count("the session ended with status 9"), 1u) << ended.dump();
   EXPECT_EQ(reasons.count("the session ended with status 130"), 1u) << ended.dump();
-  EXPECT_EQ(reasons.count("the session ended with status 255"), 1u) << ended.dump();
+  EXPECT_EQ(reasons.count("the session ended with status 127"), 2u) << ended.dump();  // /app/nope, twice
   int by_client = 0;
   for (const auto& r : reasons) by_client += r == "the session ended: the client ended it";
   EXPECT_EQ(by_client, 1) << ended.dump();
