@@ -7,13 +7,64 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
+#include <cerrno>
+#include <mutex>
+#include <sys/socket.h>
+#include <vector>
 
 namespace platform::api {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
 
-Client::Client(std::string base_url, std::string token) : base_url_(std::move(base_url)), token_(std::move(token)) {
+// One connection to the API and what it needs to run on its own: its own io_context, since a request
+// runs its asynchronous steps in slices on the caller's thread (Beast's blocking calls have no
+// timeouts, and a blocking read from a peer that vanished without a reset would never return).
+struct Connection {
+  asio::io_context io;
+  beast::tcp_stream stream{io};
+  Clock::time_point idle_since;
+};
+
+// The connections that requests left open, for the next ones.
+struct IdleConnections {
+  // The server closes a connection that sends nothing for ServerOptions::request_timeout (10 s by
+  // default); one idle for half of that is not used again, so the two never cross.
+  static constexpr std::chrono::seconds kMaxIdle{5};
+  static constexpr std::size_t kMaxKept = 8;
+
+  std::mutex mu;
+  std::vector<std::unique_ptr<Connection>> idle;
+
+  // The most recently used connection still fit for a request, or null.
+  std::unique_ptr<Connection> take() {
+    std::lock_guard lock(mu);
+    while (!idle.empty()) {
+      auto c = std::move(idle.back());
+      idle.pop_back();
+      if (usable(*c)) return c;
+    }
+    return nullptr;
+  }
+  void give(std::unique_ptr<Connection> c) {
+    c->idle_since = Clock::now();
+    std::lock_guard lock(mu);
+    if (idle.size() >= kMaxKept) idle.erase(idle.begin());  // the oldest goes
+    idle.push_back(std::move(c));
+  }
+  static bool usable(Connection& c) {
+    if (Clock::now() - c.idle_since >= kMaxIdle) return false;
+    // Between requests the server sends nothing: anything to read (its close, or an answer nobody
+    // asked for) means the connection is done.
+    char b;
+    const auto n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+};
+
+Client::Client(std::string base_url, std::string token)
+    : base_url_(std::move(base_url)), token_(std::move(token)), idle_(std::make_shared<IdleConnections>()) {
   auto u = boost::urls::parse_absolute_uri(base_url_);
   if (!u || u->scheme() != "http")
     throw PlatformError(ErrorCode::invalid_request, "API URL \"" + base_url_ + "\" is not an http:// URL",
@@ -26,72 +77,98 @@ Client::Client(std::string base_url, std::string token) : base_url_(std::move(ba
 ClientResponse Client::request(const std::string& method, const std::string& target, const std::string& body,
                                const std::map<std::string, std::string>& headers,
                                std::chrono::milliseconds timeout) const {
-  // Asynchronous operations run here in slices: Beast's blocking calls have no timeouts, and a
-  // blocking read from a peer that vanished without a reset would never return.
-  asio::io_context io;
-  asio::ip::tcp::resolver resolver(io);
-  beast::tcp_stream stream(io);
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, host_);
   req.set(http::field::user_agent, "platform-cli");
   if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
-  for (const auto& [k, v] : headers) req.set(k, v);
+  bool keyed = false;
+  for (const auto& [k, v] : headers) {
+    req.set(k, v);
+    keyed = keyed || beast::iequals(k, "Idempotency-Key");
+  }
   if (!body.empty()) {
     req.set(http::field::content_type, "application/json");
     req.body() = body;
   }
+  req.keep_alive(true);
   req.prepare_payload();
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64 * 1024 * 1024);
+  const bool repeatable = keyed || req.method() == http::verb::get || req.method() == http::verb::head ||
+                          req.method() == http::verb::put || req.method() == http::verb::delete_;
+  const auto deadline = Clock::now() + timeout;
 
-  bool done = false;
-  beast::error_code failed;
-  auto finish = [&](beast::error_code ec) {
-    failed = ec;
-    done = true;
-  };
-  resolver.async_resolve(host_, port_, [&](beast::error_code ec, asio::ip::tcp::resolver::results_type found) {
-    if (ec) return finish(ec);
-    stream.async_connect(found, [&](beast::error_code ec, const asio::ip::tcp::endpoint&) {
-      if (ec) return finish(ec);
-      http::async_write(stream, req, [&](beast::error_code write_ec, std::size_t) {
+  for (int attempt = 0;; ++attempt) {
+    auto conn = attempt == 0 ? idle_->take() : nullptr;
+    const bool reused = conn != nullptr;
+    if (!conn) conn = std::make_unique<Connection>();
+    conn->io.restart();
+    asio::ip::tcp::resolver resolver(conn->io);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+
+    bool done = false;
+    beast::error_code failed;
+    auto finish = [&](beast::error_code ec) {
+      failed = ec;
+      done = true;
+    };
+    auto exchange = [&] {
+      http::async_write(conn->stream, req, [&](beast::error_code write_ec, std::size_t) {
         // A server may answer early and stop reading (an oversized body gets 413): read that answer
         // before reporting the broken write.
         if (write_ec && write_ec != asio::error::broken_pipe && write_ec != asio::error::connection_reset)
           return finish(write_ec);
-        http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) { finish(ec); });
+        http::async_read(conn->stream, buffer, parser, [&](beast::error_code ec, std::size_t) { finish(ec); });
       });
-    });
-  });
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done) {
-    const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero())
-      throw PlatformError(ErrorCode::timed_out,
-                          "the API at " + base_url_ + " did not answer within " +
-                              (timeout.count() % 1000 == 0 ? std::to_string(timeout.count() / 1000) + " s"
-                                                           : std::to_string(timeout.count()) + " ms"),
-                          "Retry; check the server with `curl " + base_url_ + "/healthz`.");
-    if (interrupt_ && interrupt_()) throw PlatformError(ErrorCode::interrupted, "interrupted", "");
-    io.run_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(100)));
+    };
+    if (reused) {
+      exchange();
+    } else {
+      resolver.async_resolve(host_, port_, [&](beast::error_code ec, asio::ip::tcp::resolver::results_type found) {
+        if (ec) return finish(ec);
+        conn->stream.async_connect(found, [&](beast::error_code ec, const asio::ip::tcp::endpoint&) {
+          if (ec) return finish(ec);
+          exchange();
+        });
+      });
+    }
+    while (!done) {
+      const auto left = deadline - Clock::now();
+      if (left <= Clock::duration::zero())
+        throw PlatformError(ErrorCode::timed_out,
+                            "the API at " + base_url_ + " did not answer within " +
+                                (timeout.count() % 1000 == 0 ? std::to_string(timeout.count() / 1000) + " s"
+                                                             : std::to_string(timeout.count()) + " ms"),
+                            "Retry; check the server with `curl " + base_url_ + "/healthz`.");
+      if (interrupt_ && interrupt_()) throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+      conn->io.run_for(std::min<Clock::duration>(left, std::chrono::milliseconds(100)));
+    }
+    if (failed) {
+      // A kept connection the server closed as we sent: nothing was answered, so nothing was done
+      // that a repeat could do twice, unless the request is not safe to repeat (then we cannot know).
+      if (reused && repeatable && !parser.got_some()) continue;
+      throw PlatformError(ErrorCode::unavailable, "cannot reach the API at " + base_url_ + ": " + failed.message(),
+                          "Is platformd running? Start it with `platformd dev`, or check `platform context show`.");
+    }
+    auto& res = parser.get();
+    ClientResponse out;
+    out.status = static_cast<int>(res.result_int());
+    const bool keep = res.keep_alive() && buffer.size() == 0;
+    out.body = std::move(res.body());
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(f.value());
+    }
+    out.content_type = out.headers["content-type"];
+    if (keep) {
+      idle_->give(std::move(conn));
+    } else {
+      beast::error_code ignore;
+      conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+    }
+    return out;
   }
-  if (failed)
-    throw PlatformError(ErrorCode::unavailable, "cannot reach the API at " + base_url_ + ": " + failed.message(),
-                        "Is platformd running? Start it with `platformd dev`, or check `platform context show`.");
-  auto& res = parser.get();
-  ClientResponse out;
-  out.status = static_cast<int>(res.result_int());
-  out.body = std::move(res.body());
-  for (const auto& f : res) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out.headers[name] = std::string(f.value());
-  }
-  out.content_type = out.headers["content-type"];
-  beast::error_code ignore;
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
-  return out;
 }
 
 Json Client::call(const std::string& method, const std::string& target, const std::optional<Json>& body,

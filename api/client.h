@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -19,13 +20,22 @@ struct ClientResponse {
   std::map<std::string, std::string> headers;  // lower-case names
 };
 
+struct IdleConnections;  // client.cpp
+
 class Client {
  public:
   Client(std::string base_url, std::string token);
 
-  // One request on a fresh connection, all of it (resolve, connect, write, read) within `timeout`:
-  // PlatformError(timed_out) after that, also when the server accepted and went silent (a dead peer
-  // sends no reset). PlatformError(unavailable) when the server cannot be reached.
+  // One request, all of it (resolve, connect, write, read) within `timeout`: PlatformError(timed_out)
+  // after that, also when the server accepted and went silent (a dead peer sends no reset).
+  // PlatformError(unavailable) when the server cannot be reached.
+  //
+  // Connections are kept alive: a request takes one that an earlier request left (a client and its
+  // copies share them; safe from any thread), or opens one. A kept connection is used again only while
+  // it is younger than the server closes idle ones and shows no sign of being closed; should it fail
+  // all the same before any answer arrived, a request that is safe to repeat (GET, HEAD, PUT, DELETE,
+  // or one with an Idempotency-Key) is sent once more on a fresh connection, any other fails as it would
+  // have.
   ClientResponse request(const std::string& method, const std::string& target, const std::string& body = {},
                          const std::map<std::string, std::string>& headers = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
@@ -48,6 +58,7 @@ class Client {
  private:
   std::string base_url_, host_, port_, token_;
   std::function<bool()> interrupt_;
+  std::shared_ptr<IdleConnections> idle_;
 };
 
 using ::platform::url_encode;  // engine/crypto.h

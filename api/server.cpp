@@ -184,6 +184,9 @@ struct Server::Impl {
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(use_awaitable));
       const auto request_id = new_id("req");
       if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+      // A kept-alive connection that sends no next request is closed without a word: an answer to a
+      // request nobody sent would be read as the answer to the client's next one.
+      if (ec == beast::error::timeout && !parser.got_some() && buffer.size() == 0) break;
       if (ec) {
         Error e{ErrorCode::invalid_request, "malformed HTTP request: " + ec.message(), "Send a valid HTTP/1.1 request."};
         if (ec == http::error::body_limit)

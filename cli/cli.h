@@ -34,6 +34,7 @@ struct Globals {
 struct Session {
   std::string context_name;
   ContextEntry ctx;
+  // The API client; every call answers a copy sharing the first one's kept-alive connections.
   api::Client client() const;
   // Throws a usage error (exit 2) naming the flag to pass when the value is missing.
   std::string need_org() const;
@@ -44,6 +45,9 @@ struct Session {
   std::string env_path() const;
   // " --project P --app A --env E": what makes a suggested command exact whatever the context holds.
   std::string env_flags() const;
+
+ private:
+  mutable std::optional<api::Client> client_;
 };
 
 Session open_session(const Globals& g);

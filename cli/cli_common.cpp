@@ -40,9 +40,11 @@ Session open_session(const Globals& g) {
 }
 
 api::Client Session::client() const {
-  api::Client c(ctx.url, ctx.token);
-  c.set_interrupt(interrupted);  // Ctrl-C ends a request at once, long polls too (exit 130)
-  return c;
+  if (!client_) {
+    client_.emplace(ctx.url, ctx.token);
+    client_->set_interrupt(interrupted);  // Ctrl-C ends a request at once, long polls too (exit 130)
+  }
+  return *client_;
 }
 
 std::string Session::need_org() const {

@@ -180,6 +180,30 @@ TEST(Api, BadInputGetsItsStatusAndTheServerKeepsServing) {
   EXPECT_TRUE(raw.empty() || status_of(raw) == 408) << raw;
   EXPECT_TRUE(p.healthy());
 
+  // A kept-alive connection that sends no next request is closed after the request timeout without a
+  // word: a 408 there would be read by the client as the answer to its next request.
+  fd = raw_socket(p.server->port());
+  ASSERT_GE(fd, 0);
+  const std::string healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_GT(::send(fd, healthz.data(), healthz.size(), 0), 0);
+  EXPECT_EQ(status_of(read_all(fd, std::chrono::seconds(5))), 200);
+  {
+    std::string after;
+    bool closed = false;
+    char buf[512];
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+         !closed && std::chrono::steady_clock::now() < until;) {
+      pollfd pf{fd, POLLIN, 0};
+      if (::poll(&pf, 1, 50) <= 0) continue;
+      auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) closed = true;
+      else after.append(buf, static_cast<std::size_t>(n));
+    }
+    EXPECT_TRUE(closed) << "an idle kept-alive connection stays open past the request timeout";
+    EXPECT_EQ(after, "");
+  }
+  ::close(fd);
+
   // Garbage on the wire gets 400 and the server keeps serving.
   fd = raw_socket(p.server->port());
   std::string junk = "\x16\x03\x01 not http at all\r\n\r\n";
