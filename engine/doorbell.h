@@ -24,7 +24,7 @@ class Doorbell {
   Doorbell(const Doorbell&) = delete;
   Doorbell& operator=(const Doorbell&) = delete;
 
-  static constexpr std::chrono::microseconds kMinInterval{1000};
+  static constexpr std::chrono::microseconds kMinInterval{2000};  // 1 ms cost 10-15 % of one writer's append rate (docs/event-log.md)
 
   void ring();  // never blocks on the database; starts the sender thread on first use
   std::uint64_t sent() const;  // NOTIFYs sent so far
