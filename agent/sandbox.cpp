@@ -201,7 +201,9 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
   args.insert(args.end(), argv.begin(), argv.end());
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::dup2(in[0] >= 0 ? in[0] : ::open("/dev/null", O_RDONLY), 0);
+    const int input = in[0] >= 0 ? in[0] : ::open("/dev/null", O_RDONLY);
+    if (input > 0) ::dup2(input, 0);
+    if (input > 2) ::close(input);  // runc is handed 0, 1 and 2 only
     ::dup2(fds[1], 1);
     ::dup2(fds[1], 2);
     exec_or_exit(args);

@@ -181,8 +181,15 @@ std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std:
     ::dup2(theirs, 1);
     // With a terminal the command's stdout and stderr are both on the terminal runc makes for it and
     // relays to its own stdout; runc's stderr carries only runc's messages, which its log has.
-    if (tty) ::dup2(::open("/dev/null", O_WRONLY), 2);
-    else ::dup2(theirs, 2);
+    if (tty) {
+      const int null = ::open("/dev/null", O_WRONLY);
+      if (null >= 0 && null != 2) {
+        ::dup2(null, 2);
+        if (null > 2) ::close(null);
+      }
+    } else {
+      ::dup2(theirs, 2);
+    }
     exec_or_exit(args);
   }
   ::close(theirs);
