@@ -248,7 +248,7 @@ ExecResult Sandbox::exec(const std::string& id, const std::vector<std::string>& 
   ::waitpid(pid, &status, 0);
   if (!out.timed_out && WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
   if (out.exit_code == 255)
-    if (auto failed = runc_start_failure(log_file)) {
+    if (auto failed = runc_start_failure(log_file); failed && failed->command_missing) {
       out.output = failed->why + "\n";  // all there was is runc's line saying the same
       out.truncated = false;
       out.exit_code = failed->exit_code;
@@ -268,6 +268,7 @@ std::optional<StartFailure> runc_start_failure(const std::string& log_file) {
   // file or directory" (also "executable file not found in $PATH", "permission denied").
   static constexpr std::string_view kMarker = "unable to start container process: exec: \"";
   std::istringstream lines(read_text(log_file));
+  std::string last_error;
   for (std::string line; std::getline(lines, line);) {
     Json entry;
     try {
@@ -276,6 +277,7 @@ std::optional<StartFailure> runc_start_failure(const std::string& log_file) {
       continue;
     }
     const auto msg = entry.is_object() ? entry.value("msg", "") : "";
+    if (entry.is_object() && entry.value("level", "") == "error") last_error = msg;
     const auto at = msg.find(kMarker);
     if (at == std::string::npos) continue;
     const auto cmd_at = at + kMarker.size(), cmd_end = msg.find("\": ", cmd_at);
@@ -285,8 +287,9 @@ std::optional<StartFailure> runc_start_failure(const std::string& log_file) {
     if (why.rfind("stat ", 0) == 0)
       if (auto colon = why.find(": "); colon != std::string::npos) why = why.substr(colon + 2);  // "stat /nope: "
     const bool not_there = why.find("no such file") != std::string::npos || why.find("not found") != std::string::npos;
-    return StartFailure{"cannot run " + cmd + ": " + why, not_there ? 127 : 126};
+    return StartFailure{"cannot run " + cmd + ": " + why, not_there ? 127 : 126, true};
   }
+  if (!last_error.empty()) return StartFailure{"runc: " + last_error, 255, false};
   return std::nullopt;
 }
 

@@ -61,12 +61,14 @@ class Sandbox final : public Runtime {
   std::string state_dir_, shim_, runc_;
 };
 
-// When `runc exec` could not start the command (it exits 255 and says why in its log, written with
-// `--log FILE --log-format json`): "cannot run CMD: why" and the shell's status for it, 127 when it is
-// not there, 126 when it is there but cannot be run. nullopt when the log says nothing of the kind.
+// What `runc exec` logged when it exited 255 (its log written with `--log FILE --log-format json`).
+// When it could not start the command: "cannot run CMD: why" and the shell's status for it, 127 when
+// it is not there, 126 when it is there but cannot be run (`command_missing` set). Another error of
+// runc's: "runc: its message", status 255. nullopt when the log holds no error.
 struct StartFailure {
   std::string why;
-  int exit_code = 127;
+  int exit_code = 255;
+  bool command_missing = false;
 };
 std::optional<StartFailure> runc_start_failure(const std::string& log_file);
 

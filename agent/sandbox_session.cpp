@@ -69,7 +69,8 @@ class RuncSession final : public Session {
         if (*status_ == 255)
           if (auto failed = runc_start_failure(log_file())) {
             status_ = failed->exit_code;
-            // On a terminal runc's own stderr is not the session's (see open_session): say it here.
+            // On a terminal runc's own stderr is not the session's (see open_session): say it here,
+            // whatever went wrong (without one, runc's line is in the output already).
             if (tty_) start_failure_ = failed->why;
           }
         break;

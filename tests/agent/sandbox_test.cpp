@@ -225,5 +225,36 @@ TEST_F(SandboxTest, AnImageWithNothingToRunIsAClearError) {
   sandbox_->destroy("empty");
 }
 
+// runc's JSON log after an exec that exited 255: what it says, in the words a shell would use.
+TEST(RuncStartFailure, TheLogSaysWhyInAShellsWords) {
+  const auto file = fs::temp_directory_path() / ("runc-log-" + std::to_string(::getpid()) + ".json");
+  auto read = [&](const std::string& text) {
+    std::ofstream(file) << text;
+    return agent::runc_start_failure(file.string());
+  };
+  auto missing = read(R"({"level":"error","msg":"exec failed: unable to start container process: exec: \"/nope\": stat /nope: no such file or directory","time":"t"})" "\n");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->why, "cannot run /nope: no such file or directory");
+  EXPECT_EQ(missing->exit_code, 127);
+  EXPECT_TRUE(missing->command_missing);
+  auto not_on_path = read(R"({"level":"error","msg":"exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH"})");
+  ASSERT_TRUE(not_on_path);
+  EXPECT_EQ(not_on_path->exit_code, 127);
+  auto denied = read(R"({"level":"error","msg":"exec failed: unable to start container process: exec: \"/app\": permission denied"})");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->why, "cannot run /app: permission denied");
+  EXPECT_EQ(denied->exit_code, 126);
+  // Another of runc's errors is passed on as runc's, with its own status.
+  auto other = read("{\"level\":\"warning\",\"msg\":\"w\"}\nnot json\n{\"level\":\"error\",\"msg\":\"container not running\"}\n");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->why, "runc: container not running");
+  EXPECT_EQ(other->exit_code, 255);
+  EXPECT_FALSE(other->command_missing);
+  EXPECT_FALSE(read(""));
+  EXPECT_FALSE(read("{\"level\":\"warning\",\"msg\":\"only a warning\"}\n"));
+  fs::remove(file);
+  EXPECT_FALSE(agent::runc_start_failure(file.string()));  // no log at all
+}
+
 }  // namespace
 }  // namespace platform
