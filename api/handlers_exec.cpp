@@ -59,14 +59,15 @@ ExecAsk checked_exec(const Json& body) {
 }
 
 struct Asked {
-  std::string exec_id, instance_id, instance_name, host_name;
+  std::string exec_id;
+  ExecTarget target;  // where it runs
 };
 
 Json result_json(const pqxx::row& r, const Asked& a) {
   const auto output = r["output"].is_null() ? std::string() : pqxx::binarystring(r["output"]).str();
   return {{"exec_id", a.exec_id},
-          {"instance_id", a.instance_id},
-          {"instance", a.instance_name},
+          {"instance_id", a.target.instance_id},
+          {"instance", a.target.instance_name},
           {"exit_code", r["exit_code"].is_null() ? Json() : Json(r["exit_code"].as<int>())},
           {"timed_out", !r["timed_out"].is_null() && r["timed_out"].as<bool>()},
           {"output", base64_encode(output)},
@@ -85,28 +86,26 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
   Asked a;
   a.exec_id = new_id("exec");
   ctx.pool.transact([&](pqxx::work& tx) {
-    const auto target = running_exec_target(tx, chain, params.at("instance"));
-    a.instance_id = target.instance_id;
-    a.instance_name = target.instance_name;
-    a.host_name = target.host_name;
+    a.target = running_exec_target(tx, chain, params.at("instance"));
+    const auto& target = a.target;
     tx.exec_params(
         "INSERT INTO core.exec_requests (id, org_id, env_id, instance_id, host_id, command, env, timeout_ms, requested_by,"
         " stdin) SELECT $1, org_id, env_id, id, host_id, $3::jsonb, $4::jsonb, $5, $6, CASE WHEN $8 THEN $7::bytea END"
         " FROM core.instances WHERE id = $2",
-        a.exec_id, a.instance_id, ask.command.dump(), ask.env.dump(), static_cast<int>(ask.timeout.count()), p.user_id,
+        a.exec_id, a.target.instance_id, ask.command.dump(), ask.env.dump(), static_cast<int>(ask.timeout.count()), p.user_id,
         pqxx::binarystring(ask.input.value_or("")), ask.input.has_value());
     Actor actor{p.user_id, req.request_id, new_id("op"), "instance.exec", p.user_name};
     const auto line = shell_line(ask.command);
     Json names = Json::array();
     for (const auto& [k, _] : ask.env.items()) names.push_back(k);  // the values may be anything: names only
-    events::append(tx, instance_stream(a.instance_id), std::nullopt,
+    events::append(tx, instance_stream(a.target.instance_id), std::nullopt,
                    {{uuid_to_string(new_uuid_v7()), "InstanceExecRequested", 1,
                      Json{{"exec_id", a.exec_id}, {"command", ask.command}, {"env", names},
                           {"stdin_bytes", ask.input ? ask.input->size() : 0},
                           {"timeout_ms", ask.timeout.count()},
                           {"reason", p.user_name + " runs: " + line.substr(0, 300)}},
-                     event_metadata(actor, target.org_id, "instance", a.instance_id, env.id,
-                                    a.instance_name)}});
+                     event_metadata(actor, target.org_id, "instance", a.target.instance_id, env.id,
+                                    a.target.instance_name)}});
   });
   WatchPlan plan;
   plan.wait = ask.timeout + kPickUp;
@@ -127,9 +126,9 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
       if (row["finished"].as<bool>()) {
         if (!row["error"].is_null())
           return problem({ErrorCode::precondition_failed,
-                          "the agent on host " + a.host_name + " could not run the command: " +
+                          "the agent on host " + a.target.host_name + " could not run the command: " +
                               row["error"].as<std::string>(),
-                          "Check the instance with `platform instance describe " + a.instance_name + "`."},
+                          "Check the instance with `platform instance describe " + a.target.instance_name + "`."},
                          request_id);
         return json_response(200, result_json(row, a));
       }
@@ -141,12 +140,12 @@ WatchPlan post_exec(Context& ctx, const Request& req, Principal& p, const Params
                           a.exec_id)
                   .affected_rows() == 1) {
         return problem({ErrorCode::unavailable,
-                        "the agent on host " + a.host_name + " did not take the command in time",
-                        "Check the host with `platform host describe " + a.host_name + "`, then retry."},
+                        "the agent on host " + a.target.host_name + " did not take the command in time",
+                        "Check the host with `platform host describe " + a.target.host_name + "`, then retry."},
                        request_id);
       }
-      return problem({ErrorCode::timed_out, "the agent on host " + a.host_name + " took the command but sent no result",
-                      "Retry; `platform events --resource " + a.instance_id + "` shows whether it finished."},
+      return problem({ErrorCode::timed_out, "the agent on host " + a.target.host_name + " took the command but sent no result",
+                      "Retry; `platform events --resource " + a.target.instance_id + "` shows whether it finished."},
                      request_id);
     };
     if (!last) return ctx.pool.read([&](pqxx::transaction_base& tx) { return answer(read(tx), nullptr); });

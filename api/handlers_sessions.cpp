@@ -165,7 +165,8 @@ void append_ended(pqxx::work& tx, const std::string& id, const std::string& acto
 }
 
 struct Opened {
-  std::string id, instance_id, instance_name, host_name;
+  std::string id;
+  ExecTarget target;  // where it runs
 };
 
 Response post_session(Context& ctx, const Request& req, Principal& p, const Params& params) {
@@ -187,10 +188,8 @@ Response post_session(Context& ctx, const Request& req, Principal& p, const Para
   Opened o;
   o.id = new_id("ses");
   ctx.pool.transact([&](pqxx::work& tx) {
-    const auto target = running_exec_target(tx, chain, params.at("instance"));
-    o.instance_id = target.instance_id;
-    o.instance_name = target.instance_name;
-    o.host_name = target.host_name;
+    o.target = running_exec_target(tx, chain, params.at("instance"));
+    const auto& target = o.target;
     const auto live = tx.exec_params1("SELECT count(*) FROM core.exec_sessions WHERE host_id = $1 AND finished_at IS NULL",
                                       target.host_id)[0]
                           .as<int>();
@@ -206,17 +205,17 @@ Response post_session(Context& ctx, const Request& req, Principal& p, const Para
     Json names = Json::array();
     for (const auto& [k, _] : env_vars.items()) names.push_back(k);  // the values may be anything: names only
     Actor actor{p.user_id, req.request_id, new_id("op"), "instance.session", p.user_name};
-    events::append(tx, instance_stream(o.instance_id), std::nullopt,
+    events::append(tx, instance_stream(o.target.instance_id), std::nullopt,
                    {{uuid_to_string(new_uuid_v7()), "InstanceSessionOpened", 1,
                      Json{{"session_id", o.id}, {"command", body["command"]}, {"env", names}, {"tty", tty},
                           {"reason", p.user_name + " opens " + (tty ? "a terminal" : "a session") + ": " +
                                          shell_line(body["command"]).substr(0, 300)}},
-                     event_metadata(actor, target.org_id, "instance", o.instance_id, env.id, o.instance_name)}});
+                     event_metadata(actor, target.org_id, "instance", o.target.instance_id, env.id, o.target.instance_name)}});
   });
   return json_response(201, {{"session_id", o.id},
-                             {"instance_id", o.instance_id},
-                             {"instance", o.instance_name},
-                             {"host", o.host_name},
+                             {"instance_id", o.target.instance_id},
+                             {"instance", o.target.instance_name},
+                             {"host", o.target.host_name},
                              {"tty", tty}});
 }
 

@@ -10,10 +10,8 @@
 #include <set>
 
 #include "engine/crypto.h"
-#include "engine/oci/registry.h"
-#include "platformd/local_registry.h"
 #include "tests/support/api_platform.h"
-#include "tests/support/registry_push.h"
+#include "tests/support/one_image_registry.h"
 #include "tests/support/test_scheduler.h"
 
 using namespace platform;
@@ -23,15 +21,8 @@ namespace {
 const std::string kEnv = "/v1/orgs/acme/projects/shop/apps/api/envs/prod";
 
 TEST(Sessions, BytesTravelInOrderBothWaysAndEitherSideGoneEndsThem) {
-  const auto dir = harness::PgEnvironment::get().root() / "registry-sessions";
-  dev::LocalRegistry registry({dir.string(), dev::free_loopback_port(36000, 40000), ""});
-  registry.start();
-  const auto image = registry.address() + "/acme/api:v1";
-  {
-    oci::RegistryClient rc;
-    auto ref = oci::parse_image_ref(image);
-    harness::push_manifest(rc, ref, "v1", oci::kOciManifest, harness::push_image(rc, ref, "amd64", "layer v1"));
-  }
+  harness::OneImageRegistry registry("registry-sessions");
+  const auto& image = registry.image;
   harness::Platform p;
   harness::create_envs(p.client(), {"prod"});
   auto sql = [&](const std::string& q) { return harness::exec_sql(p.conninfo, q); };
