@@ -188,12 +188,19 @@ count = 1
     if (auto at = g.find("hello from "); at != std::string::npos) answered.insert(g.substr(at));
     else std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_EQ(answered.size(), 2u) << run("tail -20 " + (dev.root() / "state/edge.log").string()).out << agent_log();
+  // What the edge saw (its counters, its log) and what the agent did, for a failure below.
+  const auto edge_state = [&] {
+    return ingress::testing::echo_through("127.0.0.1", dev.edge_metrics_port(), "GET /metrics HTTP/1.0\r\n\r\n") +
+           run("tail -20 " + (dev.root() / "state/edge.log").string()).out + agent_log();
+  };
+  EXPECT_EQ(answered.size(), 2u) << edge_state();
   std::string payload(1 << 20, 'v');
   for (std::size_t i = 0; i < payload.size(); i += 7) payload[i] = static_cast<char>(i * 31);
   int fd = ingress::testing::connect_to(v6, 7000);
   ASSERT_GE(fd, 0);
-  EXPECT_EQ(ingress::testing::sha256(ingress::testing::round_trip(fd, payload)), ingress::testing::sha256(payload));
+  std::string ended;
+  EXPECT_EQ(ingress::testing::sha256(ingress::testing::round_trip(fd, payload, &ended)), ingress::testing::sha256(payload))
+      << ended << "\n" << edge_state();
   ::close(fd);
 
   // The crashing image: each run is a VM whose exit code comes back through platform-init; one restart,

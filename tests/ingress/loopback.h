@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <stdexcept>
@@ -133,20 +135,27 @@ class EchoServer {
   std::vector<std::thread> connections_;  // one per connection, joined by the destructor
 };
 
-// Sends `data`, half-closes, and returns everything that came back until the peer's EOF.
-inline std::string round_trip(int fd, const std::string& data) {
-  std::thread writer([fd, &data] {
-    for (std::size_t off = 0; off < data.size();) {
-      auto w = ::send(fd, data.data() + off, std::min<std::size_t>(data.size() - off, 1 << 20), MSG_NOSIGNAL);
+// Sends `data`, half-closes, and returns everything that came back until the peer's EOF. `ended`, when
+// given, says how the reading ended ("EOF" or the receive error) and how much was sent, for a failure.
+inline std::string round_trip(int fd, const std::string& data, std::string* ended = nullptr) {
+  std::size_t sent = 0;
+  std::thread writer([fd, &data, &sent] {
+    while (sent < data.size()) {
+      auto w = ::send(fd, data.data() + sent, std::min<std::size_t>(data.size() - sent, 1 << 20), MSG_NOSIGNAL);
       if (w <= 0) break;
-      off += static_cast<std::size_t>(w);
+      sent += static_cast<std::size_t>(w);
     }
     ::shutdown(fd, SHUT_WR);
   });
   std::string back;
   char buf[65536];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) back.append(buf, static_cast<std::size_t>(n));
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) back.append(buf, static_cast<std::size_t>(n));
+  const int error = errno;
   writer.join();
+  if (ended)
+    *ended = fmt::format("{} after {} bytes back, {} of {} sent", n == 0 ? std::string("EOF") : std::strerror(error),
+                         back.size(), sent, data.size());
   return back;
 }
 
