@@ -1,6 +1,7 @@
 // Edge benchmark: the same backend and the same load generator, one run, three ways in: straight to
 // the backend, through HAProxy (mode tcp), and through platform-edge. Both proxies run as their own
-// process with one thread, pinned to the same CPU; the backend and the load generator share the other.
+// process with one thread, pinned to the same CPU; the backend (an event loop, one thread) and the load
+// generator share the other.
 // Measures keep-alive requests/s and p99 latency, connection-churn requests/s, bulk throughput, and the
 // proxy process's CPU-seconds per request. Prints a table (with edge/HAProxy ratios) and writes JSON.
 // Goals: >= 1.0x HAProxy on the throughput figures, p99 <= 1.1x.
@@ -12,6 +13,8 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +26,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -81,11 +85,13 @@ bool read_exact(int fd, char* buf, std::size_t n) {
   return true;
 }
 
-// The backend: echoes every byte, a thread per connection.
-struct Backend {
+// The backend as a thread per connection, echoing every byte (the benchmark's backend until
+// 2026-12-07; `--backend threads`). Under churn, creating a thread and waking it for each read is most of
+// the generator's CPU, which then bounds the figure instead of the proxy (docs/edge.md#benchmark).
+struct ThreadedBackend {
   int fd = -1, port = 0;
   std::thread t;
-  Backend() {
+  ThreadedBackend() {
     fd = listen_loopback(&port);
     t = std::thread([this] {
       for (;;) {
@@ -106,10 +112,109 @@ struct Backend {
       }
     });
   }
-  ~Backend() {
+  ~ThreadedBackend() {
     ::shutdown(fd, SHUT_RDWR);
     ::close(fd);
     t.join();
+  }
+};
+
+// The backend as an event loop: one thread and one epoll set for every connection, echoing each byte
+// (a write that would block holds the connection's reading until it drains), closing after the
+// client's EOF. Per connection it costs the generator's CPU an accept and a few system calls, where a
+// thread per connection costs a thread's creation and a wake-up for each of its reads.
+struct EventBackend {
+  int fd = -1, port = 0, ep = -1, stop = -1;
+  std::thread t;
+  struct Conn {
+    int fd;
+    std::string pending;  // read, not yet echoed
+    bool out = false;     // waiting for EPOLLOUT (not reading meanwhile)
+  };
+  EventBackend() {
+    fd = listen_loopback(&port);
+    ::fcntl(fd, F_SETFL, O_NONBLOCK);
+    ep = ::epoll_create1(EPOLL_CLOEXEC);
+    stop = ::eventfd(0, EFD_CLOEXEC);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.ptr = nullptr;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+    e.data.ptr = &stop;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, stop, &e);
+    t = std::thread([this] { run(); });
+  }
+  ~EventBackend() {
+    const std::uint64_t one = 1;
+    (void)!::write(stop, &one, sizeof one);
+    t.join();
+    ::close(fd);
+    ::close(stop);
+    ::close(ep);
+  }
+
+ private:
+  void run() {
+    std::vector<Conn*> open;
+    epoll_event events[256];
+    char buf[65536];
+    for (;;) {
+      const int n = ::epoll_wait(ep, events, 256, -1);
+      for (int i = 0; i < n; ++i) {
+        void* at = events[i].data.ptr;
+        if (at == &stop) {
+          for (Conn* c : open) {
+            ::close(c->fd);
+            delete c;
+          }
+          return;
+        }
+        if (!at) {
+          for (int cfd; (cfd = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
+            int on = 1;
+            ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+            auto* c = new Conn{cfd, {}, false};
+            epoll_event e{};
+            e.events = EPOLLIN;
+            e.data.ptr = c;
+            ::epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &e);
+            open.push_back(c);
+          }
+          continue;
+        }
+        auto* c = static_cast<Conn*>(at);
+        if (!serve(*c, buf, sizeof buf)) {
+          ::close(c->fd);
+          open.erase(std::find(open.begin(), open.end(), c));
+          delete c;
+        }
+      }
+    }
+  }
+  // False once the connection is over (the client's EOF, or an error).
+  bool serve(Conn& c, char* buf, std::size_t size) {
+    for (;;) {
+      if (!c.pending.empty()) {
+        const auto w = ::send(c.fd, c.pending.data(), c.pending.size(), MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN) return false;
+        if (w > 0) c.pending.erase(0, static_cast<std::size_t>(w));
+        if (!c.pending.empty()) return want(c, true);
+        want(c, false);
+      }
+      const auto r = ::recv(c.fd, buf, size, 0);
+      if (r == 0) return false;
+      if (r < 0) return errno == EAGAIN;
+      c.pending.assign(buf, static_cast<std::size_t>(r));
+    }
+  }
+  bool want(Conn& c, bool out) {
+    if (c.out == out) return true;
+    c.out = out;
+    epoll_event e{};
+    e.events = out ? EPOLLOUT : EPOLLIN;
+    e.data.ptr = &c;
+    ::epoll_ctl(ep, EPOLL_CTL_MOD, c.fd, &e);
+    return true;
   }
 };
 
@@ -361,7 +466,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Edge benchmark: platform-edge vs HAProxy vs direct"};
   int seconds = 5;
   bool quick = false;
-  std::string only, target;
+  std::string only, target, backend_kind = "events";
   std::string json_path = "edge_bench.json", edge_bin = PLATFORM_EDGE_BIN, haproxy_bin = "/usr/sbin/haproxy";
   app.add_option("--seconds", seconds, "Per load and target")->check(CLI::Range(1, 600))->capture_default_str();
   app.add_option("--json", json_path, "Where to write the JSON results");
@@ -370,6 +475,9 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick, "A short run that only checks everything works");
   app.add_option("--only", only, "Run one load alone, for example under perf record (the goals need all three)")
       ->check(CLI::IsMember({"keepalive", "churn", "bulk"}));
+  app.add_option("--backend", backend_kind, "The echo backend: an event loop, or a thread per connection")
+      ->check(CLI::IsMember({"events", "threads"}))
+      ->capture_default_str();
   app.add_option("--target", target, "Load one target alone, for example under perf record -C 0 (no ratios then)")
       ->check(CLI::IsMember({"direct", "haproxy", "edge"}));
   CLI11_PARSE(app, argc, argv);
@@ -388,17 +496,21 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/platform-edge-bench-XXXXXX";
   if (!::mkdtemp(tmpl)) return 1;
   const fs::path dir = tmpl;
-  Backend backend;
+  std::optional<ThreadedBackend> threaded;
+  std::optional<EventBackend> evented;
+  int backend_port = 0;
+  if (backend_kind == "threads") backend_port = threaded.emplace().port;
+  else backend_port = evented.emplace().port;
   const int edge_port = free_port(), haproxy_port = free_port();
   std::ofstream(dir / "edge.json") << Json{{"version", 1},
                                            {"endpoints", {{{"id", "ep_bench"},
                                                            {"listen", {{{"address", "127.0.0.1"}, {"port", edge_port}}}},
-                                                           {"backends", {{{"address", "127.0.0.1"}, {"port", backend.port}}}}}}}}
+                                                           {"backends", {{{"address", "127.0.0.1"}, {"port", backend_port}}}}}}}}
                                           .dump();
   std::ofstream(dir / "haproxy.cfg") << "global\n  maxconn 8000\n  nbthread 1\n"
                                         "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
                                         "frontend fe\n  bind 127.0.0.1:" << haproxy_port << "\n  default_backend be\n"
-                                        "backend be\n  server b 127.0.0.1:" << backend.port << "\n";
+                                        "backend be\n  server b 127.0.0.1:" << backend_port << "\n";
   int rc = 0;
   Json out;
   {
@@ -418,15 +530,15 @@ int main(int argc, char** argv) {
     for (int i = 0; i < kSlices; ++i)
       for (int k = 0; k < 3; ++k)
         switch ((i + k) % 3) {
-          case 0: if (target.empty() || target == "direct") slice(backend.port, nullptr, d / kSlices, loads, t_direct); break;
+          case 0: if (target.empty() || target == "direct") slice(backend_port, nullptr, d / kSlices, loads, t_direct); break;
           case 1: if (target.empty() || target == "haproxy") slice(haproxy_port, &haproxy, d / kSlices, loads, t_hap); break;
           default: if (target.empty() || target == "edge") slice(edge_port, &edge, d / kSlices, loads, t_edge); break;
         }
     const auto direct = summarise(t_direct, false), hap = summarise(t_hap, true), ours = summarise(t_edge, true);
     auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-    fmt::print("Edge benchmark: same backend and load generator, proxies in their own process, one thread, pinned to "
-               "CPU {}; {} ms per load and target, in 6 interleaved slices\n",
-               proxy_cpu, d.count());
+    fmt::print("Edge benchmark: same backend ({}) and load generator on CPU 0, proxies in their own process, one thread, "
+               "pinned to CPU {}; {} ms per load and target, in 6 interleaved slices\n",
+               backend_kind == "events" ? "an event loop" : "a thread per connection", proxy_cpu, d.count());
     fmt::print("{:<32} | {:>12} | {:>12} | {:>12} | {:>12}\n", "figure", "direct", "haproxy", "edge", "edge/haproxy");
     auto row = [&](const char* name, double a, double b, double c) {
       fmt::print("{:<32} | {:>12.1f} | {:>12.1f} | {:>12.1f} | {:>11.2f}x\n", name, a, b, c, ratio(c, b));
@@ -461,6 +573,7 @@ int main(int argc, char** argv) {
                  "say more about the machine than the proxies. Run again on a quieter machine.\n",
                  steal, kNoisySteal);
     out["benchmark"] = "edge";
+    out["backend"] = backend_kind;
     out["quick"] = quick;
     out["ms_per_load"] = d.count();
     out["only"] = only.empty() ? "all" : only;  // the goals are judged only on a run of all three loads
