@@ -1,7 +1,7 @@
-// Edge benchmark: the same backend and the same load generator, one run, three ways in: straight to
+// Edge benchmark: the same backends and the same load generator, one run, three ways in: straight to
 // the backend, through HAProxy (mode tcp), and through platform-edge. Both proxies run as their own
-// process with one thread, pinned to the same CPU; the backend (an event loop, one thread) and the load
-// generator share the other.
+// process with one thread, pinned to the same CPU; the backends and the load generator share the other,
+// and each load reaches the backend under which the proxies, not that CPU, are its bottleneck.
 // Measures keep-alive requests/s and p99 latency, connection-churn requests/s, bulk throughput, and the
 // proxy process's CPU-seconds per request. Prints a table (with edge/HAProxy ratios) and writes JSON.
 // Goals: >= 1.0x HAProxy on the throughput figures, p99 <= 1.1x.
@@ -85,9 +85,10 @@ bool read_exact(int fd, char* buf, std::size_t n) {
   return true;
 }
 
-// The backend as a thread per connection, echoing every byte (the benchmark's backend until
-// 2026-12-07; `--backend threads`). Under churn, creating a thread and waking it for each read is most of
-// the generator's CPU, which then bounds the figure instead of the proxy (docs/edge.md#benchmark).
+// The backend as a thread per connection, echoing every byte: keep-alive's backend (its eight
+// connections' threads keep the proxies the bottleneck). Under churn, creating a thread and waking it
+// for each read is most of the generator's CPU, which then bounds the figure instead of the proxies
+// (docs/edge.md#benchmark); `--backend threads` gives it every load, as until 2026-12-07.
 struct ThreadedBackend {
   int fd = -1, port = 0;
   std::thread t;
@@ -121,8 +122,10 @@ struct ThreadedBackend {
 
 // The backend as an event loop: one thread and one epoll set for every connection, echoing each byte
 // (a write that would block holds the connection's reading until it drains), closing after the
-// client's EOF. Per connection it costs the generator's CPU an accept and a few system calls, where a
-// thread per connection costs a thread's creation and a wake-up for each of its reads.
+// client's EOF. The churn and bulk loads' backend: per connection it costs the generator's CPU an
+// accept and a few system calls, where a thread per connection costs a thread's creation and a wake-up
+// for each read. Under keep-alive its one thread, waking for each message, makes the generator's CPU
+// the bottleneck instead (`--backend events` gives it every load).
 struct EventBackend {
   int fd = -1, port = 0, ep = -1, stop = -1;
   std::thread t;
@@ -191,9 +194,10 @@ struct EventBackend {
       }
     }
   }
-  // False once the connection is over (the client's EOF, or an error).
+  // False once the connection is over (the client's EOF, or an error). A short read emptied the socket:
+  // the set (level-triggered) says when there is more, so it is not asked again.
   bool serve(Conn& c, char* buf, std::size_t size) {
-    for (;;) {
+    for (bool more = true;;) {
       if (!c.pending.empty()) {
         const auto w = ::send(c.fd, c.pending.data(), c.pending.size(), MSG_NOSIGNAL);
         if (w < 0 && errno != EAGAIN) return false;
@@ -201,10 +205,12 @@ struct EventBackend {
         if (!c.pending.empty()) return want(c, true);
         want(c, false);
       }
+      if (!more) return true;
       const auto r = ::recv(c.fd, buf, size, 0);
       if (r == 0) return false;
       if (r < 0) return errno == EAGAIN;
       c.pending.assign(buf, static_cast<std::size_t>(r));
+      more = static_cast<std::size_t>(r) == size;
     }
   }
   bool want(Conn& c, bool out) {
@@ -303,6 +309,7 @@ struct Result {
   double machine_us_per_churn = 0, machine_us_per_keepalive = 0;  // every process and the kernel, both CPUs
   double steal_pct = 0;                                            // of the machine's time in this target's slices
   double generator_idle_churn_pct = 0;  // CPU 0 (generator and backend) idle while the churn load ran
+  double generator_idle_keepalive_pct = 0;  // and while the keep-alive load ran
 };
 
 // Which loads a run measures: all three, or one alone (to profile a proxy under it).
@@ -396,26 +403,32 @@ struct Totals {
   double keepalive_requests = 0, churn_requests = 0, bulk_mib = 0, cpu_seconds = 0, seconds = 0, bulk_seconds = 0;
   double churn_cpu_seconds = 0, keepalive_cpu_seconds = 0;
   double machine_keepalive_seconds = 0, machine_churn_seconds = 0, steal_seconds = 0, wall_seconds = 0;
-  double generator_idle_churn_seconds = 0;
+  double generator_idle_churn_seconds = 0, generator_idle_keepalive_seconds = 0;
   std::vector<double> latencies_us;
 };
 
 // One slice of every load against one target.
-void slice(int port, const Proxy* proxy, std::chrono::milliseconds d, const Loads& loads, Totals& t) {
+// Where a target takes each load: the keep-alive load and the others may reach different backends.
+struct Ports {
+  int keepalive = 0, others = 0;
+};
+
+void slice(Ports port, const Proxy* proxy, std::chrono::milliseconds d, const Loads& loads, Totals& t) {
   Result r;
   const double secs = static_cast<double>(d.count()) / 1000.0;
   const double cpu0 = proxy ? proxy->cpu_seconds() : 0;
   const auto m0 = MachineCpu::now();
   const auto w0 = Clock::now();
   std::vector<double> lat;
-  if (loads.keepalive) keepalive(port, 8, d, r, &lat);
+  if (loads.keepalive) keepalive(port.keepalive, 8, d, r, &lat);
   const double cpu1 = proxy ? proxy->cpu_seconds() : 0;
   const auto m1 = MachineCpu::now();
-  const auto churned = loads.churn ? churn(port, 4, d, r) : 0;
+  const auto churned = loads.churn ? churn(port.others, 4, d, r) : 0;
   const auto m2 = MachineCpu::now();
   t.machine_keepalive_seconds += m1.busy - m0.busy;
   t.machine_churn_seconds += m2.busy - m1.busy;
   t.generator_idle_churn_seconds += m2.generator_idle - m1.generator_idle;
+  t.generator_idle_keepalive_seconds += m1.generator_idle - m0.generator_idle;
   t.steal_seconds += m2.steal - m0.steal;
   t.wall_seconds += std::chrono::duration<double>(Clock::now() - w0).count();
   if (proxy) {
@@ -428,7 +441,7 @@ void slice(int port, const Proxy* proxy, std::chrono::milliseconds d, const Load
   t.churn_requests += static_cast<double>(churned);
   t.seconds += secs;
   t.latencies_us.insert(t.latencies_us.end(), lat.begin(), lat.end());
-  if (loads.bulk) bulk(port, d, r);
+  if (loads.bulk) bulk(port.others, d, r);
   t.bulk_mib += r.bulk_mib_s * secs;
   t.bulk_seconds += secs;
 }
@@ -450,6 +463,7 @@ Result summarise(Totals& t, bool proxied) {
   }
   if (t.churn_requests > 0) r.machine_us_per_churn = t.machine_churn_seconds / t.churn_requests * 1e6;
   if (t.churn_requests > 0) r.generator_idle_churn_pct = t.generator_idle_churn_seconds / t.seconds * 100;
+  if (t.keepalive_requests > 0) r.generator_idle_keepalive_pct = t.generator_idle_keepalive_seconds / t.seconds * 100;
   if (t.keepalive_requests > 0) r.machine_us_per_keepalive = t.machine_keepalive_seconds / t.keepalive_requests * 1e6;
   const int cpus = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (t.wall_seconds > 0) r.steal_pct = t.steal_seconds / (t.wall_seconds * cpus) * 100;
@@ -466,7 +480,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Edge benchmark: platform-edge vs HAProxy vs direct"};
   int seconds = 5;
   bool quick = false;
-  std::string only, target, backend_kind = "events";
+  std::string only, target, backend_kind = "per-load";
   std::string json_path = "edge_bench.json", edge_bin = PLATFORM_EDGE_BIN, haproxy_bin = "/usr/sbin/haproxy";
   app.add_option("--seconds", seconds, "Per load and target")->check(CLI::Range(1, 600))->capture_default_str();
   app.add_option("--json", json_path, "Where to write the JSON results");
@@ -475,8 +489,10 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick, "A short run that only checks everything works");
   app.add_option("--only", only, "Run one load alone, for example under perf record (the goals need all three)")
       ->check(CLI::IsMember({"keepalive", "churn", "bulk"}));
-  app.add_option("--backend", backend_kind, "The echo backend: an event loop, or a thread per connection")
-      ->check(CLI::IsMember({"events", "threads"}))
+  app.add_option("--backend", backend_kind,
+                 "The echo backend: per load (a thread per connection for keep-alive, an event loop for churn and "
+                 "bulk), or one of them for every load")
+      ->check(CLI::IsMember({"per-load", "events", "threads"}))
       ->capture_default_str();
   app.add_option("--target", target, "Load one target alone, for example under perf record -C 0 (no ratios then)")
       ->check(CLI::IsMember({"direct", "haproxy", "edge"}));
@@ -496,27 +512,35 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/platform-edge-bench-XXXXXX";
   if (!::mkdtemp(tmpl)) return 1;
   const fs::path dir = tmpl;
-  std::optional<ThreadedBackend> threaded;
-  std::optional<EventBackend> evented;
-  int backend_port = 0;
-  if (backend_kind == "threads") backend_port = threaded.emplace().port;
-  else backend_port = evented.emplace().port;
-  const int edge_port = free_port(), haproxy_port = free_port();
+  // Each load reaches the backend that keeps the proxies its bottleneck (docs/edge.md#benchmark): the
+  // thread per connection for keep-alive, the event loop for churn and bulk; --backend gives one to all.
+  ThreadedBackend threaded;
+  EventBackend evented;
+  const Ports direct_ports{backend_kind == "events" ? evented.port : threaded.port,
+                           backend_kind == "threads" ? threaded.port : evented.port};
+  const Ports edge_ports{free_port(), free_port()}, haproxy_ports{free_port(), free_port()};
+  auto endpoint = [](const char* id, int port, int backend) {
+    return Json{{"id", id},
+                {"listen", {{{"address", "127.0.0.1"}, {"port", port}}}},
+                {"backends", {{{"address", "127.0.0.1"}, {"port", backend}}}}};
+  };
   std::ofstream(dir / "edge.json") << Json{{"version", 1},
-                                           {"endpoints", {{{"id", "ep_bench"},
-                                                           {"listen", {{{"address", "127.0.0.1"}, {"port", edge_port}}}},
-                                                           {"backends", {{{"address", "127.0.0.1"}, {"port", backend_port}}}}}}}}
+                                           {"endpoints", {endpoint("ep_keepalive", edge_ports.keepalive, direct_ports.keepalive),
+                                                          endpoint("ep_others", edge_ports.others, direct_ports.others)}}}
                                           .dump();
   std::ofstream(dir / "haproxy.cfg") << "global\n  maxconn 8000\n  nbthread 1\n"
                                         "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
-                                        "frontend fe\n  bind 127.0.0.1:" << haproxy_port << "\n  default_backend be\n"
-                                        "backend be\n  server b 127.0.0.1:" << backend_port << "\n";
+                                        "frontend keepalive\n  bind 127.0.0.1:" << haproxy_ports.keepalive << "\n  default_backend keepalive\n"
+                                        "backend keepalive\n  server b 127.0.0.1:" << direct_ports.keepalive << "\n"
+                                        "frontend others\n  bind 127.0.0.1:" << haproxy_ports.others << "\n  default_backend others\n"
+                                        "backend others\n  server b 127.0.0.1:" << direct_ports.others << "\n";
   int rc = 0;
   Json out;
   {
     Proxy edge({edge_bin, "--config", (dir / "edge.json").string(), "--threads", "1"}, proxy_cpu, (dir / "edge.log").string());
     Proxy haproxy({haproxy_bin, "-db", "-f", (dir / "haproxy.cfg").string()}, proxy_cpu, (dir / "haproxy.log").string());
-    if (!wait_listening(edge_port) || !wait_listening(haproxy_port)) {
+    if (!wait_listening(edge_ports.keepalive) || !wait_listening(edge_ports.others) ||
+        !wait_listening(haproxy_ports.keepalive) || !wait_listening(haproxy_ports.others)) {
       std::ifstream e(dir / "edge.log"), h(dir / "haproxy.log");
       std::cerr << "edge_bench: a proxy did not start. platform-edge said:\n" << e.rdbuf() << "HAProxy said:\n" << h.rdbuf();
       std::error_code ec;
@@ -530,15 +554,18 @@ int main(int argc, char** argv) {
     for (int i = 0; i < kSlices; ++i)
       for (int k = 0; k < 3; ++k)
         switch ((i + k) % 3) {
-          case 0: if (target.empty() || target == "direct") slice(backend_port, nullptr, d / kSlices, loads, t_direct); break;
-          case 1: if (target.empty() || target == "haproxy") slice(haproxy_port, &haproxy, d / kSlices, loads, t_hap); break;
-          default: if (target.empty() || target == "edge") slice(edge_port, &edge, d / kSlices, loads, t_edge); break;
+          case 0: if (target.empty() || target == "direct") slice(direct_ports, nullptr, d / kSlices, loads, t_direct); break;
+          case 1: if (target.empty() || target == "haproxy") slice(haproxy_ports, &haproxy, d / kSlices, loads, t_hap); break;
+          default: if (target.empty() || target == "edge") slice(edge_ports, &edge, d / kSlices, loads, t_edge); break;
         }
     const auto direct = summarise(t_direct, false), hap = summarise(t_hap, true), ours = summarise(t_edge, true);
     auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-    fmt::print("Edge benchmark: same backend ({}) and load generator on CPU 0, proxies in their own process, one thread, "
-               "pinned to CPU {}; {} ms per load and target, in 6 interleaved slices\n",
-               backend_kind == "events" ? "an event loop" : "a thread per connection", proxy_cpu, d.count());
+    const char* backends = backend_kind == "events"    ? "an event loop"
+                           : backend_kind == "threads" ? "a thread per connection"
+                                                       : "keep-alive: a thread per connection; churn and bulk: an event loop";
+    fmt::print("Edge benchmark: the same backends ({}) and load generator on CPU 0 for every target, proxies in their own\n"
+               "process, one thread, pinned to CPU {}; {} ms per load and target, in 6 interleaved slices\n",
+               backends, proxy_cpu, d.count());
     fmt::print("{:<32} | {:>12} | {:>12} | {:>12} | {:>12}\n", "figure", "direct", "haproxy", "edge", "edge/haproxy");
     auto row = [&](const char* name, double a, double b, double c) {
       fmt::print("{:<32} | {:>12.1f} | {:>12.1f} | {:>12.1f} | {:>11.2f}x\n", name, a, b, c, ratio(c, b));
@@ -556,6 +583,8 @@ int main(int argc, char** argv) {
     row("machine CPU us per keep-alive req", direct.machine_us_per_keepalive, hap.machine_us_per_keepalive,
         ours.machine_us_per_keepalive);
     row("machine CPU us per churn request", direct.machine_us_per_churn, hap.machine_us_per_churn, ours.machine_us_per_churn);
+    row("generator CPU idle in keep-alive %", direct.generator_idle_keepalive_pct, hap.generator_idle_keepalive_pct,
+        ours.generator_idle_keepalive_pct);
     row("generator CPU idle in churn %", direct.generator_idle_churn_pct, hap.generator_idle_churn_pct,
         ours.generator_idle_churn_pct);
     row("CPU stolen by the hypervisor %", direct.steal_pct, hap.steal_pct, ours.steal_pct);
