@@ -503,7 +503,7 @@ int main(int argc, char** argv) {
   const auto d = std::chrono::milliseconds(quick ? 600 : seconds * 1000);  // per load and target, in slices
   const int cpus = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   const int proxy_cpu = cpus > 1 ? 1 : 0;
-  {  // the generator and the backend on CPU 0, the proxies on CPU 1
+  {  // the generator and the backends on CPU 0, the proxies on CPU 1
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(0, &set);
@@ -518,7 +518,11 @@ int main(int argc, char** argv) {
   EventBackend evented;
   const Ports direct_ports{backend_kind == "events" ? evented.port : threaded.port,
                            backend_kind == "threads" ? threaded.port : evented.port};
-  const Ports edge_ports{free_port(), free_port()}, haproxy_ports{free_port(), free_port()};
+  // Four distinct ports (a port picked twice would let one proxy measure the other's traffic).
+  std::vector<int> picked;
+  while (picked.size() < 4)
+    if (const int p = free_port(); std::find(picked.begin(), picked.end(), p) == picked.end()) picked.push_back(p);
+  const Ports edge_ports{picked[0], picked[1]}, haproxy_ports{picked[2], picked[3]};
   auto endpoint = [](const char* id, int port, int backend) {
     return Json{{"id", id},
                 {"listen", {{{"address", "127.0.0.1"}, {"port", port}}}},
