@@ -407,12 +407,12 @@ struct Totals {
   std::vector<double> latencies_us;
 };
 
-// One slice of every load against one target.
 // Where a target takes each load: the keep-alive load and the others may reach different backends.
 struct Ports {
   int keepalive = 0, others = 0;
 };
 
+// One slice of every load against one target.
 void slice(Ports port, const Proxy* proxy, std::chrono::milliseconds d, const Loads& loads, Totals& t) {
   Result r;
   const double secs = static_cast<double>(d.count()) / 1000.0;
