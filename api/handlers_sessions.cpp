@@ -7,6 +7,8 @@
 // what it read by asking for what comes after it. Either side gone for a minute ends the session.
 #include <fmt/format.h>
 
+#include <tuple>
+
 #include "api/body.h"
 #include "api/env_vars.h"
 #include "api/exec_common.h"
@@ -247,35 +249,64 @@ WatchPlan get_output(Context& ctx, const Request& req, Principal& p, const Param
   const auto after = after_param(req);
   auto plan = chunk_poll(ctx, req, id, "o", after, "client_seen_at");
   plan.level = [&ctx, id, after](bool last) -> std::optional<Response> {
-    auto [chunks, next] = ctx.pool.read([&](pqxx::transaction_base& tx) { return chunks_after(tx, id, "o", after); });
-    if (!chunks.empty()) return json_response(200, {{"session_id", id}, {"chunks", chunks}, {"next", next}, {"ended", false}});
-    // Nothing to read: has it ended (or must it end, its agent silent)?
-    bool appended = false;
-    auto answer = ctx.pool.transact_quiet([&](pqxx::work& tx) -> std::optional<Response> {
-      auto r = tx.exec_params(
-          "UPDATE core.exec_sessions SET finished_at = now(),"
-          "   error = CASE WHEN taken_at IS NULL THEN 'the agent on the instance''s host did not take it in time'"
-          "                ELSE 'the agent on the instance''s host stopped relaying it' END"
-          " WHERE id = $1 AND finished_at IS NULL AND ((taken_at IS NULL AND requested_at < now() - $2 * interval '1 second')"
-          "   OR (taken_at IS NOT NULL AND agent_seen_at < now() - $3 * interval '1 second'))"
-          " RETURNING error",
-          id, kPickUpSeconds, kGoneSeconds);
-      if (!r.empty()) {
+    // The chunks and the session's state come from one snapshot. Read apart, the agent's last chunk and
+    // its end could both commit in between: the answer would say "ended" without that chunk, and the
+    // CLI, which stops at "ended", would never print it.
+    struct Look {
+      Json chunks;
+      std::int64_t next = 0;
+      bool ended = false, silent = false;  // silent: not ended, but its agent missed its time
+      Json exit_code;
+      std::optional<std::string> error;
+    };
+    auto look = [&] {
+      return ctx.pool.read([&](pqxx::transaction_base& tx) {
+        Look l;
+        std::tie(l.chunks, l.next) = chunks_after(tx, id, "o", after);
+        if (!l.chunks.empty()) return l;
+        auto s = tx.exec_params(
+            "SELECT finished_at IS NOT NULL, exit_code, error,"
+            "       finished_at IS NULL AND ((taken_at IS NULL AND requested_at < now() - $2 * interval '1 second')"
+            "         OR (taken_at IS NOT NULL AND agent_seen_at < now() - $3 * interval '1 second'))"
+            " FROM core.exec_sessions WHERE id = $1",
+            id, kPickUpSeconds, kGoneSeconds);
+        if (s.empty()) no_session(id);
+        l.ended = s[0][0].as<bool>();
+        if (!s[0][1].is_null()) l.exit_code = s[0][1].as<int>();
+        if (!s[0][2].is_null()) l.error = s[0][2].as<std::string>();
+        l.silent = s[0][3].as<bool>();
+        return l;
+      });
+    };
+    auto l = look();
+    if (l.silent) {
+      // Its agent did not take it in time, or stopped relaying it: it ends here (the UPDATE checks again,
+      // so an agent that reported meanwhile wins), and the answer comes from a snapshot after that.
+      const bool appended = ctx.pool.transact_quiet([&](pqxx::work& tx) {
+        auto r = tx.exec_params(
+            "UPDATE core.exec_sessions SET finished_at = now(),"
+            "   error = CASE WHEN taken_at IS NULL THEN 'the agent on the instance''s host did not take it in time'"
+            "                ELSE 'the agent on the instance''s host stopped relaying it' END"
+            " WHERE id = $1 AND finished_at IS NULL AND ((taken_at IS NULL AND requested_at < now() - $2 * interval '1 second')"
+            "   OR (taken_at IS NOT NULL AND agent_seen_at < now() - $3 * interval '1 second'))"
+            " RETURNING error",
+            id, kPickUpSeconds, kGoneSeconds);
+        if (r.empty()) return false;
         append_ended(tx, id, "platformd:api", "", std::nullopt, r[0][0].as<std::string>());
-        appended = true;
-      }
-      auto s = tx.exec_params("SELECT finished_at IS NOT NULL, exit_code, error FROM core.exec_sessions WHERE id = $1", id);
-      if (s.empty()) no_session(id);
-      if (!s[0][0].as<bool>() && !last) return std::nullopt;
-      Json out = {{"session_id", id}, {"chunks", Json::array()}, {"next", after}, {"ended", s[0][0].as<bool>()}};
-      if (out["ended"]) {
-        out["exit_code"] = s[0][1].is_null() ? Json() : Json(s[0][1].as<int>());
-        if (!s[0][2].is_null()) out["error"] = s[0][2].as<std::string>();
-      }
-      return json_response(200, out);
-    });
-    if (appended) ctx.pool.wake();  // only then: this runs on every wake-up without output
-    return answer;
+        return true;
+      });
+      if (appended) ctx.pool.wake();
+      l = look();
+    }
+    if (!l.chunks.empty())
+      return json_response(200, {{"session_id", id}, {"chunks", l.chunks}, {"next", l.next}, {"ended", false}});
+    if (!l.ended && !last) return std::nullopt;
+    Json out = {{"session_id", id}, {"chunks", Json::array()}, {"next", after}, {"ended", l.ended}};
+    if (l.ended) {
+      out["exit_code"] = l.exit_code;
+      if (l.error) out["error"] = *l.error;
+    }
+    return json_response(200, out);
   };
   return plan;
 }
