@@ -2,6 +2,7 @@
 // (`platform help exit-codes`).
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <iostream>
 #include <set>
@@ -122,6 +123,22 @@ int main(int argc, char** argv) {
                      "See `" + command + " --help`."},
                     "");
     }
+    // A missing argument: name it and say what it takes ("target is required" alone does not).
+    if (dynamic_cast<const CLI::RequiredError*>(&e))
+      for (const auto* opt : at->get_options())
+        if (opt->get_positional() && opt->get_required() && opt->count() == 0) {
+          std::string upper = opt->get_name(), what = opt->get_description();
+          for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+          // "Name: a-z, …" under NAME reads "NAME: a-z, …"
+          if (what.size() > upper.size() + 1 && what.compare(upper.size(), 2, ": ") == 0) {
+            std::string head = what.substr(0, upper.size());
+            for (auto& c : head) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            if (head == upper) what = what.substr(upper.size() + 2);
+          }
+          return report({ErrorCode::invalid_request, "`" + command + "` is missing " + upper + ": " + what,
+                         "See `" + command + " --help`."},
+                        "");
+        }
     return report({ErrorCode::invalid_request, e.what(), "See `" + command + " --help`."}, "");
   } catch (const cli::ExitWith& e) {
     return e.code;

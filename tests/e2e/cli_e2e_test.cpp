@@ -341,7 +341,8 @@ TEST(EndToEnd, ShellCompletionFollowsTheCommandTree) {
 }
 
 // Usage errors (exit 2, one JSON document with -o json) name the command the words reached, point at
-// that command's help, and suggest the closest command or option for a misspelt one.
+// that command's help, suggest the closest command or option for a misspelt one, and name a missing
+// argument.
 TEST(EndToEnd, UsageErrorsNameTheCommandAndTheClosestOne) {
   auto hint_of = [](const std::string& args) {
     auto r = cli("-o json " + args);
@@ -353,7 +354,10 @@ TEST(EndToEnd, UsageErrorsNameTheCommandAndTheClosestOne) {
   EXPECT_EQ(e["hint"], "Did you mean `platform events`? See `platform --help`.");
   e = hint_of("endpoint creat --port 1");
   EXPECT_EQ(e["hint"], "Did you mean `platform endpoint create`? See `platform endpoint --help`.");
-  EXPECT_EQ(hint_of("org describe")["hint"], "See `platform org describe --help`.");
+  e = hint_of("org describe");  // a missing argument: which one, and what it takes
+  EXPECT_EQ(e["message"], "`platform org describe` is missing NAME: Name or ID");
+  EXPECT_EQ(e["hint"], "See `platform org describe --help`.");
+  EXPECT_EQ(hint_of("org create")["message"], "`platform org create` is missing NAME: a-z, 0-9 and '-', starting with a letter");
   EXPECT_EQ(hint_of("ip")["message"], "`platform ip` needs one of its commands: list, allocate-v4, release");
   EXPECT_EQ(hint_of("app create a b")["hint"], "See `platform app create --help`.");
   e = hint_of("status --projetc shop");  // an option the command lacks, global ones included
