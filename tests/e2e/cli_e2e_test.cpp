@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -338,6 +339,18 @@ TEST(EndToEnd, ShellCompletionFollowsTheCommandTree) {
   EXPECT_EQ(zsh.exit, 0);
   EXPECT_NE(zsh.out.find("bashcompinit"), std::string::npos);
   EXPECT_EQ(cli("completion fish").exit, 2);
+}
+
+// Two platforms on one machine (two e2e tests at once) never get the same address pools, even when
+// their ports would give the same number; a number is free again once its platform is gone.
+TEST(EndToEnd, TwoPlatformsNeverShareAddressPools) {
+  std::optional<NetSlot> a(std::in_place, 7);
+  NetSlot b(7);
+  EXPECT_NE(a->number(), b.number());
+  const int held = a->number();
+  a.reset();
+  NetSlot c(held);
+  EXPECT_EQ(c.number(), held);
 }
 
 // Usage errors (exit 2, one JSON document with -o json) name the command the words reached, point at

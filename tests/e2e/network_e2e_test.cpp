@@ -73,6 +73,13 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
     return run("tail -20 " + (dev.root() / "state/edge.log").string()).out +
            run("tail -20 " + (dev.root() / "state/agent.log").string()).out;
   };
+  // For a connection through the edge that failed: what the edge counted and served, the routes to the
+  // instances, and the logs.
+  const auto edge_state = [&] {
+    return echo_through("127.0.0.1", dev.edge_metrics_port(), "GET /metrics HTTP/1.0\r\n\r\n") +
+           cli("-o json exposure --org dev").out + run("ip route show " + dev.instance_pool()).out +
+           run("ip -6 route show table local " + dev.ipv6_pool()).out + logs();
+  };
   auto pushed = run(std::string("SAMPLE_ECHO=") + SAMPLE_ECHO_BIN + " " + SOURCE_DIR + "/scripts/sample-image " +
                     dev.registry());
   ASSERT_EQ(pushed.exit, 0) << pushed.out;
@@ -291,8 +298,10 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
                       "/samples/echo/platform.toml --wait --timeout 120s" + kIn);
   ASSERT_EQ(redeploy.exit, 0) << redeploy.out << logs();
   for (int i = 0; i < 6; ++i) {
-    const auto g = greeting(v6, 7000);
-    EXPECT_NE(g.find("bonjour from "), std::string::npos) << i << ": " << g;
+    std::string ended;
+    const auto g = echo_through(v6, 7000, "GET / HTTP/1.0\r\n\r\n", &ended);
+    EXPECT_NE(g.find("bonjour from "), std::string::npos) << i << ": " << g << " (" << ended << ")\n"
+                                                          << (i == 0 ? edge_state() : "");
   }
   // The old instances got SIGTERM only once the edge no longer sent them new connections.
   const auto drains = run(dev.psql("SELECT data->>'drain' FROM events WHERE type = 'InstanceStopped'"
@@ -313,7 +322,7 @@ TEST(NetworkEndToEnd, TheSampleAppAnswersOverIpv6AndOverIpv4OnlyWithTheAddOn) {
   ASSERT_EQ(rel.exit, 0) << rel.out;
   EXPECT_NE(rel.out.find("served: every running edge serves the change"), std::string::npos) << rel.out;
   EXPECT_LT(connect_to(v4, 7000), 0) << "released, and --wait returned after the edge let go of it";
-  EXPECT_TRUE(eventually(v6, 7000, true));
+  EXPECT_TRUE(eventually(v6, 7000, true)) << edge_state();
   EXPECT_EQ(run(dev.psql("SELECT family || ' ' || (released_at IS NOT NULL) FROM audit.ip_allocations"
                          " WHERE app = 'echo' AND env = 'prod' ORDER BY family")).out,
             "4 true\n6 false\n");

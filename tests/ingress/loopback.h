@@ -160,10 +160,14 @@ inline std::string round_trip(int fd, const std::string& data, std::string* ende
 }
 
 // One connection: sends `text`, half-closes, returns what came back ("" when it could not connect).
-inline std::string echo_through(const std::string& ip, int port, const std::string& text) {
+// `ended`, when given, says how (round_trip), or why it could not connect.
+inline std::string echo_through(const std::string& ip, int port, const std::string& text, std::string* ended = nullptr) {
   int fd = connect_to(ip, port);
-  if (fd < 0) return "";
-  auto back = round_trip(fd, text);
+  if (fd < 0) {
+    if (ended) *ended = std::string("could not connect: ") + std::strerror(errno);
+    return "";
+  }
+  auto back = round_trip(fd, text, ended);
   ::close(fd);
   return back;
 }

@@ -6,14 +6,18 @@
 #include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -68,6 +72,39 @@ inline int free_on_ipv6_loopback(int lo, int hi) {
   }
   return dev::free_loopback_port(lo, hi);
 }
+
+// A number for one platform's address pools that no other DevPlatform on the machine holds while this
+// one lives. Derived from a random port alone, two e2e tests running at once got the same number one
+// time in 250, and with it the same env addresses and instance addresses. Held as an abstract unix
+// socket name: the kernel frees it when the process ends, however it ends, and leaves no file behind.
+class NetSlot {
+ public:
+  explicit NetSlot(int first) {
+    for (int i = 0; i < 250; ++i) {
+      const int n = (first - 1 + i) % 250 + 1;
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      const std::string name = "platform-e2e-net-" + std::to_string(n);
+      std::memcpy(a.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: the abstract namespace
+      if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a),
+                            static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())) == 0) {
+        fd_ = fd;
+        n_ = n;
+        return;
+      }
+      if (fd >= 0) ::close(fd);
+    }
+    throw std::runtime_error("all 250 e2e network numbers are held by other tests");
+  }
+  ~NetSlot() { ::close(fd_); }
+  NetSlot(const NetSlot&) = delete;
+  NetSlot& operator=(const NetSlot&) = delete;
+  int number() const { return n_; }
+
+ private:
+  int fd_ = -1, n_ = 0;
+};
 
 class DevPlatform {
  public:
@@ -164,7 +201,8 @@ class DevPlatform {
   // Below the ephemeral range (32768 and up), so no client socket of another test holds them.
   int tls_port_ = free_on_ipv6_loopback(16000, 18000);
   int edge_metrics_port_ = dev::free_loopback_port(18000, 20000);
-  int net_ = api_port_ % 250 + 1;
+  NetSlot net_slot_{api_port_ % 250 + 1};
+  int net_ = net_slot_.number();
   std::unique_ptr<harness::Child> child_;
 };
 
