@@ -10,6 +10,8 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "api/auth.h"
 #include "api/hosts.h"
@@ -24,6 +26,7 @@
 #include "platformd/state_dir.h"
 #include "platformd/local_postgres.h"
 #include "platformd/local_registry.h"
+#include "platformd/machine_name.h"
 
 namespace platform::daemon {
 namespace fs = std::filesystem;
@@ -161,9 +164,28 @@ bool wait_healthy(const std::string& url, pid_t serve_pid, std::chrono::seconds 
   return false;
 }
 
+// Holds the name "platformd-dev-pool <pool>" for each address pool while this dev runs. A second dev on
+// the machine with the same pools would give its envs and instances the same addresses as the first, and
+// its stop would remove the first one's local route; it is refused instead, naming the pool.
+std::vector<dev::MachineName> hold_pools(const DevOptions& o) {
+  std::vector<dev::MachineName> held;
+  for (const auto& [flag, pool] : {std::pair<std::string, std::string>{"--ipv6-pool", o.ipv6_pool},
+                                   {"--ipv4-pool", o.ipv4_pool},
+                                   {"--instance-pool", o.instance_pool}}) {
+    held.emplace_back("platformd-dev-pool " + pool);
+    if (!held.back().held())
+      throw PlatformError(ErrorCode::precondition_failed,
+                          "another platformd dev on this machine uses the address pool " + pool,
+                          "Stop it, or give this one pools of its own (" + flag +
+                              " and the other pool flags), with its own --state, ports and --edge-tls-listen.");
+  }
+  return held;
+}
+
 }  // namespace
 
 int dev(const DevOptions& options) {
+  const auto pools_held = hold_pools(options);  // (closed with the process)
   fs::path state = options.state_dir;
   if (state.empty()) {
     if (const char* s = std::getenv("PLATFORM_STATE"); s && *s) state = s;

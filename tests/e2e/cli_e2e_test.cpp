@@ -353,6 +353,23 @@ TEST(EndToEnd, TwoPlatformsNeverShareAddressPools) {
   EXPECT_EQ(c.number(), held);
 }
 
+// A second `platformd dev` with the pools of one that runs is refused before it starts or creates
+// anything (exit 6), naming the pool: sharing them would give both the same addresses.
+TEST(EndToEnd, ASecondDevWithTheSamePoolsIsRefused) {
+  DevPlatform dev;
+  const auto other = dev.root() / "second-state";
+  auto second = run("{ " + std::string(PLATFORMD_BIN) + " dev --state " + other.string() + " --api-port " +
+                    std::to_string(dev::free_loopback_port(20000, 26000)) + " --ipv6-pool " + dev.ipv6_pool() +
+                    " --ipv4-pool " + dev.ipv4_pool() + " --instance-pool " + dev.instance_pool() + " 2>&1; }");
+  EXPECT_EQ(second.exit, 6) << second.out;
+  EXPECT_NE(second.out.find("another platformd dev on this machine uses the address pool " + dev.ipv6_pool()),
+            std::string::npos)
+      << second.out;
+  EXPECT_FALSE(std::filesystem::exists(other));
+  EXPECT_EQ(cli("org list").exit, 0);  // the first one is untouched
+  EXPECT_TRUE(dev.stop());
+}
+
 // Usage errors (exit 2, one JSON document with -o json) name the command the words reached, point at
 // that command's help, suggest the closest command or option for a misspelt one, and name a missing
 // argument.

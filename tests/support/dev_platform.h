@@ -6,15 +6,13 @@
 #include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstddef>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -22,6 +20,7 @@
 #include <thread>
 
 #include "engine/json.h"
+#include "platformd/machine_name.h"
 #include "tests/support/pg.h"
 #include "tests/support/process.h"
 
@@ -75,35 +74,25 @@ inline int free_on_ipv6_loopback(int lo, int hi) {
 
 // A number for one platform's address pools that no other DevPlatform on the machine holds while this
 // one lives. Derived from a random port alone, two e2e tests running at once got the same number one
-// time in 250, and with it the same env addresses and instance addresses. Held as an abstract unix
-// socket name: the kernel frees it when the process ends, however it ends, and leaves no file behind.
+// time in 250, and with it the same env addresses and instance addresses.
 class NetSlot {
  public:
   explicit NetSlot(int first) {
     for (int i = 0; i < 250; ++i) {
       const int n = (first - 1 + i) % 250 + 1;
-      const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_un a{};
-      a.sun_family = AF_UNIX;
-      const std::string name = "platform-e2e-net-" + std::to_string(n);
-      std::memcpy(a.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: the abstract namespace
-      if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a),
-                            static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())) == 0) {
-        fd_ = fd;
+      name_.emplace("platform-e2e-net-" + std::to_string(n));
+      if (name_->held()) {
         n_ = n;
         return;
       }
-      if (fd >= 0) ::close(fd);
     }
     throw std::runtime_error("all 250 e2e network numbers are held by other tests");
   }
-  ~NetSlot() { ::close(fd_); }
-  NetSlot(const NetSlot&) = delete;
-  NetSlot& operator=(const NetSlot&) = delete;
   int number() const { return n_; }
 
  private:
-  int fd_ = -1, n_ = 0;
+  std::optional<dev::MachineName> name_;
+  int n_ = 0;
 };
 
 class DevPlatform {
