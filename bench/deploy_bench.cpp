@@ -157,8 +157,14 @@ int main(int argc, char** argv) {
     const int api_port = dev::free_loopback_port(20000, 26000), pg_port = dev::free_loopback_port(26000, 29000),
               registry_port = dev::free_loopback_port(29000, 32000);
     d.registry = "127.0.0.1:" + std::to_string(registry_port);
+    // Pools and edge ports of its own, apart from a `platformd dev` the user runs (the defaults) and from
+    // the e2e tests' platforms (numbers 1 to 250: tests/support/dev_platform.h).
+    const int tls_port = dev::free_loopback_port(16000, 18000), metrics_port = dev::free_loopback_port(18000, 20000);
     d.pid = dev::spawn({platformd, "dev", "--state", d.state.string(), "--api-port", std::to_string(api_port), "--pg-port",
-                        std::to_string(pg_port), "--registry-port", std::to_string(registry_port), "--runtime", runtime},
+                        std::to_string(pg_port), "--registry-port", std::to_string(registry_port), "--runtime", runtime,
+                        "--ipv6-pool", "fd70:6c61:7466:fb::/112", "--ipv4-pool", "127.78.251.0/28", "--instance-pool",
+                        "10.213.251.0/24", "--edge-tls-listen", "[::1]:" + std::to_string(tls_port), "--edge-metrics",
+                        "127.0.0.1:" + std::to_string(metrics_port)},
                        {(root / (name + ".log")).string(), false, SIGTERM});
     for (int i = 0;; ++i) {
       if (run_cli(cli, {"org", "list"}).exit == 0) break;
