@@ -1,7 +1,8 @@
 #pragma once
-// A name held on this machine while a process lives: the bind of an abstract unix socket. The kernel
-// frees it when the process ends, however it ends, and leaves no file behind. Used where two processes
-// on one machine must not share something (a `platformd dev`'s address pools, a test platform's).
+// A name held on this machine while a process lives: the bind of an abstract unix socket (so, strictly,
+// in this network namespace). The kernel frees it when the process ends, however it ends, and leaves no
+// file behind. Used where two processes on one machine must not share something (a `platformd dev`'s
+// address pools, a test platform's).
 #include <string>
 
 namespace platform::dev {
