@@ -1,7 +1,14 @@
 #include "agent/identity.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <string>
 
 #include "engine/error.h"
 #include "engine/json.h"
@@ -36,6 +43,34 @@ void save_identity(const std::string& state_dir, const Identity& id) {
     if (!out) throw PlatformError(ErrorCode::internal, "cannot write " + tmp.string(), "Check the state folder.");
   }
   fs::rename(tmp, path);
+}
+
+StateFolderLock::StateFolderLock(const std::string& state_dir) {
+  const auto path = (fs::path(state_dir) / "agent.lock").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);  // CLOEXEC: never held by a shim
+  if (fd_ < 0)
+    throw PlatformError(ErrorCode::internal, "cannot open " + path + ": " + std::strerror(errno),
+                        "Check the state folder and its permissions.");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    const auto n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    throw PlatformError(ErrorCode::precondition_failed,
+                        "another platform-agent" + (pid.empty() ? std::string() : " (pid " + pid + ")") +
+                            " runs with the state folder " + state_dir,
+                        "A host runs one agent: stop that one first (two would run this host's instances twice).");
+  }
+  const auto pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    // The pid is only for the message above; the lock is what counts.
+  }
+}
+
+StateFolderLock::~StateFolderLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace platform::agent

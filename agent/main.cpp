@@ -211,6 +211,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   try {
     std::filesystem::create_directories(state);
+    const agent::StateFolderLock state_lock(state);
     const auto runtime = agent::choose_runtime(runtime_name, guest);
     std::cerr << "platform-agent: runtime " << runtime.name << ": " << runtime.reason << "\n";
     auto id = agent::load_identity(state);

@@ -5,6 +5,9 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 
 #include "api/hosts.h"
@@ -161,6 +164,16 @@ TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItSt
     auto seen = host("h-agent")["last_heartbeat"];
     EXPECT_TRUE(wait_for([&] { return host("h-agent")["last_heartbeat"] != seen; }));
     EXPECT_EQ(host("h-agent")["id"], id);
+    // A second agent on the same state folder is refused (exit 6): it would run the host's instances twice.
+    const auto second_log = (harness::PgEnvironment::get().root() / "agent-second.log").string();
+    harness::Child second({PLATFORM_AGENT_BIN, "--control", platform_->url, "--state", state.string()}, second_log);
+    const int second_status = second.wait();
+    EXPECT_TRUE(WIFEXITED(second_status) && WEXITSTATUS(second_status) == 6) << second_status;
+    std::ifstream second_out(second_log);
+    const std::string said((std::istreambuf_iterator<char>(second_out)), std::istreambuf_iterator<char>());
+    EXPECT_NE(said.find("another platform-agent (pid " + std::to_string(agent.pid()) + ") runs with the state folder"),
+              std::string::npos)
+        << said;
     agent.signal(SIGTERM);
     agent.wait();
   }
