@@ -45,12 +45,11 @@ void save_identity(const std::string& state_dir, const Identity& id) {
   fs::rename(tmp, path);
 }
 
-StateFolderLock::StateFolderLock(const std::string& state_dir) {
-  const auto path = (fs::path(state_dir) / "agent.lock").string();
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);  // CLOEXEC: never held by a shim
+ProcessLock::ProcessLock(const std::string& lock_file, const std::string& who, const std::string& hint) {
+  fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);  // CLOEXEC: never held by a child
   if (fd_ < 0)
-    throw PlatformError(ErrorCode::internal, "cannot open " + path + ": " + std::strerror(errno),
-                        "Check the state folder and its permissions.");
+    throw PlatformError(ErrorCode::internal, "cannot open " + lock_file + ": " + std::strerror(errno),
+                        "Check the folder and its permissions.");
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {};
     const auto n = ::pread(fd_, buf, sizeof buf - 1, 0);
@@ -59,9 +58,9 @@ StateFolderLock::StateFolderLock(const std::string& state_dir) {
     ::close(fd_);
     fd_ = -1;
     throw PlatformError(ErrorCode::precondition_failed,
-                        "another platform-agent" + (pid.empty() ? std::string() : " (pid " + pid + ")") +
-                            " runs with the state folder " + state_dir,
-                        "A host runs one agent: stop that one first (two would run this host's instances twice).");
+                        "another " + who + (pid.empty() ? std::string() : " (pid " + pid + ")") +
+                            " already runs here: it holds " + lock_file,
+                        hint);
   }
   const auto pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
@@ -69,7 +68,7 @@ StateFolderLock::StateFolderLock(const std::string& state_dir) {
   }
 }
 
-StateFolderLock::~StateFolderLock() {
+ProcessLock::~ProcessLock() {
   if (fd_ >= 0) ::close(fd_);
 }
 

@@ -17,16 +17,17 @@ std::optional<Identity> load_identity(const std::string& state_dir);
 std::optional<Identity> load_identity_file(const std::string& path);
 void save_identity(const std::string& state_dir, const Identity& id);
 
-// The state folder belongs to one running agent: <state>/agent.lock, locked (flock) for the agent's life
-// and holding its pid. A second agent on the same folder would run the host's instances twice; it is
-// refused (precondition_failed, naming the first one's pid). The lock is not inherited by the shims,
-// which outlive the agent, so a restarted agent takes it again.
-class StateFolderLock {
+// One process of a kind per host: `lock_file` (e.g. <state>/agent.lock), locked (flock) for the process's
+// life and holding its pid. A second platform-agent on one state folder would run the host's instances
+// twice; a second platform-edge for one host would fight the first over its listeners and reports. The
+// second is refused (precondition_failed, naming the first one's pid and the file, with `hint`). The
+// lock is not inherited by children (the agent's shims outlive it), so a restart takes it again.
+class ProcessLock {
  public:
-  explicit StateFolderLock(const std::string& state_dir);
-  ~StateFolderLock();
-  StateFolderLock(const StateFolderLock&) = delete;
-  StateFolderLock& operator=(const StateFolderLock&) = delete;
+  ProcessLock(const std::string& lock_file, const std::string& who, const std::string& hint);
+  ~ProcessLock();
+  ProcessLock(const ProcessLock&) = delete;
+  ProcessLock& operator=(const ProcessLock&) = delete;
 
  private:
   int fd_ = -1;

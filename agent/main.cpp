@@ -211,7 +211,9 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   try {
     std::filesystem::create_directories(state);
-    const agent::StateFolderLock state_lock(state);
+    const agent::ProcessLock one_agent((std::filesystem::path(state) / "agent.lock").string(), "platform-agent",
+                                       "A host runs one agent: stop that one first (two would run this host's "
+                                       "instances twice).");
     const auto runtime = agent::choose_runtime(runtime_name, guest);
     std::cerr << "platform-agent: runtime " << runtime.name << ": " << runtime.reason << "\n";
     auto id = agent::load_identity(state);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -241,6 +242,14 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
   try {
+    std::optional<agent::ProcessLock> one_edge;
+    if (!control.empty() && !identity.empty()) {  // one edge per host: the folder of the host's identity
+      const auto folder = std::filesystem::path(identity).parent_path();
+      if (!folder.empty()) std::filesystem::create_directories(folder);
+      one_edge.emplace((folder / "edge.lock").string(), "platform-edge",
+                       "A host runs one edge: stop that one first (two would fight over its listeners and its "
+                       "reports to the control plane).");
+    }
     ingress::Edge edge(threads);
     if (!metrics.empty()) {
       auto a = parse_address(metrics);

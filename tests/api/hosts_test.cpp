@@ -9,6 +9,7 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "api/hosts.h"
 #include "reconcilers/host_liveness.h"
@@ -171,9 +172,28 @@ TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItSt
     EXPECT_TRUE(WIFEXITED(second_status) && WEXITSTATUS(second_status) == 6) << second_status;
     std::ifstream second_out(second_log);
     const std::string said((std::istreambuf_iterator<char>(second_out)), std::istreambuf_iterator<char>());
-    EXPECT_NE(said.find("another platform-agent (pid " + std::to_string(agent.pid()) + ") runs with the state folder"),
+    EXPECT_NE(said.find("another platform-agent (pid " + std::to_string(agent.pid()) + ") already runs here: it holds " +
+                        (state / "agent.lock").string()),
               std::string::npos)
         << said;
+    // So is a second edge for the host (its lock beside host.json): it would fight the first over its
+    // listeners and its reports.
+    const auto edge_log = (harness::PgEnvironment::get().root() / "edge.log").string();
+    const auto edge_args = std::vector<std::string>{PLATFORM_EDGE_BIN, "--control", platform_->url, "--host-identity",
+                                                    (state / "host.json").string()};
+    harness::Child edge(edge_args, edge_log);
+    ASSERT_TRUE(wait_for([&] { return fs::exists(state / "edge.lock") && fs::file_size(state / "edge.lock") > 0; }));
+    const auto second_edge_log = (harness::PgEnvironment::get().root() / "edge-second.log").string();
+    harness::Child second_edge(edge_args, second_edge_log);
+    const int second_edge_status = second_edge.wait();
+    EXPECT_TRUE(WIFEXITED(second_edge_status) && WEXITSTATUS(second_edge_status) == 6) << second_edge_status;
+    std::ifstream second_edge_out(second_edge_log);
+    const std::string edge_said((std::istreambuf_iterator<char>(second_edge_out)), std::istreambuf_iterator<char>());
+    EXPECT_NE(edge_said.find("another platform-edge (pid " + std::to_string(edge.pid()) + ") already runs here"),
+              std::string::npos)
+        << edge_said;
+    edge.signal(SIGTERM);
+    edge.wait();
     agent.signal(SIGTERM);
     agent.wait();
   }
