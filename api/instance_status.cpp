@@ -7,6 +7,7 @@
 #include <set>
 
 #include "api/instances.h"
+#include "api/logs.h"
 #include "api/releases.h"
 #include "engine/db.h"
 #include "engine/manifest/manifest.h"
@@ -69,6 +70,14 @@ bool serving(const Json& i) {
   return i["state"] == "running" && (i["health"] == "healthy" || i["health"] == "none");
 }
 
+// An instance that ended, is between restarts, or fails its checks: what it wrote last is the first
+// thing to read about it.
+bool in_trouble(const Json& i) {
+  if (i["desired"] == "stop") return false;
+  return i["state"] == "failed" || i["state"] == "restarting" || i["health"] == "unhealthy" ||
+         (!serving(i) && i["restarts"].get<int>() > 0 && i["last_exit"].is_object());
+}
+
 }  // namespace
 
 Json list_instances(pqxx::transaction_base& tx, const std::string& env_id, bool all) {
@@ -90,6 +99,10 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
     scale = Json::parse(rt[0][1].as<std::string>());
   }
   auto instances = list_instances(tx, env_id, false);
+  for (auto& i : instances) {
+    Json last = in_trouble(i) ? last_output(tx, i["id"].get<std::string>(), 1) : Json::array();
+    i["last_output"] = last.empty() ? Json() : last[0];
+  }
   auto sizes = release ? process_sizes(release->manifest, scale) : std::map<std::string, ProcessSize>{};
   std::map<std::string, std::string> unschedulable;
   // Only verdicts about the env's current spec (a pass that read an older one may have written after it).
@@ -191,6 +204,7 @@ std::optional<Json> describe_instance(pqxx::transaction_base& tx, const std::str
                        {"at", e[3].as<std::string>()},
                        {"actor", e[4].is_null() ? "" : e[4].as<std::string>()}});
   out["events"] = history;
+  out["last_output"] = last_output(tx, out["id"].get<std::string>(), 10);
   return out;
 }
 

@@ -121,6 +121,21 @@ Json read_logs(pqxx::transaction_base& tx, const LogQuery& q) {
   return {{"lines", lines}, {"next", cursor.encode()}};
 }
 
+Json last_output(pqxx::transaction_base& tx, const std::string& instance_id, int limit) {
+  // The newest line names the latest run; its lines are the newest ones of the instance, so both
+  // lookups walk log_lines_by_instance backwards from the end.
+  auto rows = tx.exec_params(
+      "SELECT " + db::sql_rfc3339("at") + ", stream, message FROM core.log_lines"
+      " WHERE instance_id = $1 AND run = (SELECT run FROM core.log_lines WHERE instance_id = $1 ORDER BY id DESC LIMIT 1)"
+      " ORDER BY id DESC LIMIT $2",
+      instance_id, limit);
+  Json out = Json::array();
+  for (auto r = rows.rbegin(); r != rows.rend(); ++r)
+    out.push_back({{"at", (*r)[0].as<std::string>()}, {"stream", (*r)[1].as<std::string>()},
+                   {"message", (*r)[2].as<std::string>()}});
+  return out;
+}
+
 std::int64_t expire_logs(pqxx::work& tx, std::chrono::hours retention) {
   auto r = tx.exec_params("DELETE FROM core.log_lines WHERE at < now() - make_interval(hours => $1)",
                           static_cast<int>(retention.count()));

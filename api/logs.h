@@ -28,6 +28,10 @@ struct LogQuery {
 // {"lines": [{at, source, process, instance, instance_id, stream, message}], "next": cursor}, by time.
 Json read_logs(pqxx::transaction_base& tx, const LogQuery& q);
 
+// What the instance wrote last: up to `limit` lines of its latest run (both streams), oldest first, as
+// [{at, stream, message}]; empty when it has written nothing that is still kept.
+Json last_output(pqxx::transaction_base& tx, const std::string& instance_id, int limit);
+
 // Removes lines older than `retention`; returns how many.
 std::int64_t expire_logs(pqxx::work& tx, std::chrono::hours retention);
 

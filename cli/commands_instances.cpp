@@ -28,6 +28,28 @@ std::string state_of(const Json& i) {
   return s;
 }
 
+// "stderr: echo: exiting with status 3": a line an instance wrote, kept to one terminal line (control
+// characters, an app's colours among them, become spaces).
+std::string output_text(const Json& l) {
+  const auto message = l.value("message", "");
+  auto text = utf8_prefix(message, 160);
+  for (auto& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return l.value("stream", "") + ": " + text + (text.size() < message.size() ? "…" : "");
+}
+
+// What the instance a problem line is about ("web-4: restarting: …") wrote last, from the status's
+// instances; "" when it wrote nothing (or the line is about a process).
+std::string problem_output(const Json& status, const std::string& problem) {
+  const auto name = problem.substr(0, problem.find(':'));
+  for (const auto& i : status.value("instances", Json::array()))
+    if (i.value("name", "") == name) {
+      auto it = i.find("last_output");
+      return it != i.end() && it->is_object() ? output_text(*it) : std::string();
+    }
+  return "";
+}
+
 void print_instance_rows(const Json& instances) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& i : instances)
@@ -61,7 +83,11 @@ void print_status(const Json& st) {
   }
   if (!st["problems"].empty()) {
     std::cout << "\nnot converging:\n";
-    for (const auto& p : st["problems"]) std::cout << "  " << p.get<std::string>() << "\n";
+    for (const auto& p : st["problems"]) {
+      std::cout << "  " << p.get<std::string>() << "\n";
+      const auto out = problem_output(st, p.get<std::string>());
+      if (!out.empty()) std::cout << "    last output, " << out << "\n";
+    }
   }
   if (!st.value("traffic", Json::array()).empty()) {
     std::cout << "\ntraffic not served:\n";
@@ -81,7 +107,7 @@ std::string event_line(const Json& e) {
   return fmt::format("{}  {:<22} {}", e.value("at", "").substr(0, 19), type, what);
 }
 
-void print_instance(const Json& i) {
+void print_instance(const Json& i, const std::string& env_flag) {
   std::cout << "instance  " << i.value("name", "") << " (" << i.value("id", "") << ")\n";
   std::cout << "process   " << i.value("process", "") << ", release " << i["release"].value("name", "") << ", host "
             << i["host"].value("name", "") << ", " << fmt::format("{:g} cpu, {} MiB", i.value("cpu", 0.0), i.value("memory_mib", 0))
@@ -96,6 +122,12 @@ void print_instance(const Json& i) {
               << "\n";
   std::cout << "\nwhat happened, in order:\n";
   for (const auto& e : i["events"]) std::cout << "  " << event_line(e) << "\n";
+  const auto output = i.value("last_output", Json::array());
+  if (output.is_array() && !output.empty()) {
+    std::cout << "\nwhat it wrote last (its latest run; all of it: platform logs --instance " << i.value("name", "")
+              << env_flag << "):\n";
+    for (const auto& l : output) std::cout << "  " << l.value("at", "").substr(0, 19) << "  " << output_text(l) << "\n";
+  }
 }
 
 struct ScaleArgs {
@@ -216,9 +248,14 @@ std::string way_back(const Json& status, const std::string& env_flag) {
 std::string crash_looping(const Json& status) {
   const auto current = object_at(status, "release").value("name", "");
   for (const auto& i : status.value("instances", Json::array()))
-    if (object_at(i, "release").value("name", "") == current && i.value("state", "") == "restarting")
-      return "category: app (instances of release " + current +
-             " exit or fail their checks, and are being restarted). ";
+    if (object_at(i, "release").value("name", "") == current && i.value("state", "") == "restarting") {
+      auto it = i.find("last_output");
+      const auto said = it != i.end() && it->is_object()
+                            ? "; " + i.value("name", "") + " last wrote, on " + output_text(*it)
+                            : std::string();
+      return "category: app (instances of release " + current + " exit or fail their checks, and are being restarted" +
+             said + "). ";
+    }
   return "";
 }
 
@@ -234,7 +271,7 @@ bool release_not_up(const Json& status) {
 void describe_instance(const Globals& g, const Session& s, const std::string& which) {
   auto i = s.client().call("GET", s.env_path() + "/instances/" + api::url_encode(which));
   if (g.format() != Format::table) return print_json(i);
-  print_instance(i);
+  print_instance(i, s.env_flags());
 }
 
 // `platform wait` without a target: until the env runs its release as desired, all healthy (exit 0); a
@@ -265,6 +302,7 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
   const auto& env_flag = env.flags;
   std::string last_phase, last_progress;
   std::set<std::string> last_problems;
+  std::map<std::string, std::string> said_output;  // instance name -> the last output line printed for it
   while (!interrupted()) {
     auto st = client.call("GET", path);
     const auto phase = st.value("phase", "");
@@ -287,6 +325,11 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
         if (shown < kNewLines) {
           note(g, "  " + line);
           ++shown;
+          // Then what that instance wrote last, unless that was said already: usually the reason.
+          const auto out = problem_output(st, line);
+          const auto name = line.substr(0, line.find(':'));
+          if (!out.empty() && said_output[name] != out) note(g, "    last output, " + out);
+          said_output[name] = out;
         } else {
           ++more;
         }
@@ -316,8 +359,11 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
           break;
         }
       auto name = failed.substr(0, failed.find(':'));
+      const auto out = problem_output(st, failed);
       throw DetailedError({ErrorCode::failed, "rollout failed: " + failed,
-                           "category: app (the instance exits or fails its checks). See `platform instance describe " +
+                           "category: app (the instance exits or fails its checks" +
+                               (out.empty() ? std::string() : "; it last wrote, on " + out) +
+                               "). See `platform instance describe " +
                                name + env_flag + "` and `platform logs --instance " + name + env_flag + "`." +
                                way_back(st, env_flag)},
                           details);

@@ -66,6 +66,21 @@ TEST(InstanceStatus, RestartingInstancesAreProblemsAndResizedOnesAreNotCurrent) 
   auto restarting = status();
   EXPECT_EQ(restarting["phase"], "progressing");
   EXPECT_EQ(restarting["problems"], Json::array({"web-1: restarting: exited with status 3; restarting in 8.0 s (attempt 3 of 10)"}));
+  // It wrote nothing yet: no last output. Once its runs wrote lines, status shows the last line of the
+  // latest run, and describe the tail of that run.
+  EXPECT_TRUE(restarting["instances"][0]["last_output"].is_null()) << restarting.dump();
+  for (int run = 0; run < 2; ++run)
+    sql("INSERT INTO core.log_lines (org_id, env_id, instance_id, instance_name, process, run, stream, byte_offset, at,"
+        " message) SELECT org_id, env_id, id, name, process, id || '-r" + std::to_string(run) + "', s, o, now(),"
+        " 'run " + std::to_string(run) + " ' || s || ' ' || o FROM core.instances,"
+        " (VALUES ('stdout', 0), ('stderr', 1)) AS l(s, o)");
+  restarting = status();
+  EXPECT_EQ(restarting["instances"][0]["last_output"]["message"], "run 1 stderr 1") << restarting.dump();
+  EXPECT_EQ(restarting["instances"][0]["last_output"]["stream"], "stderr");
+  auto described = p.client().call("GET", kEnv + "/instances/web-1");
+  ASSERT_EQ(described["last_output"].size(), 2u) << described.dump();
+  EXPECT_EQ(described["last_output"][0]["message"], "run 1 stdout 0");
+  EXPECT_EQ(described["last_output"][1]["message"], "run 1 stderr 1");
   // Up again after its restarts but not healthy yet: still a problem, with how its last run ended, so
   // a deploy stuck on a failing health check says why (in status and in `platform wait`'s error).
   sql("UPDATE core.instances SET state = 'running', health = 'starting', restarts = 2, state_reason = 'restart 2',"
@@ -74,8 +89,10 @@ TEST(InstanceStatus, RestartingInstancesAreProblemsAndResizedOnesAreNotCurrent) 
   EXPECT_EQ(back_up["phase"], "progressing");
   EXPECT_EQ(back_up["problems"], Json::array({"web-1: restarted 2 times, not healthy yet; its last run stopped after failing "
                                               "its health check (cannot connect to port 8080: Connection refused)"}));
-  sql(serve_all);  // healthy: restarts in its past are no problem
+  EXPECT_EQ(back_up["instances"][0]["last_output"]["message"], "run 1 stderr 1");
+  sql(serve_all);  // healthy: restarts in its past are no problem, nor what it wrote
   EXPECT_EQ(status()["problems"], Json::array());
+  EXPECT_TRUE(status()["instances"][0]["last_output"].is_null());
 
   // Scaled to 96 MiB: the 64 MiB instance still serves, but it is outdated, not current.
   p.client().call("POST", kEnv + "/scale", Json{{"processes", {{"web", {{"memory_mib", 96}}}}}}, new_id("idem"));

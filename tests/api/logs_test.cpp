@@ -82,5 +82,38 @@ TEST(Logs, AgentReportedChangesAreOrderedByTheAgentsClock) {
   EXPECT_EQ(later[0], "2026-11-22T09:00:01.000000Z listening");
 }
 
+// What an instance wrote last (`instance describe`, `status`): the tail of its latest run only, both
+// streams, oldest first; another instance's later lines are not its own.
+TEST(Logs, LastOutputIsTheTailOfTheLatestRunOldestFirst) {
+  pqxx::connection c(harness::fresh_database());
+  {
+    pqxx::work tx(c);
+    auto line = [&](const std::string& instance, const std::string& run, const std::string& stream, int offset,
+                    const std::string& message) {
+      tx.exec_params("INSERT INTO core.log_lines (org_id, env_id, instance_id, instance_name, process, run, stream,"
+                     " byte_offset, at, message) VALUES ('org_1', 'env_1', $1, 'web-1', 'web', $2, $3, $4::int,"
+                     " '2026-11-22T09:00:00Z'::timestamptz + make_interval(secs => $4::int), $5)",
+                     instance, run, stream, offset, message);
+    };
+    line("ins_1", "ins_1-r0", "stdout", 0, "first run");
+    line("ins_1", "ins_1-r0", "stderr", 1, "first run failed");
+    for (int i = 0; i < 12; ++i) line("ins_1", "ins_1-r1", i % 2 ? "stderr" : "stdout", 10 + i, "line " + std::to_string(i));
+    line("ins_2", "ins_2-r0", "stdout", 100, "another instance");
+    tx.commit();
+  }
+  pqxx::work tx(c);
+  auto tail = api::last_output(tx, "ins_1", 10);
+  ASSERT_EQ(tail.size(), 10u) << tail.dump();
+  EXPECT_EQ(tail[0]["message"], "line 2");
+  EXPECT_EQ(tail[9]["message"], "line 11");
+  EXPECT_EQ(tail[9]["stream"], "stderr");
+  EXPECT_EQ(tail[9]["at"], "2026-11-22T09:00:21.000000Z");
+  auto one = api::last_output(tx, "ins_1", 1);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0]["message"], "line 11");
+  EXPECT_EQ(api::last_output(tx, "ins_2", 10).size(), 1u);
+  EXPECT_TRUE(api::last_output(tx, "ins_3", 10).empty());
+}
+
 }  // namespace
 }  // namespace platform

@@ -939,6 +939,18 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
   for (const auto& l : crash_logs["lines"])
     crash_lines += l["message"].get<std::string>().find("exiting with status 3 (ECHO_EXIT)") != std::string::npos;
   EXPECT_EQ(crash_lines, 4);
+  // describe and status show what it wrote last: the reason, without a search through the logs.
+  const std::string crashed = "echo: exiting with status 3 (ECHO_EXIT)";
+  for (int i = 0; i < 100 && d["last_output"].empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    d = one_json(cli("-o json instance describe web-1" + in("crash")));
+  }
+  ASSERT_FALSE(d["last_output"].empty()) << d.dump();
+  EXPECT_EQ(d["last_output"].back()["message"], crashed);
+  EXPECT_EQ(d["last_output"].back()["stream"], "stderr");
+  EXPECT_NE(cli("instance describe web-1" + in("crash")).out.find("  stderr: " + crashed), std::string::npos);
+  auto crash_status = cli("status" + in("crash"));
+  EXPECT_NE(crash_status.out.find("    last output, stderr: " + crashed), std::string::npos) << crash_status.out;
 
   // Past its memory limit: reported as OOM, not as a plain exit.
   ASSERT_EQ(cli("config set ECHO_ALLOC_MIB=256" + in("oom")).exit, 0);
