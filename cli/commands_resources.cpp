@@ -87,6 +87,7 @@ void print_resource(const Globals& g, const Json& r) {
 }
 
 void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
+  const std::string a_kind = (std::string("aeiou").find(k.kind[0]) != std::string::npos ? "an " : "a ") + std::string(k.kind);
   auto* cmd = app.add_subcommand(k.kind, std::string("Manage ") + k.collection);
   cmd->require_subcommand(1);
 
@@ -94,7 +95,7 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
   auto description = std::make_shared<std::string>();
   auto labels = std::make_shared<std::vector<std::string>>();
   auto key = std::make_shared<std::string>();
-  auto* create = cmd->add_subcommand("create", std::string("Create a ") + k.kind + " (prints a receipt)");
+  auto* create = cmd->add_subcommand("create", "Create " + a_kind + " (prints a receipt)");
   create->add_option("name", *name, "Name: a-z, 0-9 and '-', starting with a letter")->required();
   create->add_option("--description", *description, "Free text");
   create->add_option("--label", *labels, "KEY=VALUE (repeatable)");
@@ -136,7 +137,7 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
   });
 
   auto ref = std::make_shared<std::string>();
-  auto* describe = cmd->add_subcommand("describe", std::string("Show a ") + k.kind + " by name or ID");
+  auto* describe = cmd->add_subcommand("describe", "Show " + a_kind + " by name or ID");
   describe->add_option("name", *ref, "Name or ID")->required();
   describe->callback([&g, &k, ref] {
     auto s = open_session(g);
@@ -145,7 +146,7 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
 
   auto dref = std::make_shared<std::string>();
   auto dkey = std::make_shared<std::string>();
-  auto* del = cmd->add_subcommand("delete", std::string("Delete a ") + k.kind + " (recorded as an event; history stays)");
+  auto* del = cmd->add_subcommand("delete", "Delete " + a_kind + " (recorded as an event; history stays)");
   del->add_option("name", *dref, "Name or ID")->required();
   del->add_option("--idempotency-key", *dkey, "Retry-safe key");
   auto ifv = std::make_shared<std::string>();
