@@ -31,9 +31,9 @@ RestartDecision decide_restart(const manifest::RestartPolicy& p, const ExitStatu
   std::int64_t delay = p.backoff_ms;
   for (int i = 0; i < restarts && delay < p.max_backoff_ms; ++i) delay *= 2;
   d.delay = std::chrono::milliseconds(std::min(delay, p.max_backoff_ms));
-  d.reason = fmt::format("{}; restarting in {:.1f} s (attempt {}{})", how.describe(),
-                         static_cast<double>(d.delay.count()) / 1000.0, restarts + 1,
-                         p.max_attempts > 0 ? fmt::format(" of {}", p.max_attempts) : std::string());
+  d.when = fmt::format("restarting in {:.1f} s (attempt {}{})", static_cast<double>(d.delay.count()) / 1000.0,
+                       restarts + 1, p.max_attempts > 0 ? fmt::format(" of {}", p.max_attempts) : std::string());
+  d.reason = how.describe() + "; " + d.when;
   return d;
 }
 

@@ -15,6 +15,7 @@ struct RestartDecision {
   std::chrono::milliseconds delay{0};  // before the restart
   bool failed = false;                 // the instance is given up on (a final state)
   std::string reason;                  // in words, for the event and `instance describe`
+  std::string when;                    // with restart: "restarting in 4.0 s (attempt 3 of 10)"
 };
 
 // `restarts` is how many times this instance was restarted before; `ran_for` how long this run lasted;

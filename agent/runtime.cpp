@@ -65,8 +65,13 @@ void await_started(const std::string& dir, const std::string& what, const std::s
   while (std::chrono::steady_clock::now() < deadline) {
     auto state = read_text(fs::path(dir) / "shim.state");
     if (state.rfind("running", 0) == 0 || state.rfind("exited", 0) == 0) return;
-    if (state.rfind("failed", 0) == 0)
-      throw PlatformError(ErrorCode::internal, what + ": " + state.substr(7, 2000), "See " + see + ".");
+    if (state.rfind("failed", 0) == 0) {
+      auto why = state.substr(7, 2000);  // one line: it becomes an event's reason
+      for (auto& c : why)
+        if (c == '\n' || c == '\r') c = ' ';
+      while (!why.empty() && why.back() == ' ') why.pop_back();
+      throw PlatformError(ErrorCode::internal, what + ": " + why, "See " + see + ".");
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   throw PlatformError(ErrorCode::internal, what + ": its shim did not report within " + std::to_string(limit.count() / 1000) + " s",

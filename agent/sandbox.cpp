@@ -122,8 +122,16 @@ void Sandbox::start(const InstanceSpec& spec) {
   shim_files::spawn_detached({shim_, "shim", "--dir", d.string(), "--id", spec.id, "--runc", runc_, "--root",
                               (fs::path(state_dir_) / "runc").string()},
                              (d / "shim.log").string());
-  shim_files::await_started(d.string(), "runc could not start instance " + spec.id, d.string() + "/runc.log",
-                            std::chrono::seconds(30));
+  try {
+    shim_files::await_started(d.string(), "runc could not start instance " + spec.id, (d / "runc.log").string(),
+                              std::chrono::seconds(30));
+  } catch (const PlatformError&) {
+    // runc's log says why in one line: most often a command the image does not have.
+    if (auto failed = runc_start_failure((d / "runc.log").string()))
+      throw PlatformError(ErrorCode::internal, failed->why,
+                          "Check the process's command in platform.toml and the image's entrypoint.");
+    throw;
+  }
 }
 
 std::optional<ExitStatus> Sandbox::wait(const std::string& id, std::chrono::milliseconds timeout) {

@@ -30,7 +30,9 @@ int run_runc(const ShimOptions& o, const std::vector<std::string>& args, const s
     ::dup2(in, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    std::vector<std::string> argv = {o.runc, "--root", o.root, "--log", (fs::path(o.dir) / "runc.log").string()};
+    // JSON log lines: runc_start_failure() reads why a start failed from them (agent/sandbox.h).
+    std::vector<std::string> argv = {o.runc, "--root", o.root, "--log", (fs::path(o.dir) / "runc.log").string(),
+                                     "--log-format", "json"};
     argv.insert(argv.end(), args.begin(), args.end());
     exec_or_exit(argv);
   }

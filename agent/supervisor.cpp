@@ -203,8 +203,7 @@ bool InstanceSupervisor::start_run() {
   if (d.restart) {
     report("InstanceRestarting", {{"restarts", attempt_ + 1},
                                   {"delay_ms", d.delay.count()},
-                                  {"reason", fmt::format("{}; retrying in {:.1f} s", reason,
-                                                         static_cast<double>(d.delay.count()) / 1000.0)}});
+                                  {"reason", reason + "; " + d.when}});
     if (sleep_unless_stopping(d.delay)) ++attempt_;
   } else {
     const auto& policy = a_.process.restart;

@@ -225,6 +225,20 @@ TEST_F(SandboxTest, AnImageWithNothingToRunIsAClearError) {
   sandbox_->destroy("empty");
 }
 
+// A command the image does not have: the start fails with one line in a shell's words (it becomes the
+// reason of InstanceStartFailed), not runc's log.
+TEST_F(SandboxTest, ACommandTheImageLacksFailsTheStartInOneClearLine) {
+  auto s = spec("nocmd");
+  s.image_config["Entrypoint"] = Json::array({"/nonexistent/bin"});
+  try {
+    sandbox_->start(s);
+    ADD_FAILURE() << "started";
+  } catch (const PlatformError& e) {
+    EXPECT_EQ(e.error().message, "cannot run /nonexistent/bin: no such file or directory");
+    EXPECT_NE(e.error().hint.find("command"), std::string::npos) << e.error().hint;
+  }
+}
+
 // runc's JSON log after an exec that exited 255: what it says, in the words a shell would use.
 TEST(RuncStartFailure, TheLogSaysWhyInAShellsWords) {
   const auto file = fs::temp_directory_path() / ("runc-log-" + std::to_string(::getpid()) + ".json");
