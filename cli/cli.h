@@ -61,6 +61,13 @@ std::vector<std::size_t> table_widths(const std::vector<std::string>& headers,
                                       const std::vector<std::vector<std::string>>& rows);
 std::string table_line(std::vector<std::size_t>& widths, const std::vector<std::string>& cells);
 void note(const Globals& g, const std::string& line);
+// For the reads of follows and waits (`events -f`, `logs -f`, `wait`): runs `call`, and while the API
+// cannot be reached or answers that it is unavailable (platformd restarting, an upgrade), tries again
+// every second, saying so on stderr once as `who: …; retrying` and once more when it answers. Until
+// `deadline`, when one is given: then the last error stands (exit 1). Other errors pass through; Ctrl-C
+// ends it as interrupted.
+Json call_through_outage(const Globals& g, const std::string& who, const std::function<Json()>& call,
+                         std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 // A span of seconds, short: "45s", "3m", "2h", "4d".
 std::string short_duration(std::int64_t seconds);
 // A resource path "org/O/project/P/app/A/env/E" as kind -> name.

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "cli/cli.h"
 #include "engine/error.h"
@@ -113,6 +114,28 @@ void print_table(const std::vector<std::string>& headers, const std::vector<std:
 
 void note(const Globals& g, const std::string& line) {
   if (!g.quiet) std::cerr << line << "\n";
+}
+
+Json call_through_outage(const Globals& g, const std::string& who, const std::function<Json()>& call,
+                         std::optional<std::chrono::steady_clock::time_point> deadline) {
+  bool down = false;
+  for (;;) {
+    try {
+      auto out = call();
+      if (down) note(g, who + ": the API answers again");
+      return out;
+    } catch (const PlatformError& e) {
+      const auto code = e.error().code;
+      if (code != ErrorCode::unavailable && code != ErrorCode::timed_out) throw;
+      if (deadline && std::chrono::steady_clock::now() + std::chrono::seconds(1) >= *deadline) throw;
+      if (!down) note(g, who + ": " + e.error().message + "; retrying");
+      down = true;
+    }
+    for (int i = 0; i < 10; ++i) {
+      if (interrupted()) throw PlatformError(ErrorCode::interrupted, "interrupted", "");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
 }
 
 std::map<std::string, std::string> path_names(const std::string& path) {

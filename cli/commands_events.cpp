@@ -124,15 +124,9 @@ void run_events(const Globals& g, EventArgs a) {
   if (!a.follow) return;
   // Then follow with long polls; the cursor guarantees nothing is skipped or repeated.
   while (!interrupted()) {
-    Json page;
-    try {
-      page = client.call("GET", base + events_query(a, after, "25s"), std::nullopt, "", std::chrono::seconds(40));
-    } catch (const PlatformError& e) {
-      if (e.error().code != ErrorCode::unavailable && e.error().code != ErrorCode::timed_out) throw;
-      note(g, "events: " + e.error().message + "; retrying");
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
+    const auto page = call_through_outage(g, "events", [&] {
+      return client.call("GET", base + events_query(a, after, "25s"), std::nullopt, "", std::chrono::seconds(40));
+    });
     for (const auto& e : page["events"]) {
       if (g.format() == Format::table) {
         std::cout << table_line(widths, event_row(e)) << "\n";
@@ -231,7 +225,7 @@ void run_wait(const Globals& g, WaitArgs a) {
   while (!interrupted()) {
     bool done = false;
     try {
-      last = client.call("GET", path);
+      last = call_through_outage(g, "wait", [&] { return client.call("GET", path); }, deadline);
       if (is_op) done = last.value("status", "") == "succeeded";
       else done = (a.for_state == "exists") == (last.value("state", "") == "active");
     } catch (const PlatformError& e) {

@@ -185,7 +185,10 @@ void run_logs(const Globals& g, const LogsArgs& a) {
   Json all = Json::array();
   std::string cursor;
   while (!interrupted()) {
-    auto page = client.call("GET", s.env_path() + "/logs" + query + (cursor.empty() ? "" : "&after=" + api::url_encode(cursor)));
+    const auto target = s.env_path() + "/logs" + query + (cursor.empty() ? "" : "&after=" + api::url_encode(cursor));
+    // Once following, a restarting API is waited out; the cursor resumes where the last page ended.
+    auto page = a.follow && !cursor.empty() ? call_through_outage(g, "logs", [&] { return client.call("GET", target); })
+                                            : client.call("GET", target);
     cursor = page.value("next", cursor);
     for (const auto& l : page["lines"]) {
       if (one_document) all.push_back(l);
@@ -304,7 +307,7 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
   std::set<std::string> last_problems;
   std::map<std::string, std::string> said_output;  // instance name -> the last output line printed for it
   while (!interrupted()) {
-    auto st = client.call("GET", path);
+    auto st = call_through_outage(g, "wait", [&] { return client.call("GET", path); }, deadline);
     const auto phase = st.value("phase", "");
     if (phase != last_phase && g.format() == Format::table) note(g, "status: " + phase);
     last_phase = phase;
@@ -389,7 +392,7 @@ Json wait_traffic_served(const Globals& g, api::Client& client, const EnvTarget&
                          const std::function<bool(const std::string& endpoint)>& must_listen) {
   std::string said;
   while (!interrupted()) {
-    auto st = client.call("GET", env.api_path + "/status");
+    auto st = call_through_outage(g, "wait", [&] { return client.call("GET", env.api_path + "/status"); }, deadline);
     const auto pending = st.value("edges_pending", Json::array());
     if (pending.empty()) {
       // Every running edge has taken the change: what it could not bind is on record now.

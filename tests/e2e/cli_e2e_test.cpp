@@ -251,6 +251,14 @@ TEST(EndToEnd, PostgresKilledIsRestartedAndKeepsEverything) {
   DevPlatform dev;
   ASSERT_EQ(cli("-o json project create before-crash --org dev").exit, 0);
   for (int i = 0; i < 5; ++i) ASSERT_EQ(cli("-o json project list --org dev").exit, 0);  // warm the pool
+  // A follow and a wait that run through the outage ride it out (the API answers 503 meanwhile).
+  const auto follow_log = dev.root() / "follow.log", wait_log = dev.root() / "wait.log";
+  harness::Child follow({PLATFORM_BIN, "-o", "ndjson", "events", "--follow", "--org", "dev"}, follow_log.string());
+  harness::Child waiting({PLATFORM_BIN, "wait", "project/after-crash", "--org", "dev", "--timeout", "120s"},
+                         wait_log.string());
+  for (int i = 0; i < 100 && slurp(follow_log).find("before-crash") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_NE(slurp(follow_log).find("before-crash"), std::string::npos) << slurp(follow_log);
   const auto pidfile = dev.root() / "state/postgres/postmaster.pid";
   const auto postmaster = std::stoi(slurp(pidfile));
   ASSERT_GT(postmaster, 1);
@@ -279,6 +287,11 @@ TEST(EndToEnd, PostgresKilledIsRestartedAndKeepsEverything) {
   }
   auto after = cli("-o json project create after-crash --org dev");
   ASSERT_EQ(after.exit, 0) << after.out;
+  const int waited = waiting.wait(std::chrono::seconds(30));
+  EXPECT_TRUE(WIFEXITED(waited) && WEXITSTATUS(waited) == 0) << waited << ": " << slurp(wait_log);
+  for (int i = 0; i < 100 && slurp(follow_log).find("after-crash") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_NE(slurp(follow_log).find("after-crash"), std::string::npos) << slurp(follow_log);
   EXPECT_EQ(run(dev.psql("SELECT count(*) FROM events WHERE type = 'ProjectCreated' AND data->>'name' IN "
                          "('before-crash', 'after-crash')")).out,
             "2\n");
