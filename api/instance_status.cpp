@@ -99,9 +99,13 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
     scale = Json::parse(rt[0][1].as<std::string>());
   }
   auto instances = list_instances(tx, env_id, false);
+  std::vector<std::string> troubled;
+  for (const auto& i : instances)
+    if (in_trouble(i)) troubled.push_back(i["id"].get<std::string>());
+  const auto last = last_lines(tx, troubled);
   for (auto& i : instances) {
-    Json last = in_trouble(i) ? last_output(tx, i["id"].get<std::string>(), 1) : Json::array();
-    i["last_output"] = last.empty() ? Json() : last[0];
+    auto it = last.find(i["id"].get<std::string>());
+    i["last_output"] = it == last.end() ? Json() : it->second;
   }
   auto sizes = release ? process_sizes(release->manifest, scale) : std::map<std::string, ProcessSize>{};
   std::map<std::string, std::string> unschedulable;

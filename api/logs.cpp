@@ -136,6 +136,20 @@ Json last_output(pqxx::transaction_base& tx, const std::string& instance_id, int
   return out;
 }
 
+std::map<std::string, Json> last_lines(pqxx::transaction_base& tx, const std::vector<std::string>& instance_ids) {
+  std::map<std::string, Json> out;
+  if (instance_ids.empty()) return out;
+  Json ids = instance_ids;
+  for (const auto& r : tx.exec_params(
+           "SELECT i.id, " + db::sql_rfc3339("l.at") + ", l.stream, l.message"
+           " FROM jsonb_array_elements_text($1::jsonb) AS i(id) CROSS JOIN LATERAL"
+           " (SELECT at, stream, message FROM core.log_lines WHERE instance_id = i.id ORDER BY id DESC LIMIT 1) l",
+           ids.dump()))
+    out[r[0].as<std::string>()] = {{"at", r[1].as<std::string>()}, {"stream", r[2].as<std::string>()},
+                                   {"message", r[3].as<std::string>()}};
+  return out;
+}
+
 std::int64_t expire_logs(pqxx::work& tx, std::chrono::hours retention) {
   auto r = tx.exec_params("DELETE FROM core.log_lines WHERE at < now() - make_interval(hours => $1)",
                           static_cast<int>(retention.count()));

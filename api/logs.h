@@ -6,7 +6,9 @@
 #include <pqxx/pqxx>
 
 #include <chrono>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "engine/json.h"
 
@@ -31,6 +33,9 @@ Json read_logs(pqxx::transaction_base& tx, const LogQuery& q);
 // What the instance wrote last: up to `limit` lines of its latest run (both streams), oldest first, as
 // [{at, stream, message}]; empty when it has written nothing that is still kept.
 Json last_output(pqxx::transaction_base& tx, const std::string& instance_id, int limit);
+
+// The last line each of `instance_ids` wrote, in one query: id -> {at, stream, message} (absent: none).
+std::map<std::string, Json> last_lines(pqxx::transaction_base& tx, const std::vector<std::string>& instance_ids);
 
 // Removes lines older than `retention`; returns how many.
 std::int64_t expire_logs(pqxx::work& tx, std::chrono::hours retention);

@@ -113,6 +113,12 @@ TEST(Logs, LastOutputIsTheTailOfTheLatestRunOldestFirst) {
   EXPECT_EQ(one[0]["message"], "line 11");
   EXPECT_EQ(api::last_output(tx, "ins_2", 10).size(), 1u);
   EXPECT_TRUE(api::last_output(tx, "ins_3", 10).empty());
+  // Several at once (status): each one's very last line; one that wrote nothing is absent.
+  auto last = api::last_lines(tx, {"ins_1", "ins_2", "ins_3"});
+  ASSERT_EQ(last.size(), 2u);
+  EXPECT_EQ(last["ins_1"]["message"], "line 11");
+  EXPECT_EQ(last["ins_2"]["message"], "another instance");
+  EXPECT_TRUE(api::last_lines(tx, {}).empty());
 }
 
 }  // namespace
