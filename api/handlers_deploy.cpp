@@ -182,17 +182,6 @@ void check_plan_shape(const Json& plan) {
 
 Target target_of(Context& ctx, Principal& p, const Params& params) { return Target{env_chain(ctx, p, params)}; }
 
-Json release_summary(const Release& r) {
-  return {{"id", r.id},
-          {"number", r.number},
-          {"name", "v" + std::to_string(r.number)},
-          {"image", r.image.value("ref", "")},
-          {"image_digest", r.image_digest},
-          {"manifest_hash", r.manifest_hash},
-          {"config_version", r.config_version},
-          {"secrets_version", r.secrets_version}};
-}
-
 // What to run after the env was pointed at `r`: wait for it first (the rollout is only starting). The
 // way back names its release (`back_to`: what the env ran before `r`, if anything), so a command copied
 // from the receipt later still means what it meant here; a rollback's own receipt offers none, since

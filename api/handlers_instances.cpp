@@ -85,6 +85,30 @@ Json checked_scale(const Json& body) {
   return body["processes"];
 }
 
+// The env's release and scale, with its runtime row locked (one change to what runs at a time); an env
+// with no release has nothing to `verb`.
+struct LockedRuntime {
+  Release release;
+  Json scale;
+};
+LockedRuntime lock_runtime(pqxx::work& tx, const std::vector<Resolved>& chain, const std::string& verb) {
+  const auto& env = chain.back();
+  auto rt = tx.exec_params("SELECT release_id, scale::text FROM core.env_runtime WHERE env_id = $1 FOR UPDATE", env.id);
+  if (rt.empty() || rt[0][0].is_null())
+    throw PlatformError(ErrorCode::precondition_failed, "env " + env.name + " has no release to " + verb,
+                        "Deploy first: platform deploy " + env_flags(chain));
+  return {*release_by_id(tx, rt[0][0].as<std::string>()), Json::parse(rt[0][1].as<std::string>())};
+}
+
+[[noreturn]] void no_such_process(const Release& release, const std::map<std::string, ProcessSize>& sizes,
+                                  const std::string& name) {
+  std::string known;
+  for (const auto& [n, s] : sizes) known += (known.empty() ? "" : ", ") + n;
+  throw PlatformError(ErrorCode::invalid_request,
+                      fmt::format("release v{} has no process \"{}\"", release.number, name.substr(0, 60)),
+                      "Its processes: " + known + ".");
+}
+
 Response post_scale(Context& ctx, const Request& req, Principal& p, const Params& params) {
   auto body = parse_body(req.body, {{"processes", FieldType::object, true}});
   auto changes = checked_scale(body);
@@ -93,23 +117,12 @@ Response post_scale(Context& ctx, const Request& req, Principal& p, const Params
   const auto path = path_of(chain);
   ctx.metrics.mutations_total++;
   return run_mutation(ctx, req, p, "env.scale", 200, [&](pqxx::work& tx, const Actor& actor) {
-    auto rt = tx.exec_params("SELECT release_id, scale::text FROM core.env_runtime WHERE env_id = $1 FOR UPDATE", env.id);
-    if (rt.empty() || rt[0][0].is_null())
-      throw PlatformError(ErrorCode::precondition_failed, "env " + env.name + " has no release to scale",
-                          "Deploy first: platform deploy " + env_flags(chain));
-    auto release = release_by_id(tx, rt[0][0].as<std::string>());
-    auto scale = Json::parse(rt[0][1].as<std::string>());
+    auto [rel, scale] = lock_runtime(tx, chain, "scale");
+    const auto* release = &rel;
     const auto before = process_sizes(release->manifest, scale);
     Json diff = Json::array();
     for (const auto& [name, o] : changes.items()) {
-      auto it = before.find(name);
-      if (it == before.end()) {
-        std::string known;
-        for (const auto& [n, s] : before) known += (known.empty() ? "" : ", ") + n;
-        throw PlatformError(ErrorCode::invalid_request,
-                            fmt::format("release v{} has no process \"{}\"", release->number, name.substr(0, 60)),
-                            "Its processes: " + known + ".");
-      }
+      if (!before.count(name)) no_such_process(*release, before, name);
       Json& s = scale[name];
       if (!s.is_object()) s = Json::object();
       for (const auto& [k, v] : o.items()) s[k] = v;
@@ -150,6 +163,50 @@ Response post_scale(Context& ctx, const Request& req, Principal& p, const Params
       sizes[name] = {{"count", s.count}, {"memory_mib", s.memory_mib}, {"cpu", s.cpu}, {"scaled", s.scaled}};
     r.receipt = {{"resource", resource}, {"processes", sizes}, {"diff", diff},
                  {"events", out.events_json("scale-" + env.id)}, {"next", next}};
+    return r;
+  });
+}
+
+// {"processes": ["web"]} (absent or empty: every process of the env's release): a rolling restart.
+Response post_restart(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  auto body = parse_body(req.body, {{"processes", FieldType::array_of_strings}});
+  auto chain = env_chain(ctx, p, params);
+  const auto env = chain.back();
+  const auto path = path_of(chain);
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, "env.restart", 200, [&](pqxx::work& tx, const Actor& actor) {
+    const auto [rel, scale] = lock_runtime(tx, chain, "restart");
+    const auto* release = &rel;
+    const auto sizes = process_sizes(release->manifest, scale);
+    std::vector<std::string> processes;
+    for (const auto& name : body.value("processes", Json::array())) {
+      const auto n = name.get<std::string>();
+      if (!sizes.count(n)) no_such_process(*release, sizes, n);
+      if (std::find(processes.begin(), processes.end(), n) == processes.end()) processes.push_back(n);
+    }
+    if (processes.empty())
+      for (const auto& [k, s] : sizes) processes.push_back(k);
+    const auto replaced = request_restart(tx, env.id, processes);
+    Json diff = Json::array(), counts = Json::object();
+    for (const auto& [name, n] : replaced) {
+      counts[name] = n;
+      diff.push_back({{"process", name}, {"key", "restart"}, {"instances", n},
+                      {"summary", fmt::format("{}: {} instance{} replaced, each once a new one is healthy", name, n,
+                                              n == 1 ? "" : "s")}});
+    }
+    Json data = {{"env_id", env.id}, {"release_id", release->id}, {"processes", processes}, {"instances", counts}};
+    CommandOutcome out;
+    out.resource_id = env.id;
+    out.appended = events::append(tx, "restart-" + env.id, std::nullopt,
+                                  {{uuid_to_string(new_uuid_v7()), "EnvRestartRequested", 1, data,
+                                    event_metadata(actor, env)}});
+    CommandReceipt r;
+    r.last = out.last();
+    r.receipt = {{"resource", env_resource_json(env, path)},
+                 {"release", release_summary(*release)},
+                 {"diff", diff},
+                 {"events", out.events_json("restart-" + env.id)},
+                 {"next", Json::array({"platform wait " + env_flags(chain), "platform status " + env_flags(chain)})}};
     return r;
   });
 }
@@ -277,6 +334,10 @@ void add_instance_routes(std::vector<Route>& out) {
                  get_instance, {}, {}});
   out.push_back({"POST", base + "/scale", "Set the count, memory or CPU of an env's processes (over the manifest's)",
                  post_scale, {}, {}});
+  out.push_back({"POST", base + "/restart",
+                 "A rolling restart of an env's instances (all processes, or those named): each is replaced by a "
+                 "new one, and stops once the new one is healthy",
+                 post_restart, {}, {}});
   out.push_back({"GET", base + "/logs",
                  "An env's logs by cursor: what its instances wrote (app) and the platform's events about them "
                  "(system)",

@@ -38,9 +38,11 @@ const std::string kInstanceColumns =
     "i.id, i.name, i.process, i.release_id, r.number, i.host_id, h.name, i.desired, i.desired_reason, i.state,"
     " i.health, i.restarts, i.last_exit::text, i.state_reason, " +
     db::sql_rfc3339("i.created_at") + ", " + db::sql_rfc3339("i.started_at") + ", " + db::sql_rfc3339("i.state_at") +
-    ", extract(epoch FROM now() - i.created_at)::bigint, i.cpu, i.memory_mib, coalesce(host(i.address), '')";
+    ", extract(epoch FROM now() - i.created_at)::bigint, i.cpu, i.memory_mib, coalesce(host(i.address), ''), " +
+    sql_restart_due("i", "rt");
 const std::string kInstanceFrom =
-    " FROM core.instances i JOIN core.releases r ON r.id = i.release_id JOIN core.hosts h ON h.id = i.host_id";
+    " FROM core.instances i JOIN core.releases r ON r.id = i.release_id JOIN core.hosts h ON h.id = i.host_id"
+    " LEFT JOIN core.env_runtime rt ON rt.env_id = i.env_id";
 
 Json instance_json(const pqxx::row& row) {
   auto opt = [&](int k) { return row[k].is_null() ? Json() : Json(row[k].as<std::string>()); };
@@ -63,7 +65,8 @@ Json instance_json(const pqxx::row& row) {
           {"age_seconds", row[17].as<std::int64_t>()},
           {"cpu", row[18].as<double>()},
           {"memory_mib", row[19].as<std::int64_t>()},
-          {"address", row[20].as<std::string>()}};  // its private address, where the edge reaches it ("": none)
+          {"address", row[20].as<std::string>()},  // its private address, where the edge reaches it ("": none)
+          {"restart_pending", row[21].as<bool>()}};  // placed before its process's last `platform restart`
 }
 
 bool serving(const Json& i) {
@@ -137,11 +140,11 @@ Json env_status(pqxx::transaction_base& tx, const std::string& env_id) {
         ++stopping;
         continue;
       }
-      // Another release, or this one at a size `platform scale` has since changed: the scheduler
-      // replaces it (its `resized` rule), so it is not current yet.
+      // Another release, or this one at a size `platform scale` has since changed, or placed before a
+      // `platform restart`: the scheduler replaces it, so it is not current yet.
       const bool resized =
           s != sizes.end() && s->second.differs_from(i["memory_mib"].get<std::int64_t>(), i["cpu"].get<double>());
-      if (!release || i["release"]["id"] != release->id || resized) {
+      if (!release || i["release"]["id"] != release->id || resized || i["restart_pending"].get<bool>()) {
         ++outdated;
         continue;
       }

@@ -194,6 +194,29 @@ std::string instance_secrets_file(pqxx::transaction_base& tx, const std::string&
   return secrets::encode_file(values);
 }
 
+std::string sql_restart_due(const std::string& i, const std::string& rt) {
+  return "coalesce(" + i + ".created_at < (" + rt + ".restarts->>" + i + ".process)::timestamptz, false)";
+}
+
+std::map<std::string, int> request_restart(pqxx::work& tx, const std::string& env_id,
+                                           const std::vector<std::string>& processes) {
+  Json names = processes;
+  // One time for all: now(), the transaction's start, so an instance placed after this commits is new.
+  tx.exec_params(
+      "UPDATE core.env_runtime SET restarts = restarts || (SELECT coalesce(jsonb_object_agg(p, now()), '{}'::jsonb)"
+      " FROM jsonb_array_elements_text($2::jsonb) AS p), updated_at = now() WHERE env_id = $1",
+      env_id, names.dump());
+  std::map<std::string, int> out;
+  for (const auto& p : processes) out[p] = 0;
+  for (const auto& r : tx.exec_params("SELECT i.process, count(*) FROM core.instances i"
+                                      " JOIN core.env_runtime rt ON rt.env_id = i.env_id"
+                                      " WHERE i.env_id = $1 AND i.desired = 'run' AND i.state NOT IN ('stopped', 'lost')"
+                                      " AND " + sql_restart_due("i", "rt") + " GROUP BY i.process",
+                                      env_id))
+    out[r[0].as<std::string>()] = r[1].as<int>();
+  return out;
+}
+
 void set_env_runtime(pqxx::work& tx, const std::string& env_id, const std::string& org_id,
                      const std::string& release_id, const std::optional<Json>& scale) {
   if (!release_id.empty())

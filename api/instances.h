@@ -40,6 +40,15 @@ std::map<std::string, ProcessSize> process_sizes(const Json& manifest, const Jso
 void set_env_runtime(pqxx::work& tx, const std::string& env_id, const std::string& org_id,
                      const std::string& release_id, const std::optional<Json>& scale);
 
+// SQL: whether instance `i` (an alias of core.instances) was placed before its process's last
+// `platform restart` in env runtime `rt` (core.env_runtime): the scheduler replaces it. False without one.
+std::string sql_restart_due(const std::string& i, const std::string& rt);
+
+// `platform restart`: asks for every instance of `processes` in the env (all its processes when empty)
+// that runs now to be replaced. Returns how many instances that asks to replace, per process.
+std::map<std::string, int> request_restart(pqxx::work& tx, const std::string& env_id,
+                                           const std::vector<std::string>& processes);
+
 // --- for platform-agent (host credential) ---
 
 // The largest assignment version among the host's instances (0 when it has none): it changes whenever

@@ -95,6 +95,17 @@ Current current_release(pqxx::transaction_base& tx, const std::string& env_id) {
   return c;
 }
 
+Json release_summary(const Release& r) {
+  return {{"id", r.id},
+          {"number", r.number},
+          {"name", "v" + std::to_string(r.number)},
+          {"image", r.image.value("ref", "")},
+          {"image_digest", r.image_digest},
+          {"manifest_hash", r.manifest_hash},
+          {"config_version", r.config_version},
+          {"secrets_version", r.secrets_version}};
+}
+
 std::optional<Release> release_by_id(pqxx::transaction_base& tx, const std::string& id) {
   return one(tx.exec_params(fmt::format("SELECT {} FROM core.releases WHERE id = $1", kColumns), id));
 }

@@ -40,6 +40,8 @@ struct Current {
 Current current_release(pqxx::transaction_base& tx, const std::string& env_id);
 void lock_releases(pqxx::work& tx, const std::string& env_id);
 
+// What a receipt says of a release: id, number, name, image and digest, manifest hash, versions.
+Json release_summary(const Release& r);
 std::optional<Release> release_by_id(pqxx::transaction_base& tx, const std::string& id);
 std::optional<Release> release_by_content(pqxx::transaction_base& tx, const std::string& env_id,
                                           const std::string& content_hash);

@@ -168,12 +168,13 @@ struct WaitArgs {
 
 // Waits for an operation to succeed, or for a resource (ID or KIND/NAME) to exist or be deleted,
 // including ones that do not exist yet. Sleeps between checks on a long poll of the org's events.
-// The env whose rollout an operation started (a deploy, a rollback, a scale: it set the env's release or
-// a process's count or size), or nullopt.
+// The env whose rollout an operation started (a deploy, a rollback, a scale, a restart: it set the env's
+// release, a process's count or size, or asked for new instances), or nullopt.
 std::optional<EnvTarget> rollout_of(api::Client& client, const Json& op) {
   std::string env_id;
   for (const auto& e : op.value("events", Json::array()))
-    if (const auto type = e.value("type", ""); type == "EnvReleaseSet" || type == "ProcessScaled")
+    if (const auto type = e.value("type", "");
+        type == "EnvReleaseSet" || type == "ProcessScaled" || type == "EnvRestartRequested")
       for (const auto& r : op.value("resources", Json::array()))
         if (r.value("kind", "") == "env") env_id = r.value("id", "");
   if (env_id.empty()) return std::nullopt;

@@ -25,6 +25,7 @@ std::string health_of(const Json& i) {
 std::string state_of(const Json& i) {
   auto s = i.value("state", "");
   if (i.value("desired", "") == "stop" && s != "stopped" && s != "lost") s += " (stopping)";
+  else if (i.value("restart_pending", false) && s != "stopped" && s != "lost") s += " (to restart)";
   return s;
 }
 
@@ -559,6 +560,23 @@ void add_instance_commands(CLI::App& app, Globals& g) {
     auto s = open_session(g);
     auto body = scale_body(*sa);
     print_receipt_and_wait(g, s, s.client().call("POST", s.env_path() + "/scale", body, new_id("idem")), *sw);
+  });
+
+  auto processes = std::make_shared<std::vector<std::string>>();
+  auto* restart = app.add_subcommand(
+      "restart", "Replace the env's running instances with new ones, each once its replacement is healthy (a rolling restart)");
+  restart->footer(
+      "Examples:\n"
+      "  platform restart --project shop --app api --env prod --wait   # every process; --wait: until all are replaced\n"
+      "  platform restart worker --env prod                             # only the worker instances");
+  restart->add_option("processes", *processes, "PROCESS ... (default: every process of the env's release)");
+  auto rw = std::make_shared<RolloutWait>();
+  add_rollout_wait(restart, *rw);
+  restart->callback([&g, processes, rw] {
+    auto s = open_session(g);
+    print_receipt_and_wait(g, s,
+                           s.client().call("POST", s.env_path() + "/restart", Json{{"processes", *processes}}, new_id("idem")),
+                           *rw);
   });
 }
 

@@ -73,6 +73,13 @@ std::string event_detail(const Json& e) {
   }
   if (type == "ConfigVersionCreated" || type == "SecretsVersionCreated") return version_detail(d);
   if (type == "ProcessScaled") return scale_detail(d);
+  if (type == "EnvRestartRequested") {  // "restart web (2), worker (1)": each process and its instances
+    std::string out;
+    const auto counts = d.contains("instances") && d["instances"].is_object() ? d["instances"] : Json::object();
+    for (const auto& [process, n] : counts.items())
+      out += fmt::format("{}{} ({})", out.empty() ? "restart " : ", ", process, n.is_number_integer() ? n.get<int>() : 0);
+    return out;
+  }
   if (type == "IpAllocated" || type == "IpReleased") return address_detail(d);
   if (type == "EndpointCreated") {
     auto out = fmt::format("{}: tcp {} → {}:{}", str(d, "name"), whole(d, "port"), str(d, "process"),

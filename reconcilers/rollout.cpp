@@ -36,7 +36,7 @@ std::map<std::string, ProcessSets> by_process(const std::string& release_id, con
       ++s.stopping;
       continue;
     }
-    (i.release_id == release_id && !i.resized ? s.fresh : s.old).push_back(&i);
+    (i.release_id == release_id && !i.resized && !i.restart ? s.fresh : s.old).push_back(&i);
   }
   return out;
 }
@@ -69,7 +69,8 @@ RolloutPlan plan_rollout(const std::string& release_id, const std::string& relea
     // Old instances: those not serving go at once; serving ones as new ones become healthy in their place.
     const auto replaced_reason = [&](const InstanceView* i) -> std::string {
       if (!in_release) return "process " + process + " is not in release " + release_label;
-      if (i->release_id == release_id) return "resized: replaced by an instance of the new size";
+      if (i->release_id == release_id && i->resized) return "resized: replaced by an instance of the new size";
+      if (i->release_id == release_id) return "restarted: replaced by a new instance (platform restart)";
       return "replaced by release " + release_label;
     };
     int fresh_healthy = 0;

@@ -1,6 +1,6 @@
 #pragma once
 // Rollout: for one env, what to start and what to stop so that each process runs `count` instances of
-// the env's release at the process's current size (a resized instance is replaced like an old one). New instances start first; an old instance stops only once a new one is healthy in
+// the env's release at the process's current size (a resized instance, or one placed before a `platform restart`, is replaced like an old one). New instances start first; an old instance stops only once a new one is healthy in
 // its place (or at once when it is not serving anyway), so a deploy of a healthy release never drops a
 // process to zero instances. Scaling down stops the least useful instances first: failed, then not
 // healthy, then the newest. Pure and deterministic: the scheduler feeds it rows; tests drive it directly.
@@ -22,6 +22,7 @@ struct InstanceView {
   std::string state;        // core.instances.state
   std::string health;       // core.instances.health
   bool resized = false;     // its cpu or memory is not what the process has now (`platform scale`)
+  bool restart = false;     // placed before its process's last `platform restart`: replaced too
   bool healthy() const;     // running, and healthy or without a check
 };
 

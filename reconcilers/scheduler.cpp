@@ -27,6 +27,7 @@ struct Row {  // an instance not yet stopped
   int ordinal = 0;
   double cpu = 0;
   std::int64_t memory_mib = 0;
+  bool restart = false;  // placed before its process's last `platform restart`
 };
 
 struct EnvRow {
@@ -62,12 +63,14 @@ void request_stop(pqxx::work& tx, const Row& i, const std::string& reason) {
 std::vector<Row> active_instances(pqxx::transaction_base& tx) {
   std::vector<Row> out;
   for (const auto& r : tx.exec(
-           "SELECT id, name, org_id, app_id, env_id, process, release_id, host_id, desired, state, health, ordinal, cpu,"
-           " memory_mib FROM core.instances WHERE state NOT IN ('stopped', 'lost') ORDER BY id"))
+           "SELECT i.id, i.name, i.org_id, i.app_id, i.env_id, i.process, i.release_id, i.host_id, i.desired, i.state,"
+           " i.health, i.ordinal, i.cpu, i.memory_mib, " + api::sql_restart_due("i", "rt") +
+           " FROM core.instances i LEFT JOIN core.env_runtime rt ON rt.env_id = i.env_id"
+           " WHERE i.state NOT IN ('stopped', 'lost') ORDER BY i.id"))
     out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::string>(),
                    r[4].as<std::string>(), r[5].as<std::string>(), r[6].as<std::string>(), r[7].as<std::string>(),
                    r[8].as<std::string>(), r[9].as<std::string>(), r[10].as<std::string>(), r[11].as<int>(),
-                   r[12].as<double>(), r[13].as<std::int64_t>()});
+                   r[12].as<double>(), r[13].as<std::int64_t>(), r[14].as<bool>()});
   return out;
 }
 
@@ -198,6 +201,7 @@ Scheduler::PassResult Scheduler::pass() {
       views.push_back(view_of(*r));
       auto size = sizes.find(r->process);
       views.back().resized = size != sizes.end() && size->second.differs_from(r->memory_mib, r->cpu);
+      views.back().restart = r->restart;
       by_id[r->id] = r;
     }
     RolloutPlan plan;

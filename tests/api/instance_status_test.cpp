@@ -118,4 +118,53 @@ TEST(InstanceStatus, RestartingInstancesAreProblemsAndResizedOnesAreNotCurrent) 
   EXPECT_EQ(st["instances"][0]["memory_mib"], 96);
 }
 
+// `platform restart`: every instance placed before it is outdated at once (so `wait` cannot say
+// converged before the scheduler's next pass), replaced by a new one, and stopped once that one is
+// healthy, with why. A process the release lacks, and an env with no release, are refused.
+TEST(InstanceStatus, RestartReplacesEachInstanceOnceItsReplacementIsHealthy) {
+  harness::OneImageRegistry registry("registry-restart");
+  harness::Platform p;
+  harness::create_envs(p.client(), {"prod", "empty"});
+  auto sql = [&](const std::string& q) { return harness::exec_sql(p.conninfo, q); };
+  harness::enrol_roomy_host(p.conninfo, "big");
+  const auto empty = "/v1/orgs/acme/projects/shop/apps/api/envs/empty";
+  EXPECT_EQ(p.status("POST", std::string(empty) + "/restart", Json::object()), 412);
+  p.client().call("POST", kEnv + "/deploys",
+                  Json{{"image", registry.image},
+                       {"manifest", "schema_version = 1\n[app]\nname = \"api\"\n[processes.web]\ncount = 2\n"
+                                    "memory = \"64MiB\"\n"}},
+                  new_id("idem"), std::chrono::seconds(60));
+  harness::TestScheduler scheduler(p.conninfo);
+  ASSERT_EQ(scheduler.pass().placed, 2);
+  const auto serve_all = "UPDATE core.instances SET state = 'running', health = 'healthy' WHERE desired = 'run'";
+  sql(serve_all);
+  auto status = [&] { return p.client().call("GET", kEnv + "/status"); };
+  ASSERT_EQ(status()["phase"], "converged");
+  EXPECT_EQ(p.status("POST", kEnv + "/restart", Json{{"processes", {"worker"}}}), 400);
+
+  auto receipt = p.client().call("POST", kEnv + "/restart", Json::object(), new_id("idem"));
+  ASSERT_EQ(receipt["diff"].size(), 1u) << receipt.dump();
+  EXPECT_EQ(receipt["diff"][0]["instances"], 2);
+  auto st = status();
+  EXPECT_EQ(st["phase"], "progressing") << st.dump();
+  EXPECT_EQ(web_of(st).outdated, 2);
+  for (const auto& i : st["instances"]) EXPECT_TRUE(i["restart_pending"].get<bool>()) << i.dump();
+
+  EXPECT_EQ(scheduler.pass().placed, 2);  // new ones first; the old ones serve meanwhile
+  EXPECT_EQ(web_of(status()).stopping, 0);
+  sql(serve_all);
+  scheduler.pass();
+  st = status();
+  EXPECT_EQ(web_of(st).current, 2) << st.dump();
+  EXPECT_EQ(web_of(st).stopping, 2);
+  EXPECT_EQ(sql("SELECT count(*) FROM core.instances WHERE desired = 'stop'"
+                " AND desired_reason = 'restarted: replaced by a new instance (platform restart)'")[0][0].as<int>(),
+            2);
+  sql("UPDATE core.instances SET state = 'stopped' WHERE desired = 'stop'");
+  st = status();
+  EXPECT_EQ(st["phase"], "converged") << st.dump();
+  for (const auto& i : st["instances"]) EXPECT_FALSE(i["restart_pending"].get<bool>()) << i.dump();
+  EXPECT_EQ(scheduler.pass().placed, 0);  // and it stays so
+}
+
 }  // namespace

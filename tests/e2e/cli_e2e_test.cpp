@@ -903,6 +903,20 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
     }
   }
 
+  // A rolling restart: every web instance is replaced by a new one, and --wait returns once they serve.
+  std::set<std::string> before_restart, after_restart;
+  for (const auto& i : st["instances"])
+    if (i["process"] == "web" && i["desired"] == "run") before_restart.insert(i["id"].get<std::string>());
+  auto restarted = cli("-o json restart web --wait --timeout 90s" + in("prod"));
+  ASSERT_EQ(restarted.exit, 0) << restarted.out;
+  EXPECT_EQ(one_json(restarted)["diff"][0]["instances"], static_cast<int>(before_restart.size())) << restarted.out;
+  st = one_json(cli("-o json status" + in("prod")));
+  for (const auto& i : st["instances"])
+    if (i["process"] == "web" && i["desired"] == "run") after_restart.insert(i["id"].get<std::string>());
+  EXPECT_EQ(after_restart.size(), before_restart.size());
+  for (const auto& id : after_restart) EXPECT_FALSE(before_restart.count(id)) << id << " was not replaced";
+  EXPECT_EQ(cli("restart nope" + in("prod")).exit, 2);
+
   // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
   // `deploy --wait` follows the rollout as `platform wait` does; its error names the deploy's operation.
   const auto progress_file = (dev.root() / "wait-progress.txt").string();

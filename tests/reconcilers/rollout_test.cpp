@@ -120,3 +120,16 @@ TEST(Rollout, AResizedInstanceIsReplacedLikeAnOldOne) {
   ASSERT_EQ(stopped(p), std::vector<std::string>{"web-1"});
   EXPECT_EQ(p.stop[0].reason, "resized: replaced by an instance of the new size");
 }
+
+// `platform restart`: instances placed before it are replaced one by one, like a deploy's, and the
+// process never drops below its healthy count on the way.
+TEST(Rollout, AnInstanceToRestartIsReplacedOnceItsReplacementIsHealthy) {
+  auto web1 = inst("web-1", "r1"), web2 = inst("web-2", "r1");
+  web1.restart = web2.restart = true;
+  auto p = plan_rollout("r1", "v1", {{"web", 2}}, {web1, web2});
+  EXPECT_EQ(p.place["web"], 2);
+  EXPECT_TRUE(p.stop.empty()) << "both serve until their replacements are healthy";
+  p = plan_rollout("r1", "v1", {{"web", 2}}, {web1, web2, inst("web-3", "r1"), inst("web-4", "r1", "running", "starting")});
+  ASSERT_EQ(stopped(p), std::vector<std::string>{"web-1"});
+  EXPECT_EQ(p.stop[0].reason, "restarted: replaced by a new instance (platform restart)");
+}
