@@ -211,6 +211,59 @@ Response post_restart(Context& ctx, const Request& req, Principal& p, const Para
   });
 }
 
+// One instance replaced by a new one (it stops once the new one is healthy): `platform instance restart`.
+Response post_instance_restart(Context& ctx, const Request& req, Principal& p, const Params& params) {
+  parse_body(req.body, {});
+  auto chain = env_chain(ctx, p, params);
+  const auto env = chain.back();
+  const auto& ref = params.at("instance");
+  ctx.metrics.mutations_total++;
+  return run_mutation(ctx, req, p, "instance.restart", 200, [&](pqxx::work& tx, const Actor& actor) {
+    lock_runtime(tx, chain, "restart");
+    auto rows = tx.exec_params(
+        "SELECT id, name, process, desired, state, restart_asked FROM core.instances"
+        " WHERE env_id = $1 AND (id = $2 OR name = $2) FOR UPDATE",
+        env.id, ref);
+    if (rows.empty())
+      throw PlatformError(ErrorCode::not_found, "env " + env.name + " has no instance \"" + ref.substr(0, 80) + "\"",
+                          "List them with `platform instance list " + env_flags(chain) + "`.");
+    const auto id = rows[0][0].as<std::string>(), name = rows[0][1].as<std::string>();
+    const auto state = rows[0][4].as<std::string>();
+    if (rows[0][3].as<std::string>() == "stop" || state == "stopped" || state == "lost")
+      throw PlatformError(ErrorCode::precondition_failed,
+                          "instance " + name + " is " + (state == "stopped" || state == "lost" ? state : "stopping") +
+                              ": there is nothing to restart",
+                          "The scheduler places what the process lacks; `platform status " + env_flags(chain) +
+                              "` shows what runs.");
+    CommandReceipt r;
+    Json resource = {{"kind", "instance"}, {"id", id}, {"name", name}, {"path", path_of(chain) + "/instance/" + name}};
+    Json next = Json::array({"platform wait " + env_flags(chain), "platform instance describe " + name + " " + env_flags(chain)});
+    if (rows[0][5].as<bool>()) {
+      r.duplicate = true;
+      r.receipt = {{"resource", resource}, {"diff", Json::array()}, {"events", Json::array()}, {"next", next},
+                   {"note", "nothing changed: " + name + " is already to be replaced"}};
+      return r;
+    }
+    tx.exec_params("UPDATE core.instances SET restart_asked = true WHERE id = $1", id);
+    CommandOutcome out;
+    out.resource_id = id;
+    out.appended = events::append(
+        tx, instance_stream(id), std::nullopt,
+        {{uuid_to_string(new_uuid_v7()), "InstanceRestartRequested", 1,
+          Json{{"instance_id", id}, {"name", name}, {"process", rows[0][2].as<std::string>()},
+               {"reason", "asked by " + (p.user_name.empty() ? p.user_id : p.user_name) +
+                              ": a new instance replaces it, and it stops once that one is healthy"}},
+          event_metadata(actor, env.org_id, "instance", id, env.id, name)}});
+    r.last = out.last();
+    r.receipt = {{"resource", resource},
+                 {"diff", Json::array({{{"key", "restart"},
+                                        {"summary", name + ": replaced by a new instance, stopped once that one is healthy"}}})},
+                 {"events", out.events_json(instance_stream(id))},
+                 {"next", next}};
+    return r;
+  });
+}
+
 Response get_logs(Context& ctx, const Request& req, Principal& p, const Params& params) {
   auto chain = env_chain(ctx, p, params);
   LogQuery q;
@@ -338,6 +391,9 @@ void add_instance_routes(std::vector<Route>& out) {
                  "A rolling restart of an env's instances (all processes, or those named): each is replaced by a "
                  "new one, and stops once the new one is healthy",
                  post_restart, {}, {}});
+  out.push_back({"POST", base + "/instances/{instance}/restart",
+                 "Replace one instance by a new one; it stops once the new one is healthy",
+                 post_instance_restart, {}, {}});
   out.push_back({"GET", base + "/logs",
                  "An env's logs by cursor: what its instances wrote (app) and the platform's events about them "
                  "(system)",

@@ -195,7 +195,8 @@ std::string instance_secrets_file(pqxx::transaction_base& tx, const std::string&
 }
 
 std::string sql_restart_due(const std::string& i, const std::string& rt) {
-  return "coalesce(" + i + ".created_at < (" + rt + ".restarts->>" + i + ".process)::timestamptz, false)";
+  return "(" + i + ".restart_asked OR coalesce(" + i + ".created_at < (" + rt + ".restarts->>" + i +
+         ".process)::timestamptz, false))";
 }
 
 std::map<std::string, int> request_restart(pqxx::work& tx, const std::string& env_id,

@@ -40,8 +40,9 @@ std::map<std::string, ProcessSize> process_sizes(const Json& manifest, const Jso
 void set_env_runtime(pqxx::work& tx, const std::string& env_id, const std::string& org_id,
                      const std::string& release_id, const std::optional<Json>& scale);
 
-// SQL: whether instance `i` (an alias of core.instances) was placed before its process's last
-// `platform restart` in env runtime `rt` (core.env_runtime): the scheduler replaces it. False without one.
+// SQL: whether instance `i` (an alias of core.instances) is to be replaced: `platform instance restart`
+// asked for it, or it was placed before its process's last `platform restart` in env runtime `rt`
+// (core.env_runtime). The scheduler replaces it like an instance of an old release.
 std::string sql_restart_due(const std::string& i, const std::string& rt);
 
 // `platform restart`: asks for every instance of `processes` in the env (all its processes when empty)

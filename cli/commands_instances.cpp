@@ -530,6 +530,21 @@ void add_instance_commands(CLI::App& app, Globals& g) {
     describe_instance(g, s, *which);
   });
 
+  auto restart_one = std::make_shared<std::string>();
+  auto* irestart = instance->add_subcommand(
+      "restart", "Replace one instance by a new one; it stops once the new one is healthy (`platform restart`: all of them)");
+  irestart->add_option("instance", *restart_one, "Instance name (web-3) or ID")->required();
+  auto irw = std::make_shared<RolloutWait>();
+  add_rollout_wait(irestart, *irw);
+  irestart->callback([&g, restart_one, irw] {
+    auto s = open_session(g);
+    print_receipt_and_wait(
+        g, s,
+        s.client().call("POST", s.env_path() + "/instances/" + api::url_encode(*restart_one) + "/restart", Json::object(),
+                        new_id("idem")),
+        *irw);
+  });
+
   auto la = std::make_shared<LogsArgs>();
   auto* logs = app.add_subcommand("logs", "An env's logs: what its instances wrote and the platform's events about them");
   logs->footer(

@@ -165,6 +165,28 @@ TEST(InstanceStatus, RestartReplacesEachInstanceOnceItsReplacementIsHealthy) {
   EXPECT_EQ(st["phase"], "converged") << st.dump();
   for (const auto& i : st["instances"]) EXPECT_FALSE(i["restart_pending"].get<bool>()) << i.dump();
   EXPECT_EQ(scheduler.pass().placed, 0);  // and it stays so
+
+  // One instance alone (`platform instance restart`): asked twice, it is replaced once.
+  const auto one = st["instances"][0]["name"].get<std::string>();
+  auto asked = p.client().call("POST", kEnv + "/instances/" + one + "/restart", Json::object(), new_id("idem"));
+  EXPECT_EQ(asked["diff"].size(), 1u) << asked.dump();
+  auto again = p.client().call("POST", kEnv + "/instances/" + one + "/restart", Json::object(), new_id("idem"));
+  EXPECT_TRUE(again["diff"].empty()) << again.dump();
+  EXPECT_EQ(p.status("POST", kEnv + "/instances/web-99/restart", Json::object()), 404);
+  EXPECT_EQ(p.status("POST", kEnv + "/instances/web-1/restart", Json::object()), 412);  // stopped above
+  EXPECT_EQ(web_of(status()).outdated, 1);
+  EXPECT_EQ(scheduler.pass().placed, 1);
+  sql(serve_all);
+  scheduler.pass();
+  sql("UPDATE core.instances SET state = 'stopped' WHERE desired = 'stop'");
+  st = status();
+  EXPECT_EQ(st["phase"], "converged") << st.dump();
+  EXPECT_EQ(web_of(st).current, 2);
+  for (const auto& i : st["instances"]) EXPECT_NE(i["name"], one);
+  auto history = p.client().call("GET", kEnv + "/instances/" + one);
+  bool recorded = false;
+  for (const auto& e : history["events"]) recorded |= e["type"] == "InstanceRestartRequested";
+  EXPECT_TRUE(recorded) << history.dump();
 }
 
 }  // namespace

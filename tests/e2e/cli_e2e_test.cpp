@@ -916,6 +916,20 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
   EXPECT_EQ(after_restart.size(), before_restart.size());
   for (const auto& id : after_restart) EXPECT_FALSE(before_restart.count(id)) << id << " was not replaced";
   EXPECT_EQ(cli("restart nope" + in("prod")).exit, 2);
+  // One instance alone: replaced, the others untouched.
+  const auto one = *after_restart.begin();
+  auto one_restarted = cli("instance restart " + one + " --wait --timeout 90s" + in("prod"));
+  ASSERT_EQ(one_restarted.exit, 0) << one_restarted.out;
+  st = one_json(cli("-o json status" + in("prod")));
+  std::set<std::string> after_one;
+  for (const auto& i : st["instances"])
+    if (i["process"] == "web" && i["desired"] == "run") after_one.insert(i["id"].get<std::string>());
+  EXPECT_EQ(after_one.size(), after_restart.size());
+  EXPECT_FALSE(after_one.count(one));
+  for (const auto& id : after_restart)
+    if (id != one) {
+      EXPECT_TRUE(after_one.count(id)) << id << " was replaced too";
+    }
 
   // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
   // `deploy --wait` follows the rollout as `platform wait` does; its error names the deploy's operation.
