@@ -105,7 +105,7 @@ std::string event_line(const Json& e) {
   if (type == "InstanceStarted") what = fmt::format("{} (restart count {})", what, d.value("restarts", 0));
   if (type == "InstanceStopped" && d.contains("drain")) what += "; first " + d.value("drain", "");
   if (type == "InstanceStopped" && d.contains("exit")) what += "; " + d.value("exit", "");
-  return fmt::format("{}  {:<22} {}", e.value("at", "").substr(0, 19), type, what);
+  return fmt::format("{}  {:<24} {}", e.value("at", "").substr(0, 19), type, what);
 }
 
 void print_instance(const Json& i, const std::string& env_flag) {
