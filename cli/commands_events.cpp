@@ -172,11 +172,16 @@ struct WaitArgs {
 // release, a process's count or size, or asked for new instances), or nullopt.
 std::optional<EnvTarget> rollout_of(api::Client& client, const Json& op) {
   std::string env_id;
-  for (const auto& e : op.value("events", Json::array()))
-    if (const auto type = e.value("type", "");
-        type == "EnvReleaseSet" || type == "ProcessScaled" || type == "EnvRestartRequested")
+  for (const auto& e : op.value("events", Json::array())) {
+    const auto type = e.value("type", "");
+    if (type == "EnvReleaseSet" || type == "ProcessScaled" || type == "EnvRestartRequested")
       for (const auto& r : op.value("resources", Json::array()))
         if (r.value("kind", "") == "env") env_id = r.value("id", "");
+    if (type == "InstanceRestartRequested")  // `instance restart`: the rollout of the instance's env
+      for (const auto& r : op.value("resources", Json::array()))
+        if (r.value("kind", "") == "instance")
+          env_id = client.call("GET", "/v1/resources/" + api::url_encode(r.value("id", ""))).value("parent_id", "");
+  }
   if (env_id.empty()) return std::nullopt;
   // Its path "org/O/project/P/app/A/env/E" names it for the API and for the hints. An env deleted since
   // rolls nothing out any more.

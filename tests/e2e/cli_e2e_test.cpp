@@ -930,6 +930,11 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
     if (id != one) {
       EXPECT_TRUE(after_one.count(id)) << id << " was replaced too";
     }
+  // `wait` on an instance restart's operation follows that env's rollout too.
+  auto asked = one_json(cli("-o json instance restart " + *after_one.begin() + in("prod")));
+  auto waited_op = cli("-o json wait " + asked["operation_id"].get<std::string>() + " --timeout 90s");
+  ASSERT_EQ(waited_op.exit, 0) << waited_op.out;
+  EXPECT_EQ(one_json(waited_op)["rollout"]["phase"], "converged") << waited_op.out;
 
   // The crashing image: restarts with backoff, then fails; wait says so (exit 1), describe shows why.
   // `deploy --wait` follows the rollout as `platform wait` does; its error names the deploy's operation.
