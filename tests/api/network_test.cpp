@@ -509,7 +509,9 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   EXPECT_TRUE(edge_of(x)["applied_version"].is_null());
   EXPECT_LE(edge_of(x)["seen_seconds_ago"].get<std::int64_t>(), 5);
   // An edge that never reported (older than the report) is not waited for: it would never say it serves.
-  for (const auto& h : client().call("GET", kEnvs + "seen/status")["edges_pending"]) EXPECT_NE(h, "status-host");
+  const auto seen = client().call("GET", kEnvs + "seen/status");  // named: a loop over a temporary's member dangles
+  ASSERT_TRUE(seen["edges_pending"].is_array()) << seen.dump();
+  for (const auto& h : seen["edges_pending"]) EXPECT_NE(h, "status-host");
   const auto row = row_of(x);
   ASSERT_TRUE(row.is_object()) << x.dump();
   EXPECT_FALSE(row.contains("not_listening"));

@@ -997,6 +997,16 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
   EXPECT_NE(cli("instance describe web-1" + in("crash")).out.find("  stderr: " + crashed), std::string::npos);
   auto crash_status = cli("status" + in("crash"));
   EXPECT_NE(crash_status.out.find("    last output, stderr: " + crashed), std::string::npos) << crash_status.out;
+  // `platform restart` gives instances that gave up a fresh start (here they crash again: exit 1).
+  std::set<std::string> gave_up;
+  const auto crash_st = one_json(cli("-o json status" + in("crash")));  // (a named value: loops below read into it)
+  for (const auto& i : crash_st["instances"])
+    if (i["state"] == "failed") gave_up.insert(i["id"].get<std::string>());
+  ASSERT_FALSE(gave_up.empty()) << crash_st.dump();
+  auto retried = cli("-o json restart --wait --timeout 60s" + in("crash"));
+  EXPECT_EQ(retried.exit, 1) << retried.out;
+  const auto crash_after = one_json(cli("-o json instance list" + in("crash")));
+  for (const auto& i : crash_after["instances"]) EXPECT_FALSE(gave_up.count(i["id"].get<std::string>())) << i.dump();
 
   // Past its memory limit: reported as OOM, not as a plain exit.
   ASSERT_EQ(cli("config set ECHO_ALLOC_MIB=256" + in("oom")).exit, 0);
