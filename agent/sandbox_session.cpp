@@ -5,9 +5,11 @@
 // socket pair.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "agent/files.h"
@@ -97,6 +100,62 @@ class RuncSession final : public Session {
   std::string start_failure_;
 };
 
+// A session whose command is not there: it has ended before it began, with a shell's status and words.
+class NotThereSession final : public Session {
+ public:
+  NotThereSession(int fd, std::string why) : fd_(fd), why_(std::move(why)) {}
+  ~NotThereSession() override { ::close(fd_); }
+  int fd() const override { return fd_; }  // its peer is closed: the output ends at once
+  void end_input() override {}
+  void resize(int, int) override {}
+  std::optional<int> wait(std::chrono::milliseconds) override { return 127; }
+  void kill() override {}
+  std::string start_failure() const override { return why_; }
+
+ private:
+  int fd_;
+  std::string why_;
+};
+
+// Whether `command` is in the instance's root filesystem (seen through its first process, `init`) where
+// runc would look for it: a path as it is, a bare name along PATH. Returns why not, in a shell's words,
+// only when it is surely not there; "" when it is, or when that cannot be told (runc says then).
+// Without a terminal, runc's own message would reach the session as if the command had written it.
+std::string missing_command(pid_t init, const std::string& command, const std::string& path) {
+  const int root = ::open(("/proc/" + std::to_string(init) + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return "";
+  auto lookup = [root](const std::string& file) {  // 0: there; else why not (errno)
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT;  // absolute links resolve inside the instance, as for its processes
+    const int fd = static_cast<int>(::syscall(SYS_openat2, root, file.c_str(), &how, sizeof how));
+    if (fd < 0) return errno;
+    ::close(fd);
+    return 0;
+  };
+  auto gone = [](int e) { return e == ENOENT || e == ENOTDIR; };
+  std::string why;
+  if (command.front() == '/') {
+    if (gone(lookup(command))) why = "cannot run " + command + ": no such file or directory";
+  } else if (command.find('/') == std::string::npos) {
+    bool all_gone = true;
+    std::istringstream dirs(path);
+    for (std::string dir; all_gone && std::getline(dirs, dir, ':');)
+      all_gone = !dir.empty() && dir.front() == '/' && gone(lookup(dir + "/" + command));
+    if (all_gone) why = "cannot run " + command + ": executable file not found in $PATH";
+  }
+  ::close(root);
+  return why;
+}
+
+// The PATH the command is looked up along: the session's own, else the instance process's, else runc's.
+std::string command_path(const std::map<std::string, std::string>& env, const Json& process) {
+  if (auto it = env.find("PATH"); it != env.end()) return it->second;
+  for (const auto& e : process.value("env", Json::array()))
+    if (e.is_string() && e.get_ref<const std::string&>().rfind("PATH=", 0) == 0) return e.get<std::string>().substr(5);
+  return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+}
+
 [[noreturn]] void cannot(const std::string& what) {
   throw PlatformError(ErrorCode::internal, "cannot start the session: " + what + ": " + std::strerror(errno), "");
 }
@@ -107,6 +166,19 @@ std::unique_ptr<Session> Sandbox::open_session(const std::string& id, const std:
                                                const std::map<std::string, std::string>& env, bool tty, int rows,
                                                int cols) const {
   if (!valid_run_id(id) || argv.empty()) throw PlatformError(ErrorCode::invalid_request, "nothing to run", "");
+  if (auto init = pid(id)) {
+    Json process;
+    try {
+      process = Json::parse(read_text(fs::path(dir(id)) / "config.json")).at("process");
+    } catch (const std::exception&) {
+    }
+    if (auto why = missing_command(*init, argv[0], command_path(env, process)); !why.empty()) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) cannot("a socket pair");
+      ::close(sv[1]);
+      return std::make_unique<NotThereSession>(sv[0], why);
+    }
+  }
   int ours = -1, theirs = -1;
   struct Closer {  // both ends, should anything below throw; ours is handed on at the end
     int& a;

@@ -239,6 +239,27 @@ TEST_F(SandboxTest, ACommandTheImageLacksFailsTheStartInOneClearLine) {
   }
 }
 
+// `platform exec -i/-it`: a command the instance does not have ends the session at once with a shell's
+// status and words (without a terminal runc's own line would otherwise pass for the command's output);
+// one that is there, by path or along PATH, runs.
+TEST_F(SandboxTest, ASessionWhoseCommandIsNotThereEndsAtOnceInAShellsWords) {
+  sandbox_->start(spec("sess"));
+  ASSERT_TRUE(eventually_contains(sandbox_->stdout_path("sess"), "listening on port")) << slurp(sandbox_->stderr_path("sess"));
+  auto missing = sandbox_->open_session("sess", {"/app/nope"}, {}, false, 24, 80);
+  EXPECT_EQ(missing->wait(std::chrono::seconds(5)), 127);
+  EXPECT_EQ(missing->start_failure(), "cannot run /app/nope: no such file or directory");
+  char byte = 0;
+  EXPECT_EQ(::read(missing->fd(), &byte, 1), 0) << "its output ends at once";
+  auto bare = sandbox_->open_session("sess", {"nope"}, {}, true, 24, 80);
+  EXPECT_EQ(bare->wait(std::chrono::seconds(5)), 127);
+  EXPECT_EQ(bare->start_failure(), "cannot run nope: executable file not found in $PATH");
+  auto by_path = sandbox_->open_session("sess", {"/app/echo"}, {{"ECHO_EXIT", "4"}}, false, 24, 80);
+  EXPECT_EQ(by_path->wait(std::chrono::seconds(20)), 4);
+  EXPECT_EQ(by_path->start_failure(), "");
+  auto on_path = sandbox_->open_session("sess", {"echo"}, {{"ECHO_EXIT", "5"}, {"PATH", "/nowhere:/app"}}, false, 24, 80);
+  EXPECT_EQ(on_path->wait(std::chrono::seconds(20)), 5);
+}
+
 // runc's JSON log after an exec that exited 255: what it says, in the words a shell would use.
 TEST(RuncStartFailure, TheLogSaysWhyInAShellsWords) {
   const auto file = fs::temp_directory_path() / ("runc-log-" + std::to_string(::getpid()) + ".json");

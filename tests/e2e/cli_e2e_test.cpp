@@ -732,7 +732,11 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_NE(no_terminal.out.find("exit 2"), std::string::npos) << no_terminal.out;
   EXPECT_NE(no_terminal.out.find("-t needs a terminal on stdin"), std::string::npos) << no_terminal.out;
   EXPECT_EQ(cli("exec -i --stdin " + ins_name + at + " -- /app/echo < /dev/null").exit, 2);
-  EXPECT_EQ(cli("exec -i " + ins_name + at + " -- /app/nope < /dev/null").exit, 127);  // as a shell says "not found"
+  auto not_there = cli("exec -i " + ins_name + at + " -- /app/nope < /dev/null");
+  EXPECT_EQ(not_there.exit, 127);  // as a shell says "not found", and in its words, not runc's
+  EXPECT_NE(not_there.out.find("cannot run /app/nope: no such file or directory"), std::string::npos) << not_there.out;
+  EXPECT_EQ(not_there.out.find("runc"), std::string::npos) << not_there.out;
+  EXPECT_EQ(not_there.out.find("exec failed"), std::string::npos) << not_there.out;
   {
     // On a terminal, too, the session says why its command never ran.
     auto argv = session_argv;
