@@ -284,6 +284,11 @@ Response get_logs(Context& ctx, const Request& req, Principal& p, const Params& 
       throw PlatformError(ErrorCode::invalid_request, "limit must be from 1 to 5000", "e.g. limit=500");
     q.limit = std::stoi(l);
   }
+  if (auto t = req.param("tail"); !t.empty()) {
+    if (t.size() > 4 || t.find_first_not_of("0123456789") != std::string::npos || std::stoi(t) < 1 || std::stoi(t) > 5000)
+      throw PlatformError(ErrorCode::invalid_request, "tail must be from 1 to 5000", "e.g. tail=100: the newest 100 lines");
+    q.tail = std::stoi(t);
+  }
   auto out = ctx.pool.read([&](pqxx::transaction_base& tx) {
     // A filter naming no instance or process the env ever had is a typo, not "no logs": say so. (Instance
     // rows are kept after they stop, so every name that ever logged here is found.)

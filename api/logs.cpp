@@ -69,11 +69,23 @@ Json store_log_lines(pqxx::work& tx, const std::string& host_id, const Json& lin
 }
 
 Json read_logs(pqxx::transaction_base& tx, const LogQuery& q) {
+  if (q.tail > 0 && !q.cursor.empty())
+    throw PlatformError(ErrorCode::invalid_request, "tail and after cannot be combined",
+                        "Ask for the tail once, then follow from its \"next\" with after.");
   auto cursor = LogCursor::decode(q.cursor);
   const auto since = q.since.empty() ? std::optional<std::string>() : std::optional<std::string>(q.since);
   const auto until = q.until.empty() ? std::optional<std::string>() : std::optional<std::string>(q.until);
   const auto process = q.process.empty() ? std::optional<std::string>() : std::optional<std::string>(q.process);
   const auto instance = q.instance.empty() ? std::optional<std::string>() : std::optional<std::string>(q.instance);
+  // Forward from the cursor, or (a tail) backwards from the newest line: the last `tail` of each source,
+  // merged by time below. Either way the cursor ends at the newest line read, so a follower goes on
+  // from there.
+  const bool tail = q.tail > 0;
+  const int limit = tail ? q.tail : q.limit;
+  const std::string order = tail ? " DESC" : "";
+  auto advance = [&](events::Cursor& c, events::Cursor seen) {
+    if (!tail || c == events::Cursor{}) c = seen;  // backwards, the first row read is the newest
+  };
   Json lines = Json::array();
   const std::string horizon = "pg_snapshot_xmin(pg_current_snapshot())";
   if (q.source != "system") {
@@ -83,14 +95,15 @@ Json read_logs(pqxx::transaction_base& tx, const LogQuery& q) {
              " AND ($4::text IS NULL OR process = $4) AND ($5::text IS NULL OR instance_name = $5 OR instance_id = $5)"
              " AND ($6::text IS NULL OR at >= $6::timestamptz) AND ($7::text IS NULL OR at < $7::timestamptz)"
              // Qualified: a bare tx_id would name the output column, the text, and order 1000 before 959.
-             " ORDER BY log_lines.tx_id, log_lines.id LIMIT $8",
-             q.env_id, std::to_string(cursor.app.tx), cursor.app.pos, process, instance, since, until, q.limit)) {
-      cursor.app = {r[0].as<std::uint64_t>(), r[1].as<std::int64_t>()};
+             " ORDER BY log_lines.tx_id" + order + ", log_lines.id" + order + " LIMIT $8",
+             q.env_id, std::to_string(cursor.app.tx), cursor.app.pos, process, instance, since, until, limit)) {
+      advance(cursor.app, {r[0].as<std::uint64_t>(), r[1].as<std::int64_t>()});
       lines.push_back({{"at", r[2].as<std::string>()}, {"source", "app"}, {"process", r[3].as<std::string>()},
                        {"instance", r[4].as<std::string>()}, {"instance_id", r[5].as<std::string>()},
                        {"stream", r[6].as<std::string>()}, {"message", r[7].as<std::string>()}});
     }
   }
+  const auto app_lines = static_cast<std::ptrdiff_t>(lines.size());
   if (q.source != "app") {
     for (const auto& r : tx.exec_params(
              // When it happened: what the agent reported for the changes it saw (on the clock that also
@@ -106,9 +119,9 @@ Json read_logs(pqxx::transaction_base& tx, const LogQuery& q) {
                  " SELECT tx_id::text, global_position, " + db::sql_rfc3339("at") +
                  ", process, name, id, type, reason FROM s"
                  " WHERE ($6::text IS NULL OR at >= $6::timestamptz) AND ($7::text IS NULL OR at < $7::timestamptz)"
-                 " ORDER BY s.tx_id, s.global_position LIMIT $8",
-             q.env_id, std::to_string(cursor.system.tx), cursor.system.pos, process, instance, since, until, q.limit)) {
-      cursor.system = {r[0].as<std::uint64_t>(), r[1].as<std::int64_t>()};
+                 " ORDER BY s.tx_id" + order + ", s.global_position" + order + " LIMIT $8",
+             q.env_id, std::to_string(cursor.system.tx), cursor.system.pos, process, instance, since, until, limit)) {
+      advance(cursor.system, {r[0].as<std::uint64_t>(), r[1].as<std::int64_t>()});
       const auto reason = r[7].as<std::string>();
       lines.push_back({{"at", r[2].as<std::string>()}, {"source", "system"}, {"process", r[3].as<std::string>()},
                        {"instance", r[4].as<std::string>()}, {"instance_id", r[5].as<std::string>()},
@@ -116,8 +129,14 @@ Json read_logs(pqxx::transaction_base& tx, const LogQuery& q) {
                        {"message", r[6].as<std::string>() + (reason.empty() ? "" : ": " + reason)}});
     }
   }
+  if (tail) {  // each source oldest first again, before the merge
+    std::reverse(lines.begin(), lines.begin() + app_lines);
+    std::reverse(lines.begin() + app_lines, lines.end());
+  }
   std::stable_sort(lines.begin(), lines.end(),
                    [](const Json& a, const Json& b) { return a["at"].get<std::string>() < b["at"].get<std::string>(); });
+  if (tail && lines.size() > static_cast<std::size_t>(limit))
+    lines.erase(lines.begin(), lines.begin() + static_cast<std::ptrdiff_t>(lines.size() - limit));
   return {{"lines", lines}, {"next", cursor.encode()}};
 }
 

@@ -26,6 +26,7 @@ struct LogQuery {
   std::string since, until;      // RFC 3339 (inclusive, exclusive); empty: unbounded
   std::string source = "all";    // app | system | all
   int limit = 500;
+  int tail = 0;                  // > 0: only the newest `tail` lines (no cursor), and a cursor after them
 };
 // {"lines": [{at, source, process, instance, instance_id, stream, message}], "next": cursor}, by time.
 Json read_logs(pqxx::transaction_base& tx, const LogQuery& q);

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cli/cli.h"
@@ -162,6 +163,7 @@ Json scale_body(const ScaleArgs& a) {
 
 struct LogsArgs {
   bool follow = false;
+  int tail = -1;  // -1: not asked
   std::string process, instance, since, until, source = "all";
 };
 
@@ -172,6 +174,9 @@ std::string log_line(const Json& l) {
 
 // Reads the env's logs page by page; with --follow keeps polling for new lines until Ctrl-C.
 void run_logs(const Globals& g, const LogsArgs& a) {
+  if (a.tail != -1 && (a.tail < 1 || a.tail > 5000))
+    throw PlatformError(ErrorCode::invalid_request, "--tail must be from 1 to 5000",
+                        "e.g. --tail 100 for the newest 100 lines; --since 1h for a time window.");
   if (a.source != "app" && a.source != "system" && a.source != "all")
     throw PlatformError(ErrorCode::invalid_request, "--source must be app, system or all",
                         "app: what the instances wrote; system: the platform's events about them.");
@@ -185,8 +190,12 @@ void run_logs(const Globals& g, const LogsArgs& a) {
   const bool one_document = g.format() == Format::json && !a.follow;
   Json all = Json::array();
   std::string cursor;
+  // --tail: the first page is the newest lines; without --follow it is the only one.
+  bool tail_page = a.tail > 0;
   while (!interrupted()) {
-    const auto target = s.env_path() + "/logs" + query + (cursor.empty() ? "" : "&after=" + api::url_encode(cursor));
+    const auto target = s.env_path() + "/logs" + query +
+                        (tail_page ? "&tail=" + std::to_string(a.tail)
+                                   : cursor.empty() ? "" : "&after=" + api::url_encode(cursor));
     // Once following, a restarting API is waited out; the cursor resumes where the last page ended.
     auto page = a.follow && !cursor.empty() ? call_through_outage(g, "logs", [&] { return client.call("GET", target); })
                                             : client.call("GET", target);
@@ -197,6 +206,7 @@ void run_logs(const Globals& g, const LogsArgs& a) {
       else std::cout << l.dump() << "\n";
     }
     std::cout << std::flush;
+    if (std::exchange(tail_page, false) && !a.follow) break;
     if (!page["lines"].empty()) continue;  // more may be waiting
     if (!a.follow) break;
     for (int i = 0; i < 10 && !interrupted(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -550,9 +560,11 @@ void add_instance_commands(CLI::App& app, Globals& g) {
   logs->footer(
       "Examples:\n"
       "  platform logs -f --project shop --app api --env prod\n"
+      "  platform logs -n 50 -f --env prod                # the newest 50 lines, then new ones\n"
       "  platform logs --since 10m --instance web-2 --source all --env prod   # with the platform's events\n"
       "  platform -o ndjson logs --since 1h --env prod | jq -r .message");
   logs->add_flag("-f,--follow", la->follow, "Keep printing new lines until Ctrl-C (NDJSON with -o json)");
+  logs->add_option("-n,--tail", la->tail, "Only the newest N lines (at most 5000), then with -f what comes next");
   logs->add_option("--process", la->process, "Only this process");
   logs->add_option("--instance", la->instance, "Only this instance (name or ID)");
   logs->add_option("--since", la->since, "From a duration ago (10m) or a UTC time");

@@ -7,6 +7,7 @@
 
 #include "api/logs.h"
 #include "engine/db.h"
+#include "engine/error.h"
 #include "tests/support/pg.h"
 
 namespace platform {
@@ -80,6 +81,61 @@ TEST(Logs, AgentReportedChangesAreOrderedByTheAgentsClock) {
   auto later = messages("2026-11-22T09:00:00.600000Z");
   ASSERT_EQ(later.size(), 2u);
   EXPECT_EQ(later[0], "2026-11-22T09:00:01.000000Z listening");
+}
+
+// `platform logs --tail N`: the newest N lines of both sources merged by time, oldest first, and a cursor
+// after them, so a follower gets only what comes next. A tail cannot start from a cursor.
+TEST(Logs, TailIsTheNewestLinesOfBothSourcesAndFollowingGoesOnAfterThem) {
+  pqxx::connection c(harness::fresh_database());
+  auto write = [&](const std::string& sql) {
+    pqxx::work tx(c);
+    tx.exec("SET LOCAL session_replication_role = replica");  // no resources, release or host to refer to
+    tx.exec(sql);
+    tx.commit();
+  };
+  write("INSERT INTO core.instances (id, name, ordinal, org_id, app_id, env_id, process, release_id, host_id, cpu,"
+        " memory_mib, desired, desired_reason, assign_version)"
+        " VALUES ('ins_1', 'web-1', 1, 'org_1', 'app_1', 'env_1', 'web', 'rel_1', 'hst_1', 1, 256, 'run', 'test', 1)");
+  write("INSERT INTO events (stream_name, category, stream_version, event_id, type, data) VALUES"
+        " ('instance-ins_1', 'instance', 0, gen_random_uuid(), 'InstanceStarted',"
+        "  '{\"reported_at\": \"2026-11-22T09:00:00.500000Z\"}')");
+  auto line = [&](int n) {
+    write("INSERT INTO core.log_lines (org_id, env_id, instance_id, instance_name, process, run, stream, byte_offset,"
+          " at, message) VALUES ('org_1', 'env_1', 'ins_1', 'web-1', 'web', 'ins_1-r0', 'stdout', " +
+          std::to_string(n) + ", '2026-11-22T09:00:0" + std::to_string(n) + "Z', 'line " + std::to_string(n) + "')");
+  };
+  for (int n = 1; n <= 5; ++n) line(n);
+  write("INSERT INTO events (stream_name, category, stream_version, event_id, type, data) VALUES"
+        " ('instance-ins_1', 'instance', 1, gen_random_uuid(), 'InstanceExited',"
+        "  '{\"reported_at\": \"2026-11-22T09:00:04.500000Z\", \"reason\": \"exit status 1\"}')");
+  auto read = [&](api::LogQuery q) {
+    q.env_id = "env_1";
+    pqxx::work tx(c);
+    auto page = api::read_logs(tx, q);
+    std::vector<std::string> messages;
+    for (const auto& l : page["lines"]) messages.push_back(l["message"].get<std::string>());
+    return std::pair{messages, page["next"].get<std::string>()};
+  };
+  api::LogQuery q;
+  q.tail = 3;
+  auto [tail, next] = read(q);
+  EXPECT_EQ(tail, (std::vector<std::string>{"line 4", "InstanceExited: exit status 1", "line 5"}));
+  q.source = "app";
+  EXPECT_EQ(read(q).first, (std::vector<std::string>{"line 3", "line 4", "line 5"}));
+  q.source = "system";
+  q.tail = 10;
+  EXPECT_EQ(read(q).first, (std::vector<std::string>{"InstanceStarted", "InstanceExited: exit status 1"}));
+  q = {};
+  q.tail = 2;
+  q.until = "2026-11-22T09:00:03Z";  // the tail of a window
+  EXPECT_EQ(read(q).first, (std::vector<std::string>{"line 1", "line 2"}));
+
+  line(6);
+  api::LogQuery follow;
+  follow.cursor = next;
+  EXPECT_EQ(read(follow).first, (std::vector<std::string>{"line 6"}));
+  follow.tail = 5;
+  EXPECT_THROW(read(follow), PlatformError);
 }
 
 // What an instance wrote last (`instance describe`, `status`): the tail of its latest run only, both

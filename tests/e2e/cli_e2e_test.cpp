@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -853,6 +854,14 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
   }
   EXPECT_GE(system_lines, 2);  // placed, started
   EXPECT_EQ(cli("-o json logs --source nonsense" + in("prod")).exit, 2);
+  // -n: only the newest lines (logs_test pins which; here the CLI asks and prints them). Read before
+  // everything, so lines arriving in between land only in everything.
+  const auto newest = one_json(cli("-o json logs -n 2 --process web" + in("prod")))["lines"];
+  const auto everything = one_json(cli("-o json logs --process web" + in("prod")))["lines"];
+  ASSERT_EQ(newest.size(), 2u);
+  ASSERT_GE(everything.size(), 4u);
+  for (const auto& l : newest) EXPECT_NE(std::find(everything.begin() + 2, everything.end(), l), everything.end()) << l;
+  EXPECT_EQ(cli("-o json logs -n 0" + in("prod")).exit, 2);
   // A misspelt instance or process is not found (exit 7), never an empty page that looks like silence.
   auto typo = cli("-o json logs --instance web-99" + in("prod"));
   EXPECT_EQ(typo.exit, 7) << typo.out;
