@@ -107,6 +107,9 @@ void describe_release(const Globals& g, const Session& s, const std::string& whi
 void describe_instance(const Globals& g, const Session& s, const std::string& which);
 void describe_endpoint(const Globals& g, const Session& s, const std::string& which);
 
+// `platform NOUN events NAME [-f] [--since] [--type]`: platform events --resource KIND/NAME (or the ID).
+void add_events_verb(CLI::App* noun, Globals& g, const std::string& kind, const std::string& example);
+
 void add_context_commands(CLI::App& app, Globals& g);
 void add_resource_commands(CLI::App& app, Globals& g);
 void add_event_commands(CLI::App& app, Globals& g);

@@ -261,6 +261,7 @@ void add_releases(CLI::App& app, Globals& g) {
     auto s = open_session(g);
     describe_release(g, s, *which);
   });
+  add_events_verb(releases, g, "release", "platform releases events v4 --project shop --app api --env prod");
 }
 
 }  // namespace

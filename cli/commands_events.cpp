@@ -33,17 +33,30 @@ std::string kind_name_path(const Session& s, const std::string& text, std::strin
     return "/v1/orgs/" + api::url_encode(s.need_org()) + "/projects/" + api::url_encode(s.need_project()) + "/apps/" +
            api::url_encode(s.need_app()) + "/envs/" + api::url_encode(name);
   throw PlatformError(ErrorCode::invalid_request, "unknown kind \"" + kind + "\"",
-                      "Use org/NAME, project/NAME, app/NAME or env/NAME, an ID, or an operation ID.");
+                      "Use org/NAME, project/NAME, app/NAME, env/NAME (or, for events, instance/NAME and "
+                      "release/NAME), an ID, or an operation ID.");
 }
 
-// --resource takes an ID or KIND/NAME (app/api, with its parents' flags): the ID it names.
+// --resource takes an ID or KIND/NAME (app/api, with its parents' flags; instance/web-3 and release/v4
+// in the env of --env): the ID it names.
 std::string resource_id_of(const Session& s, const std::string& text) {
   std::string prefix;
   if (looks_like_id(text, &prefix)) return text;
-  const auto path = kind_name_path(s, text);
+  const auto slash = text.find('/');
+  const auto kind = text.substr(0, slash), name = slash == std::string::npos ? "" : text.substr(slash + 1);
+  std::string path;
+  if (kind == "instance" || kind == "release") {
+    if (name.empty())
+      throw PlatformError(ErrorCode::invalid_request, "--resource \"" + text + "\" names no " + kind,
+                          kind == "instance" ? "e.g. instance/web-3 (with --env)" : "e.g. release/v4 (with --env)");
+    path = s.env_path() + (kind == "instance" ? "/instances/" : "/releases/") + api::url_encode(name);
+  } else {
+    path = kind_name_path(s, text);
+  }
   if (path.empty())
     throw PlatformError(ErrorCode::invalid_request, "--resource \"" + text + "\" is neither an ID nor KIND/NAME",
-                        "Use an ID (app_…) or KIND/NAME such as app/api (with --project).");
+                        "Use an ID (app_…) or KIND/NAME such as app/api (with --project), instance/web-3 or "
+                        "release/v4 (with --env).");
   return s.client().call("GET", path).value("id", "");
 }
 
@@ -288,6 +301,23 @@ void describe_operation(const Globals& g, const Session& s, const std::string& i
   print_operation(g, s.client().call("GET", "/v1/operations/" + api::url_encode(id)));
 }
 
+void add_events_verb(CLI::App* noun, Globals& g, const std::string& kind, const std::string& example) {
+  auto ea = std::make_shared<EventArgs>();
+  auto name = std::make_shared<std::string>();
+  auto* events = noun->add_subcommand(
+      "events", "The " + kind + "'s events and its children's (as platform events --resource " + kind + "/NAME)");
+  events->add_option("name", *name, "Name or ID")->required();
+  events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
+  events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
+  events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
+  events->footer("Example:\n  " + example);
+  events->callback([&g, ea, name, kind] {
+    std::string prefix;
+    ea->resource = looks_like_id(*name, &prefix) ? *name : kind + "/" + *name;
+    run_events(g, *ea);
+  });
+}
+
 void add_event_commands(CLI::App& app, Globals& g) {
   auto ea = std::make_shared<EventArgs>();
   auto* events = app.add_subcommand("events", "Show the org's events (the audit trail); --follow to stream");
@@ -295,12 +325,15 @@ void add_event_commands(CLI::App& app, Globals& g) {
       "Examples:\n"
       "  platform events --since 1h\n"
       "  platform events --resource env/prod --project shop --app api --follow\n"
+      "  platform events --resource instance/web-3 --project shop --app api --env prod\n"
       "  platform events --type 'Instance*' --since 10m\n"
       "  platform -o ndjson events --follow | jq -c 'select(.type == \"InstanceExited\")'");
   events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
   events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
   events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
-  events->add_option("--resource", ea->resource, "Resource ID, or KIND/NAME (app/api, with its parents' flags)");
+  events->add_option("--resource", ea->resource,
+                     "Resource ID, or KIND/NAME (app/api, with its parents' flags; instance/web-3, release/v4 with --env): "
+                     "its events and its children's");
   events->add_option("--operation", ea->operation, "Operation ID");
   events->callback([&g, ea] { run_events(g, *ea); });
 

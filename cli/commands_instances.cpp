@@ -540,6 +540,8 @@ void add_instance_commands(CLI::App& app, Globals& g) {
     describe_instance(g, s, *which);
   });
 
+  add_events_verb(instance, g, "instance", "platform instance events web-3 -f --project shop --app api --env prod");
+
   auto restart_one = std::make_shared<std::string>();
   auto* irestart = instance->add_subcommand(
       "restart", "Replace one instance by a new one; it stops once the new one is healthy (`platform restart`: all of them)");

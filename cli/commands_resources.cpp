@@ -14,11 +14,13 @@ struct KindSpec {
   const char* collection;
   const char* prefix;
   const char* parent;  // flag naming the parent, "" for org
+  const char* events_example;
 };
-constexpr KindSpec kKinds[] = {{"org", "orgs", "org", ""},
-                               {"project", "projects", "prj", "org"},
-                               {"app", "apps", "app", "project"},
-                               {"env", "envs", "env", "app"}};
+constexpr KindSpec kKinds[] = {
+    {"org", "orgs", "org", "", "platform org events acme --since 1h"},
+    {"project", "projects", "prj", "org", "platform project events shop --since 1h"},
+    {"app", "apps", "app", "project", "platform app events api --project shop --since 1h"},
+    {"env", "envs", "env", "app", "platform env events prod -f --project shop --app api"}};
 
 // "/v1/orgs/<org>/projects/<project>/..." down to (not including) `kind`'s collection.
 std::string parent_path(const Session& s, const std::string& kind) {
@@ -143,6 +145,8 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
     auto s = open_session(g);
     print_resource(g, s.client().call("GET", item_path(s, k, *ref)));
   });
+
+  add_events_verb(cmd, g, k.kind, k.events_example);
 
   auto dref = std::make_shared<std::string>();
   auto dkey = std::make_shared<std::string>();

@@ -120,6 +120,10 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(by_name["events"], filtered["events"]);
   EXPECT_EQ(cli("-o json events --org dev --resource prod").exit, 2);
   EXPECT_EQ(cli("-o json events --org dev --project shop --app api --resource env/nope").exit, 7);
+  // ... and as the noun's own verb, by name or ID.
+  EXPECT_EQ(one_json(cli("-o json env events prod --org dev --project shop --app api"))["events"], filtered["events"]);
+  EXPECT_EQ(one_json(cli("-o json env events " + env_id + " --org dev"))["events"], filtered["events"]);
+  EXPECT_EQ(cli("-o json app events nope --org dev --project shop").exit, 7);
 
   // psql: the audit views show the same operations; events cannot be rewritten.
   auto ops = run(dev.psql("SELECT kind FROM audit.operations WHERE operation_id = '" + op + "'"));
@@ -621,6 +625,15 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_EQ(one_json(cli("-o json describe app/echo --project sample"))["kind"], "app");
   const auto op = rel["operation_id"].get<std::string>();
   EXPECT_EQ(one_json(cli("-o json describe " + op))["id"], op);
+  // An instance's and a release's events, by KIND/NAME or the noun's verb: theirs alone.
+  const auto ins_events = one_json(cli("-o json instance events " + ins_name + at));
+  ASSERT_FALSE(ins_events["events"].empty());
+  for (const auto& e : ins_events["events"]) EXPECT_EQ(e["metadata"]["resource_id"], ins_id) << e.dump();
+  EXPECT_EQ(one_json(cli("-o json events --resource instance/" + ins_name + at))["events"], ins_events["events"]);
+  const auto rel_events = one_json(cli("-o json releases events v1" + at));
+  ASSERT_FALSE(rel_events["events"].empty());
+  EXPECT_EQ(rel_events["events"][0]["type"], "ReleaseCreated");
+  EXPECT_EQ(cli("-o json events --resource instance/web-99" + at).exit, 7);
   auto bare = cli("-o json describe " + ins_name + at);
   EXPECT_EQ(bare.exit, 2);
   EXPECT_EQ(one_json(bare)["error"]["hint"].get<std::string>().rfind("Say what it is, e.g. `platform describe instance/" +
