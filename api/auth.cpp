@@ -40,15 +40,27 @@ Principal Authenticator::authenticate(const Request& request) {
   }
   auto principal = pool_.read([&](pqxx::transaction_base& tx) {
     auto r = tx.exec_params(
-        "SELECT t.id, t.user_id, u.name, coalesce(t.org_id, '') FROM core.tokens t JOIN core.users u ON u.id = t.user_id"
-        " WHERE t.secret_hash = $1 AND t.revoked_at IS NULL",
+        "SELECT t.id, t.user_id, u.name, coalesce(t.org_id, ''), " + db::sql_rfc3339("t.revoked_at") + ", " +
+            db::sql_rfc3339("t.expires_at") + ", t.expires_at <= now()"
+            " FROM core.tokens t JOIN core.users u ON u.id = t.user_id WHERE t.secret_hash = $1",
         hash);
-    if (r.empty()) throw unauthenticated("unknown or revoked token");
+    if (r.empty()) throw unauthenticated("unknown token");
+    // The holder of the secret may learn what became of it: that is what they need to act.
+    if (!r[0][4].is_null())
+      throw PlatformError(ErrorCode::unauthenticated, "token " + r[0][0].as<std::string>() + " was revoked at " +
+                                                          r[0][4].as<std::string>(),
+                          "Use another token (`platform login --token -`), or ask for a new one.");
+    if (!r[0][6].is_null() && r[0][6].as<bool>())
+      throw PlatformError(ErrorCode::unauthenticated, "token " + r[0][0].as<std::string>() + " expired at " +
+                                                          r[0][5].as<std::string>(),
+                          "Create a new one with `platform token create` (using a token that still works), or ask "
+                          "an operator.");
     Principal p;
     p.token_id = r[0][0].as<std::string>();
     p.user_id = r[0][1].as<std::string>();
     p.user_name = r[0][2].as<std::string>();
     p.org_restriction = r[0][3].as<std::string>();
+    if (!r[0][5].is_null()) p.token_expires_at = r[0][5].as<std::string>();
     p.orgs = load_orgs(tx, p.user_id);
     return p;
   });
@@ -68,6 +80,11 @@ bool Authenticator::can_access_org(Principal& p, const std::string& org_id) {
   return has();
 }
 
+void Authenticator::forget_cached() {
+  std::lock_guard lock(mu_);
+  cache_.clear();
+}
+
 std::string ensure_user(pqxx::work& tx, const std::string& name) {
   auto r = tx.exec_params("SELECT id FROM core.users WHERE name = $1", name);
   if (!r.empty()) return r[0][0].as<std::string>();
@@ -80,14 +97,21 @@ std::string ensure_user(pqxx::work& tx, const std::string& name) {
 }
 
 IssuedToken issue_token(pqxx::work& tx, const std::string& user_id, const std::string& org_restriction,
-                        const std::string& description) {
-  IssuedToken t{new_id("tok"), "plt_" + random_secret(32)};
-  tx.exec_params(
-      "INSERT INTO core.tokens (id, user_id, org_id, description, secret_hash) VALUES ($1, $2, NULLIF($3, ''), $4, $5)",
-      t.token_id, user_id, org_restriction, description, sha256_hex(t.secret));
-  Json meta = {{"actor", "system"}, {"resource_kind", "token"}, {"resource_id", t.token_id}};
+                        const std::string& description, std::optional<std::chrono::seconds> ttl, const Json& metadata) {
+  IssuedToken t{new_id("tok"), "plt_" + random_secret(32), ""};
+  const std::optional<double> seconds = ttl ? std::optional<double>(static_cast<double>(ttl->count())) : std::nullopt;
+  auto r = tx.exec_params(
+      "INSERT INTO core.tokens (id, user_id, org_id, description, secret_hash, expires_at)"
+      " VALUES ($1, $2, NULLIF($3, ''), $4, $5, now() + make_interval(secs => $6)) RETURNING " +
+          db::sql_rfc3339("expires_at"),
+      t.token_id, user_id, org_restriction, description, sha256_hex(t.secret), seconds);
+  if (!r[0][0].is_null()) t.expires_at = r[0][0].as<std::string>();
+  // The description names the token where a trail shows it (`platform events`: "token CI deploys").
+  Json meta = {{"actor", "system"}, {"resource_kind", "token"}, {"resource_id", t.token_id},
+               {"resource_name", description}};
   if (!org_restriction.empty()) meta["org_id"] = org_restriction;
-  auto e = events::encode("TokenIssued", events::TokenIssued{user_id, org_restriction, description}, meta);
+  meta.update(metadata);
+  auto e = events::encode("TokenIssued", events::TokenIssued{user_id, org_restriction, description, t.expires_at}, meta);
   events::append(tx, "token-" + t.token_id, -1, {e});
   return t;
 }

@@ -5,12 +5,14 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "api/http.h"
 #include "engine/db.h"
+#include "engine/json.h"
 
 namespace platform::api {
 
@@ -19,6 +21,7 @@ struct Principal {
   std::string user_name;
   std::string token_id;
   std::string org_restriction;    // non-empty: this token may only act in this org
+  std::string token_expires_at;   // RFC 3339; empty: the token never expires
   std::vector<std::string> orgs;  // orgs the user belongs to
 };
 
@@ -29,6 +32,9 @@ class Authenticator {
   Principal authenticate(const Request& request);
   // True when the principal may act in the org; re-reads memberships once on a miss.
   bool can_access_org(Principal& principal, const std::string& org_id);
+  // Forgets every cached principal: a token revoked here fails its next request at once (other API
+  // servers notice within the cache's ttl).
+  void forget_cached();
 
  private:
   struct Entry {
@@ -43,13 +49,17 @@ class Authenticator {
 
 struct IssuedToken {
   std::string token_id;
-  std::string secret;  // shown once; "plt_<hex>"
+  std::string secret;      // shown once; "plt_<hex>"
+  std::string expires_at;  // RFC 3339; empty: never
 };
 
 // Creates the user when missing (appending UserCreated) and returns its id.
 std::string ensure_user(pqxx::work& tx, const std::string& name);
-// Issues a token for the user (appending TokenIssued, without the secret).
+// Issues a token for the user (appending TokenIssued, without the secret); `ttl` none: it never expires.
+// `metadata` goes into the event's (who asked, the request and operation); by default the actor is
+// "system".
 IssuedToken issue_token(pqxx::work& tx, const std::string& user_id, const std::string& org_restriction,
-                        const std::string& description);
+                        const std::string& description, std::optional<std::chrono::seconds> ttl = std::nullopt,
+                        const Json& metadata = Json::object());
 
 }  // namespace platform::api

@@ -33,21 +33,6 @@ Json public_event_json(const events::Recorded& e) {
   return j;
 }
 
-Principal& require_org(Context& ctx, Principal& p, const std::string& org_ref, std::string* org_id) {
-  auto org = ctx.pool.read([&](pqxx::transaction_base& tx) -> std::optional<Resolved> {
-    try {
-      return resolve(tx, *kind_by_name("org"), "", org_ref);
-    } catch (const PlatformError&) {
-      return std::nullopt;
-    }
-  });
-  if (!org || !ctx.auth.can_access_org(p, org->id))
-    throw PlatformError(ErrorCode::not_found, "org \"" + org_ref.substr(0, 100) + "\" not found",
-                        "List your orgs with `platform org list`.");
-  *org_id = org->id;
-  return p;
-}
-
 WatchPlan events(Context& ctx, const Request& req, Principal& p, const Params& params) {
   static const std::set<std::string> known = {"after", "limit", "wait", "type", "resource", "operation", "since"};
   for (const auto& [k, v] : req.query)
@@ -160,6 +145,21 @@ Response operations(Context& ctx, const Request& req, Principal& p, const Params
 }
 
 }  // namespace
+
+Principal& require_org(Context& ctx, Principal& p, const std::string& org_ref, std::string* org_id) {
+  auto org = ctx.pool.read([&](pqxx::transaction_base& tx) -> std::optional<Resolved> {
+    try {
+      return resolve(tx, *kind_by_name("org"), "", org_ref);
+    } catch (const PlatformError&) {
+      return std::nullopt;
+    }
+  });
+  if (!org || !ctx.auth.can_access_org(p, org->id))
+    throw PlatformError(ErrorCode::not_found, "org \"" + org_ref.substr(0, 100) + "\" not found",
+                        "List your orgs with `platform org list`.");
+  *org_id = org->id;
+  return p;
+}
 
 // "10m" (that long ago) or an RFC 3339 UTC timestamp -> "YYYY-MM-DDTHH:MM:SS.ffffffZ".
 std::string normalize_time(const std::string& s, const std::string& name) {

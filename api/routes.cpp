@@ -46,6 +46,7 @@ const std::vector<Route>& routes() {
     add_deploy_routes(r);
     add_instance_routes(r);
     add_host_routes(r);
+    add_token_routes(r);
     add_network_routes(r);
     add_exec_routes(r);
     add_session_routes(r);

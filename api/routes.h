@@ -55,10 +55,15 @@ void add_config_routes(std::vector<Route>& out);
 void add_secrets_routes(std::vector<Route>& out);
 void add_deploy_routes(std::vector<Route>& out);
 void add_host_routes(std::vector<Route>& out);
+void add_token_routes(std::vector<Route>& out);
 void add_instance_routes(std::vector<Route>& out);
 void add_network_routes(std::vector<Route>& out);
 void add_exec_routes(std::vector<Route>& out);
 void add_session_routes(std::vector<Route>& out);
+
+// The org `org_ref` (name or ID) when `p` may act in it, its ID in *org_id; else not_found, the same
+// for an org that does not exist and one of someone else's. Returns p.
+Principal& require_org(Context& ctx, Principal& p, const std::string& org_ref, std::string* org_id);
 
 // The host credential of a platform-agent request ("Authorization: Bearer phc_..."); throws unauthenticated.
 std::string host_credential(const Request& req);

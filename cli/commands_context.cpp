@@ -27,7 +27,8 @@ void add_context_commands(CLI::App& app, Globals& g) {
       // The server's hint says to log in, which is what failed: say where a good token comes from.
       throw PlatformErrorWithRequest(
           {ErrorCode::unauthenticated, e.error().message + " (nothing was saved)",
-           "Check the token you passed: `platformd token create --user NAME` issues one, and `platformd dev` keeps "
+           "Check the token you passed: `platform token create` (with a working token) or `platformd token create "
+           "--user NAME` issues one, and `platformd dev` keeps "
            "its admin token in the admin-token file of its state folder (it prints where)."},
           e.request_id());
     }

@@ -80,6 +80,11 @@ std::string event_detail(const Json& e) {
       out += fmt::format("{}{} ({})", out.empty() ? "restart " : ", ", process, n.is_number_integer() ? n.get<int>() : 0);
     return out;
   }
+  if (type == "TokenIssued") {  // "CI deploys, expires 2027-01-06T17:00:20Z"
+    const auto expires = str(d, "expires_at");
+    return str(d, "description") + (expires.empty() ? ", never expires" : ", expires " + expires.substr(0, 19) + "Z");
+  }
+  if (type == "TokenRevoked") return str(d, "revoked_by") == "operator" ? "by an operator (platformd token revoke)" : "";
   if (type == "IpAllocated" || type == "IpReleased") return address_detail(d);
   if (type == "EndpointCreated") {
     auto out = fmt::format("{}: tcp {} → {}:{}", str(d, "name"), whole(d, "port"), str(d, "process"),

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   cli::add_network_commands(app, g);
   cli::add_describe_command(app, g);
   cli::add_exec_command(app, g);
+  cli::add_token_commands(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {

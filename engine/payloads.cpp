@@ -33,10 +33,20 @@ Json UserCreated::to_json() const { return {{"name", name}}; }
 
 UserCreated UserCreated::from_json(const Json& d, int) { return {d.at("name").get<std::string>()}; }
 
-Json TokenIssued::to_json() const { return {{"user_id", user_id}, {"org_id", org_id}, {"description", description}}; }
+Json TokenIssued::to_json() const {
+  Json j = {{"user_id", user_id}, {"org_id", org_id}, {"description", description}};
+  if (!expires_at.empty()) j["expires_at"] = expires_at;
+  return j;
+}
 
 TokenIssued TokenIssued::from_json(const Json& d, int) {
-  return {d.at("user_id").get<std::string>(), d.value("org_id", ""), d.value("description", "")};
+  return {d.at("user_id").get<std::string>(), d.value("org_id", ""), d.value("description", ""), d.value("expires_at", "")};
+}
+
+Json TokenRevoked::to_json() const { return {{"user_id", user_id}, {"revoked_by", revoked_by}}; }
+
+TokenRevoked TokenRevoked::from_json(const Json& d, int) {
+  return {d.at("user_id").get<std::string>(), d.value("revoked_by", "")};
 }
 
 }  // namespace platform::events

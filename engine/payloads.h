@@ -33,12 +33,21 @@ struct UserCreated {
 };
 
 struct TokenIssued {
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;  // 2: expires_at
   std::string user_id;
   std::string org_id;  // empty: the token is not restricted to one org
   std::string description;
+  std::string expires_at;  // RFC 3339; empty: never (and every version 1 event)
   Json to_json() const;
   static TokenIssued from_json(const Json& data, int version);
+};
+
+struct TokenRevoked {
+  static constexpr int kSchemaVersion = 1;
+  std::string user_id;     // whose token it was
+  std::string revoked_by;  // the user who revoked it ("operator" from platformd token revoke)
+  Json to_json() const;
+  static TokenRevoked from_json(const Json& data, int version);
 };
 
 }  // namespace platform::events

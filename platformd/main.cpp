@@ -8,6 +8,7 @@
 
 #include "api/auth.h"
 #include "api/hosts.h"
+#include "api/tokens.h"
 #include "engine/db.h"
 #include "engine/duration.h"
 #include "engine/migrate.h"
@@ -94,6 +95,13 @@ int main(int argc, char** argv) {
   bool make_op = false;
   tcreate->add_flag("--operator", make_op, "Make the user a platform operator (may manage hosts)");
   tcreate->add_option("--database", database, "libpq connection string")->required(database.empty());
+  auto* tlist = token->add_subcommand("list", "A user's tokens: state, org, expiry, description (never secrets)");
+  tlist->add_option("--user", user, "User name")->capture_default_str();
+  tlist->add_option("--database", database, "libpq connection string")->required(database.empty());
+  std::string revoke_id;
+  auto* trevoke = token->add_subcommand("revoke", "Revoke any user's token (API servers refuse it within 5 s)");
+  trevoke->add_option("id", revoke_id, "Token ID (tok_…)")->required();
+  trevoke->add_option("--database", database, "libpq connection string")->required(database.empty());
 
   daemon::DevOptions dev_opts;
   auto* dev = app.add_subcommand("dev", "Run everything on this machine from a state folder (embedded default)");
@@ -211,6 +219,32 @@ int main(int argc, char** argv) {
       });
       std::cout << t.secret << "\n";
       std::cerr << "token " << t.token_id << " for user " << user << " (shown once; only its hash is stored)\n";
+      return 0;
+    }
+    if (*tlist) {
+      db::Pool pool(database, 1, "platformd-cli");
+      auto tokens = pool.read([&](pqxx::transaction_base& tx) {
+        auto u = tx.exec_params("SELECT id FROM core.users WHERE name = $1", user);
+        if (u.empty())
+          throw PlatformError(ErrorCode::not_found, "no user " + user, "Users are named by `platformd token create --user`.");
+        return api::list_tokens(tx, u[0][0].as<std::string>());
+      });
+      std::printf("%-32s %-8s %-34s %-20s %s\n", "ID", "STATE", "ORG", "EXPIRES", "DESCRIPTION");
+      for (const auto& t : tokens)
+        std::printf("%-32s %-8s %-34s %-20s %s\n", t.value("id", "").c_str(), t.value("state", "").c_str(),
+                    t.value("org_id", "").empty() ? "(every org)" : t.value("org_name", "").c_str(),
+                    t["expires_at"].is_string() ? t["expires_at"].get<std::string>().substr(0, 19).c_str() : "never",
+                    t.value("description", "").c_str());
+      return 0;
+    }
+    if (*trevoke) {
+      db::Pool pool(database, 1, "platformd-cli");
+      auto t = pool.transact([&](pqxx::work& tx) {
+        return api::revoke_token(tx, revoke_id, "", "", "operator", {{"actor_name", "platformd token revoke"}});
+      });
+      std::cout << "token " << revoke_id << (t.value("already_revoked", false) ? " was revoked already, at " : " revoked at ")
+                << t["revoked_at"].get<std::string>()
+                << (t.value("already_revoked", false) ? "" : "; API servers refuse it within 5 s") << "\n";
       return 0;
     }
     if (*dev) return daemon::dev(dev_opts);

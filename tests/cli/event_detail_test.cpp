@@ -47,6 +47,14 @@ TEST(EventDetail, InstancesSayWhy) {
   EXPECT_EQ(event_detail(event("InstanceExited", {{"reason", "exited with status 3"}})), "exited with status 3");
 }
 
+TEST(EventDetail, TokensSayWhatForAndUntilWhen) {
+  EXPECT_EQ(event_detail(event("TokenIssued", {{"description", "CI deploys"}, {"expires_at", "2027-01-06T17:00:20.992703Z"}})),
+            "CI deploys, expires 2027-01-06T17:00:20Z");
+  EXPECT_EQ(event_detail(event("TokenIssued", {{"description", "admin"}})), "admin, never expires");
+  EXPECT_EQ(event_detail(event("TokenRevoked", {{"revoked_by", "operator"}})), "by an operator (platformd token revoke)");
+  EXPECT_EQ(event_detail(event("TokenRevoked", {{"revoked_by", "usr_1"}})), "");
+}
+
 TEST(EventDetail, NothingToAddIsEmptyAndOddDataIsNoCrash) {
   EXPECT_EQ(event_detail(event("ProjectCreated", {{"name", "shop"}, {"description", ""}})), "");
   EXPECT_EQ(event_detail(event("SomethingNew", {{"reason", 7}})), "");

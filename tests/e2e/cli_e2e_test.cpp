@@ -125,6 +125,30 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(one_json(cli("-o json env events " + env_id + " --org dev"))["events"], filtered["events"]);
   EXPECT_EQ(cli("-o json app events nope --org dev --project shop").exit, 7);
 
+  // Tokens: one for CI (-q prints the secret alone), used, revoked by the CLI; another revoked by an
+  // operator with platformd. A revoked token is exit 8, saying so.
+  auto ci = cli("-q token create --description ci --ttl 1h --org dev");
+  ASSERT_EQ(ci.exit, 0) << ci.out;
+  const auto ci_token = ci.out.substr(0, ci.out.find('\n'));
+  ASSERT_EQ(ci_token.rfind("plt_", 0), 0u) << ci.out;
+  const auto as_ci = "PLATFORM_TOKEN=" + ci_token + " " + PLATFORM_BIN;
+  EXPECT_EQ(run(as_ci + " -o json org list").exit, 0);
+  const auto ci_list = one_json(run(as_ci + " -o json token list"));
+  ASSERT_EQ(ci_list["count"], 1) << ci_list.dump();  // a token of org dev sees dev's tokens only
+  const auto ci_id = ci_list["current_token_id"].get<std::string>();
+  EXPECT_EQ(run(as_ci + " -o json token create --description wider --all-orgs").exit, 6);  // not beyond its org
+  EXPECT_EQ(one_json(cli("-o json token revoke " + ci_id))["state"], "revoked");
+  auto revoked_use = run(as_ci + " -o json org list");
+  EXPECT_EQ(revoked_use.exit, 8);
+  EXPECT_NE(revoked_use.out.find("was revoked at"), std::string::npos) << revoked_use.out;
+  const auto leaked = one_json(cli("-o json token create --description leaked --all-orgs"));
+  auto by_operator = run(std::string(PLATFORMD_BIN) + " token revoke " + leaked["id"].get<std::string>() +
+                         " --database '" + dev.conninfo() + "'");
+  EXPECT_EQ(by_operator.exit, 0);
+  EXPECT_NE(by_operator.out.find("revoked at"), std::string::npos) << by_operator.out;
+  EXPECT_EQ(run("PLATFORM_TOKEN=" + leaked["token"].get<std::string>() + " " + PLATFORM_BIN + " org list").exit, 8);
+  EXPECT_EQ(cli("token create --description x --ttl forever").exit, 2);
+
   // psql: the audit views show the same operations; events cannot be rewritten.
   auto ops = run(dev.psql("SELECT kind FROM audit.operations WHERE operation_id = '" + op + "'"));
   EXPECT_EQ(ops.exit, 0);

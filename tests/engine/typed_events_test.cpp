@@ -30,9 +30,18 @@ TEST(TypedEvents, EncodeStampsTheVersionAndDecodeRoundTrips) {
   EXPECT_EQ(p.name, "web");
   EXPECT_EQ(p.description, "the shop");
   EXPECT_EQ(p.labels["team"], "core");
-  auto t = events::decode<events::TokenIssued>(recorded(events::encode("TokenIssued", events::TokenIssued{"usr_1", "", "ci"}, {})));
+  auto t = events::decode<events::TokenIssued>(recorded(events::encode("TokenIssued", events::TokenIssued{"usr_1", "", "ci", ""}, {})));
   EXPECT_EQ(t.user_id, "usr_1");
   EXPECT_EQ(t.description, "ci");
+  EXPECT_EQ(t.expires_at, "");
+  // Version 2 added expires_at; a version 1 event (none) still reads, as "never".
+  auto v2 = recorded(events::encode("TokenIssued", events::TokenIssued{"usr_1", "", "ci", "2027-01-01T00:00:00.000000Z"}, {}));
+  EXPECT_EQ(events::decode<events::TokenIssued>(v2).expires_at, "2027-01-01T00:00:00.000000Z");
+  auto v1 = recorded(events::encode("TokenIssued", events::TokenIssued{"usr_1", "", "ci", ""}, {}));
+  v1.schema_version = 1;
+  EXPECT_EQ(events::decode<events::TokenIssued>(v1).expires_at, "");
+  auto r = events::decode<events::TokenRevoked>(recorded(events::encode("TokenRevoked", events::TokenRevoked{"usr_1", "usr_2"}, {})));
+  EXPECT_EQ(r.revoked_by, "usr_2");
 }
 
 TEST(TypedEvents, OptionalFieldsTakeTheirDefaults) {
