@@ -34,11 +34,11 @@ Json public_event_json(const events::Recorded& e) {
 }
 
 WatchPlan events(Context& ctx, const Request& req, Principal& p, const Params& params) {
-  static const std::set<std::string> known = {"after", "limit", "wait", "type", "resource", "operation", "since"};
+  static const std::set<std::string> known = {"after", "limit", "wait", "type", "resource", "operation", "since", "tail"};
   for (const auto& [k, v] : req.query)
     if (!known.count(k))
       throw PlatformError(ErrorCode::invalid_request, "unknown query parameter \"" + k + "\"",
-                          "Known parameters: after, limit, wait, type, resource, operation, since.");
+                          "Known parameters: after, limit, wait, type, resource, operation, since, tail.");
   WatchPlan plan;
   require_org(ctx, p, params.at("org"), &plan.filter.org_id);
   auto after = req.param("after");
@@ -68,6 +68,20 @@ WatchPlan events(Context& ctx, const Request& req, Principal& p, const Params& p
   plan.filter.resource_id = req.param("resource");
   plan.filter.operation_id = req.param("operation");
   plan.filter.since = normalize_time(req.param("since"), "since");
+  if (auto t = req.param("tail"); !t.empty()) {
+    // The newest N that match, answered at once, with a cursor to follow on from.
+    char* end = nullptr;
+    const long n = std::strtol(t.c_str(), &end, 10);
+    if (*end != '\0' || n < 1 || n > 1000)
+      throw PlatformError(ErrorCode::invalid_request, "tail must be an integer from 1 to 1000", "e.g. tail=20");
+    if (!after.empty() || plan.wait.count() > 0)
+      throw PlatformError(ErrorCode::invalid_request, "tail cannot be combined with after or wait",
+                          "Ask for the tail once, then follow from its next_cursor with after and wait.");
+    plan.level = [&ctx, filter = plan.filter, n](bool) -> std::optional<Response> {
+      auto page = ctx.pool.read([&](pqxx::transaction_base& tx) { return events::read_tail(tx, filter, static_cast<int>(n)); });
+      return json_response(200, events_page_json(page.events, page.next));
+    };
+  }
   ctx.metrics.watch_requests_total++;
   return plan;
 }

@@ -14,6 +14,7 @@ namespace {
 
 struct EventArgs {
   bool follow = false;
+  int tail = -1;  // -1: not asked
   std::string since, type, resource, operation;
 };
 
@@ -60,8 +61,8 @@ std::string resource_id_of(const Session& s, const std::string& text) {
   return s.client().call("GET", path).value("id", "");
 }
 
-std::string events_query(const EventArgs& a, const std::string& after, const std::string& wait) {
-  std::string q = "?limit=1000";
+std::string events_query(const EventArgs& a, const std::string& after, const std::string& wait, int tail = -1) {
+  std::string q = tail > 0 ? "?tail=" + std::to_string(tail) : "?limit=1000";
   if (!after.empty()) q += "&after=" + api::url_encode(after);
   if (!wait.empty()) q += "&wait=" + wait;
   if (!a.since.empty()) q += "&since=" + api::url_encode(a.since);
@@ -92,13 +93,16 @@ void run_events(const Globals& g, EventArgs a) {
   if (!a.since.empty() && !parse_duration(a.since) && a.since.size() != 20)
     throw PlatformError(ErrorCode::invalid_request, "--since \"" + a.since + "\" is neither a duration nor a UTC time",
                         "Use e.g. --since 10m or --since 2026-11-21T09:30:00Z.");
-  // History first, page by page.
+  if (a.tail != -1 && (a.tail < 1 || a.tail > 1000))
+    throw PlatformError(ErrorCode::invalid_request, "--tail must be from 1 to 1000",
+                        "e.g. -n 20 for the newest 20 events; --since 1h for a time window.");
+  // History first, page by page (or, with --tail, the newest events in one page).
   std::string after;
   Json all = Json::array();
   std::vector<std::vector<std::string>> rows;
   bool streaming = a.follow || g.format() == Format::ndjson;
   for (;;) {
-    auto page = client.call("GET", base + events_query(a, after, ""));
+    auto page = client.call("GET", base + events_query(a, after, "", a.tail));
     for (const auto& e : page["events"]) {
       if (g.format() == Format::table) {
         rows.push_back(event_row(e));
@@ -109,7 +113,7 @@ void run_events(const Globals& g, EventArgs a) {
       }
     }
     after = page.value("next_cursor", after);
-    if (page.value("count", 0) < 1000) break;
+    if (a.tail > 0 || page.value("count", 0) < 1000) break;
   }
   auto widths = table_widths(kEventHeaders, rows);  // followed rows line up under the table
   if (g.format() == Format::table && a.follow && rows.empty()) {
@@ -308,6 +312,7 @@ void add_events_verb(CLI::App* noun, Globals& g, const std::string& kind, const 
       "events", "The " + kind + "'s events and its children's (as platform events --resource " + kind + "/NAME)");
   events->add_option("name", *name, "Name or ID")->required();
   events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
+  events->add_option("-n,--tail", ea->tail, "Only the newest N (at most 1000), then with -f what comes next");
   events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
   events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
   events->footer("Example:\n  " + example);
@@ -324,11 +329,13 @@ void add_event_commands(CLI::App& app, Globals& g) {
   events->footer(
       "Examples:\n"
       "  platform events --since 1h\n"
+      "  platform events -n 20 -f                  # the newest 20, then new ones as they come\n"
       "  platform events --resource env/prod --project shop --app api --follow\n"
       "  platform events --resource instance/web-3 --project shop --app api --env prod\n"
       "  platform events --type 'Instance*' --since 10m\n"
       "  platform -o ndjson events --follow | jq -c 'select(.type == \"InstanceExited\")'");
   events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
+  events->add_option("-n,--tail", ea->tail, "Only the newest N (at most 1000), then with -f what comes next");
   events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
   events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
   events->add_option("--resource", ea->resource,

@@ -193,6 +193,34 @@ std::string read_after_sql(const char* filters) {
 }
 }  // namespace
 
+Page read_tail(pqxx::transaction_base& tx, const Filter& f, int n) {
+  // One statement: the page and the head in one snapshot. Every filter is in SQL (the type too, unlike
+  // read_after's), so the n rows read backwards are n that match.
+  static const std::string sql = std::string(
+      "WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
+      " newest AS MATERIALIZED (SELECT tx_id, global_position FROM events WHERE tx_id < (SELECT xmin FROM horizon)"
+      "   ORDER BY tx_id DESC, global_position DESC LIMIT 1),"
+      " page AS MATERIALIZED (SELECT ") + kColumns +
+      ", events.tx_id AS order_tx, events.global_position AS order_pos"
+      " FROM events WHERE tx_id < (SELECT xmin FROM horizon)"
+      " AND ($2 = '' OR metadata->>'org_id' = $2)"
+      " AND ($3 = '' OR metadata->>'operation_id' = $3)"
+      " AND ($4 = '' OR metadata->>'resource_id' = $4 OR metadata->>'parent_id' = $4)"
+      " AND ($5 = '' OR recorded_at >= $5::timestamptz)"
+      " AND ($6 = '' OR type = $6 OR (right($6, 1) = '*' AND starts_with(type, left($6, -1))))"
+      " ORDER BY events.tx_id DESC, events.global_position DESC LIMIT $1::integer)"
+      " SELECT page.*, newest.tx_id::text, newest.global_position"
+      " FROM newest LEFT JOIN page ON true ORDER BY page.order_tx, page.order_pos";
+  Page page;
+  for (const auto& r : tx.exec_params(sql, n, f.org_id, f.operation_id, f.resource_id, f.since, f.type)) {
+    page.next = {std::stoull(r[13].as<std::string>()), r[14].as<std::int64_t>()};
+    if (r[0].is_null()) continue;  // the empty page's row
+    auto e = from_row(r);
+    if (f.matches(e)) page.events.push_back(std::move(e));
+  }
+  return page;
+}
+
 Page read_after(pqxx::transaction_base& tx, Cursor after, const Filter& f, int limit) {
   pqxx::result rows;
   if (f.empty()) {

@@ -78,6 +78,11 @@ std::vector<Appended> append(pqxx::transaction_base& tx, const std::string& stre
 // transaction: `next` then also skips past the events that did not match.
 Page read_after(pqxx::transaction_base& tx, Cursor after, const Filter& filter, int limit);
 
+// The newest `n` events that match, below the horizon, oldest first; `next` is the newest cursor below
+// the horizon (matching or not), read in the same snapshot, so a reader that goes on from it with
+// read_after misses nothing and repeats nothing.
+Page read_tail(pqxx::transaction_base& tx, const Filter& filter, int n);
+
 // The newest cursor below the horizon (where a new watcher starts).
 Cursor head(pqxx::transaction_base& tx);
 

@@ -112,6 +112,13 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   const auto all = one_json(evs);
   for (const auto& e : all["events"]) types.insert(e["type"].get<std::string>());
   for (const char* t : {"OrgCreated", "ProjectCreated", "AppCreated", "EnvCreated"}) EXPECT_TRUE(types.count(t)) << t;
+  // -n: the newest ones only, in order, the same as the end of everything (nothing happens meanwhile).
+  const auto newest = one_json(cli("-o json events -n 2 --org dev"));
+  ASSERT_EQ(newest["events"].size(), 2u);
+  EXPECT_EQ(newest["events"][0], all["events"][all["events"].size() - 2]);
+  EXPECT_EQ(newest["events"][1], all["events"].back());
+  EXPECT_EQ(one_json(cli("-o json events -n 1 --type ProjectCreated --org dev"))["events"][0]["type"], "ProjectCreated");
+  EXPECT_EQ(cli("-o json events -n 0 --org dev").exit, 2);
   auto filtered = one_json(cli("-o json events --org dev --resource " + env_id));
   ASSERT_EQ(filtered["count"], 1);
   EXPECT_EQ(filtered["events"][0]["type"], "EnvCreated");

@@ -289,6 +289,52 @@ TEST(EventLog, HorizonHoldsBackLaterCommitsUntilEarlierOnesFinish) {
   EXPECT_GT(a[0].position, 0);
 }
 
+// A tail (`events -n N`): the newest N that match, oldest first, every filter in SQL (a type prefix too),
+// nothing above the horizon; and its cursor lets a reader go on without skipping the event that was
+// held back.
+TEST(EventLog, TailIsTheNewestThatMatchAndItsCursorSkipsNothing) {
+  auto conninfo = harness::fresh_database();
+  pqxx::connection writer(conninfo), slow_conn(conninfo), reader(conninfo);
+  for (int i = 0; i < 5; ++i) {
+    pqxx::work tx(writer);
+    events::append(tx, "app-" + std::to_string(i), -1, {ev(i % 2 ? "AppCreated" : "EnvCreated")});
+    tx.commit();
+  }
+  pqxx::work slow(slow_conn);
+  events::append(slow, "slow-1", -1, {ev("AppSlow")});  // open: above the horizon until it commits
+  {
+    pqxx::work tx(writer);
+    events::append(tx, "app-late", -1, {ev("AppLate")});
+    tx.commit();
+  }
+  events::Cursor next;
+  {
+    pqxx::work tx(reader);
+    auto all = events::read_tail(tx, {}, 3);
+    ASSERT_EQ(all.events.size(), 3u);
+    EXPECT_EQ(all.events[0].stream, "app-2");
+    EXPECT_EQ(all.events[2].stream, "app-4");  // app-late waits behind the open transaction
+    events::Filter apps;
+    apps.type = "App*";
+    auto only = events::read_tail(tx, apps, 5);
+    ASSERT_EQ(only.events.size(), 2u);  // app-1 and app-3: the rows read are ones that match
+    EXPECT_EQ(only.events[0].stream, "app-1");
+    EXPECT_EQ(only.events[1].stream, "app-3");
+    EXPECT_EQ(only.next, all.next) << "the cursor is the head, matching or not";
+    next = all.next;
+  }
+  slow.commit();
+  pqxx::work tx(reader);
+  std::vector<std::string> after;
+  for (const auto& e : events::read_after(tx, next, {}, 100).events) after.push_back(e.stream);
+  EXPECT_EQ(after, (std::vector<std::string>{"slow-1", "app-late"}));
+  pqxx::connection empty_conn(harness::fresh_database());
+  pqxx::work empty(empty_conn);
+  auto nothing = events::read_tail(empty, {}, 10);
+  EXPECT_TRUE(nothing.events.empty());
+  EXPECT_EQ(nothing.next, events::Cursor{});
+}
+
 // Cursors compare transaction ids as numbers. A reader that ordered them as text would put xid 1039
 // before 731 and skip events once the cluster's xids gain a digit; burn xids across that boundary.
 TEST(EventLog, CursorOrderIsNumericAcrossAnXidDigitBoundary) {
