@@ -52,6 +52,7 @@ Response whoami(Context& ctx, const Request&, Principal& p, const Params&) {
   return json_response(200, {{"user_id", p.user_id},
                              {"user", p.user_name},
                              {"token_id", p.token_id},
+                             {"token_expires_at", p.token_expires_at.empty() ? Json(nullptr) : Json(p.token_expires_at)},
                              {"org_restriction", p.org_restriction},
                              {"orgs", orgs}});
 }

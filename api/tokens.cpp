@@ -9,7 +9,8 @@
 namespace platform::api {
 namespace {
 
-std::string token_columns() {
+// The columns token_json reads, FROM the tokens with their org's name (a WHERE may follow).
+std::string token_select() {
   return "t.id, t.description, coalesce(t.org_id, ''), coalesce(o.name, ''), " + db::sql_rfc3339("t.created_at") +
          ", " + db::sql_rfc3339("t.expires_at") + ", " + db::sql_rfc3339("t.revoked_at") +
          ", CASE WHEN t.revoked_at IS NOT NULL THEN 'revoked' WHEN t.expires_at <= now() THEN 'expired'"
@@ -29,7 +30,7 @@ Json token_json(const pqxx::row& r) {
 
 Json list_tokens(pqxx::transaction_base& tx, const std::string& user_id, const std::string& org_scope) {
   Json out = Json::array();
-  for (const auto& r : tx.exec_params("SELECT " + token_columns() +
+  for (const auto& r : tx.exec_params("SELECT " + token_select() +
                                           " WHERE t.user_id = $1 AND ($2 = '' OR t.org_id = $2)"
                                           " ORDER BY t.created_at DESC, t.id DESC",
                                       user_id, org_scope))
@@ -40,7 +41,7 @@ Json list_tokens(pqxx::transaction_base& tx, const std::string& user_id, const s
 Json revoke_token(pqxx::work& tx, const std::string& token_id, const std::string& owner, const std::string& org_scope,
                   const std::string& revoked_by, const Json& metadata) {
   // FOR UPDATE: two revokes of one token record one TokenRevoked.
-  auto r = tx.exec_params("SELECT " + token_columns() +
+  auto r = tx.exec_params("SELECT " + token_select() +
                               " WHERE t.id = $1 AND ($2 = '' OR t.user_id = $2) AND ($3 = '' OR t.org_id = $3)"
                               " FOR UPDATE OF t",
                           token_id, owner, org_scope);

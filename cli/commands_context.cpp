@@ -86,6 +86,24 @@ void add_context_commands(CLI::App& app, Globals& g) {
     note(g, "context \"" + ua->name + "\" is current");
   });
 
+  auto* whoami = app.add_subcommand("whoami", "Who the CLI acts as: user, token (its org and expiry), orgs, API");
+  whoami->callback([&g] {
+    auto s = open_session(g);
+    auto who = s.client().call("GET", "/v1/whoami");
+    if (g.format() != Format::table) return print_json(who);
+    std::string orgs;
+    for (const auto& o : who.value("orgs", Json::array()))
+      orgs += (orgs.empty() ? "" : ", ") + o.value("name", "") + " (" + o.value("role", "") + ")";
+    const auto& expires = who["token_expires_at"];
+    std::cout << "user   " << who.value("user", "") << " (" << who.value("user_id", "") << ")\n"
+              << "token  " << who.value("token_id", "") << ", "
+              << (who.value("org_restriction", "").empty() ? "every org" : "one org only") << ", "
+              << (expires.is_string() ? "expires " + expires.get<std::string>() : std::string("never expires")) << "\n"
+              << "orgs   " << (orgs.empty() ? "(none)" : orgs) << "\n"
+              << "api    " << s.ctx.url << " (context " << s.context_name << ")\n"
+              << std::flush;
+  });
+
   auto* show = ctx->add_subcommand("show", "Show the effective context (flags and environment applied)");
   show->callback([&g] {
     auto s = open_session(g);

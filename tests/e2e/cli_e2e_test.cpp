@@ -143,6 +143,12 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   const auto ci_list = one_json(run(as_ci + " -o json token list"));
   ASSERT_EQ(ci_list["count"], 1) << ci_list.dump();  // a token of org dev sees dev's tokens only
   const auto ci_id = ci_list["current_token_id"].get<std::string>();
+  const auto ci_who = one_json(run(as_ci + " -o json whoami"));  // who a CI job acts as
+  EXPECT_EQ(ci_who["user"], "admin");
+  EXPECT_EQ(ci_who["token_id"], ci_id);
+  EXPECT_TRUE(ci_who["token_expires_at"].is_string()) << ci_who.dump();
+  EXPECT_FALSE(ci_who["org_restriction"].get<std::string>().empty());
+  EXPECT_TRUE(one_json(cli("-o json whoami"))["token_expires_at"].is_null());
   EXPECT_EQ(run(as_ci + " -o json token create --description wider --all-orgs").exit, 6);  // not beyond its org
   EXPECT_EQ(one_json(cli("-o json token revoke " + ci_id))["state"], "revoked");
   auto revoked_use = run(as_ci + " -o json org list");
