@@ -11,6 +11,7 @@
 #include "api/resources.h"
 #include "api/routes.h"
 #include "engine/db.h"
+#include "engine/error_details.h"
 
 namespace platform::api {
 namespace {
@@ -128,6 +129,45 @@ void refuse_if_parent(pqxx::transaction_base& tx, const std::vector<Resolved>& c
                  : fmt::format("Delete them first (platform {} list{} lists them), then this {}.", kind, flags, target.kind));
 }
 
+// Deleting an env that runs instances or holds addresses stops them and gives the addresses up for good
+// (another env may get them): refused (412) unless the request confirms it with ?confirm=<the env's
+// name>. The details say what would go, and carry `confirm`, so a client can show it and ask.
+void refuse_if_live(pqxx::transaction_base& tx, const std::vector<Resolved>& chain, const std::string& confirm) {
+  const auto& env = chain.back();
+  if (env.kind != "env" || confirm == env.name) return;
+  const auto running = tx.exec_params("SELECT count(*) FROM core.instances WHERE env_id = $1"
+                                      " AND state NOT IN ('stopped', 'lost')",
+                                      env.id)[0][0]
+                           .as<std::int64_t>();
+  const auto release = tx.exec_params("SELECT 'v' || r.number FROM core.env_runtime rt JOIN core.releases r"
+                                      " ON r.id = rt.release_id WHERE rt.env_id = $1",
+                                      env.id);
+  std::vector<std::string> held;
+  for (const auto& r : tx.exec_params("SELECT family, host(address) FROM core.ip_allocations WHERE env_id = $1"
+                                      " AND released_at IS NULL ORDER BY family DESC",
+                                      env.id))
+    held.push_back(fmt::format("ipv{} {}", r[0].as<int>(), r[1].as<std::string>()));
+  if (running == 0 && held.empty()) return;
+  std::vector<std::string> parts;
+  if (running > 0)
+    parts.push_back(fmt::format("runs {} instance{}{}", running, running == 1 ? "" : "s",
+                                release.empty() ? "" : " of release " + release[0][0].as<std::string>()));
+  if (!held.empty()) parts.push_back(fmt::format("holds {}", fmt::join(held, " and ")));
+  const auto what = fmt::format("env {} {}", env.name, fmt::join(parts, " and "));
+  std::string flags;
+  for (std::size_t i = 1; i + 1 < chain.size(); ++i) flags += " --" + chain[i].kind + " " + chain[i].name;
+  Json details = Json::array({{{"text", what + ": deleting it stops every instance and gives its addresses up for "
+                                            "good (another env may get them)"},
+                               {"confirm", env.name},
+                               {"instances", running},
+                               {"addresses", held}}});
+  throw DetailedError({ErrorCode::precondition_failed, what + "; deleting it needs confirmation",
+                       "Delete it anyway with `platform env delete " + env.name + flags +
+                           " --yes` (API: ?confirm=" + env.name + "). To stop it but keep the env and its "
+                           "addresses, scale its processes to 0."},
+                      details);
+}
+
 Response remove_resolved(Context& ctx, const Request& req, Principal& p, const std::vector<Resolved>& chain) {
   const auto target = chain.back();
   if (!p.org_restriction.empty() && target.kind == "org")
@@ -147,6 +187,7 @@ Response remove_resolved(Context& ctx, const Request& req, Principal& p, const s
   const auto path = path_of(chain);
   return run_mutation(ctx, req, p, target.kind + ".delete", 200, [&](pqxx::work& tx, const Actor& actor) {
     refuse_if_parent(tx, chain);
+    refuse_if_live(tx, chain, req.param("confirm"));
     auto out = delete_resource(tx, actor, target, expected);
     CommandReceipt r;
     r.last = out.last();

@@ -82,6 +82,10 @@ std::string edge_wanted(const Json& edge);
 // "; but 2 instances refuse the edge's connections …" when a status's `unreachable` names some
 // (docs/network.md#backends-that-refuse-the-edge): served, yet those connections fail. "" otherwise.
 std::string refused_edge(const Json& status);
+// Asks on a terminal (stderr, stdin); true only for "y" or "yes".
+bool ask(const std::string& question);
+// For what cannot be undone: true only when the answer is `expected` typed out (an env's name).
+bool ask_typed(const std::string& question, const std::string& expected);
 // A mutation's receipt: one JSON document, or a short human summary with the next commands.
 void print_receipt(const Globals& g, const Json& receipt);
 

@@ -163,6 +163,20 @@ std::string edge_wanted(const Json& edge) {
   return version_name(edge.contains("wanted_version") ? edge["wanted_version"] : edge["version"]);
 }
 
+bool ask(const std::string& question) {
+  std::cerr << question << " [y/N] " << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "y" || answer == "yes";
+}
+
+bool ask_typed(const std::string& question, const std::string& expected) {
+  std::cerr << question << "\nType " << expected << " to go ahead: " << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == expected;
+}
+
 std::string short_duration(std::int64_t s) {
   if (s < 120) return std::to_string(s) + "s";
   if (s < 7200) return std::to_string(s / 60) + "m";

@@ -116,11 +116,13 @@ void run_events(const Globals& g, EventArgs a) {
     if (a.tail > 0 || page.value("count", 0) < 1000) break;
   }
   auto widths = table_widths(kEventHeaders, rows);  // followed rows line up under the table
-  if (g.format() == Format::table && a.follow && rows.empty()) {
-    // Nothing yet to size the columns by: the usual widths, so the first followed rows fit the header.
-    const std::vector<std::size_t> usual = {23, 4, 22, 22, 30, 30, 29, 0};
+  if (g.format() == Format::table && a.follow) {
+    // At least the usual widths, so the followed rows fit the header (there may be few rows, or none,
+    // to size the columns by).
+    const std::vector<std::size_t> usual = {23, 4, 25, 22, 30, 30, 29, 0};
     for (std::size_t i = 0; i < widths.size(); ++i) widths[i] = std::max(widths[i], usual[i]);
     std::cout << table_line(widths, kEventHeaders) << "\n";
+    for (const auto& r : rows) std::cout << table_line(widths, r) << "\n";
   } else if (g.format() == Format::table) {
     print_table(kEventHeaders, rows);
     if (rows.empty()) {

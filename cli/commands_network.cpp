@@ -23,14 +23,6 @@ std::map<std::string, std::string> idempotent(const std::string& key) {
   return {{"Idempotency-Key", key.empty() ? new_id("idem") : key}};
 }
 
-// Asks on a terminal; true only for "yes" or "y".
-bool ask(const std::string& question) {
-  std::cerr << question << " [y/N] " << std::flush;
-  std::string answer;
-  std::getline(std::cin, answer);
-  return answer == "y" || answer == "yes";
-}
-
 // A listing as ndjson (one item a line) or a table; callers print the whole answer for -o json.
 void print_rows(const Globals& g, const Json& items, const std::vector<std::string>& headers,
                 const std::function<std::vector<std::string>(const Json&)>& row) {

@@ -1,9 +1,12 @@
 // platform org|project|app|env create|list|describe|delete
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
 #include <iostream>
 
 #include "cli/cli.h"
 #include "engine/error.h"
+#include "engine/error_details.h"
 #include "engine/ids.h"
 
 namespace platform::cli {
@@ -155,12 +158,25 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
   del->add_option("--idempotency-key", *dkey, "Retry-safe key");
   auto ifv = std::make_shared<std::string>();
   del->add_option("--if-version", *ifv, "Only if the resource is still at this version (else exit 6)");
-  del->callback([&g, &k, dref, dkey, ifv] {
+  auto yes = std::make_shared<bool>(false);
+  if (std::string_view(k.kind) == "env")
+    del->add_flag("--yes", *yes, "Delete it though it runs instances or holds addresses (needed when not on a terminal)");
+  del->callback([&g, &k, dref, dkey, ifv, yes] {
     auto s = open_session(g);
     std::string path = item_path(s, k, *dref);
     std::map<std::string, std::string> headers = {{"Idempotency-Key", dkey->empty() ? new_id("idem") : *dkey}};
     if (!ifv->empty()) headers["If-Match"] = *ifv;
-    print_receipt(g, s.client().call("DELETE", path, std::nullopt, headers));
+    try {
+      print_receipt(g, s.client().call("DELETE", path, std::nullopt, headers));
+    } catch (const DetailedError& e) {
+      // A live env: the server says what would go and the name that confirms it.
+      const auto& d = e.details();
+      const auto confirm = !d.empty() && d[0].is_object() ? d[0].value("confirm", "") : "";
+      if (e.error().code != ErrorCode::precondition_failed || confirm.empty() || (!*yes && !::isatty(0))) throw;
+      if (!*yes && !ask_typed(d[0].value("text", "") + ".", confirm))
+        throw PlatformError(ErrorCode::interrupted, "not deleted", "");
+      print_receipt(g, s.client().call("DELETE", path + "?confirm=" + api::url_encode(confirm), std::nullopt, headers));
+    }
   });
 }
 

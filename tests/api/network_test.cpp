@@ -397,7 +397,17 @@ TEST_F(NetworkTest, EndpointsMadeWithTheCliLiveBesideTheManifestOnes) {
 TEST_F(NetworkTest, ADeletedEnvGivesBackItsAddressesAndNames) {
   deploy("gone", manifest(kEndpointV4 + route("gone.example.com")), 250);
   ASSERT_EQ(ips("gone").size(), 2u);
-  client().call("DELETE", kEnvs + "gone", std::nullopt, new_id("idem"));
+  // Not without confirmation: the answer says what would go, and the name that confirms it.
+  auto refused = client().request("DELETE", kEnvs + "gone");
+  EXPECT_EQ(refused.status, 412) << refused.body;
+  const auto why = Json::parse(refused.body);
+  ASSERT_EQ(why["details"].size(), 1u) << refused.body;
+  EXPECT_EQ(why["details"][0]["confirm"], "gone");
+  EXPECT_EQ(why["details"][0]["addresses"].size(), 2u) << refused.body;
+  EXPECT_NE(why["message"].get<std::string>().find("holds ipv6 "), std::string::npos) << refused.body;
+  EXPECT_EQ(client().request("DELETE", kEnvs + "gone?confirm=other").status, 412);
+  EXPECT_EQ(ips("gone").size(), 2u);  // nothing happened
+  client().call("DELETE", kEnvs + "gone?confirm=gone", std::nullopt, new_id("idem"));
   EXPECT_EQ(sql("SELECT count(*) FROM core.ip_allocations a JOIN core.resources e ON e.id = a.env_id"
                 " WHERE e.name = 'gone' AND a.released_at IS NULL")[0][0].as<int>(), 0);
   EXPECT_EQ(sql("SELECT count(*) FROM core.exposure_claims WHERE key = 'gone.example.com'")[0][0].as<int>(), 0);

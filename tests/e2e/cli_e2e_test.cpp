@@ -1145,7 +1145,11 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
   }
   EXPECT_EQ(stopped_how, "killed by signal 9 (Killed) after 1s without exiting on SIGTERM (its stop_timeout)")
       << stubborn.dump() << stubborn_list.dump();
-  ASSERT_EQ(cli("-o json env delete stubborn --org dev --project inst --app echo").exit, 0);
+  // An env that holds an address is deleted only when confirmed (no terminal here: --yes).
+  auto unconfirmed = cli("-o json env delete stubborn --org dev --project inst --app echo");
+  EXPECT_EQ(unconfirmed.exit, 6) << unconfirmed.out;
+  EXPECT_EQ(one_json(unconfirmed)["error"]["details"][0]["confirm"], "stubborn") << unconfirmed.out;
+  ASSERT_EQ(cli("-o json env delete stubborn --yes --org dev --project inst --app echo").exit, 0);
 
   // kill -9 of the agent mid-rollout: it comes back (platformd dev restarts it), adopts what runs,
   // and the rollout converges; no instance ever has two runs at once.
