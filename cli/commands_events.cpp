@@ -307,16 +307,23 @@ void describe_operation(const Globals& g, const Session& s, const std::string& i
   print_operation(g, s.client().call("GET", "/v1/operations/" + api::url_encode(id)));
 }
 
+namespace {
+// The options `platform events` and `platform NOUN events` share.
+void add_event_options(CLI::App* cmd, EventArgs& a) {
+  cmd->add_flag("-f,--follow", a.follow, "Keep streaming new events (NDJSON with -o json)");
+  cmd->add_option("-n,--tail", a.tail, "Only the newest N (at most 1000), then with -f what comes next");
+  cmd->add_option("--since", a.since, "Only events newer than a duration (10m) or a UTC time");
+  cmd->add_option("--type", a.type, "Event type, or a prefix ending in * (App*)");
+}
+}  // namespace
+
 void add_events_verb(CLI::App* noun, Globals& g, const std::string& kind, const std::string& example) {
   auto ea = std::make_shared<EventArgs>();
   auto name = std::make_shared<std::string>();
   auto* events = noun->add_subcommand(
       "events", "The " + kind + "'s events and its children's (as platform events --resource " + kind + "/NAME)");
   events->add_option("name", *name, "Name or ID")->required();
-  events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
-  events->add_option("-n,--tail", ea->tail, "Only the newest N (at most 1000), then with -f what comes next");
-  events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
-  events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
+  add_event_options(events, *ea);
   events->footer("Example:\n  " + example);
   events->callback([&g, ea, name, kind] {
     std::string prefix;
@@ -336,10 +343,7 @@ void add_event_commands(CLI::App& app, Globals& g) {
       "  platform events --resource instance/web-3 --project shop --app api --env prod\n"
       "  platform events --type 'Instance*' --since 10m\n"
       "  platform -o ndjson events --follow | jq -c 'select(.type == \"InstanceExited\")'");
-  events->add_flag("-f,--follow", ea->follow, "Keep streaming new events (NDJSON with -o json)");
-  events->add_option("-n,--tail", ea->tail, "Only the newest N (at most 1000), then with -f what comes next");
-  events->add_option("--since", ea->since, "Only events newer than a duration (10m) or a UTC time");
-  events->add_option("--type", ea->type, "Event type, or a prefix ending in * (App*)");
+  add_event_options(events, *ea);
   events->add_option("--resource", ea->resource,
                      "Resource ID, or KIND/NAME (app/api, with its parents' flags; instance/web-3, release/v4 with --env): "
                      "its events and its children's");
