@@ -1,5 +1,7 @@
 #include "api/auth.h"
 
+#include <spdlog/spdlog.h>
+
 #include "engine/crypto.h"
 #include "engine/event_store.h"
 #include "engine/ids.h"
@@ -38,10 +40,11 @@ Principal Authenticator::authenticate(const Request& request) {
     std::lock_guard lock(mu_);
     if (auto it = cache_.find(hash); it != cache_.end() && it->second.expires > now) return it->second.principal;
   }
-  auto principal = pool_.read([&](pqxx::transaction_base& tx) {
+  auto [principal, stale_use] = pool_.read([&](pqxx::transaction_base& tx) {
     auto r = tx.exec_params(
         "SELECT t.id, t.user_id, u.name, coalesce(t.org_id, ''), " + db::sql_rfc3339("t.revoked_at") + ", " +
-            db::sql_rfc3339("t.expires_at") + ", t.expires_at <= now()"
+            db::sql_rfc3339("t.expires_at") + ", t.expires_at <= now(),"
+            " t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'"
             " FROM core.tokens t JOIN core.users u ON u.id = t.user_id WHERE t.secret_hash = $1",
         hash);
     if (r.empty()) throw unauthenticated("unknown token");
@@ -62,8 +65,20 @@ Principal Authenticator::authenticate(const Request& request) {
     p.org_restriction = r[0][3].as<std::string>();
     if (!r[0][5].is_null()) p.token_expires_at = r[0][5].as<std::string>();
     p.orgs = load_orgs(tx, p.user_id);
-    return p;
+    return std::pair{p, r[0][7].as<bool>()};
   });
+  if (stale_use) {
+    // When it was last used, to the minute (`platform token list`): one small write a minute per token.
+    // A failure here must not fail the request it authenticates.
+    const auto token_id = principal.token_id;
+    try {
+      pool_.transact_quiet([&](pqxx::work& tx) {
+        tx.exec_params("UPDATE core.tokens SET last_used_at = now() WHERE id = $1", token_id);
+      });
+    } catch (const std::exception& e) {
+      spdlog::warn("auth: could not record when token {} was last used: {}", token_id, e.what());
+    }
+  }
   std::lock_guard lock(mu_);
   if (cache_.size() > 10000) cache_.clear();
   cache_[hash] = Entry{principal, now + ttl_};

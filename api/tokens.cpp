@@ -14,7 +14,7 @@ std::string token_select() {
   return "t.id, t.description, coalesce(t.org_id, ''), coalesce(o.name, ''), " + db::sql_rfc3339("t.created_at") +
          ", " + db::sql_rfc3339("t.expires_at") + ", " + db::sql_rfc3339("t.revoked_at") +
          ", CASE WHEN t.revoked_at IS NOT NULL THEN 'revoked' WHEN t.expires_at <= now() THEN 'expired'"
-         " ELSE 'active' END, t.user_id"
+         " ELSE 'active' END, t.user_id, " + db::sql_rfc3339("t.last_used_at") +
          " FROM core.tokens t LEFT JOIN core.resources o ON o.id = t.org_id";
 }
 
@@ -23,7 +23,8 @@ Json token_json(const pqxx::row& r) {
   return {{"id", r[0].as<std::string>()},      {"description", r[1].as<std::string>()},
           {"org_id", r[2].as<std::string>()},  {"org_name", r[3].as<std::string>()},
           {"created_at", r[4].as<std::string>()}, {"expires_at", nullable(5)},
-          {"revoked_at", nullable(6)},         {"state", r[7].as<std::string>()}};
+          {"revoked_at", nullable(6)},         {"state", r[7].as<std::string>()},
+          {"last_used_at", nullable(9)}};
 }
 
 }  // namespace

@@ -10,7 +10,8 @@
 namespace platform::api {
 
 // A token as lists show it, never its secret: {id, description, org_id, org_name, created_at,
-// expires_at, revoked_at (null when not), state: active | expired | revoked}.
+// expires_at, revoked_at (null when not), state: active | expired | revoked, last_used_at (to the
+// minute; null: never)}.
 // The user's tokens, newest first; `org_scope` non-empty: only those restricted to that org (what a
 // token restricted to it may see).
 Json list_tokens(pqxx::transaction_base& tx, const std::string& user_id, const std::string& org_scope = "");

@@ -72,8 +72,8 @@ void run_list(const Globals& g) {
   for (const auto& t : out["tokens"])
     rows.push_back({(t.value("id", "") == current ? "*" : "") + t.value("id", ""), t.value("state", ""), org_cell(t),
                     t.value("created_at", "").substr(0, 19), nullable(t, "expires_at", "never").substr(0, 19),
-                    t.value("description", "")});
-  print_table({"ID", "STATE", "ORG", "CREATED", "EXPIRES", "DESCRIPTION"}, rows);
+                    nullable(t, "last_used_at", "never").substr(0, 16), t.value("description", "")});
+  print_table({"ID", "STATE", "ORG", "CREATED", "EXPIRES", "LAST USED", "DESCRIPTION"}, rows);
   note(g, "* marks the token this CLI uses. Revoke one with `platform token revoke ID`.");
 }
 

@@ -57,6 +57,9 @@ TEST(Tokens, ATokenGivesAtMostWhatItsCreatorHas) {
   for (const auto& t : seen["tokens"]) {
     EXPECT_EQ(t["org_name"], "acme");
     EXPECT_FALSE(t.contains("token")) << "a list never shows a secret";
+    // When each was last used: the one asking now, yes; the child, never.
+    const bool used = t["last_used_at"].is_string();
+    EXPECT_EQ(used, t["id"] == ci_id) << t.dump();
   }
   auto all = c.call("GET", "/v1/tokens");
   EXPECT_EQ(all["count"], 3);
