@@ -1,11 +1,28 @@
-// platform login, platform context list|use|show
+// platform login, platform whoami, platform context list|use|show
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/cli.h"
 #include "engine/error.h"
 
 namespace platform::cli {
+
+namespace {
+// Where the URL and token the CLI uses come from: "context dev", "context dev, token from PLATFORM_TOKEN",
+// "PLATFORM_URL and PLATFORM_TOKEN".
+std::string settings_source(const Session& s) {
+  const auto env = [](const char* name) { const char* v = std::getenv(name); return v && *v; };
+  std::vector<std::string> from_env;
+  if (env("PLATFORM_URL")) from_env.push_back("PLATFORM_URL");
+  if (env("PLATFORM_TOKEN")) from_env.push_back("PLATFORM_TOKEN");
+  if (s.context_name.empty()) return from_env.size() == 2 ? "PLATFORM_URL and PLATFORM_TOKEN" : "no context";
+  std::string out = "context " + s.context_name;
+  if (from_env.size() == 2) out += ", URL and token from PLATFORM_URL and PLATFORM_TOKEN";
+  else if (from_env.size() == 1) out += ", " + std::string(from_env[0] == "PLATFORM_URL" ? "URL" : "token") + " from " + from_env[0];
+  return out;
+}
+}  // namespace
 
 void add_context_commands(CLI::App& app, Globals& g) {
   struct LoginArgs {
@@ -95,12 +112,16 @@ void add_context_commands(CLI::App& app, Globals& g) {
     for (const auto& o : who.value("orgs", Json::array()))
       orgs += (orgs.empty() ? "" : ", ") + o.value("name", "") + " (" + o.value("role", "") + ")";
     const auto& expires = who["token_expires_at"];
+    // A token of one org: whoami lists that org alone.
+    const auto restricted = who.value("org_restriction", "");
+    const auto scope = restricted.empty() ? std::string("every org")
+                                          : "org " + (who["orgs"].empty() ? restricted : who["orgs"][0].value("name", restricted)) + " only";
     std::cout << "user   " << who.value("user", "") << " (" << who.value("user_id", "") << ")\n"
               << "token  " << who.value("token_id", "") << ", "
-              << (who.value("org_restriction", "").empty() ? "every org" : "one org only") << ", "
+              << scope << ", "
               << (expires.is_string() ? "expires " + expires.get<std::string>() : std::string("never expires")) << "\n"
               << "orgs   " << (orgs.empty() ? "(none)" : orgs) << "\n"
-              << "api    " << s.ctx.url << " (context " << s.context_name << ")\n"
+              << "api    " << s.ctx.url << " (" << settings_source(s) << ")\n"
               << std::flush;
   });
 
