@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <map>
 #include <span>
 
 #include "api/body.h"
@@ -22,6 +23,33 @@ Json registry_json(const Resolved& r) {
           {"name", r.name}, {"state", r.deleted ? "deleted" : "active"}, {"projection", "pending"}};
 }
 
+// What each env runs, for `platform env list`, in one query: its release, its live instances and how many
+// of them serve (running, and healthy or without a health check), and the addresses it holds.
+void add_env_summaries(pqxx::transaction_base& tx, Json& envs) {
+  Json ids = Json::array();
+  for (const auto& e : envs) ids.push_back(e.value("id", ""));
+  std::map<std::string, Json> by_id;
+  for (const auto& r : tx.exec_params(
+           "SELECT e.id, rel.id, rel.number,"
+           " (SELECT count(*) FROM core.instances i WHERE i.env_id = e.id AND i.desired = 'run'"
+           "   AND i.state NOT IN ('stopped', 'lost')),"
+           " (SELECT count(*) FROM core.instances i WHERE i.env_id = e.id AND i.desired = 'run'"
+           "   AND i.state = 'running' AND i.health IN ('healthy', 'none')),"
+           " (SELECT coalesce(jsonb_agg(host(a.address) ORDER BY a.family DESC), '[]'::jsonb)::text"
+           "   FROM core.ip_allocations a WHERE a.env_id = e.id AND a.released_at IS NULL)"
+           " FROM jsonb_array_elements_text($1::jsonb) AS e(id)"
+           " LEFT JOIN core.env_runtime rt ON rt.env_id = e.id LEFT JOIN core.releases rel ON rel.id = rt.release_id",
+           ids.dump()))
+    by_id[r[0].as<std::string>()] = {
+        {"release", r[1].is_null() ? Json(nullptr)
+                                   : Json{{"id", r[1].as<std::string>()}, {"name", "v" + r[2].as<std::string>()}}},
+        {"instances", r[3].as<std::int64_t>()},
+        {"serving", r[4].as<std::int64_t>()},
+        {"addresses", Json::parse(r[5].as<std::string>())}};
+  for (auto& e : envs)
+    if (auto it = by_id.find(e.value("id", "")); it != by_id.end()) e["runtime"] = it->second;
+}
+
 Response list(const KindInfo& kind, Context& ctx, const Request& req, Principal& p, const Params& params) {
   for (const auto& [k, v] : req.query)
     if (k != "deleted")
@@ -39,7 +67,9 @@ Response list(const KindInfo& kind, Context& ctx, const Request& req, Principal&
     } else {
       orgs.push_back(chain.front().id);
     }
-    return list_resources(tx, std::string(kind.kind), parent, orgs, deleted);
+    auto out = list_resources(tx, std::string(kind.kind), parent, orgs, deleted);
+    if (kind.kind == "env") add_env_summaries(tx, out);
+    return out;
   });
   return json_response(200, {{"items", items}, {"count", items.size()}});
 }

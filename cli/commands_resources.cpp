@@ -48,6 +48,20 @@ std::vector<std::string> row_of(const Json& r) {
           by.empty() ? r.value("created_by", "") : by};
 }
 
+// An env's row: what it runs ("v4", "2 (2 serving)") and its addresses beside the common columns.
+std::vector<std::string> env_row_of(const Json& r) {
+  auto row = row_of(r);
+  const auto rt = r.contains("runtime") && r["runtime"].is_object() ? r["runtime"] : Json::object();
+  const auto release = rt.contains("release") && rt["release"].is_object() ? rt["release"].value("name", "-") : "-";
+  const auto n = rt.value("instances", std::int64_t{0}), serving = rt.value("serving", std::int64_t{0});
+  std::string addresses;
+  for (const auto& a : rt.value("addresses", Json::array()))
+    if (a.is_string()) addresses += (addresses.empty() ? "" : ", ") + a.get<std::string>();
+  row.insert(row.begin() + 3, {release, n == 0 ? "0" : std::to_string(n) + " (" + std::to_string(serving) + " serving)",
+                               addresses.empty() ? "-" : addresses});
+  return row;
+}
+
 // Under an empty list: where it looked, and the command that makes the first one.
 std::string empty_note(const Session& s, const KindSpec& k, bool deleted) {
   std::string where, flags;
@@ -136,8 +150,12 @@ void add_kind(CLI::App& app, Globals& g, const KindSpec& k) {
       return;
     }
     std::vector<std::vector<std::string>> rows;
-    for (const auto& item : r["items"]) rows.push_back(row_of(item));
-    print_table({"NAME", "ID", "STATE", "CREATED", "BY"}, rows);
+    const bool envs = std::string_view(k.kind) == "env";
+    for (const auto& item : r["items"]) rows.push_back(envs ? env_row_of(item) : row_of(item));
+    if (envs)
+      print_table({"NAME", "ID", "STATE", "RELEASE", "INSTANCES", "ADDRESSES", "CREATED", "BY"}, rows);
+    else
+      print_table({"NAME", "ID", "STATE", "CREATED", "BY"}, rows);
     if (rows.empty()) note(g, empty_note(s, k, *deleted));
   });
 

@@ -649,6 +649,16 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_NE(again.out.find("deployed already"), std::string::npos) << again.out;
   EXPECT_EQ(one_json(cli("-o json releases list --project sample --app echo --env dev"))["releases"].size(), 1u);
 
+  // env list says what each env runs: its release, live instances (how many serve) and addresses.
+  const auto envs = one_json(cli("-o json env list --project sample --app echo"));
+  ASSERT_EQ(envs["items"].size(), 1u) << envs.dump();
+  const auto runtime = envs["items"][0]["runtime"];
+  EXPECT_EQ(runtime["release"]["name"], "v1") << envs.dump();
+  EXPECT_EQ(runtime["instances"], 2) << envs.dump();
+  EXPECT_EQ(runtime["serving"], 2) << envs.dump();
+  EXPECT_EQ(runtime["addresses"].size(), 1u) << envs.dump();
+  EXPECT_NE(cli("env list --project sample --app echo").out.find("2 (2 serving)"), std::string::npos);
+
   // `platform describe` takes KIND/NAME or an ID alone, and prints what the noun's describe prints.
   const std::string at = " --project sample --app echo --env dev";
   const auto ins = st["instances"][0];
