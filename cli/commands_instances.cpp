@@ -126,7 +126,7 @@ void print_instance(const Json& i, const std::string& env_flag) {
   for (const auto& e : i["events"]) std::cout << "  " << event_line(e) << "\n";
   const auto output = i.value("last_output", Json::array());
   if (output.is_array() && !output.empty()) {
-    std::cout << "\nwhat it wrote last (its latest run; all of it: platform logs --instance " << i.value("name", "")
+    std::cout << "\nwhat it wrote last (its latest run; all of it: platform instance logs " << i.value("name", "")
               << env_flag << "):\n";
     for (const auto& l : output) std::cout << "  " << l.value("at", "").substr(0, 19) << "  " << output_text(l) << "\n";
   }
@@ -170,6 +170,15 @@ struct LogsArgs {
 std::string log_line(const Json& l) {
   return fmt::format("{} {:<10} {:<8} {}", l.value("at", ""), l.value("instance", ""), l.value("stream", ""),
                      l.value("message", ""));
+}
+
+// The options `platform logs` and `platform instance logs` share.
+void add_logs_options(CLI::App* cmd, LogsArgs& a) {
+  cmd->add_flag("-f,--follow", a.follow, "Keep printing new lines until Ctrl-C (NDJSON with -o json)");
+  cmd->add_option("-n,--tail", a.tail, "Only the newest N lines (at most 5000), then with -f what comes next");
+  cmd->add_option("--since", a.since, "From a duration ago (10m) or a UTC time");
+  cmd->add_option("--until", a.until, "Up to a duration ago or a UTC time");
+  cmd->add_option("--source", a.source, "app (stdout/stderr), system (platform events) or all")->capture_default_str();
 }
 
 // Reads the env's logs page by page; with --follow keeps polling for new lines until Ctrl-C.
@@ -378,7 +387,7 @@ Json wait_env_converged(const Globals& g, api::Client& client, const EnvTarget& 
                            "category: app (the instance exits or fails its checks" +
                                (out.empty() ? std::string() : "; it last wrote, on " + out) +
                                "). See `platform instance describe " +
-                               name + env_flag + "` and `platform logs --instance " + name + env_flag + "`." +
+                               name + env_flag + "` and `platform instance logs " + name + env_flag + "`." +
                                way_back(st, env_flag)},
                           details);
     }
@@ -542,6 +551,14 @@ void add_instance_commands(CLI::App& app, Globals& g) {
 
   add_events_verb(instance, g, "instance", "platform instance events web-3 -f --project shop --app api --env prod");
 
+  auto ila = std::make_shared<LogsArgs>();
+  auto* ilogs = instance->add_subcommand("logs", "What one instance wrote and the platform's events about it (as platform "
+                                                 "logs --instance NAME)");
+  ilogs->add_option("instance", ila->instance, "Instance name (web-3) or ID")->required();
+  add_logs_options(ilogs, *ila);
+  ilogs->footer("Example:\n  platform instance logs web-3 -n 100 -f --project shop --app api --env prod");
+  ilogs->callback([&g, ila] { run_logs(g, *ila); });
+
   auto restart_one = std::make_shared<std::string>();
   auto* irestart = instance->add_subcommand(
       "restart", "Replace one instance by a new one; it stops once the new one is healthy (`platform restart`: all of them)");
@@ -565,13 +582,9 @@ void add_instance_commands(CLI::App& app, Globals& g) {
       "  platform logs -n 50 -f --env prod                # the newest 50 lines, then new ones\n"
       "  platform logs --since 10m --instance web-2 --source all --env prod   # with the platform's events\n"
       "  platform -o ndjson logs --since 1h --env prod | jq -r .message");
-  logs->add_flag("-f,--follow", la->follow, "Keep printing new lines until Ctrl-C (NDJSON with -o json)");
-  logs->add_option("-n,--tail", la->tail, "Only the newest N lines (at most 5000), then with -f what comes next");
+  add_logs_options(logs, *la);
   logs->add_option("--process", la->process, "Only this process");
   logs->add_option("--instance", la->instance, "Only this instance (name or ID)");
-  logs->add_option("--since", la->since, "From a duration ago (10m) or a UTC time");
-  logs->add_option("--until", la->until, "Up to a duration ago or a UTC time");
-  logs->add_option("--source", la->source, "app (stdout/stderr), system (platform events) or all")->capture_default_str();
   logs->callback([&g, la] { run_logs(g, *la); });
 
   auto sa = std::make_shared<ScaleArgs>();

@@ -929,6 +929,13 @@ optional = ["ECHO_ALLOC_MIB", "ECHO_IGNORE_TERM"]
       << typo.out;
   EXPECT_EQ(cli("-o json logs --process wbe" + in("prod")).exit, 7);
   EXPECT_EQ(cli("-o json logs --instance web-1" + in("prod")).exit, 0);
+  // ... the same as the instance's own verb (read first: a line that arrives in between is only in the second).
+  const auto own = one_json(cli("-o json instance logs web-1 --source system" + in("prod")))["lines"];
+  const auto filtered_logs = one_json(cli("-o json logs --instance web-1 --source system" + in("prod")))["lines"];
+  ASSERT_FALSE(own.empty());
+  ASSERT_GE(filtered_logs.size(), own.size());
+  EXPECT_TRUE(std::equal(own.begin(), own.end(), filtered_logs.begin())) << own.dump() << filtered_logs.dump();
+  EXPECT_EQ(cli("-o json instance logs web-99" + in("prod")).exit, 7);
 
   // Scale up, then down: the stopped ones are named with why.
   // Waiting on the scale's operation waits for its rollout too: the answer carries the converged status.
