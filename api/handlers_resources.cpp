@@ -129,8 +129,12 @@ Response create(const KindInfo& kind, Context& ctx, const Request& req, Principa
 Response describe(Context& ctx, const Request&, Principal& p, const Params& params) {
   auto chain = resolve_path(ctx, p, params);
   const auto& target = chain.back();
-  auto j = ctx.pool.read([&](pqxx::transaction_base& tx) { return read_resource(tx, target.id); });
-  Json out = j ? *j : registry_json(target);
+  auto out = ctx.pool.read([&](pqxx::transaction_base& tx) {
+    auto j = read_resource(tx, target.id);
+    Json one = Json::array({j ? *j : registry_json(target)});
+    if (target.kind == "env" && !target.deleted) add_env_summaries(tx, one);  // what it runs, as env list says
+    return one[0];
+  });
   out["path"] = path_of(chain);
   return json_response(200, out);
 }

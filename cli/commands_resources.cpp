@@ -95,6 +95,12 @@ void print_resource(const Globals& g, const Json& r) {
   if (r.contains("deleted_at")) field("Deleted:", r.value("deleted_at", "") + " by " + r.value("deleted_by", ""));
   field("Version:", std::to_string(r.value("version", 0)));
   field("Last op:", r.value("last_operation", ""));
+  if (r.contains("runtime") && r["runtime"].is_object()) {  // an env: what it runs
+    const auto row = env_row_of(r);
+    field("Release:", row[3]);
+    field("Instances:", row[4]);
+    field("Addresses:", row[5]);
+  }
   std::cout << "\nHistory: platform events --resource " << r.value("id", "") << "\n";
   if (r.value("kind", "") == "env" && r.contains("path") && !r.contains("deleted_at")) {
     auto names = path_names(r.value("path", ""));  // what runs there, and what it exposes

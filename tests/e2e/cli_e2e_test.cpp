@@ -658,6 +658,7 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_EQ(runtime["serving"], 2) << envs.dump();
   EXPECT_EQ(runtime["addresses"].size(), 1u) << envs.dump();
   EXPECT_NE(cli("env list --project sample --app echo").out.find("2 (2 serving)"), std::string::npos);
+  EXPECT_EQ(one_json(cli("-o json env describe dev --project sample --app echo"))["runtime"], runtime);  // describe too
 
   // `platform describe` takes KIND/NAME or an ID alone, and prints what the noun's describe prints.
   const std::string at = " --project sample --app echo --env dev";
