@@ -10,6 +10,7 @@
 #include "agent/microvm_runtime.h"
 #include "agent/sandbox.h"
 #include "engine/error.h"
+#include "engine/version.h"
 
 namespace platform::agent {
 namespace fs = std::filesystem;
@@ -107,7 +108,7 @@ Json host_report(const std::string& state_dir, const RuntimeChoice& runtime) {
                        {"reason", runtime.reason.substr(0, 4000)},
                        {"instance_overhead_mib", runtime.name == "microvm" ? MicroVmRuntime::kGuestOverheadMib : 0},
                        {"detected", runtime.detected}}},
-          {"agent_version", "0.1.0"}};
+          {"agent_version", build_info().version}, {"agent_commit", build_info().commit}};
 }
 
 std::string default_host_name() {

@@ -22,7 +22,7 @@ struct GuestKit;
 RuntimeChoice choose_runtime(const std::string& wanted, const GuestKit& guest);
 
 // {"capacity": {"cpus", "memory_mib", "disk_mib"}, "runtime": {"name", "reason", "detected": {...}},
-//  "agent_version"}.
+//  "agent_version", "agent_commit"}: the agent's build (engine/version.h).
 Json host_report(const std::string& state_dir, const RuntimeChoice& runtime);
 
 // The machine's host name as a platform name (lowercase, [a-z0-9-], at most 63 characters).

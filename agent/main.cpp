@@ -22,6 +22,7 @@
 #include "api/client.h"
 #include "engine/crypto.h"
 #include "engine/error.h"
+#include "engine/version.h"
 
 using namespace platform;
 
@@ -171,6 +172,8 @@ void converge_loop(WatchSlot& slot, agent::Converger& converger) {
 
 int main(int argc, char** argv) {
   CLI::App app{"platform-agent: runs a host's share of the platform (docs/hosts.md)"};
+  app.set_version_flag("--version", "platform-agent " + version_line());
+  api::set_client_program("platform-agent");
   std::string join, control, state = "/var/lib/platform-agent", name;
   app.add_option("--join", join, "Join token from `platform host join-token` (first start only)");
   app.add_option("--control", control, "Control-plane API URL, e.g. http://127.0.0.1:7070");

@@ -1,6 +1,7 @@
 #include "api/client.h"
 
 #include "engine/error_details.h"
+#include "engine/version.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -17,6 +18,21 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
+
+namespace {
+std::mutex program_mu;
+std::string program_name = "platform";
+
+std::string client_user_agent() {
+  std::lock_guard lock(program_mu);
+  return user_agent(program_name);
+}
+}  // namespace
+
+void set_client_program(const std::string& program) {
+  std::lock_guard lock(program_mu);
+  program_name = program;
+}
 
 // One connection to the API and what it needs to run on its own: its own io_context, since a request
 // runs its asynchronous steps in slices on the caller's thread (Beast's blocking calls have no
@@ -79,7 +95,7 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
                                std::chrono::milliseconds timeout) const {
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, host_);
-  req.set(http::field::user_agent, "platform-cli");
+  req.set(http::field::user_agent, client_user_agent());
   if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
   bool keyed = false;
   for (const auto& [k, v] : headers) {

@@ -22,6 +22,10 @@ struct ClientResponse {
 
 struct IdleConnections;  // client.cpp
 
+// The program named in every request's User-Agent ("platform-agent/0.1.0 (3f1c2a9b7d0e)"); each main
+// sets it once before its first request. "platform" when unset.
+void set_client_program(const std::string& program);
+
 class Client {
  public:
   Client(std::string base_url, std::string token);

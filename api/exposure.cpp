@@ -227,7 +227,7 @@ Json edge_states(pqxx::transaction_base& tx) {
   Json out = Json::array();
   for (const auto& r : tx.exec_params(
            "SELECT h.name, c.host_id, c.version, c.applied_version, c.unbound::text, " + db::sql_rfc3339("c.seen_at") +
-           ", floor(extract(epoch FROM now() - c.seen_at))::bigint, c.refused::text, c.unreachable::text"
+           ", floor(extract(epoch FROM now() - c.seen_at))::bigint, c.refused::text, c.unreachable::text, c.build::text"
            " FROM core.edge_config c JOIN core.hosts h ON h.id = c.host_id ORDER BY h.name")) {
     const auto version = r[2].as<std::int64_t>();
     const auto unbound = Json::parse(r[4].as<std::string>());
@@ -237,7 +237,8 @@ Json edge_states(pqxx::transaction_base& tx) {
               {"seen_seconds_ago", r[6].is_null() ? Json() : Json(r[6].as<std::int64_t>())},
               {"unbound", unbound},
               {"refused", r[7].is_null() ? Json() : Json::parse(r[7].as<std::string>())},
-              {"unreachable", Json::parse(r[8].as<std::string>())}};
+              {"unreachable", Json::parse(r[8].as<std::string>())},
+              {"build", r[9].is_null() ? Json() : Json::parse(r[9].as<std::string>())}};
     if (r[6].is_null() || r[6].as<std::int64_t>() > kEdgeAbsentSeconds) e["state"] = "absent";
     else if (!unbound.empty()) e["state"] = "partial";
     else if (r[3].is_null() || r[3].as<std::int64_t>() < version) e["state"] = "behind";
@@ -337,12 +338,14 @@ void mark_not_listening(Json& rows, const Json& edges) {
 }
 
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
-                        const Json& unbound, const Json& refused, const Json& unreachable) {
+                        const Json& unbound, const Json& refused, const Json& unreachable, const Json& build) {
+  const auto nullable = [](const Json& j) {
+    return j.is_null() ? std::optional<std::string>() : std::optional<std::string>(j.dump());
+  };
   return !tx.exec_params("UPDATE core.edge_config SET applied_version = $2, unbound = $3::jsonb, refused = $4::jsonb,"
-                         " unreachable = $5::jsonb, reported_at = now(), seen_at = now() WHERE host_id = $1 RETURNING 1",
-                         host_id, version, unbound.dump(),
-                         refused.is_null() ? std::optional<std::string>() : std::optional<std::string>(refused.dump()),
-                         unreachable.dump())
+                         " unreachable = $5::jsonb, build = $6::jsonb, reported_at = now(), seen_at = now()"
+                         " WHERE host_id = $1 RETURNING 1",
+                         host_id, version, unbound.dump(), nullable(refused), unreachable.dump(), nullable(build))
               .empty();
 }
 

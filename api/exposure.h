@@ -105,8 +105,9 @@ Json instance_drain(pqxx::transaction_base& tx, const std::string& host_id, cons
 // or all is served.
 Json env_traffic(pqxx::transaction_base& tx, const std::string& env_id, const std::vector<ListenAddress>& tls_listen);
 // An edge's report (POST /v1/edge/status, already validated); false when the host has no snapshot yet.
+// `build` is the edge's {version, commit}, or null from an edge too old to send it.
 bool record_edge_status(pqxx::transaction_base& tx, const std::string& host_id, std::int64_t version,
-                        const Json& unbound, const Json& refused, const Json& unreachable);
+                        const Json& unbound, const Json& refused, const Json& unreachable, const Json& build);
 // The backends of `x` that an edge of `edges` (edge_states()) says it cannot connect to, each an object
 // {kind, name, host, instance, address, port, error, failures, text}; the text names the instance and, for
 // a refused internal port, asks whether the process listens there. Backends no longer in `x` are left out.

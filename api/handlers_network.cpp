@@ -318,7 +318,8 @@ Response post_edge_status(Context& ctx, const Request& req) {
   auto body = parse_body(req.body, {{"version", FieldType::integer, true},
                                     {"unbound", FieldType::array_of_objects, true},
                                     {"refused", FieldType::object, false},
-                                    {"unreachable", FieldType::array_of_objects, false}});
+                                    {"unreachable", FieldType::array_of_objects, false},
+                                    {"build", FieldType::object, false}});
   const auto version = body["version"].get<std::int64_t>();
   if (version < 0) throw PlatformError(ErrorCode::invalid_request, "\"version\" must be 0 or more", "");
   if (body["unbound"].size() > 10000)
@@ -365,12 +366,21 @@ Response post_edge_status(Context& ctx, const Request& req) {
     unreachable.push_back({{"target", u["target"]}, {"address", u["address"]}, {"port", port},
                            {"error", utf8_prefix(u["error"].get<std::string>(), 300)}, {"failures", failures}});
   }
+  Json build;  // the edge's own build (engine/version.h); older edges do not send it
+  if (body.contains("build")) {
+    const auto& b = body["build"];
+    only_fields(b, "build", {"version", "commit"});
+    for (const char* k : {"version", "commit"})
+      if (!b.contains(k) || !b[k].is_string() || b[k].get<std::string>().empty() || b[k].get<std::string>().size() > 64)
+        throw PlatformError(ErrorCode::invalid_request, std::string("build.") + k + " must be a string of 1 to 64 characters", "");
+    build = b;
+  }
   // No event (what an edge serves is its state, not a change anyone made): no wake-up either.
   bool known = false;
   try {
     auto lease = ctx.pool.acquire();
     pqxx::nontransaction tx(*lease);
-    known = record_edge_status(tx, host.id, version, unbound, refused, unreachable);
+    known = record_edge_status(tx, host.id, version, unbound, refused, unreachable, build);
   } catch (const PlatformError&) {
     throw;
   } catch (const std::exception& e) {

@@ -4,6 +4,8 @@
 #include "api/openapi.h"
 #include "api/routes.h"
 #include "engine/db.h"
+#include "engine/migrate.h"
+#include "engine/version.h"
 
 namespace platform::api {
 namespace {
@@ -36,6 +38,23 @@ Response openapi(Context&, const Request&) {
   return r;
 }
 
+// What this server is, without a token (like /healthz): its build, the API it speaks and the schema
+// of its database, so a client or an operator can tell which build answers and whether the fleet and
+// the database agree. Only versions: nothing about the caller or the data.
+Response version(Context& ctx, const Request&) {
+  Json schema = nullptr;
+  try {
+    auto st = ctx.pool.read([](pqxx::transaction_base& tx) { return db::schema_state(tx); });
+    schema = {{"binary", st.binary}, {"database", st.database}, {"pending", st.pending}, {"unknown", st.unknown}};
+  } catch (const std::exception&) {
+    // The database is down: the build still answers; /healthz says what is wrong.
+  }
+  return json_response(200, {{"version", build_info().version},
+                             {"commit", build_info().commit},
+                             {"api", "v1"},
+                             {"schema", schema}});
+}
+
 Response whoami(Context& ctx, const Request&, Principal& p, const Params&) {
   auto orgs = ctx.pool.read([&](pqxx::transaction_base& tx) {
     Json arr = Json::array();
@@ -62,6 +81,8 @@ Response whoami(Context& ctx, const Request&, Principal& p, const Params&) {
 void add_system_routes(std::vector<Route>& out) {
   out.push_back({"GET", "/healthz", "Liveness and readiness", {}, {}, healthz});
   out.push_back({"GET", "/metrics", "Prometheus metrics", {}, {}, metrics});
+  out.push_back({"GET", "/v1/version", "This server's build (version, commit), API and database schema", {}, {},
+                 version});
   out.push_back({"GET", "/v1/openapi.json", "This API's OpenAPI document", {}, {}, openapi});
   out.push_back({"GET", "/v1/whoami", "The caller's user, token and orgs", whoami, {}, {}});
 }

@@ -35,6 +35,7 @@ Json host_row_json(const pqxx::row& r) {
           {"capacity", report.value("capacity", Json::object())},
           {"runtime", report.value("runtime", Json::object())},
           {"agent_version", report.value("agent_version", "")},
+          {"agent_commit", report.value("agent_commit", "")},
           {"state_since", r[7].as<std::string>()},
           // What the scheduler has placed there (instances not yet stopped; failed ones hold nothing).
           {"allocated", {{"cpu", r[8].as<double>()}, {"memory_mib", r[9].as<std::int64_t>()}}},

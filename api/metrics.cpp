@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "engine/version.h"
+
 namespace platform::api {
 
 std::string Metrics::render() const {
@@ -9,6 +11,9 @@ std::string Metrics::render() const {
   auto counter = [&](const char* name, const char* help, std::uint64_t v) {
     out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, v);
   };
+  out += fmt::format("# HELP platform_build_info The build that serves, as labels (value always 1).\n"
+                     "# TYPE platform_build_info gauge\nplatform_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+                     build_info().version, build_info().commit);
   counter("platform_http_requests_total", "HTTP requests received.", requests_total);
   out += "# HELP platform_http_responses_total HTTP responses by status class.\n"
          "# TYPE platform_http_responses_total counter\n";

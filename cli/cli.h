@@ -128,6 +128,7 @@ void add_network_commands(CLI::App& app, Globals& g);
 void add_describe_command(CLI::App& app, Globals& g);
 void add_exec_command(CLI::App& app, Globals& g);
 void add_token_commands(CLI::App& app, Globals& g);
+void add_version_command(CLI::App& app, Globals& g);
 
 // The IPv4 add-on's price, accepted: states it (stderr) and asks on a terminal, or takes `yes`; otherwise
 // a precondition error (exit 6) naming the price and --yes. nullopt when the env already holds one.

@@ -10,13 +10,25 @@ namespace {
 
 std::string age(double seconds) { return short_duration(static_cast<std::int64_t>(seconds)) + " ago"; }
 
+// "0.1.0 (commit 3f1c2a9b7d0e)" of a {version, commit}; "unknown (…)" for a part too old to say.
+std::string build_of(const Json& version, const Json& commit, const std::string& who) {
+  if (!version.is_string() || version.get<std::string>().empty())
+    return "unknown (" + who + " too old to report it)";
+  return version.get<std::string>() + (commit.is_string() && !commit.get<std::string>().empty()
+                                           ? " (commit " + commit.get<std::string>() + ")"
+                                           : std::string());
+}
+
 // The host's edge: which config it serves of which, and anything it does not serve.
 void print_host_edge(const Json& e) {
   if (!e.is_object()) {
     std::cout << "edge       none has asked for this host's config: run platform-edge there (docs/network.md)\n";
     return;
   }
-  std::cout << "edge       " << e.value("state", "") << ": serves config " << version_name(e["applied_version"]) << " of "
+  const Json build = e.value("build", Json());
+  std::cout << "edge       " << build_of(build.is_object() ? build.value("version", Json()) : Json(),
+                                        build.is_object() ? build.value("commit", Json()) : Json(), "an edge")
+            << "; " << e.value("state", "") << ": serves config " << version_name(e["applied_version"]) << " of "
             << edge_wanted(e) << ", last asked "
             << (e["seen_seconds_ago"].is_number_integer() ? age(e["seen_seconds_ago"].get<double>()) : std::string("never"))
             << "\n";
@@ -54,6 +66,8 @@ void describe_host(const Globals& g, const Session& s, const std::string& which)
   std::cout << "capacity   " << capacity(h["capacity"]) << "\n";
   std::cout << "allocated  " << allocated(h) << " to " << h.value("instances", 0) << " instances\n";
   std::cout << "runtime    " << h["runtime"].value("name", "") << ": " << h["runtime"].value("reason", "") << "\n";
+  std::cout << "agent      " << build_of(h.value("agent_version", Json()), h.value("agent_commit", Json()), "an agent")
+            << "\n";
   std::cout << "enrolled   " << h.value("enrolled_at", "") << "\n";
   print_host_edge(h["edge"]);
   for (const auto& e : h.value("events", Json::array())) {
@@ -92,8 +106,10 @@ void add_host_commands(CLI::App& app, Globals& g) {
     for (const auto& h : out["hosts"])
       rows.push_back({h.value("name", ""), h.value("id", ""), h.value("state", ""), capacity(h["capacity"]),
                       allocated(h), std::to_string(h.value("instances", 0)), h["runtime"].value("name", ""),
+                      h.value("agent_version", "").empty() ? "?" : h.value("agent_version", ""),
                       age(h.value("seconds_since_heartbeat", 0.0))});
-    print_table({"NAME", "ID", "STATE", "CAPACITY", "ALLOCATED", "INSTANCES", "RUNTIME", "LAST HEARTBEAT"}, rows);
+    print_table({"NAME", "ID", "STATE", "CAPACITY", "ALLOCATED", "INSTANCES", "RUNTIME", "AGENT", "LAST HEARTBEAT"},
+                rows);
   });
 
   auto which = std::make_shared<std::string>();

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "engine/error.h"
 #include "engine/suggest.h"
+#include "engine/version.h"
 
 extern "C" void platform_cli_on_sigint(int);
 
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   cli::Globals g;
   CLI::App app{"platform: deploy, inspect and operate services (see `platform help exit-codes`)"};
   app.name("platform");  // in every usage line, whatever path ran it
+  app.set_version_flag("--version", "platform " + version_line());
+  api::set_client_program("platform-cli");
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--context", g.context, "CLI context to use (env PLATFORM_CONTEXT)");
@@ -46,6 +49,7 @@ int main(int argc, char** argv) {
   cli::add_describe_command(app, g);
   cli::add_exec_command(app, g);
   cli::add_token_commands(app, g);
+  cli::add_version_command(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {
@@ -75,6 +79,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // The help of the command the words named so far ("platform org describe"), not of the whole CLI.

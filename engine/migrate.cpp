@@ -1,6 +1,8 @@
 #include "engine/migrate.h"
 
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "engine/crypto.h"
 #include "engine/db.h"
@@ -26,6 +28,10 @@ MigrationResult migrate(const std::string& conninfo) {
       for (const auto& r : tx.exec("SELECT name, checksum FROM schema_migrations"))
         applied[r[0].as<std::string>()] = r[1].as<std::string>();
     }
+    std::set<std::string> known;
+    for (const auto& m : sql::embedded_migrations()) known.insert(m.name);
+    for (const auto& [name, sum] : applied)
+      if (!known.count(name)) result.unknown.push_back(name);
     for (const auto& m : sql::embedded_migrations()) {
       auto sum = sha256_hex(m.text);
       if (auto it = applied.find(m.name); it != applied.end()) {
@@ -50,6 +56,23 @@ MigrationResult migrate(const std::string& conninfo) {
     throw translate(e);
   }
   return result;
+}
+
+SchemaState schema_state(pqxx::transaction_base& tx) {
+  SchemaState s;
+  std::set<std::string> applied;
+  for (const auto& r : tx.exec("SELECT name FROM schema_migrations")) applied.insert(r[0].as<std::string>());
+  std::set<std::string> known;
+  for (const auto& m : sql::embedded_migrations()) {
+    known.insert(m.name);
+    s.binary = std::max(s.binary, m.name);
+    if (!applied.count(m.name)) s.pending.push_back(m.name);
+  }
+  for (const auto& name : applied) {
+    s.database = std::max(s.database, name);
+    if (!known.count(name)) s.unknown.push_back(name);
+  }
+  return s;
 }
 
 }  // namespace platform::db

@@ -16,6 +16,7 @@
 #include "agent/identity.h"
 #include "api/client.h"
 #include "engine/error.h"
+#include "engine/version.h"
 #include "ingress/edge.h"
 
 using namespace platform;
@@ -126,7 +127,8 @@ Json status_json(const ingress::Edge& edge, std::int64_t version, const Json& re
   for (const auto& u : edge.unreachable())
     unreachable.push_back({{"target", u.target}, {"address", u.backend.ip}, {"port", u.backend.port},
                            {"error", u.error}, {"failures", u.failures}});
-  Json out = {{"version", version}, {"unbound", unbound}, {"unreachable", unreachable}};
+  Json out = {{"version", version}, {"unbound", unbound}, {"unreachable", unreachable},
+              {"build", {{"version", build_info().version}, {"commit", build_info().commit}}}};
   if (!refused.is_null()) out["refused"] = refused;
   return out;
 }
@@ -228,6 +230,8 @@ void serve_control(ingress::Edge& edge, const std::string& url, const std::strin
 
 int main(int argc, char** argv) {
   CLI::App app{"platform-edge: the L4 edge (docs/edge.md)"};
+  app.set_version_flag("--version", "platform-edge " + version_line());
+  api::set_client_program("platform-edge");
   std::string config_path, metrics, control, identity;
   int threads = 1;
   auto* file_opt =

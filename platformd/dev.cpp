@@ -21,6 +21,7 @@
 #include "engine/db.h"
 #include "engine/ids.h"
 #include "engine/migrate.h"
+#include "engine/version.h"
 #include "engine/secrets/secrets.h"
 #include "platformd/child.h"
 #include "platformd/state_dir.h"
@@ -263,11 +264,15 @@ int dev(const DevOptions& options) {
     return 0;
   };
   if (g_stop) return stop_all();  // Ctrl-C or SIGTERM while starting: a requested stop, not a failure
-  std::cout << "platform is running (embedded dev mode)\n"
+  std::cout << "platform " << version_line() << " is running (embedded dev mode)\n"
             << "  postgres      pid " << pg.pid() << "  " << conninfo << "  (log " << (state / "postgres.log").string()
             << ")\n"
             << "  migrations    " << migrated.applied.size() << " applied now, " << migrated.present.size()
-            << " already present\n"
+            << " already present"
+            << (migrated.unknown.empty() ? std::string()
+                                         : ", " + std::to_string(migrated.unknown.size()) +
+                                               " applied by a newer platformd (upgrade this one)")
+            << "\n"
             << "  control plane pid " << serve_pid << "  API " << url << "  (roles api,projections,reconcilers; log "
             << serve_log.string() << ")\n"
             << "  org           " << boot.org << (boot.created ? " (created)" : "") << "\n"

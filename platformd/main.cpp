@@ -7,11 +7,14 @@
 #include <iostream>
 
 #include "api/auth.h"
+#include "api/client.h"
 #include "api/hosts.h"
 #include "api/tokens.h"
 #include "engine/db.h"
 #include "engine/duration.h"
 #include "engine/migrate.h"
+#include "engine/version.h"
+#include "sql/embedded_migrations.h"
 #include "platformd/dev.h"
 #include "platformd/serve.h"
 #include "projections/runner.h"
@@ -32,6 +35,36 @@ void raise_fd_limit() {
   }
 }
 
+// A newer platformd migrated this database. This one still runs (migrations only add, so old and new
+// run side by side during a rolling upgrade), but it should be upgraded: say so at every start.
+void warn_unknown_migrations(const db::MigrationResult& r) {
+  if (r.unknown.empty()) return;
+  std::string names;
+  for (const auto& n : r.unknown) names += (names.empty() ? "" : ", ") + n;
+  spdlog::warn("the database has {} migration{} this platformd ({}) does not carry: {}. A newer platformd applied "
+               "{}; this one keeps running, but upgrade it (`platform version` shows the server's build).",
+               r.unknown.size(), r.unknown.size() == 1 ? "" : "s", version_line(), names,
+               r.unknown.size() == 1 ? "it" : "them");
+}
+
+// `platformd version`: the build, the newest migration it carries and, given a database, where that
+// database's schema stands against it.
+int print_version(const std::string& database) {
+  std::cout << "platformd " << version_line() << "\n";
+  const auto& all = sql::embedded_migrations();
+  std::cout << "schema    " << (all.empty() ? std::string("-") : all.back().name) << " (" << all.size()
+            << " migrations carried)\n";
+  if (database.empty()) return 0;
+  db::Pool pool(database, 1, "platformd-cli");
+  auto st = pool.read([](pqxx::transaction_base& tx) { return db::schema_state(tx); });
+  std::cout << "database  " << (st.database.empty() ? std::string("(never migrated)") : st.database);
+  if (!st.pending.empty()) std::cout << "; " << st.pending.size() << " to apply (`platformd migrate`)";
+  if (!st.unknown.empty()) std::cout << "; " << st.unknown.size() << " applied by a newer platformd";
+  if (st.pending.empty() && st.unknown.empty()) std::cout << " (up to date)";
+  std::cout << "\n";
+  return 0;
+}
+
 int fail(const PlatformError& e) {
   std::cerr << "error: " << e.error().message << "\n";
   if (!e.error().hint.empty()) std::cerr << "hint: " << e.error().hint << "\n";
@@ -41,9 +74,13 @@ int fail(const PlatformError& e) {
 
 int main(int argc, char** argv) {
   CLI::App app{"platformd: the platform control plane"};
+  app.set_version_flag("--version", "platformd " + version_line());
+  api::set_client_program("platformd");
   app.require_subcommand(1);
   std::string database = default_database();
 
+  auto* version = app.add_subcommand("version", "This build, the schema it carries and (with --database) the database's");
+  version->add_option("--database", database, "libpq connection string (env PLATFORM_DATABASE)");
   auto* migrate = app.add_subcommand("migrate", "Apply the SQL migrations (each once, checksummed)");
   migrate->add_option("--database", database, "libpq connection string (env PLATFORM_DATABASE)")->required(database.empty());
 
@@ -129,10 +166,12 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
   try {
+    if (*version) return print_version(database);
     if (*migrate) {
       auto r = db::migrate(database);
       for (const auto& m : r.applied) std::cout << "applied " << m << "\n";
       std::cout << r.applied.size() << " applied, " << r.present.size() << " already present\n";
+      warn_unknown_migrations(r);
       return 0;
     }
     if (*serve) {
@@ -184,7 +223,7 @@ int main(int argc, char** argv) {
         throw PlatformError(ErrorCode::invalid_request, "--host-grace must be a duration of at least 1s", "e.g. 30s");
       serve_opts.host_grace = *grace;
       serve_opts.log_retention = std::chrono::hours(retention_hours);
-      db::migrate(database);
+      warn_unknown_migrations(db::migrate(database));
       return daemon::serve(serve_opts);
     }
     if (*rebuild) {

@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "engine/listener.h"
 #include "engine/signal.h"
+#include "engine/version.h"
 #include "projections/runner.h"
 #include "reconcilers/host_liveness.h"
 #include "reconcilers/scheduler.h"
@@ -101,7 +102,7 @@ int serve(const ServeOptions& options) {
   }
   std::string roles;
   for (const auto& r : options.roles) roles += (roles.empty() ? "" : ",") + r;
-  spdlog::info("platformd serving (roles: {})", roles);
+  spdlog::info("platformd {} serving (roles: {})", version_line(), roles);
 
   int sig = 0;
   sigwait(&set, &sig);

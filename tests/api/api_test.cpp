@@ -20,6 +20,8 @@
 #include "engine/ids.h"
 #include "engine/listener.h"
 #include "engine/crypto.h"
+#include "engine/migrate.h"
+#include "engine/version.h"
 #include "engine/secrets/secrets.h"
 #include "projections/runner.h"
 #include "tests/support/api_platform.h"
@@ -88,6 +90,43 @@ TEST(Api, OpenApiDocumentMatchesTheRoutes) {
     }
   for (const auto& r : api::routes()) served.insert(r.method + " " + r.pattern);
   EXPECT_EQ(documented, served);
+}
+
+// GET /v1/version answers without a token: the build that serves and where the database's schema
+// stands against it, down to migrations a newer platformd applied; /metrics carries the build too.
+TEST(Api, VersionNamesTheBuildAndTheSchemaWithoutAToken) {
+  Platform p;
+  auto anonymous = api::Client(p.url, "");
+  auto v = Json::parse(anonymous.request("GET", "/v1/version").body);
+  EXPECT_EQ(v["version"], build_info().version);
+  EXPECT_EQ(v["commit"], build_info().commit);
+  EXPECT_EQ(v["api"], "v1");
+  ASSERT_TRUE(v["schema"].is_object()) << v.dump();
+  EXPECT_FALSE(v["schema"]["binary"].get<std::string>().empty());
+  EXPECT_EQ(v["schema"]["database"], v["schema"]["binary"]);
+  EXPECT_EQ(v["schema"]["pending"], Json::array());
+  EXPECT_EQ(v["schema"]["unknown"], Json::array());
+  // A bad token changes nothing: the answer is about the server, not the caller.
+  EXPECT_EQ(api::Client(p.url, "plt_nope").request("GET", "/v1/version").status, 200);
+
+  // A newer platformd migrated the database: the answer names its migration, and so does migrate().
+  db::Pool pool(p.conninfo, 1);
+  pool.transact([](pqxx::work& tx) {
+    tx.exec("INSERT INTO schema_migrations (name, checksum) VALUES ('9999_from_a_newer_platformd.sql', 'x')");
+  });
+  v = Json::parse(anonymous.request("GET", "/v1/version").body);
+  EXPECT_EQ(v["schema"]["database"], "9999_from_a_newer_platformd.sql");
+  EXPECT_EQ(v["schema"]["unknown"], Json::array({"9999_from_a_newer_platformd.sql"}));
+  EXPECT_EQ(v["schema"]["pending"], Json::array());
+  auto again = db::migrate(p.conninfo);
+  EXPECT_TRUE(again.applied.empty());
+  EXPECT_EQ(again.unknown, std::vector<std::string>{"9999_from_a_newer_platformd.sql"});
+
+  const auto metrics = anonymous.request("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("platform_build_info{version=\"" + build_info().version + "\",commit=\"" +
+                         build_info().commit + "\"} 1"),
+            std::string::npos)
+      << metrics;
 }
 
 TEST(Api, BadInputGetsItsStatusAndTheServerKeepsServing) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "api/hosts.h"
+#include "engine/version.h"
 #include "reconcilers/host_liveness.h"
 #include "tests/support/api_platform.h"
 #include "tests/support/process.h"
@@ -165,6 +166,9 @@ TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItSt
     auto seen = host("h-agent")["last_heartbeat"];
     EXPECT_TRUE(wait_for([&] { return host("h-agent")["last_heartbeat"] != seen; }));
     EXPECT_EQ(host("h-agent")["id"], id);
+    // Its heartbeat carries its build: the one this test was built with.
+    EXPECT_EQ(host("h-agent")["agent_version"], build_info().version);
+    EXPECT_EQ(host("h-agent")["agent_commit"], build_info().commit);
     // A second agent on the same state folder is refused (exit 6): it would run the host's instances twice.
     const auto second_log = (harness::PgEnvironment::get().root() / "agent-second.log").string();
     harness::Child second({PLATFORM_AGENT_BIN, "--control", platform_->url, "--state", state.string()}, second_log);
@@ -192,6 +196,12 @@ TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItSt
     EXPECT_NE(edge_said.find("another platform-edge (pid " + std::to_string(edge.pid()) + ") already runs here"),
               std::string::npos)
         << edge_said;
+    // The first edge's status report carries its build; host describe shows it.
+    const Json build = {{"version", build_info().version}, {"commit", build_info().commit}};
+    EXPECT_TRUE(wait_for([&] {
+      const auto h = host("h-agent");
+      return h["edge"].is_object() && h["edge"].value("build", Json()) == build;
+    })) << host("h-agent").dump();
     edge.signal(SIGTERM);
     edge.wait();
     agent.signal(SIGTERM);

@@ -568,12 +568,25 @@ TEST_F(NetworkTest, ExposureSaysWhatEachEdgeServesAndWhichRowsItDoesNotListenFor
   EXPECT_EQ(edge_of(x)["state"], "current") << x.dump();
   EXPECT_TRUE(edge_of(x)["unbound"].empty()) << x.dump();
 
-  // Bound at last: current, nothing marked.
+  // Bound at last: current, nothing marked. No build reported so far (an edge too old to send one).
   EXPECT_EQ(post({{"version", version}, {"unbound", none}}), 200);
   x = exposure();
   EXPECT_EQ(edge_of(x)["state"], "current");
   EXPECT_TRUE(edge_of(x)["refused"].is_null());
   EXPECT_FALSE(row_of(x).contains("not_listening"));
+  EXPECT_TRUE(edge_of(x)["build"].is_null()) << x.dump();
+
+  // The edge's build: recorded as sent, shown on exposure; a malformed one is refused.
+  const Json build = {{"version", "0.1.0"}, {"commit", "0123456789ab"}};
+  for (const auto& bad : std::vector<Json>{{{"version", "0.1.0"}}, {{"version", 1}, {"commit", "x"}},
+                                           {{"version", ""}, {"commit", "x"}}, {{"version", std::string(65, '1')}, {"commit", "x"}},
+                                           {{"version", "0.1.0"}, {"commit", "x"}, {"os", "linux"}}, "0.1.0"})
+    EXPECT_EQ(post({{"version", version}, {"unbound", none}, {"build", bad}}), 400) << bad.dump();
+  EXPECT_EQ(post({{"version", version}, {"unbound", none}, {"build", build}}), 200);
+  EXPECT_EQ(edge_of(exposure())["build"], build);
+  // Replaced by an edge that does not report its build: unknown again, not the old one's.
+  EXPECT_EQ(post({{"version", version}, {"unbound", none}}), 200);
+  EXPECT_TRUE(edge_of(exposure())["build"].is_null());
 
   // A newer snapshot the edge refused (an edge older than the control plane, say): behind, and why.
   client().call("POST", kEnvs + "seen/endpoints", Json{{"port", 6001}, {"process", "web"}}, new_id("idem"));

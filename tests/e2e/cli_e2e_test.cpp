@@ -93,6 +93,31 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(cli("-o json org list").exit, 0);
   ASSERT_EQ(cli("context use dev").exit, 0);
 
+  // version: the CLI's build and the server's, the same here (one build folder); the schema as the
+  // server expects; --version and --client need no server; without a login, exit 8 naming --client.
+  const auto versions = one_json(cli("-o json version"));
+  ASSERT_TRUE(versions["client"]["version"].is_string()) << versions.dump();
+  EXPECT_EQ(versions["client"]["version"], versions["server"]["version"]) << versions.dump();
+  EXPECT_EQ(versions["client"]["commit"], versions["server"]["commit"]) << versions.dump();
+  EXPECT_EQ(versions["server"]["schema"]["database"], versions["server"]["schema"]["binary"]);
+  EXPECT_EQ(versions["warnings"], Json::array());
+  EXPECT_EQ(versions["url"], dev.url());
+  const auto dashdash = cli("--version");
+  EXPECT_EQ(dashdash.exit, 0);
+  EXPECT_EQ(dashdash.out, "platform " + versions["client"]["version"].get<std::string>() + " (commit " +
+                              versions["client"]["commit"].get<std::string>() + ")\n");
+  const auto nowhere = "PLATFORM_CONFIG=" + (dev.root() / "none.json").string() + " " + PLATFORM_BIN;
+  EXPECT_EQ(one_json(run(nowhere + " -o json version --client"))["client"], versions["client"]);
+  const auto unlogged = run(nowhere + " -o json version");
+  EXPECT_EQ(unlogged.exit, 8);
+  EXPECT_NE(one_json(unlogged)["error"]["hint"].get<std::string>().find("platform version --client"), std::string::npos)
+      << unlogged.out;
+  const auto platformd_version = run(std::string(PLATFORMD_BIN) + " version --database '" + dev.conninfo() + "'");
+  EXPECT_EQ(platformd_version.exit, 0);
+  EXPECT_NE(platformd_version.out.find("platformd " + versions["client"]["version"].get<std::string>()), std::string::npos)
+      << platformd_version.out;
+  EXPECT_NE(platformd_version.out.find("(up to date)"), std::string::npos) << platformd_version.out;
+
   // wait: an operation, a resource by ID, and one that appears later.
   EXPECT_EQ(cli("wait " + op).exit, 0);
   EXPECT_EQ(cli("wait " + env_id).exit, 0);
