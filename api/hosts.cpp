@@ -24,6 +24,11 @@ void append_host_event(pqxx::work& tx, const std::string& host_id, const std::st
   throw PlatformError(ErrorCode::unauthenticated, why, hint);
 }
 
+// A string field of a report, or "" (absent, or stored before reports were checked for it).
+std::string text_field(const Json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+}
+
 Json host_row_json(const pqxx::row& r) {
   Json report = Json::parse(r[6].as<std::string>());
   return {{"id", r[0].as<std::string>()},
@@ -34,8 +39,8 @@ Json host_row_json(const pqxx::row& r) {
           {"seconds_since_heartbeat", r[5].as<double>()},
           {"capacity", report.value("capacity", Json::object())},
           {"runtime", report.value("runtime", Json::object())},
-          {"agent_version", report.value("agent_version", "")},
-          {"agent_commit", report.value("agent_commit", "")},
+          {"agent_version", text_field(report, "agent_version")},
+          {"agent_commit", text_field(report, "agent_commit")},
           {"state_since", r[7].as<std::string>()},
           // What the scheduler has placed there (instances not yet stopped; failed ones hold nothing).
           {"allocated", {{"cpu", r[8].as<double>()}, {"memory_mib", r[9].as<std::int64_t>()}}},
@@ -77,6 +82,9 @@ void check_host_report(const Json& report) {
     if (!o.is_number_integer() || o.get<std::int64_t>() < 0 || o.get<std::int64_t>() > 65536)
       fail("runtime.instance_overhead_mib is not an integer from 0 to 65536");
   }
+  for (const char* k : {"agent_version", "agent_commit"})
+    if (report.contains(k) && (!report[k].is_string() || report[k].get<std::string>().size() > 64))
+      fail(std::string(k) + " is not a string of at most 64 characters");
   if (report.dump().size() > 16 * 1024) fail("is larger than 16 KiB");
 }
 
@@ -132,7 +140,9 @@ Enrolled enrol_host(pqxx::work& tx, const std::string& join_secret, const std::s
                  e.host_id, report.dump());
   append_host_event(tx, e.host_id, "HostEnrolled",
                     {{"host_id", e.host_id}, {"name", name}, {"join_token_id", t[0][0].as<std::string>()},
-                     {"capacity", report["capacity"]}, {"runtime", report["runtime"]}},
+                     {"capacity", report["capacity"]}, {"runtime", report["runtime"]},
+                     {"agent_version", text_field(report, "agent_version")},
+                     {"agent_commit", text_field(report, "agent_commit")}},
                     "host:" + e.host_id);
   return e;
 }
@@ -145,27 +155,54 @@ HostIdentity authenticate_host(pqxx::transaction_base& tx, const std::string& cr
   return {r[0][0].as<std::string>(), r[0][1].as<std::string>()};
 }
 
+namespace {
+// What changed between two reports, in words ("agent 0.1.0 (commit a) → 0.2.0 (commit b); memory 8192 →
+// 16384 MiB"): a changed runtime, CPU count, memory or agent build. Empty when none did. Free disk
+// moves with every log line, so it is not a change worth an event.
+std::string report_changes(const Json& old_report, const Json& report) {
+  std::vector<std::string> out;
+  const auto build = [](const Json& r) {
+    const auto v = text_field(r, "agent_version");
+    return v.empty() ? std::string("unknown") : v + " (commit " + text_field(r, "agent_commit") + ")";
+  };
+  if (build(old_report) != build(report)) out.push_back("agent " + build(old_report) + " → " + build(report));
+  const auto cap = [](const Json& r, const char* k) {
+    return r.value("capacity", Json::object()).value(k, Json()).dump();
+  };
+  if (cap(old_report, "cpus") != cap(report, "cpus"))
+    out.push_back("cpus " + cap(old_report, "cpus") + " → " + cap(report, "cpus"));
+  if (cap(old_report, "memory_mib") != cap(report, "memory_mib"))
+    out.push_back("memory " + cap(old_report, "memory_mib") + " → " + cap(report, "memory_mib") + " MiB");
+  const auto runtime = [](const Json& r) { return r.value("runtime", Json::object()); };
+  if (runtime(old_report) != runtime(report)) {
+    const auto was = runtime(old_report).value("name", ""), now = runtime(report).value("name", "");
+    out.push_back(was == now ? "runtime " + now + " (its details)" : "runtime " + was + " → " + now);
+  }
+  std::string text;
+  for (const auto& o : out) text += (text.empty() ? "" : "; ") + o;
+  return text;
+}
+}  // namespace
+
 std::string heartbeat(pqxx::work& tx, const std::string& host_id, const Json& report) {
   check_host_report(report);
-  // A changed runtime, CPU count or memory is an event; free disk moves with every log line, so it is
-  // only kept in the row (an event per heartbeat would flood the log).
-  auto r = tx.exec_params("SELECT state, report->'runtime' = $2::jsonb->'runtime'"
-                          " AND report->'capacity'->'cpus' = $2::jsonb->'capacity'->'cpus'"
-                          " AND report->'capacity'->'memory_mib' = $2::jsonb->'capacity'->'memory_mib'"
-                          " FROM core.host_liveness"
-                          " WHERE host_id = $1 FOR UPDATE",
-                          host_id, report.dump());
+  auto r = tx.exec_params("SELECT state, report::text FROM core.host_liveness WHERE host_id = $1 FOR UPDATE", host_id);
   const auto before = r[0][0].as<std::string>();
-  const bool same = r[0][1].as<bool>();
+  const auto changes = report_changes(Json::parse(r[0][1].as<std::string>()), report);
   tx.exec_params("UPDATE core.host_liveness SET last_seen = now(), report = $2::jsonb,"
                  " state = 'up', changed_at = CASE WHEN state = 'up' THEN changed_at ELSE now() END WHERE host_id = $1",
                  host_id, report.dump());
   if (before == "down")
     append_host_event(tx, host_id, "HostUp", {{"host_id", host_id}, {"reason", "heartbeats resumed"}},
                       "host:" + host_id);
-  if (!same)
+  if (!changes.empty())
     append_host_event(tx, host_id, "HostReportChanged",
-                      {{"host_id", host_id}, {"capacity", report["capacity"]}, {"runtime", report["runtime"]}},
+                      {{"host_id", host_id},
+                       {"capacity", report["capacity"]},
+                       {"runtime", report["runtime"]},
+                       {"agent_version", text_field(report, "agent_version")},
+                       {"agent_commit", text_field(report, "agent_commit")},
+                       {"reason", changes}},
                       "host:" + host_id);
   return before;
 }

@@ -26,11 +26,12 @@ void print_host_edge(const Json& e) {
     return;
   }
   const Json build = e.value("build", Json());
-  std::cout << "edge       " << build_of(build.is_object() ? build.value("version", Json()) : Json(),
-                                        build.is_object() ? build.value("commit", Json()) : Json(), "an edge")
-            << "; " << e.value("state", "") << ": serves config " << version_name(e["applied_version"]) << " of "
-            << edge_wanted(e) << ", last asked "
+  std::cout << "edge       " << e.value("state", "") << ": serves config " << version_name(e["applied_version"])
+            << " of " << edge_wanted(e) << ", last asked "
             << (e["seen_seconds_ago"].is_number_integer() ? age(e["seen_seconds_ago"].get<double>()) : std::string("never"))
+            << "; build "
+            << build_of(build.is_object() ? build.value("version", Json()) : Json(),
+                        build.is_object() ? build.value("commit", Json()) : Json(), "an edge")
             << "\n";
   for (const auto& u : e.value("unbound", Json::array()))
     std::cout << "           not listening: " << u.value("kind", "") << " "

@@ -137,6 +137,22 @@ TEST_F(HostsTest, SilentHostsGoDownWithTheReasonAndComeBackOnTheirNextHeartbeat)
   h = host("h-live");
   EXPECT_EQ(h["events"][0]["type"], "HostReportChanged");
   EXPECT_EQ(h["events"][0]["data"]["capacity"]["memory_mib"], 16384);
+  EXPECT_EQ(h["events"][0]["data"]["reason"], "memory 8192 → 16384 MiB");
+  // An agent of another build (an upgrade) is an event naming both builds; a malformed build is refused.
+  report["agent_version"] = "0.2.0";
+  report["agent_commit"] = "0123456789ab";
+  EXPECT_EQ(client.request("POST", "/v1/hosts/heartbeat", Json{{"report", report}}.dump()).status, 200);
+  h = host("h-live");
+  EXPECT_EQ(h["agent_version"], "0.2.0");
+  EXPECT_EQ(h["agent_commit"], "0123456789ab");
+  EXPECT_EQ(h["events"][0]["data"]["reason"], "agent unknown → 0.2.0 (commit 0123456789ab)");
+  EXPECT_EQ(h["events"][0]["data"]["agent_version"], "0.2.0");
+  for (const auto& bad : std::vector<Json>{7, std::string(65, 'x'), nullptr}) {
+    auto wrong = report;
+    wrong["agent_version"] = bad;
+    EXPECT_EQ(client.request("POST", "/v1/hosts/heartbeat", Json{{"report", wrong}}.dump()).status, 400) << bad.dump();
+  }
+  EXPECT_EQ(host("h-live")["events"].size(), h["events"].size());  // nothing more happened
 }
 
 TEST_F(HostsTest, TheAgentEnrolsOnceRestartsWithoutATokenAndIsMarkedDownWhenItStops) {
