@@ -90,7 +90,9 @@ void add_version_command(CLI::App& app, Globals& g) {
       // (an older server: nothing more to ask it)
     } else if (schema.is_object()) {
       const bool agree = schema.value("unknown", Json::array()).empty() && schema.value("pending", Json::array()).empty();
-      std::cout << "schema  " << schema.value("database", "") << (agree ? " (as the server expects)" : "") << "\n";
+      std::cout << "schema  " << schema.value("database", "")
+                << (agree ? " (as the server expects)" : " (the server carries up to " + schema.value("binary", "") + ")")
+                << "\n";
     } else {
       std::cout << "schema  unknown: the server cannot reach its database (see `curl " << s.ctx.url << "/healthz`)\n";
     }
