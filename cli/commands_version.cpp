@@ -63,14 +63,15 @@ void add_version_command(CLI::App& app, Globals& g) {
       session = open_session(g);
       server = session->client().call("GET", "/v1/version");
     } catch (const PlatformError& e) {
+      const auto code = e.error().code;
       // A server from before GET /v1/version: older than this CLI, whatever its version is.
-      if (e.error().code == ErrorCode::not_found) server = {{"version", nullptr}, {"commit", nullptr}};
-      else {
-      if (e.error().code != ErrorCode::unauthenticated && e.error().code != ErrorCode::unavailable &&
-          e.error().code != ErrorCode::timed_out)
+      if (code == ErrorCode::not_found) {
+        server = {{"version", nullptr}, {"commit", nullptr}};
+      } else if (code == ErrorCode::unauthenticated || code == ErrorCode::unavailable || code == ErrorCode::timed_out) {
+        throw PlatformError(code, "cannot ask the server for its version: " + e.error().message,
+                            e.error().hint + " (`platform version --client` prints the CLI's alone.)");
+      } else {
         throw;
-      throw PlatformError(e.error().code, "cannot ask the server for its version: " + e.error().message,
-                          e.error().hint + " (`platform version --client` prints the CLI's alone.)");
       }
     }
     const auto& s = *session;

@@ -212,16 +212,20 @@ TEST(Edge, ALongConnectionOutlivesReconfigurationsAndARemovedEndpointOnlyStopsNe
     return back.substr(0, got);
   };
   // A connect loop on the other endpoint sees no refusal while its backend list changes under it.
-  std::atomic<bool> done{false};
+  std::atomic<bool> done{false}, started{false};
   std::atomic<int> refused{0}, ok{0};
   std::thread loop([&] {
     for (int i = 0; i < 300 && !done; ++i) {
+      started = true;
       int c = connect_to("::1", other);
       if (c < 0 || round_trip(c, "x") != "x") ++refused;
       else ++ok;
       if (c >= 0) ::close(c);
     }
   });
+  // The changes start once the loop does: on a busy machine the thread may otherwise first run after
+  // the last of them, and the test would check nothing (it failed so in CI, with no connect at all).
+  while (!started) std::this_thread::yield();
   for (int v = 2; v <= 101; ++v) {
     auto r = edge.apply(config(v, true, echo.port()));
     ASSERT_EQ(r.opened, 0);  // nothing re-bound
