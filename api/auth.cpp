@@ -44,7 +44,8 @@ Principal Authenticator::authenticate(const Request& request) {
     auto r = tx.exec_params(
         "SELECT t.id, t.user_id, u.name, coalesce(t.org_id, ''), " + db::sql_rfc3339("t.revoked_at") + ", " +
             db::sql_rfc3339("t.expires_at") + ", t.expires_at <= now(),"
-            " t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'"
+            " t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute',"
+            " floor(extract(epoch FROM t.expires_at))::bigint"
             " FROM core.tokens t JOIN core.users u ON u.id = t.user_id WHERE t.secret_hash = $1",
         hash);
     if (r.empty()) throw unauthenticated("unknown token");
@@ -63,7 +64,10 @@ Principal Authenticator::authenticate(const Request& request) {
     p.user_id = r[0][1].as<std::string>();
     p.user_name = r[0][2].as<std::string>();
     p.org_restriction = r[0][3].as<std::string>();
-    if (!r[0][5].is_null()) p.token_expires_at = r[0][5].as<std::string>();
+    if (!r[0][5].is_null()) {
+      p.token_expires_at = r[0][5].as<std::string>();
+      p.token_expires_unix = r[0][8].as<std::int64_t>();
+    }
     p.orgs = load_orgs(tx, p.user_id);
     return std::pair{p, r[0][7].as<bool>()};
   });

@@ -4,6 +4,7 @@
 #include <pqxx/pqxx>
 
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -22,6 +23,7 @@ struct Principal {
   std::string token_id;
   std::string org_restriction;    // non-empty: this token may only act in this org
   std::string token_expires_at;   // RFC 3339; empty: the token never expires
+  std::int64_t token_expires_unix = 0;  // the same as seconds since 1970; 0: never
   std::vector<std::string> orgs;  // orgs the user belongs to
 };
 

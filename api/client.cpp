@@ -34,6 +34,40 @@ void set_client_program(const std::string& program) {
   program_name = program;
 }
 
+std::vector<std::string> parse_warning_header(const std::string& value) {
+  std::vector<std::string> out;
+  // A quoted string from `i` (at its opening quote): its text, and where it ends (npos: it does not).
+  const auto quoted = [&value](std::size_t i, std::string& text) {
+    for (std::size_t j = i + 1; j < value.size(); ++j) {
+      if (value[j] == '\\' && j + 1 < value.size()) text += value[++j];
+      else if (value[j] == '"') return j;
+      else text += value[j];
+    }
+    return std::string::npos;
+  };
+  std::size_t i = 0;
+  while (i < value.size()) {
+    const auto open = value.find('"', i);
+    if (open == std::string::npos) break;
+    std::string text;
+    auto end = quoted(open, text);
+    if (end == std::string::npos) break;
+    out.push_back(text);
+    // An optional date, itself quoted (and holding a comma), before the next warning's comma.
+    auto next = value.find_first_not_of(' ', end + 1);
+    if (next != std::string::npos && value[next] == '"') {
+      std::string date;
+      end = quoted(next, date);
+      if (end == std::string::npos) break;
+      next = end + 1;
+    }
+    const auto comma = next == std::string::npos ? std::string::npos : value.find(',', next);
+    if (comma == std::string::npos) break;
+    i = comma + 1;
+  }
+  return out;
+}
+
 // One connection to the API and what it needs to run on its own: its own io_context, since a request
 // runs its asynchronous steps in slices on the caller's thread (Beast's blocking calls have no
 // timeouts, and a blocking read from a peer that vanished without a reset would never return).
@@ -175,6 +209,8 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
       std::string name(f.name_string());
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       out.headers[name] = std::string(f.value());
+      if (name == "warning")
+        for (auto& w : parse_warning_header(std::string(f.value()))) out.warnings.push_back(std::move(w));
     }
     out.content_type = out.headers["content-type"];
     if (keep) {
@@ -183,6 +219,8 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
       beast::error_code ignore;
       conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
     }
+    if (warn_)
+      for (const auto& w : out.warnings) warn_(w);
     return out;
   }
 }

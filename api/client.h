@@ -18,6 +18,7 @@ struct ClientResponse {
   std::string content_type;
   std::string body;
   std::map<std::string, std::string> headers;  // lower-case names
+  std::vector<std::string> warnings;           // the texts of its Warning headers
 };
 
 struct IdleConnections;  // client.cpp
@@ -25,6 +26,10 @@ struct IdleConnections;  // client.cpp
 // The program named in every request's User-Agent ("platform-agent/0.1.0 (3f1c2a9b7d0e)"); each main
 // sets it once before its first request. "platform" when unset.
 void set_client_program(const std::string& program);
+
+// The texts of a Warning header's value: one or more `code agent "text" ["date"]`, separated by
+// commas (api/warnings.h writes them). What does not parse is left out.
+std::vector<std::string> parse_warning_header(const std::string& value);
 
 class Client {
  public:
@@ -59,9 +64,13 @@ class Client {
   // with PlatformError(interrupted) (the CLI passes its Ctrl-C flag, so a long poll ends at once).
   void set_interrupt(std::function<bool()> check) { interrupt_ = std::move(check); }
 
+  // Called with each warning an answer carries (its Warning headers), from the requesting thread.
+  void set_warning_sink(std::function<void(const std::string&)> sink) { warn_ = std::move(sink); }
+
  private:
   std::string base_url_, host_, port_, token_;
   std::function<bool()> interrupt_;
+  std::function<void(const std::string&)> warn_;
   std::shared_ptr<IdleConnections> idle_;
 };
 

@@ -14,6 +14,7 @@
 #include "api/metrics.h"
 #include "api/nudges.h"
 #include "api/routes.h"
+#include "api/warnings.h"
 #include "engine/db.h"
 #include "engine/error_details.h"
 #include "engine/ids.h"
@@ -73,7 +74,15 @@ struct Server::Impl {
                                       use_awaitable);
   }
 
+  // The route's answer, with the warnings for its caller (api/warnings.h) as Warning headers.
   awaitable<Response> dispatch(Request& req) {
+    std::vector<std::string> warnings;
+    auto resp = co_await dispatch_route(req, warnings);
+    for (const auto& w : warnings) resp.headers.emplace_back("Warning", warning_header(w));
+    co_return resp;
+  }
+
+  awaitable<Response> dispatch_route(Request& req, std::vector<std::string>& warnings) {
     bool path_matched = false;
     Params params;
     const Route* route = match(req.method, req.path, params, &path_matched);
@@ -90,6 +99,7 @@ struct Server::Impl {
     if (route->handler)
       co_return co_await blocking([&] {
         auto principal = auth.authenticate(req);
+        warnings = request_warnings(principal, req);
         return route->handler(ctx, req, principal, params);
       });
     // A long poll: prepared with the database, then served from the hub without one.
@@ -99,6 +109,7 @@ struct Server::Impl {
         plan = route->public_watch(ctx, req);
       } else {
         auto principal = auth.authenticate(req);
+        warnings = request_warnings(principal, req);
         plan = route->watch(ctx, req, principal, params);
       }
       return Response{};
@@ -150,7 +161,7 @@ struct Server::Impl {
     http::response<http::string_body> out{static_cast<http::status>(resp.status), version};
     out.set(http::field::server, "platformd");
     out.set(http::field::content_type, resp.content_type);
-    for (const auto& [k, v] : resp.headers) out.set(k, v);
+    for (const auto& [k, v] : resp.headers) out.insert(k, v);  // (insert: a header may come more than once)
     out.keep_alive(keep_alive);
     out.body() = resp.body;
     out.prepare_payload();

@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -16,6 +17,17 @@ Format Globals::format() const {
   if (output == "ndjson") return Format::ndjson;
   return Format::table;
 }
+
+namespace {
+// A warning the API sent (a token about to expire, a CLI of another release): printed once per run on
+// stderr, however many answers carry it (a follow asks again and again). stdout is left alone.
+void print_warning(const std::string& text) {
+  static std::mutex mu;
+  static std::set<std::string> said;
+  std::lock_guard lock(mu);
+  if (said.insert(text).second) std::cerr << "warning: " << text << "\n" << std::flush;
+}
+}  // namespace
 
 Session open_session(const Globals& g) {
   auto cfg = load_config();
@@ -44,6 +56,7 @@ api::Client Session::client() const {
   if (!client_) {
     client_.emplace(ctx.url, ctx.token);
     client_->set_interrupt(interrupted);  // Ctrl-C ends a request at once, long polls too (exit 130)
+    client_->set_warning_sink(print_warning);  // what the server says to act on soon: once, on stderr
   }
   return *client_;
 }

@@ -157,3 +157,32 @@ TEST(Tokens, AnOperatorRevokesAnyTokenFromTheDatabase) {
   }
   EXPECT_EQ(st, 401);
 }
+
+// Answers to a token in its last week carry a warning naming its expiry (RFC 7234 Warning header);
+// the client hands each one to its sink. A CLI of another release line is warned too; others are not.
+TEST(Tokens, ATokenInItsLastWeekAndACliOfAnotherReleaseAreWarned) {
+  Platform p;
+  auto [st, soon] = ask(p, p.token, "POST", "/v1/tokens", {{"description", "soon"}, {"ttl", "3d"}});
+  ASSERT_EQ(st, 201) << soon.dump();
+  auto client = p.client(soon["token"].get<std::string>());
+  std::vector<std::string> sunk;
+  client.set_warning_sink([&sunk](const std::string& w) { sunk.push_back(w); });
+  auto r = client.request("GET", "/v1/whoami");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_EQ(r.warnings.size(), 1u) << r.body;
+  EXPECT_EQ(r.warnings[0].rfind("token " + soon["id"].get<std::string>() + " expires in ", 0), 0u) << r.warnings[0];
+  EXPECT_NE(r.warnings[0].find(" days (at " + soon["expires_at"].get<std::string>() + "): make its successor"),
+            std::string::npos)
+      << r.warnings[0];
+  EXPECT_EQ(sunk, r.warnings);
+  // Every answer to that token carries it (the CLI prints it once a run).
+  EXPECT_EQ(client.request("GET", "/v1/orgs").warnings, r.warnings);
+
+  // A token without an expiry, from a CLI of this release: nothing. From a CLI of another release: one.
+  EXPECT_TRUE(p.client().request("GET", "/v1/whoami").warnings.empty());
+  auto other = p.client().request("GET", "/v1/whoami", "", {{"User-Agent", "platform-cli/99.0.0 (0123456789ab)"}});
+  ASSERT_EQ(other.warnings.size(), 1u);
+  EXPECT_EQ(other.warnings[0].rfind("this CLI is 99.0.0 and the server ", 0), 0u) << other.warnings[0];
+  // Errors carry none: the error says what to do.
+  EXPECT_TRUE(client.request("GET", "/v1/orgs/nope").warnings.empty());
+}

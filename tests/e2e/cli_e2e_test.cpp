@@ -172,6 +172,11 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
   EXPECT_EQ(ci_who["user"], "admin");
   EXPECT_EQ(ci_who["token_id"], ci_id);
   EXPECT_TRUE(ci_who["token_expires_at"].is_string()) << ci_who.dump();
+  // In its last week (it has an hour), every command warns once on stderr; stdout stays the answer.
+  const auto warned = run("{ " + as_ci + " org list 2>&1; }");
+  const auto warning = "warning: token " + ci_id + " expires in ";
+  EXPECT_NE(warned.out.find(warning), std::string::npos) << warned.out;
+  EXPECT_EQ(warned.out.find(warning), warned.out.rfind(warning)) << warned.out;
   EXPECT_FALSE(ci_who["org_restriction"].get<std::string>().empty());
   EXPECT_TRUE(one_json(cli("-o json whoami"))["token_expires_at"].is_null());
   EXPECT_EQ(run(as_ci + " -o json token create --description wider --all-orgs").exit, 6);  // not beyond its org
