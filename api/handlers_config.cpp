@@ -40,7 +40,7 @@ Response patch_config(Context& ctx, const Request& req, Principal& p, const Para
     check_var_name(it.key());
     if (it.value().get_ref<const std::string&>().size() > kMaxValueBytes)
       throw PlatformError(ErrorCode::invalid_request, "the value of " + it.key() + " is larger than 32 KiB",
-                          "Config is for small settings; put large data in your image or a volume.");
+                          "Config is for small settings; put large data in your image, or where your app fetches it from.");
   }
   for (const auto& k : unset) {
     check_var_name(k.get<std::string>());

@@ -75,6 +75,22 @@ Candidate make_candidate(Json image, std::string source, std::string file, const
                         fmt::format("{} declares app \"{}\" but the deploy targets app \"{}\"", file,
                                     parsed.manifest->app, t.app().name),
                         "Deploy from the app's own directory, or pass --app " + parsed.manifest->app + ".");
+  // The manifest format has volumes; hosts do not provide them yet. Deploying anyway would let the process
+  // write its data to the instance's own disk, gone when the instance is replaced: refuse, say so.
+  if (!parsed.manifest->volumes.empty()) {
+    std::string list;
+    for (const auto& v : parsed.manifest->volumes)
+      list += fmt::format("{}\"{}\" ({} MiB at {} for process {})", list.empty() ? "" : ", ", v.name, v.size_mib,
+                          v.mount, v.process);
+    throw PlatformError(ErrorCode::not_supported,
+                        fmt::format("{} declares volume{} {}, and this platform does not provide volumes yet: the "
+                                    "process would write to its instance's own disk, which is gone when the "
+                                    "instance is replaced",
+                                    file, parsed.manifest->volumes.size() == 1 ? "" : "s", list),
+                        "Remove [[volumes]] from " + file +
+                            " and keep the data outside the instances (a database or an object store reached over "
+                            "the network). Nothing was deployed.");
+  }
   Candidate c;
   c.image = std::move(image);
   c.manifest_source = std::move(source);

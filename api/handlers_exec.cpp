@@ -47,7 +47,7 @@ ExecAsk checked_exec(const Json& body) {
   if (body.contains("stdin")) {
     x.input = base64_decode(body["stdin"].get<std::string>());
     if (!x.input) bad("stdin must be base64", "e.g. \"stdin\": \"aGVsbG8K\"");
-    if (x.input->size() > kMaxInput) bad("stdin may hold at most 512 KiB", "Put larger input in a file of the image, or a volume.");
+    if (x.input->size() > kMaxInput) bad("stdin may hold at most 512 KiB", "Put larger input in a file of the image, or let the command fetch it.");
   }
   if (body.contains("timeout")) {
     auto d = parse_duration(body["timeout"].get<std::string>());

@@ -31,7 +31,7 @@ std::string read_input() {
     data.append(buf, static_cast<std::size_t>(std::cin.gcount()));
     if (data.size() > kMaxInput)
       throw PlatformError(ErrorCode::invalid_request, "--stdin takes at most 512 KiB",
-                          "Put larger input in a file of the image, or a volume.");
+                          "Put larger input in a file of the image, or let the command fetch it.");
   }
   return data;
 }
