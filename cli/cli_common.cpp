@@ -20,12 +20,17 @@ Format Globals::format() const {
 
 namespace {
 // A warning the API sent (a token about to expire, a CLI of another release): printed once per run on
-// stderr, however many answers carry it (a follow asks again and again). stdout is left alone.
+// stderr, however many answers carry it (a follow asks again and again, and the time left in "expires
+// in 88 minutes" moves as it does: texts that differ only in their numbers are one warning).
+// stdout is left alone.
 void print_warning(const std::string& text) {
   static std::mutex mu;
   static std::set<std::string> said;
+  std::string key = text;
+  for (auto& c : key)
+    if (c >= '0' && c <= '9') c = '#';
   std::lock_guard lock(mu);
-  if (said.insert(text).second) std::cerr << "warning: " << text << "\n" << std::flush;
+  if (said.insert(key).second) std::cerr << "warning: " << text << "\n" << std::flush;
 }
 }  // namespace
 
