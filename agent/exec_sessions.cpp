@@ -168,12 +168,16 @@ void run_session(const api::Client& client, Runtime* runtime, const Json& s, con
   if (const auto why = session->start_failure(); !why.empty())
     post({{"data", base64_encode(why + (s.value("tty", false) ? "\r\n" : "\n"))}});
   Json end = {{"ended", true}};
+  bool killed_here = false;  // ended by us (the client ended it, the agent stops): its status is ours, not its own
   {
     std::lock_guard lock(mu);
     if (stopping()) end["error"] = "the agent on this host stopped";
     else if (!closed_why.empty()) end["error"] = closed_why;
+    killed_here = end.contains("error");
   }
-  if (code && *code >= 0) end["exit_code"] = *code;
+  // A command killed on the client's behalf says so alone: whether its status reads 137 or none depends
+  // on which of runc's processes the kill reached first, and neither is what the command did.
+  if (code && *code >= 0 && !killed_here) end["exit_code"] = *code;
   else if (!end.contains("error")) end["error"] = "killed";
   post(end);
   input.join();
