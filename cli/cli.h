@@ -52,6 +52,14 @@ struct Session {
 
 Session open_session(const Globals& g);
 
+// Where the URL and token the CLI uses come from: "context dev", "context dev, token from PLATFORM_TOKEN",
+// "PLATFORM_URL and PLATFORM_TOKEN".
+std::string settings_source(const Session& s);
+
+// What `platform version` and `platform doctor` warn about in the server's GET /v1/version answer: a
+// CLI of another release line, a server older than its database's schema, a schema not yet migrated.
+std::vector<std::string> version_warnings(const Json& server);
+
 // Output helpers. Tables go to stdout; progress and notes to stderr (silenced by --quiet).
 void print_json(const Json& j);
 void print_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows);
@@ -129,6 +137,7 @@ void add_describe_command(CLI::App& app, Globals& g);
 void add_exec_command(CLI::App& app, Globals& g);
 void add_token_commands(CLI::App& app, Globals& g);
 void add_version_command(CLI::App& app, Globals& g);
+void add_doctor_command(CLI::App& app, Globals& g);
 
 // The IPv4 add-on's price, accepted: states it (stderr) and asks on a terminal, or takes `yes`; otherwise
 // a precondition error (exit 6) naming the price and --yes. nullopt when the env already holds one.

@@ -57,6 +57,18 @@ Session open_session(const Globals& g) {
   return s;
 }
 
+std::string settings_source(const Session& s) {
+  const auto env = [](const char* name) { const char* v = std::getenv(name); return v && *v; };
+  std::vector<std::string> from_env;
+  if (env("PLATFORM_URL")) from_env.push_back("PLATFORM_URL");
+  if (env("PLATFORM_TOKEN")) from_env.push_back("PLATFORM_TOKEN");
+  if (s.context_name.empty()) return from_env.size() == 2 ? "PLATFORM_URL and PLATFORM_TOKEN" : "no context";
+  std::string out = "context " + s.context_name;
+  if (from_env.size() == 2) out += ", URL and token from PLATFORM_URL and PLATFORM_TOKEN";
+  else if (from_env.size() == 1) out += ", " + std::string(from_env[0] == "PLATFORM_URL" ? "URL" : "token") + " from " + from_env[0];
+  return out;
+}
+
 api::Client Session::client() const {
   if (!client_) {
     client_.emplace(ctx.url, ctx.token);

@@ -8,22 +8,6 @@
 
 namespace platform::cli {
 
-namespace {
-// Where the URL and token the CLI uses come from: "context dev", "context dev, token from PLATFORM_TOKEN",
-// "PLATFORM_URL and PLATFORM_TOKEN".
-std::string settings_source(const Session& s) {
-  const auto env = [](const char* name) { const char* v = std::getenv(name); return v && *v; };
-  std::vector<std::string> from_env;
-  if (env("PLATFORM_URL")) from_env.push_back("PLATFORM_URL");
-  if (env("PLATFORM_TOKEN")) from_env.push_back("PLATFORM_TOKEN");
-  if (s.context_name.empty()) return from_env.size() == 2 ? "PLATFORM_URL and PLATFORM_TOKEN" : "no context";
-  std::string out = "context " + s.context_name;
-  if (from_env.size() == 2) out += ", URL and token from PLATFORM_URL and PLATFORM_TOKEN";
-  else if (from_env.size() == 1) out += ", " + std::string(from_env[0] == "PLATFORM_URL" ? "URL" : "token") + " from " + from_env[0];
-  return out;
-}
-}  // namespace
-
 void add_context_commands(CLI::App& app, Globals& g) {
   struct LoginArgs {
     std::string token, url = "http://127.0.0.1:7070", name = "default";

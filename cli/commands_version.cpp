@@ -15,8 +15,8 @@ std::string names_of(const Json& list) {
   return out;
 }
 
-// What an operator should know about the answer: a client of another release line than the server, a
-// server older than its database's schema, a schema not yet migrated. Empty when all agree.
+}  // namespace
+
 std::vector<std::string> version_warnings(const Json& server) {
   std::vector<std::string> out;
   if (!server["version"].is_string())
@@ -38,7 +38,6 @@ std::vector<std::string> version_warnings(const Json& server) {
   }
   return out;
 }
-}  // namespace
 
 void add_version_command(CLI::App& app, Globals& g) {
   auto client_only = std::make_shared<bool>(false);

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   cli::add_exec_command(app, g);
   cli::add_token_commands(app, g);
   cli::add_version_command(app, g);
+  cli::add_doctor_command(app, g);
 
   auto report = [&](const Error& e, const std::string& request_id, const Json& details = Json()) {
     if (g.format() != cli::Format::table) {

@@ -118,6 +118,30 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
       << platformd_version.out;
   EXPECT_NE(platformd_version.out.find("(up to date)"), std::string::npos) << platformd_version.out;
 
+  // doctor: every check, ok or skipped here (exit 0); an env with nothing deployed is a warning; an API
+  // that does not answer fails the run (exit 1), and the checks after it are not made.
+  const auto healthy = cli("-o json doctor");
+  EXPECT_EQ(healthy.exit, 0) << healthy.out;
+  const auto checkup = one_json(healthy);
+  EXPECT_EQ(checkup["ok"], true);
+  std::vector<std::string> names;
+  for (const auto& c : checkup["checks"]) {
+    names.push_back(c["name"]);
+    EXPECT_TRUE(c["result"] == "ok" || (c["name"] == "env" && c["result"] == "skip")) << c.dump();
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"settings", "api", "version", "token", "hosts", "env"}));
+  const auto undeployed = one_json(cli("-o json doctor --org dev --project shop --app api --env prod"));
+  EXPECT_EQ(undeployed["checks"].back()["result"], "warn") << undeployed.dump();
+  EXPECT_NE(undeployed["checks"].back()["hint"].get<std::string>().find("platform deploy --image REF"), std::string::npos);
+  const auto unreachable = run("PLATFORM_URL=http://127.0.0.1:1 " + std::string(PLATFORM_BIN) + " -o json doctor");
+  EXPECT_EQ(unreachable.exit, 1);
+  const auto down = one_json(unreachable);
+  EXPECT_EQ(down["ok"], false);
+  ASSERT_EQ(down["checks"].size(), 2u) << down.dump();
+  EXPECT_EQ(down["checks"][1]["name"], "api");
+  EXPECT_EQ(down["checks"][1]["result"], "fail");
+  EXPECT_FALSE(down["checks"][1]["hint"].get<std::string>().empty());
+
   // wait: an operation, a resource by ID, and one that appears later.
   EXPECT_EQ(cli("wait " + op).exit, 0);
   EXPECT_EQ(cli("wait " + env_id).exit, 0);
