@@ -46,6 +46,7 @@ Answer ask(const api::Client& client, const std::string& target) {
       a.hint = a.body.value("hint", "");
     }
   } catch (const PlatformError& e) {
+    if (e.error().code == ErrorCode::interrupted) throw;  // Ctrl-C ends the doctor, not just one check
     a.error = e.error().message;
   }
   return a;
@@ -80,16 +81,15 @@ Check check_version(const api::Client& client) {
   return {"version", "ok", detail, ""};
 }
 
-Check check_token(const api::Client& client, std::string* user) {
+Check check_token(const api::Client& client) {
   auto w = ask(client, "/v1/whoami");
   if (w.status == 401)
     return {"token", "fail", w.error,
             "Log in with a working token: `platform login --url URL --token -` (docs/tokens.md)."};
   if (w.status != 200) return {"token", "fail", "GET /v1/whoami: " + w.error, ""};
-  *user = w.body.value("user", "");
   const auto& expires = w.body["token_expires_at"];
   const auto restricted = w.body.value("org_restriction", "");
-  const auto detail = "user " + *user + ", token " + w.body.value("token_id", "") + " (" +
+  const auto detail = "user " + w.body.value("user", "") + ", token " + w.body.value("token_id", "") + " (" +
                       (restricted.empty() ? "every org" : "one org") + ", " +
                       (expires.is_string() ? "expires " + expires.get<std::string>() : std::string("never expires")) + ")";
   // The server warns about a token in its last week; that warning is the doctor's finding too.
@@ -172,8 +172,7 @@ void add_doctor_command(CLI::App& app, Globals& g) {
       checks.push_back(check_api(*session, client, &reachable));
       if (reachable) {
         checks.push_back(check_version(client));
-        std::string user;
-        checks.push_back(check_token(client, &user));
+        checks.push_back(check_token(client));
         if (checks.back().result != "fail") {
           checks.push_back(check_hosts(client));
           checks.push_back(check_env(*session, client));
