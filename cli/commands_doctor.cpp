@@ -1,6 +1,6 @@
 // platform doctor: is the CLI set up, and is the platform it talks to well? One line a check, each
 // with what to do when it is not: the settings, the API and its database, the builds, the token, the
-// hosts (operators) and the env in the context. Exit 0 when nothing failed (warnings included), 1
+// hosts (operators), the edges serving the org's exposure, and the env in the context. Exit 0 when nothing failed (warnings included), 1
 // when something did.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -125,6 +125,29 @@ Check check_hosts(const api::Client& client) {
   return {"hosts", "ok", detail, ""};
 }
 
+// What the org exposes and whether each host's edge serves it (the rows of `platform exposure`).
+Check check_edges(const Session& s, const api::Client& client) {
+  if (s.ctx.org.empty()) return {"edges", "skip", "no org selected (--org or the context's)", ""};
+  auto x = ask(client, "/v1/orgs/" + api::url_encode(s.ctx.org) + "/exposure");
+  if (x.status != 200) return {"edges", "fail", "org " + s.ctx.org + ": " + x.error, x.hint};
+  const auto exposed = x.body.value("exposed", Json::array()).size();
+  const auto edges = x.body.value("edges", Json::array());
+  const auto listed = std::to_string(exposed) + " address" + (exposed == 1 ? "" : "es") + " and port" +
+                      (exposed == 1 ? "" : "s") + " exposed";
+  if (edges.empty())
+    return exposed == 0 ? Check{"edges", "ok", "org " + s.ctx.org + " exposes nothing yet", ""}
+                        : Check{"edges", "fail", listed + ", and no platform-edge has asked for its config",
+                                "Run platform-edge on each host that runs instances (docs/network.md#the-edges-config)."};
+  std::vector<std::string> off;
+  for (const auto& e : edges)
+    if (e.value("state", "") != "current") off.push_back(e.value("host", "") + " " + e.value("state", ""));
+  const auto detail = listed + "; " + std::to_string(edges.size() - off.size()) + " of " +
+                      std::to_string(edges.size()) + " edges serve the present config" +
+                      (off.empty() ? std::string() : " (" + join(off, ", ") + ")");
+  if (!off.empty()) return {"edges", "warn", detail, "`platform exposure` says why, under its table."};
+  return {"edges", "ok", detail, ""};
+}
+
 Check check_env(const Session& s, const api::Client& client) {
   if (s.ctx.org.empty() || s.ctx.project.empty() || s.ctx.app.empty() || s.ctx.env.empty())
     return {"env", "skip", "no env selected (--project, --app, --env or the context's)", ""};
@@ -148,7 +171,7 @@ Check check_env(const Session& s, const api::Client& client) {
 
 void add_doctor_command(CLI::App& app, Globals& g) {
   auto* doctor = app.add_subcommand(
-      "doctor", "Check the CLI's settings and the platform it talks to: API, database, builds, token, hosts, env");
+      "doctor", "Check the CLI's settings and the platform it talks to: API, database, builds, token, hosts, edges, env");
   doctor->footer(
       "\nEach check is ok, warn, fail or skip, with what to do. Exit 0 when none failed, 1 when one did.\n"
       "\nExamples:\n"
@@ -175,6 +198,7 @@ void add_doctor_command(CLI::App& app, Globals& g) {
         checks.push_back(check_token(client));
         if (checks.back().result != "fail") {
           checks.push_back(check_hosts(client));
+          checks.push_back(check_edges(*session, client));
           checks.push_back(check_env(*session, client));
         }
       }

@@ -129,7 +129,7 @@ TEST(EndToEnd, CliAgainstPlatformdDev) {
     names.push_back(c["name"]);
     EXPECT_TRUE(c["result"] == "ok" || (c["name"] == "env" && c["result"] == "skip")) << c.dump();
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"settings", "api", "version", "token", "hosts", "env"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"settings", "api", "version", "token", "hosts", "edges", "env"}));
   const auto undeployed = one_json(cli("-o json doctor --org dev --project shop --app api --env prod"));
   EXPECT_EQ(undeployed["checks"].back()["result"], "warn") << undeployed.dump();
   EXPECT_NE(undeployed["checks"].back()["hint"].get<std::string>().find("platform deploy --image REF"), std::string::npos);
@@ -713,6 +713,11 @@ TEST(EndToEnd, TheQuickStartDeploysTheSampleAppOnce) {
   EXPECT_EQ(runtime["addresses"].size(), 1u) << envs.dump();
   EXPECT_NE(cli("env list --project sample --app echo").out.find("2 (2 serving)"), std::string::npos);
   EXPECT_EQ(one_json(cli("-o json env describe dev --project sample --app echo"))["runtime"], runtime);  // describe too
+
+  // doctor, once the sample runs and its edge serves it (deploy-sample waits for both): every check ok.
+  const auto doctor = one_json(cli("-o json doctor --project sample --app echo --env dev"));
+  EXPECT_EQ(doctor["ok"], true) << doctor.dump();
+  for (const auto& c : doctor["checks"]) EXPECT_EQ(c["result"], "ok") << c.dump();
 
   // `platform describe` takes KIND/NAME or an ID alone, and prints what the noun's describe prints.
   const std::string at = " --project sample --app echo --env dev";
