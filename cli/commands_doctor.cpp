@@ -1,7 +1,7 @@
 // platform doctor: is the CLI set up, and is the platform it talks to well? One line a check, each
 // with what to do when it is not: the settings, the API and its database, the builds, the token, the
-// hosts (operators), the edges serving the org's exposure, and the env in the context. Exit 0 when nothing failed (warnings included), 1
-// when something did.
+// hosts (operators), the edges serving the org's exposure, and the env in the context. Exit 0 when
+// nothing failed (warnings included), 1 when something did.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
@@ -24,7 +24,7 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
 
 // The API's answer, or the error it gave: a doctor keeps going where a command would stop.
 struct Answer {
-  int status = 0;  // 0: no answer (unreachable, timed out)
+  int status = 0;  // 0: no usable answer (unreachable, timed out, not a JSON object)
   Json body;
   std::string error, hint;
   std::vector<std::string> warnings;
@@ -39,9 +39,12 @@ Answer ask(const api::Client& client, const std::string& target) {
     try {
       a.body = Json::parse(r.body);
     } catch (const std::exception&) {
-      a.error = "the answer is not JSON";
     }
-    if (r.status >= 400 && a.body.is_object()) {
+    if (!a.body.is_object()) {  // something else listens there, or a proxy answered
+      a.status = 0;
+      a.body = Json::object();
+      a.error = "GET " + target + " answered HTTP " + std::to_string(r.status) + " with something other than a JSON object";
+    } else if (r.status >= 400) {
       a.error = a.body.value("message", "HTTP " + std::to_string(r.status));
       a.hint = a.body.value("hint", "");
     }
@@ -56,7 +59,7 @@ Check check_api(const Session& s, const api::Client& client, bool* reachable) {
   auto h = ask(client, "/healthz");
   *reachable = h.status != 0;
   if (h.status == 0)
-    return {"api", "fail", s.ctx.url + " does not answer: " + h.error,
+    return {"api", "fail", h.error,
             "Is platformd running there? `platformd dev` starts one; `platform context show` says which URL is used."};
   std::vector<std::string> parts;
   const auto checks = h.body.value("checks", Json::object());  // named: items() of a temporary dangles
